@@ -1,0 +1,37 @@
+"""The single source of truth for models, quantizations, instances, prices and TGI images.
+
+Pure Python with no CDK or SDK import: the stacks, the benchmark and the Lambda functions all read it.
+"""
+
+from catalog.errors import ConfigError, Issue
+from catalog.fit import MemoryPlan, bandwidth_bound_ms_per_token
+from catalog.instances import INSTANCES, GpuSpec, InstanceSpec, get_instance
+from catalog.models import MODELS, QUANTIZATIONS, ModelSpec, Quantization, get_model, get_quantization
+from catalog.prices import DEFAULT_REGION, PRICES, Price, get_price
+from catalog.tgi_images import TgiImage, get_image, known_versions, latest_version, resolve_version
+
+__all__ = [
+    "DEFAULT_REGION",
+    "INSTANCES",
+    "MODELS",
+    "PRICES",
+    "QUANTIZATIONS",
+    "ConfigError",
+    "GpuSpec",
+    "InstanceSpec",
+    "Issue",
+    "MemoryPlan",
+    "ModelSpec",
+    "Price",
+    "Quantization",
+    "TgiImage",
+    "bandwidth_bound_ms_per_token",
+    "get_image",
+    "get_instance",
+    "get_model",
+    "get_price",
+    "get_quantization",
+    "known_versions",
+    "latest_version",
+    "resolve_version",
+]

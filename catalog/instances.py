@@ -1,0 +1,64 @@
+"""SageMaker GPU instances in scope: GPUs, their memory and bandwidth, local NVMe.
+
+Sources: AWS instance type pages for G5 and P4d, NVIDIA A10G and A100 data sheets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from catalog.errors import unknown
+from catalog.models import GB
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    memory_bytes: float
+    bandwidth_bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    name: str
+    gpu: GpuSpec
+    gpu_count: int
+    vcpus: int
+    memory_gib: int
+    local_nvme_gb: int  # 0 when the instance has no instance store
+
+    @property
+    def has_local_nvme(self) -> bool:
+        """SageMaker rejects VolumeSizeInGB and an endpoint-config KmsKeyId on these instances."""
+        return self.local_nvme_gb > 0
+
+    @property
+    def total_gpu_memory_bytes(self) -> float:
+        return self.gpu.memory_bytes * self.gpu_count
+
+
+A10G = GpuSpec("NVIDIA A10G", 24 * GB, 600 * GB)
+A100_40GB = GpuSpec("NVIDIA A100 40GB", 40 * GB, 1555 * GB)
+
+INSTANCES: MappingProxyType[str, InstanceSpec] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            InstanceSpec("ml.g5.2xlarge", A10G, 1, 8, 32, 450),
+            InstanceSpec("ml.g5.4xlarge", A10G, 1, 16, 64, 600),
+            InstanceSpec("ml.g5.12xlarge", A10G, 4, 48, 192, 3800),
+            InstanceSpec("ml.g5.48xlarge", A10G, 8, 192, 768, 7600),
+            InstanceSpec("ml.p4d.24xlarge", A100_40GB, 8, 96, 1152, 8000),
+        )
+    }
+)
+
+
+def get_instance(name: str, *, field: str = "instance_type") -> InstanceSpec:
+    key = str(name).strip()
+    if not key.startswith("ml.") and f"ml.{key}" in INSTANCES:
+        key = f"ml.{key}"  # the seed's tables write "g5.2xlarge"
+    if key not in INSTANCES:
+        raise unknown(field, name, INSTANCES)
+    return INSTANCES[key]
