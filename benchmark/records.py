@@ -8,11 +8,11 @@ never from re-tokenizing the text.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     HTTP_4XX = "http_4xx"
     HTTP_5XX = "http_5xx"
     THROTTLED = "throttled"  # HTTP 429 or SageMaker ThrottlingException
@@ -53,7 +53,7 @@ class RequestRecord:
     @property
     def inter_token_gaps_s(self) -> list[float]:
         """Gaps between consecutive tokens after the first: decode speed without prefill and queueing."""
-        return [b - a for a, b in zip(self.token_times, self.token_times[1:])]
+        return [b - a for a, b in zip(self.token_times, self.token_times[1:], strict=False)]
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -56,7 +56,8 @@ class MemoryPlan:
     def explain(self) -> str:
         return (
             f"{self.model.display_name} {self.quantization.name} needs {self.weight_bytes / GB:.1f} GB of weights "
-            f"({self.weight_bytes_per_gpu / GB:.1f} GB per GPU over {self.instance.gpu_count} x {self.instance.gpu.name}) "
+            f"({self.weight_bytes_per_gpu / GB:.1f} GB per GPU over "
+            f"{self.instance.gpu_count} x {self.instance.gpu.name}) "
             f"plus {self.kv_bytes_per_gpu_one_sequence / GB:.1f} GB KV cache for one {self.max_total_tokens}-token "
             f"sequence, but each GPU has {self.usable_bytes_per_gpu / GB:.1f} GB usable"
         )

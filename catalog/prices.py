@@ -35,9 +35,7 @@ _PRICES: tuple[Price, ...] = (
     Price("ml.p4d.24xlarge", "us-west-2", 37.688, "2023-09", _SEED),
 )
 
-PRICES: MappingProxyType[tuple[str, str], Price] = MappingProxyType(
-    {(p.instance_type, p.region): p for p in _PRICES}
-)
+PRICES: MappingProxyType[tuple[str, str], Price] = MappingProxyType({(p.instance_type, p.region): p for p in _PRICES})
 
 DEFAULT_REGION = "us-east-1"
 

@@ -67,7 +67,7 @@ def resolve_version(version: str, *, field: str = "tgi_version") -> str:
     """Full version for a version or alias (``3.3`` -> ``3.3.6``)."""
     table = _table()
     key = str(version).strip()
-    key = table["aliases"].get(key, key)
+    key = str(table["aliases"].get(key, key))
     if key not in table["versions"]:
         raise ConfigError([Issue(field, version, f"must be one of {', '.join(known_versions())} or an alias of them")])
     return key

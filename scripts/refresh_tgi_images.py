@@ -17,7 +17,9 @@ import glob
 import json
 import sys
 import zipfile
+from importlib.metadata import distribution
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -25,15 +27,13 @@ sys.path.insert(0, str(ROOT))
 from catalog.tgi_images import SDK_JSON_MEMBER, VENDORED_PATH, vendor_table  # noqa: E402
 
 
-def _read_installed() -> tuple[dict, str]:
-    from importlib.metadata import distribution
-
+def _read_installed() -> tuple[dict[str, Any], str]:
     dist = distribution("sagemaker-core")
     path = Path(str(dist.locate_file(SDK_JSON_MEMBER)))
     return json.loads(path.read_text()), f"sagemaker-core {dist.version} {SDK_JSON_MEMBER}"
 
 
-def _read_wheel(pattern: str) -> tuple[dict, str]:
+def _read_wheel(pattern: str) -> tuple[dict[str, Any], str]:
     matches = sorted(glob.glob(pattern))
     if not matches:
         raise SystemExit(f"no wheel matches {pattern!r}")
