@@ -37,6 +37,8 @@ class RequestRecord:
     error: ErrorKind | None = None
     error_detail: str = ""
     warmup: bool = False
+    request_id: str | None = None  # the server's id (x-amzn-RequestId, x-request-id): joins server-side logs
+    prompt_id: str | None = None
 
     @property
     def ok(self) -> bool:

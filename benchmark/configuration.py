@@ -1,0 +1,172 @@
+"""The identity of one benchmarked deployment, validated through the catalog.
+
+A result is only worth comparing or resuming if we know exactly what produced it, so every name is
+resolved to its canonical catalog form (``g5.2xlarge`` -> ``ml.g5.2xlarge``, ``None`` -> ``fp16``,
+``3.3`` -> ``3.3.6``) and the whole identity is folded into a stable :attr:`BenchmarkConfiguration.key`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog import (
+    DEFAULT_REGION,
+    InstanceSpec,
+    MemoryPlan,
+    ModelSpec,
+    Quantization,
+    get_instance,
+    get_model,
+    get_quantization,
+    resolve_version,
+)
+from catalog.errors import ConfigError, Issue
+
+DEFAULT_TGI_VERSION = "3.3.6"
+# The 2023 benchmark ran with MAX_TOTAL_TOKENS 2048; used for the memory-fit check when settings do not say.
+DEFAULT_MAX_TOTAL_TOKENS = 2048
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_LABEL = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
+_SETTING_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkConfiguration:
+    """Model size, quantization, instance, TGI version and region, plus an optional label and TGI settings.
+
+    ``settings`` holds extra container settings that change performance (e.g. ``MAX_BATCH_TOTAL_TOKENS``);
+    they are part of the key, so two runs that differ only there are never confused.
+    """
+
+    model: str
+    instance_type: str
+    quantization: str = "fp16"
+    tgi_version: str = DEFAULT_TGI_VERSION
+    region: str = DEFAULT_REGION
+    label: str = ""
+    settings: tuple[tuple[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        issues: list[Issue] = []
+        resolved: dict[str, Any] = {}
+
+        def lookup(name: str, canonical: Any, value: Any) -> None:
+            try:
+                resolved[name] = canonical(value, field=name)
+            except ConfigError as err:
+                issues.extend(err.issues)
+
+        lookup("model", lambda v, field: get_model(v, field=field).size, self.model)
+        lookup("quantization", lambda v, field: get_quantization(v, field=field).name, self.quantization)
+        lookup("instance_type", lambda v, field: get_instance(v, field=field).name, self.instance_type)
+        lookup("tgi_version", resolve_version, self.tgi_version)
+        if not _REGION.match(str(self.region)):
+            issues.append(Issue("region", self.region, "must be an AWS region name such as us-east-1"))
+        if not _LABEL.match(str(self.label)):
+            issues.append(Issue("label", self.label, "must be at most 64 letters, digits, '.', '_' or '-'"))
+        settings = tuple(sorted((str(k), str(v)) for k, v in self.settings))
+        for name, _ in settings:
+            if not _SETTING_NAME.match(name):
+                issues.append(Issue("settings", name, "names must be letters, digits or '_' (e.g. MAX_TOTAL_TOKENS)"))
+        if len({name for name, _ in settings}) != len(settings):
+            issues.append(Issue("settings", dict(settings), "each setting may appear only once"))
+        if "model" in resolved and "quantization" in resolved:
+            model = get_model(resolved["model"])
+            if resolved["quantization"] not in model.hub_ids:
+                issues.append(
+                    Issue(
+                        "quantization",
+                        self.quantization,
+                        f"{model.display_name} is available as {', '.join(model.hub_ids)}",
+                    )
+                )
+        if issues:
+            raise ConfigError(issues, context="benchmark configuration")
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "settings", settings)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkConfiguration:
+        """Build from JSON (a results record, a matrix file); unknown keys are refused, not ignored."""
+        allowed = {"model", "instance_type", "quantization", "tgi_version", "region", "label", "settings"}
+        extra = sorted(set(data) - allowed)
+        if extra:
+            raise ConfigError(
+                [Issue(extra[0], data[extra[0]], f"is not a field; allowed: {', '.join(sorted(allowed))}")]
+            )
+        missing = [name for name in ("model", "instance_type") if name not in data]
+        if missing:
+            raise ConfigError([Issue(missing[0], None, "is required")], context="benchmark configuration")
+        kwargs = dict(data)
+        raw_settings = kwargs.pop("settings", None) or {}
+        if not isinstance(raw_settings, Mapping):
+            raise ConfigError([Issue("settings", raw_settings, "must be a mapping of name to value")])
+        return cls(settings=tuple((str(k), str(v)) for k, v in raw_settings.items()), **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "quantization": self.quantization,
+            "instance_type": self.instance_type,
+            "tgi_version": self.tgi_version,
+            "region": self.region,
+            "label": self.label,
+            "settings": dict(self.settings),
+        }
+
+    @property
+    def key(self) -> str:
+        """Stable identity for resume and de-duplication: changes only if the deployment changes."""
+        parts = [self.model, self.quantization, self.instance_type, f"tgi-{self.tgi_version}", self.region]
+        if self.label:
+            parts.append(self.label)
+        if self.settings:
+            parts.append(",".join(f"{k}={v}" for k, v in self.settings))
+        return "/".join(parts)
+
+    @property
+    def display_name(self) -> str:
+        text = f"{self.model_spec.display_name} {self.quantization_spec.display_name} {self.instance_type}"
+        return f"{text} [{self.label}]" if self.label else text
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return get_model(self.model)
+
+    @property
+    def quantization_spec(self) -> Quantization:
+        return get_quantization(self.quantization)
+
+    @property
+    def instance(self) -> InstanceSpec:
+        return get_instance(self.instance_type)
+
+    @property
+    def max_total_tokens(self) -> int:
+        value = dict(self.settings).get("MAX_TOTAL_TOKENS")
+        return int(value) if value and value.isdigit() else DEFAULT_MAX_TOTAL_TOKENS
+
+    @property
+    def memory_plan(self) -> MemoryPlan:
+        return MemoryPlan(self.model_spec, self.quantization_spec, self.instance, self.max_total_tokens)
+
+    def check_deployable(self) -> None:
+        """Refuse a configuration whose weights cannot fit or shard: no point starting an endpoint for it."""
+        plan = self.memory_plan
+        issues = []
+        if not plan.fits:
+            issues.append(Issue("instance_type", self.instance_type, f"too small: {plan.explain()}"))
+        if not plan.shards_evenly:
+            issues.append(
+                Issue(
+                    "instance_type",
+                    self.instance_type,
+                    f"{plan.instance.gpu_count} GPUs do not divide {self.model_spec.display_name}'s attention heads",
+                )
+            )
+        if issues:
+            raise ConfigError(issues, context=f"benchmark configuration {self.key}")

@@ -1,0 +1,109 @@
+"""What one million generated tokens cost on one instance at the tested concurrency.
+
+minutes = 1e6 / tokens_per_s / 60 and $ = 1e6 / tokens_per_s / 3600 x $/h: the 2023 benchmark's
+definition (one instance, output tokens only). The price's date and source travel with the result,
+because prices change and a cost figure without them cannot be checked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from catalog import Price, get_instance, get_price
+from catalog.errors import ConfigError, Issue
+
+TOKENS = 1_000_000
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    instance_type: str
+    region: str
+    usd_per_hour: float
+    price_as_of: str
+    price_source: str
+    tokens_per_s: float | None
+    minutes_per_1m_tokens: float | None  # None when nothing was generated
+    usd_per_1m_tokens: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "instance_type": self.instance_type,
+            "region": self.region,
+            "usd_per_hour": self.usd_per_hour,
+            "price_as_of": self.price_as_of,
+            "price_source": self.price_source,
+            "tokens_per_s": self.tokens_per_s,
+            "minutes_per_1m_tokens": self.minutes_per_1m_tokens,
+            "usd_per_1m_tokens": self.usd_per_1m_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CostEstimate:
+        def opt(name: str) -> float | None:
+            value = data.get(name)
+            return None if value is None else float(value)
+
+        return cls(
+            instance_type=str(data["instance_type"]),
+            region=str(data["region"]),
+            usd_per_hour=float(data["usd_per_hour"]),
+            price_as_of=str(data.get("price_as_of", "")),
+            price_source=str(data.get("price_source", "")),
+            tokens_per_s=opt("tokens_per_s"),
+            minutes_per_1m_tokens=opt("minutes_per_1m_tokens"),
+            usd_per_1m_tokens=opt("usd_per_1m_tokens"),
+        )
+
+
+def minutes_per_million(tokens_per_s: float) -> float:
+    return TOKENS / tokens_per_s / 60.0
+
+
+def usd_per_million(tokens_per_s: float, usd_per_hour: float) -> float:
+    return TOKENS / tokens_per_s / 3600.0 * usd_per_hour
+
+
+def estimate(tokens_per_s: float | None, price: Price) -> CostEstimate:
+    """Cost of 1M output tokens at this throughput; no figures (None) when throughput is zero or unknown."""
+    return CostEstimate(
+        instance_type=price.instance_type,
+        region=price.region,
+        usd_per_hour=price.usd_per_hour,
+        price_as_of=price.as_of,
+        price_source=price.source,
+        tokens_per_s=tokens_per_s,
+        minutes_per_1m_tokens=minutes_per_million(tokens_per_s) if tokens_per_s and tokens_per_s > 0 else None,
+        usd_per_1m_tokens=usd_per_million(tokens_per_s, price.usd_per_hour)
+        if tokens_per_s and tokens_per_s > 0
+        else None,
+    )
+
+
+def price_for(instance_type: str, region: str, overrides: Mapping[str, float] | None = None) -> Price:
+    """Catalog price, unless the user overrides this instance (keyed by canonical or short instance name)."""
+    name = get_instance(instance_type).name
+    for key, usd in (overrides or {}).items():
+        if get_instance(key, field="price_override").name == name:
+            return get_price(name, region, override_usd_per_hour=usd)
+    return get_price(name, region)
+
+
+def parse_price_overrides(items: list[str]) -> dict[str, float]:
+    """``instance=usd`` strings from the command line, validated: unknown instance or bad price is refused."""
+    overrides: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError([Issue("price_override", item, "must look like instance=usd, e.g. ml.g5.2xlarge=1.515")])
+        try:
+            usd = float(value)
+        except ValueError:
+            raise ConfigError([Issue("price_override", item, "the price must be a number of USD per hour")]) from None
+        if not (math.isfinite(usd) and usd > 0):
+            raise ConfigError([Issue("price_override", item, "the price must be a positive number of USD per hour")])
+        overrides[get_instance(name.strip(), field="price_override").name] = usd
+    return overrides

@@ -1,0 +1,250 @@
+"""Results measured by other tools (CSV or JSON lines), brought in so they can be priced and compared.
+
+Schema (also in ``benchmark/README.md``); one row per (configuration, concurrency):
+
+required: model, quantization, instance, concurrency, ms_per_token_median, tokens_per_s
+optional: region, tgi_version, label, usd_per_hour, ms_per_token_p90, ttft_ms_median, e2e_ms_median,
+          error_rate, requests, max_new_tokens, source
+
+Every value is checked; the first bad one raises :class:`~benchmark.results.ResultsFileError` naming the
+file, the line and the field. Known faults in a source can be mapped explicitly with ``corrections``
+(instance name -> (replacement, reason)); each use leaves a visible note on the row, never a silent fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from benchmark.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
+from benchmark.cost import estimate, price_for
+from benchmark.headroom import headroom
+from benchmark.metrics import LevelMetrics
+from benchmark.percentiles import Distribution
+from benchmark.results import LevelResult, ResultsFileError, tool_version, utc_now
+from catalog import DEFAULT_REGION, Price
+from catalog.errors import ConfigError
+
+REQUIRED = ("model", "quantization", "instance", "concurrency", "ms_per_token_median", "tokens_per_s")
+OPTIONAL = (
+    "region",
+    "tgi_version",
+    "label",
+    "usd_per_hour",
+    "ms_per_token_p90",
+    "ttft_ms_median",
+    "e2e_ms_median",
+    "error_rate",
+    "requests",
+    "max_new_tokens",
+    "source",
+)
+Corrections = Mapping[str, tuple[str, str]]  # instance as written -> (instance to use, why)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    location = str(path)
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [name for name in REQUIRED if name not in (reader.fieldnames or [])]
+            if missing:
+                raise ResultsFileError(location, 1, missing[0], None, f"column is required; header needs {REQUIRED}")
+            for row in reader:
+                if None in row:
+                    raise ResultsFileError(
+                        location, reader.line_num, "row", row[None], "has more cells than the header"
+                    )
+                yield reader.line_num, row
+        return
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ResultsFileError(
+                location, number, "json", line[:60], f"must be one JSON object ({err.msg})"
+            ) from None
+        if not isinstance(data, dict):
+            raise ResultsFileError(location, number, "record", line[:60], "must be a JSON object")
+        yield number, data
+
+
+def _model_name(value: str) -> str:
+    """``Llama 2 7B`` / ``llama-2-13b`` / ``70B`` -> the catalog's size."""
+    return re.sub(r"^llama[\s_-]*2[\s_-]*", "", value.strip().lower())
+
+
+class _Row:
+    """Typed access to one row; every failure names the location and field."""
+
+    def __init__(self, data: Mapping[str, Any], location: str, line: int) -> None:
+        self.data = data
+        self.location = location
+        self.line = line
+
+    def fail(self, name: str, value: object, allowed: str) -> ResultsFileError:
+        return ResultsFileError(self.location, self.line, name, value, allowed)
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.data.get(name)
+        if value is None or str(value).strip() == "":
+            if default is None:
+                raise self.fail(name, value, "is required")
+            return default
+        return str(value).strip()
+
+    def number(self, name: str, *, required: bool = False, low: float = 0.0, high: float = math.inf) -> float | None:
+        value = self.data.get(name)
+        if value is None or str(value).strip() == "":
+            if required:
+                raise self.fail(name, value, "is required")
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self.fail(name, value, "must be a number") from None
+        if not (math.isfinite(number) and low <= number <= high):
+            allowed = f">= {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+            raise self.fail(name, value, f"must be a number {allowed}")
+        return number
+
+    def integer(self, name: str, *, required: bool = False, low: int = 0) -> int | None:
+        value = self.data.get(name)
+        if value is None or str(value).strip() == "":
+            if required:
+                raise self.fail(name, value, "is required")
+            return None
+        text = str(value).strip()
+        if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", text) or int(text) < low:
+            raise self.fail(name, value, f"must be an integer >= {low}")
+        return int(text)
+
+
+def import_file(
+    path: str | Path,
+    *,
+    corrections: Corrections | None = None,
+    default_region: str = DEFAULT_REGION,
+    source: str | None = None,
+) -> list[LevelResult]:
+    """Every row of an external results file as a LevelResult, priced from the catalog or its usd_per_hour."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsFileError(str(path), 0, "path", str(path), "must be an existing file")
+    return import_rows(
+        _rows(path), str(path), corrections=corrections, default_region=default_region, source=source or path.name
+    )
+
+
+def import_rows(
+    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    location: str,
+    *,
+    corrections: Corrections | None = None,
+    default_region: str = DEFAULT_REGION,
+    source: str,
+) -> list[LevelResult]:
+    """(line number, row) pairs already read from ``location``, in the import schema."""
+    return [_import_row(_Row(data, location, line), corrections or {}, default_region, source) for line, data in rows]
+
+
+def _import_row(row: _Row, corrections: Corrections, default_region: str, source: str) -> LevelResult:
+    notes: list[str] = []
+    instance = row.text("instance")
+    if instance in corrections:
+        replacement, reason = corrections[instance]
+        notes.append(f"instance corrected: {instance} -> {replacement} ({reason})")
+        instance = replacement
+    try:
+        configuration = BenchmarkConfiguration(
+            model=_model_name(row.text("model")),
+            quantization=row.text("quantization"),
+            instance_type=instance,
+            tgi_version=row.text("tgi_version", DEFAULT_TGI_VERSION),
+            region=row.text("region", default_region),
+            label=row.text("label", ""),
+        )
+    except ConfigError as err:
+        issue = err.issues[0]
+        name = {"instance_type": "instance"}.get(issue.field, issue.field)
+        raise row.fail(name, issue.value, issue.allowed) from None
+
+    concurrency = row.integer("concurrency", required=True, low=1)
+    median = row.number("ms_per_token_median", required=True)
+    tokens_per_s = row.number("tokens_per_s", required=True)
+    requests = row.integer("requests")
+    max_new_tokens = row.integer("max_new_tokens", low=1)
+    assert concurrency is not None and median is not None  # required=True
+
+    usd = row.number("usd_per_hour")
+    if usd is not None and usd <= 0:
+        raise row.fail("usd_per_hour", row.data.get("usd_per_hour"), "must be a positive number of USD per hour")
+    try:
+        if usd is not None:
+            price = Price(configuration.instance_type, configuration.region, usd, "from file", source)
+        else:
+            price = price_for(configuration.instance_type, configuration.region)
+    except ConfigError as err:
+        issue = err.issues[0]
+        raise row.fail(issue.field, issue.value, issue.allowed) from None
+
+    def point(name: str) -> Distribution:
+        value = row.number(name)
+        return Distribution(median=value) if value is not None else Distribution(unsupported=("median",))
+
+    p90 = row.number("ms_per_token_p90")
+    metrics = LevelMetrics(
+        concurrency=concurrency,
+        window_s=0.0,
+        requests_total=requests or 0,
+        requests_ok=0,
+        requests_failed=0,
+        errors_by_kind={},
+        error_rate=row.number("error_rate", high=1.0),
+        output_tokens=0,
+        tokens_per_s=tokens_per_s,
+        requests_per_min=None,
+        ms_per_token=Distribution(median=median, p90=p90, count=requests or 0),
+        ms_per_token_sources={"imported": requests or 1},
+        inter_token_ms=Distribution(),
+        ttft_ms=point("ttft_ms_median"),
+        e2e_ms=point("e2e_ms_median"),
+        derived_tokens_per_s_2023=None,
+        max_new_tokens=max_new_tokens,
+        notes=("imported: percentiles and sample counts as reported by the source tool",),
+    )
+    now = utc_now()
+    return LevelResult(
+        configuration=configuration,
+        load={"concurrency": concurrency, "max_new_tokens": max_new_tokens, "target": source},
+        metrics=metrics,
+        cost=estimate(tokens_per_s, price),
+        headroom=headroom(configuration, median),
+        started_at=now,
+        finished_at=now,
+        tool_version=tool_version(),
+        source=row.text("source", source),
+        notes=tuple(notes),
+    )
+
+
+def is_level_result_jsonl(path: Path) -> bool:
+    """True when the first non-blank line is one of our own records (it carries the schema tag)."""
+    if path.suffix.lower() == ".csv":
+        return False
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError:
+                    return True  # let the strict reader report the line
+                return isinstance(data, dict) and "schema" in data
+    return True

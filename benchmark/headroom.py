@@ -1,0 +1,68 @@
+"""How close a deployment decodes to the memory-bandwidth limit of its GPUs.
+
+Each decode step reads every weight once, so ms/token cannot beat weights per GPU / GPU bandwidth
+(tensor parallel over all of the instance's GPUs; ``catalog.fit``). Efficiency = bound / measured
+median ms/token: near 1 means the hardware is the limit, well below 1 means software or batching is.
+The bound ignores KV-cache reads and communication, so it is a lower bound, not a prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.configuration import BenchmarkConfiguration
+from catalog import bandwidth_bound_ms_per_token
+from catalog.models import GB
+
+
+@dataclass(frozen=True)
+class Headroom:
+    bound_ms_per_token: float
+    weights_gb_per_gpu: float
+    gpu: str
+    gpu_count: int
+    gpu_bandwidth_gb_per_s: float
+    measured_ms_per_token_median: float | None
+    efficiency: float | None  # bound / measured median; None without a measurement
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bound_ms_per_token": self.bound_ms_per_token,
+            "weights_gb_per_gpu": self.weights_gb_per_gpu,
+            "gpu": self.gpu,
+            "gpu_count": self.gpu_count,
+            "gpu_bandwidth_gb_per_s": self.gpu_bandwidth_gb_per_s,
+            "measured_ms_per_token_median": self.measured_ms_per_token_median,
+            "efficiency": self.efficiency,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Headroom:
+        measured = data.get("measured_ms_per_token_median")
+        efficiency = data.get("efficiency")
+        return cls(
+            bound_ms_per_token=float(data["bound_ms_per_token"]),
+            weights_gb_per_gpu=float(data["weights_gb_per_gpu"]),
+            gpu=str(data["gpu"]),
+            gpu_count=int(data["gpu_count"]),
+            gpu_bandwidth_gb_per_s=float(data["gpu_bandwidth_gb_per_s"]),
+            measured_ms_per_token_median=None if measured is None else float(measured),
+            efficiency=None if efficiency is None else float(efficiency),
+        )
+
+
+def headroom(configuration: BenchmarkConfiguration, measured_ms_per_token_median: float | None) -> Headroom:
+    model, quant, instance = configuration.model_spec, configuration.quantization_spec, configuration.instance
+    bound = bandwidth_bound_ms_per_token(model, quant, instance)
+    measured = measured_ms_per_token_median
+    return Headroom(
+        bound_ms_per_token=bound,
+        weights_gb_per_gpu=quant.weight_bytes(model) / instance.gpu_count / GB,
+        gpu=instance.gpu.name,
+        gpu_count=instance.gpu_count,
+        gpu_bandwidth_gb_per_s=instance.gpu.bandwidth_bytes_per_s / GB,
+        measured_ms_per_token_median=measured,
+        efficiency=bound / measured if measured is not None and measured > 0 else None,
+    )

@@ -1,0 +1,253 @@
+"""Turn one load level's request records into the numbers a deployment is judged by.
+
+Rules (each chosen so the number means what its name says):
+
+- Only measured requests count: warm-up records are dropped. A request is *in the window* when it ended
+  within ``[window_start, window_end]``; successful in-window requests feed throughput and latency.
+- ``tokens_per_s`` = server-counted generated tokens of successful in-window requests / window length.
+  Counted, not derived. Token counts come from the server; a streamed request without a final count
+  falls back to the number of token events it received.
+- ``ms_per_token`` is per request, the time per output token *after the first*, from the best source
+  available (see :class:`TokenTimeSource`); percentiles are over requests.
+- ``inter_token_ms`` pools every gap between consecutive streamed tokens (streaming only).
+- ``error_rate`` = failed measured requests / all measured requests.
+- ``derived_tokens_per_s_2023`` reproduces the 2023 benchmark's *derived* throughput,
+  users x max_new_tokens x 1000 / mean(end-to-end ms), for comparison only.
+
+Percentile definition and the too-few-samples rule are in :mod:`benchmark.percentiles`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from benchmark.percentiles import Distribution
+from benchmark.records import ErrorKind, RequestRecord
+
+# Server-reported per-request time per token (ms), as TGI sends it in the x-time-per-token header.
+SERVER_TIME_PER_TOKEN_KEYS = ("x-time-per-token", "time_per_token")
+# A request that ends this close after the window end (float noise from the clock) still counts.
+_WINDOW_SLACK_S = 1e-9
+
+
+class TokenTimeSource(StrEnum):
+    """Where a request's ms per output token came from, best first."""
+
+    STREAM = "stream"  # (last token time - first token time) / (tokens - 1)
+    E2E_MINUS_TTFT = "e2e_minus_ttft"  # (e2e - ttft) / (n - 1), non-streaming with a known TTFT
+    SERVER = "server_time_per_token"  # TGI's x-time-per-token (includes prefill, as in the 2023 benchmark)
+    E2E_OVER_N = "e2e_over_n"  # e2e / n: includes queueing, prefill and network; an upper bound
+
+
+class SpecLike(Protocol):
+    @property
+    def concurrency(self) -> int: ...
+
+
+class LevelRunLike(Protocol):
+    """What metrics need from ``benchmark.loadgen.LevelRun``."""
+
+    @property
+    def spec(self) -> SpecLike: ...
+    @property
+    def window_start(self) -> float: ...
+    @property
+    def window_end(self) -> float: ...
+    @property
+    def records(self) -> Sequence[RequestRecord]: ...
+
+
+def output_tokens(record: RequestRecord) -> int | None:
+    """Server-counted generated tokens; for a stream without a final count, the token events received."""
+    if record.generated_tokens is not None:
+        return record.generated_tokens
+    return len(record.token_times) if record.token_times else None
+
+
+def ms_per_token(record: RequestRecord) -> tuple[float, TokenTimeSource] | None:
+    """Time per output token after the first for one successful request, and how it was obtained."""
+    if len(record.token_times) >= 2:
+        span = record.token_times[-1] - record.token_times[0]
+        return span / (len(record.token_times) - 1) * 1000.0, TokenTimeSource.STREAM
+    n = output_tokens(record)
+    ttft = record.ttft_s
+    if ttft is not None and n is not None and n >= 2:
+        return (record.e2e_s - ttft) / (n - 1) * 1000.0, TokenTimeSource.E2E_MINUS_TTFT
+    for key in SERVER_TIME_PER_TOKEN_KEYS:
+        if key in record.server_timings:
+            return float(record.server_timings[key]), TokenTimeSource.SERVER
+    if n:
+        return record.e2e_s / n * 1000.0, TokenTimeSource.E2E_OVER_N
+    return None
+
+
+@dataclass(frozen=True)
+class LevelMetrics:
+    """Everything measured at one concurrency level for one configuration."""
+
+    concurrency: int
+    window_s: float
+    requests_total: int  # measured (non-warm-up) requests
+    requests_ok: int  # successful requests that ended inside the window
+    requests_failed: int
+    errors_by_kind: Mapping[str, int]
+    error_rate: float | None
+    output_tokens: int  # server-counted tokens of the successful in-window requests
+    tokens_per_s: float | None
+    requests_per_min: float | None
+    ms_per_token: Distribution
+    ms_per_token_sources: Mapping[str, int]
+    inter_token_ms: Distribution
+    ttft_ms: Distribution
+    e2e_ms: Distribution
+    derived_tokens_per_s_2023: float | None
+    max_new_tokens: int | None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ms_per_token_source(self) -> str:
+        """One label for the report: the single source used, or ``mixed``."""
+        used = [name for name, count in self.ms_per_token_sources.items() if count]
+        return used[0] if len(used) == 1 else ("mixed" if used else "none")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "window_s": self.window_s,
+            "requests_total": self.requests_total,
+            "requests_ok": self.requests_ok,
+            "requests_failed": self.requests_failed,
+            "errors_by_kind": dict(self.errors_by_kind),
+            "error_rate": self.error_rate,
+            "output_tokens": self.output_tokens,
+            "tokens_per_s": self.tokens_per_s,
+            "requests_per_min": self.requests_per_min,
+            "ms_per_token": self.ms_per_token.to_dict(),
+            "ms_per_token_sources": dict(self.ms_per_token_sources),
+            "inter_token_ms": self.inter_token_ms.to_dict(),
+            "ttft_ms": self.ttft_ms.to_dict(),
+            "e2e_ms": self.e2e_ms.to_dict(),
+            "derived_tokens_per_s_2023": self.derived_tokens_per_s_2023,
+            "max_new_tokens": self.max_new_tokens,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LevelMetrics:
+        def opt(name: str) -> float | None:
+            value = data.get(name)
+            return None if value is None else float(value)
+
+        max_new = data.get("max_new_tokens")
+        return cls(
+            concurrency=int(data["concurrency"]),
+            window_s=float(data.get("window_s", 0.0)),
+            requests_total=int(data.get("requests_total", 0)),
+            requests_ok=int(data.get("requests_ok", 0)),
+            requests_failed=int(data.get("requests_failed", 0)),
+            errors_by_kind={str(k): int(v) for k, v in (data.get("errors_by_kind") or {}).items()},
+            error_rate=opt("error_rate"),
+            output_tokens=int(data.get("output_tokens", 0)),
+            tokens_per_s=opt("tokens_per_s"),
+            requests_per_min=opt("requests_per_min"),
+            ms_per_token=Distribution.from_dict(data.get("ms_per_token")),
+            ms_per_token_sources={str(k): int(v) for k, v in (data.get("ms_per_token_sources") or {}).items()},
+            inter_token_ms=Distribution.from_dict(data.get("inter_token_ms")),
+            ttft_ms=Distribution.from_dict(data.get("ttft_ms")),
+            e2e_ms=Distribution.from_dict(data.get("e2e_ms")),
+            derived_tokens_per_s_2023=opt("derived_tokens_per_s_2023"),
+            max_new_tokens=None if max_new is None else int(max_new),
+            notes=tuple(str(n) for n in data.get("notes", ())),
+        )
+
+
+def derived_tokens_per_s_2023(users: int, max_new_tokens: int, e2e_ms: Iterable[float]) -> float | None:
+    """The 2023 benchmark's throughput: assumes every request produced max_new_tokens. Comparison only."""
+    values = list(e2e_ms)
+    if not values:
+        return None
+    mean = math.fsum(values) / len(values)
+    return users * max_new_tokens * 1000.0 / mean if mean > 0 else None
+
+
+def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> LevelMetrics:
+    """Metrics of one LevelRun (see the module docstring for every rule)."""
+    window_s = run.window_end - run.window_start
+    measured = [r for r in run.records if not r.warmup]
+    failed = [r for r in measured if not r.ok]
+    ok = [r for r in measured if r.ok and run.window_start <= r.end <= run.window_end + _WINDOW_SLACK_S]
+    notes: list[str] = []
+
+    tokens = 0
+    uncounted = 0
+    for record in ok:
+        n = output_tokens(record)
+        if n is None:
+            uncounted += 1
+        else:
+            tokens += n
+    if uncounted:
+        notes.append(f"{uncounted} successful request(s) reported no token count and add 0 tokens to throughput")
+    excluded = sum(1 for r in measured if r.ok) - len(ok)
+    if excluded:
+        notes.append(f"{excluded} successful request(s) ended outside the measurement window and are not counted")
+
+    per_token: list[float] = []
+    sources: Counter[str] = Counter()
+    for record in ok:
+        found = ms_per_token(record)
+        if found is not None:
+            per_token.append(found[0])
+            sources[found[1].value] += 1
+    if sources.get(TokenTimeSource.E2E_OVER_N.value):
+        notes.append(
+            "ms/token for some requests is e2e / tokens (no TTFT or server timing): includes queueing and prefill"
+        )
+
+    gaps = [gap * 1000.0 for r in ok for gap in r.inter_token_gaps_s]
+    ttfts = [r.ttft_s * 1000.0 for r in ok if r.ttft_s is not None]
+    e2es = [r.e2e_s * 1000.0 for r in ok]
+    by_kind = Counter(str(r.error.value) for r in failed if r.error is not None)
+    has_window = window_s > 0
+
+    return LevelMetrics(
+        concurrency=run.spec.concurrency,
+        window_s=window_s,
+        requests_total=len(measured),
+        requests_ok=len(ok),
+        requests_failed=len(failed),
+        errors_by_kind={kind.value: by_kind.get(kind.value, 0) for kind in ErrorKind if by_kind.get(kind.value)},
+        error_rate=len(failed) / len(measured) if measured else None,
+        output_tokens=tokens,
+        tokens_per_s=tokens / window_s if has_window else None,
+        requests_per_min=len(ok) / window_s * 60.0 if has_window else None,
+        ms_per_token=Distribution.of(per_token),
+        ms_per_token_sources=dict(sorted(sources.items())),
+        inter_token_ms=Distribution.of(gaps),
+        ttft_ms=Distribution.of(ttfts),
+        e2e_ms=Distribution.of(e2es),
+        derived_tokens_per_s_2023=(
+            derived_tokens_per_s_2023(run.spec.concurrency, max_new_tokens, e2es) if max_new_tokens else None
+        ),
+        max_new_tokens=max_new_tokens,
+        notes=tuple(notes),
+    )
+
+
+def headline(metrics: LevelMetrics) -> dict[str, float | int | None]:
+    """The few numbers a dashboard or a state-machine output shows."""
+    return {
+        "concurrency": metrics.concurrency,
+        "tokens_per_s": metrics.tokens_per_s,
+        "ms_per_token_median": metrics.ms_per_token.median,
+        "ms_per_token_p90": metrics.ms_per_token.p90,
+        "ttft_ms_median": metrics.ttft_ms.median,
+        "e2e_ms_median": metrics.e2e_ms.median,
+        "requests_per_min": metrics.requests_per_min,
+        "error_rate": metrics.error_rate,
+    }

@@ -1,0 +1,172 @@
+"""Dry-run plan: what a matrix costs in endpoint deployments, endpoint-hours and dollars, before it runs.
+
+Two methods are compared. Ours deploys one endpoint per configuration and runs every concurrency level
+on it, so each configuration pays the deploy and teardown time once. The 2023 scripts deployed a fresh
+endpoint for every (configuration, concurrency) run, paying them once per run. An endpoint is billed
+from creation to deletion, so deploy and teardown minutes count as endpoint time.
+
+    python -m benchmark.plan 2023 [--region us-east-1] [--deploy-minutes 20] [--teardown-minutes 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+
+from benchmark.matrix import Matrix, PlanSettings, load_matrix
+from catalog import get_price
+from catalog.errors import ConfigError, Issue
+
+
+@dataclass(frozen=True)
+class ConfigurationCost:
+    id: str
+    instance_type: str
+    usd_per_hour: float
+    deployments: int
+    endpoint_hours: float
+    usd: float
+
+
+@dataclass(frozen=True)
+class MethodCost:
+    method: str
+    deployments: int
+    endpoint_hours: float
+    usd: float
+    wall_clock_hours: float  # with the matrix's max_parallel_endpoints
+    configurations: tuple[ConfigurationCost, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    matrix: str
+    region: str
+    price_as_of: str
+    configurations: int
+    runs: int
+    ours: MethodCost
+    method_2023: MethodCost
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _level_hours(matrix: Matrix) -> float:
+    return (matrix.load.duration_s + matrix.plan.level_overhead_s) / 3600.0
+
+
+def _wall_clock(durations: Sequence[float], slots: int) -> float:
+    """Greedy list scheduling in matrix order, as the state machine's Map hands out items."""
+    free = [0.0] * max(1, slots)
+    for hours in durations:
+        i = free.index(min(free))
+        free[i] += hours
+    return max(free)
+
+
+def _method(matrix: Matrix, *, per_configuration: bool, region: str) -> MethodCost:
+    plan = matrix.plan
+    fixed = (plan.deploy_minutes + plan.teardown_minutes) / 60.0
+    levels = len(matrix.load.concurrency)
+    level = _level_hours(matrix)
+    rows: list[ConfigurationCost] = []
+    durations: list[float] = []
+    for config in matrix.configurations:
+        price = get_price(str(config.deployment.instance_type), region)
+        deployments = 1 if per_configuration else levels
+        hours = deployments * fixed + levels * level
+        rows.append(
+            ConfigurationCost(
+                config.id, price.instance_type, price.usd_per_hour, deployments, hours, hours * price.usd_per_hour
+            )
+        )
+        durations.extend([hours] if per_configuration else [fixed + level] * levels)
+    return MethodCost(
+        method="one endpoint per configuration" if per_configuration else "one endpoint per run (2023)",
+        deployments=sum(r.deployments for r in rows),
+        endpoint_hours=sum(r.endpoint_hours for r in rows),
+        usd=sum(r.usd for r in rows),
+        wall_clock_hours=_wall_clock(durations, matrix.max_parallel_endpoints),
+        configurations=tuple(rows),
+    )
+
+
+def make_plan(matrix: Matrix, *, region: str | None = None) -> Plan:
+    region = region or matrix.plan.region
+    ours = _method(matrix, per_configuration=True, region=region)
+    old = _method(matrix, per_configuration=False, region=region)
+    as_of = sorted({get_price(str(c.deployment.instance_type), region).as_of for c in matrix.configurations})
+    return Plan(matrix.name, region, ", ".join(as_of), len(matrix.configurations), matrix.runs, ours, old)
+
+
+def format_plan(plan: Plan) -> str:
+    lines = [
+        f"Benchmark plan for matrix {plan.matrix!r}: {plan.configurations} configurations x "
+        f"{plan.runs // max(plan.configurations, 1)} concurrency levels = {plan.runs} runs",
+        f"Prices: catalog, {plan.region}, as of {plan.price_as_of} (on-demand, one instance per endpoint)",
+        "",
+        f"{'method':<34} {'deployments':>11} {'endpoint-h':>10} {'USD':>10} {'wall-clock h':>12}",
+    ]
+    for m in (plan.ours, plan.method_2023):
+        lines.append(
+            f"{m.method:<34} {m.deployments:>11} {m.endpoint_hours:>10.2f} {m.usd:>10.2f} {m.wall_clock_hours:>12.2f}"
+        )
+    saved = plan.method_2023.usd - plan.ours.usd
+    lines += [
+        "",
+        f"Saving: {plan.method_2023.deployments - plan.ours.deployments} deployments, "
+        f"{plan.method_2023.endpoint_hours - plan.ours.endpoint_hours:.2f} endpoint-hours, ${saved:.2f}",
+        "",
+        f"{'configuration':<26} {'instance':<16} {'$/h':>7} {'ours h':>7} {'ours $':>8} {'2023 h':>7} {'2023 $':>8}",
+    ]
+    for a, b in zip(plan.ours.configurations, plan.method_2023.configurations, strict=True):
+        lines.append(
+            f"{a.id:<26} {a.instance_type:<16} {a.usd_per_hour:>7.3f} {a.endpoint_hours:>7.3f} {a.usd:>8.2f} "
+            f"{b.endpoint_hours:>7.3f} {b.usd:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="python -m benchmark.plan", description=__doc__.splitlines()[0])
+    parser.add_argument("matrix", help="a matrix YAML file or a shipped matrix name (2023, smoke)")
+    parser.add_argument("--region", help="price region (default: the matrix's plan.region)")
+    parser.add_argument("--deploy-minutes", type=float, help="override plan.deploy_minutes")
+    parser.add_argument("--teardown-minutes", type=float, help="override plan.teardown_minutes")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        matrix = load_matrix(args.matrix)
+        overrides = {
+            k: v
+            for k, v in (("deploy_minutes", args.deploy_minutes), ("teardown_minutes", args.teardown_minutes))
+            if v is not None
+        }
+        bad = [Issue(f"--{k.replace('_', '-')}", v, "must be at least 0") for k, v in overrides.items() if v < 0]
+        if bad:
+            raise ConfigError(bad)
+        if overrides:
+            matrix = replace(matrix, plan=replace(matrix.plan, **overrides))
+        plan = make_plan(matrix, region=args.region)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+__all__ = ["ConfigurationCost", "MethodCost", "Plan", "PlanSettings", "build_parser", "format_plan", "make_plan", "run"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""Pick, per model size, the most cost-effective, the lowest-latency and the highest-throughput deployment.
+
+Each rule says which metric it ranks by, at which concurrency, and which limits a candidate must meet;
+:meth:`Rule.describe` writes that into the report so a reader can check the choice. Ties are broken by
+the secondary metric, then by the configuration key, so the same results always give the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from benchmark.results import LevelResult
+from catalog import MODELS
+
+
+def _usd_per_1m(result: LevelResult) -> float | None:
+    return None if result.cost is None else result.cost.usd_per_1m_tokens
+
+
+def _ms_per_token(result: LevelResult) -> float | None:
+    return result.metrics.ms_per_token.median
+
+
+def _tokens_per_s(result: LevelResult) -> float | None:
+    return result.metrics.tokens_per_s
+
+
+# name -> (label, getter, lower is better)
+METRICS: dict[str, tuple[str, Callable[[LevelResult], float | None], bool]] = {
+    "usd_per_1m_tokens": ("$ per 1M output tokens", _usd_per_1m, True),
+    "ms_per_token_median": ("median ms per output token", _ms_per_token, True),
+    "tokens_per_s": ("output tokens/s", _tokens_per_s, False),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    title: str
+    metric: str  # key of METRICS
+    tie_breaker: str  # key of METRICS
+    concurrency: int
+    max_ms_per_token: float | None = None
+    max_error_rate: float | None = None
+
+    def describe(self) -> str:
+        label, _, lower = METRICS[self.metric]
+        tie_label, _, tie_lower = METRICS[self.tie_breaker]
+        text = f"{'lowest' if lower else 'highest'} {label} at concurrency {self.concurrency}"
+        limits = []
+        if self.max_ms_per_token is not None:
+            limits.append(f"median ms/token <= {self.max_ms_per_token:g}")
+        if self.max_error_rate is not None:
+            limits.append(f"error rate <= {self.max_error_rate:.2%}")
+        if limits:
+            text += f", among results with {' and '.join(limits)}"
+        return f"{text}; ties go to the {'lowest' if tie_lower else 'highest'} {tie_label}, then the configuration key"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "metric": self.metric,
+            "concurrency": self.concurrency,
+            "max_ms_per_token": self.max_ms_per_token,
+            "max_error_rate": self.max_error_rate,
+            "description": self.describe(),
+        }
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("cost", "Most cost-effective", "usd_per_1m_tokens", "ms_per_token_median", concurrency=5),
+    Rule("latency", "Lowest latency", "ms_per_token_median", "usd_per_1m_tokens", concurrency=1),
+    Rule("throughput", "Highest throughput", "tokens_per_s", "usd_per_1m_tokens", concurrency=20),
+)
+
+
+def rules_with(
+    *,
+    concurrency: dict[str, int] | None = None,
+    max_ms_per_token: float | None = None,
+    max_error_rate: float | None = None,
+    base: Sequence[Rule] = DEFAULT_RULES,
+) -> tuple[Rule, ...]:
+    """The default rules with per-rule concurrency and shared limits changed."""
+    by_name = concurrency or {}
+    return tuple(
+        replace(
+            rule,
+            concurrency=by_name.get(rule.name, rule.concurrency),
+            max_ms_per_token=max_ms_per_token if max_ms_per_token is not None else rule.max_ms_per_token,
+            max_error_rate=max_error_rate if max_error_rate is not None else rule.max_error_rate,
+        )
+        for rule in base
+    )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rule: Rule
+    model: str  # catalog size, e.g. "7b"
+    winner: LevelResult | None
+    considered: int  # results of this model at the rule's concurrency
+    qualified: int  # of those, how many met every limit and had the metric
+    explanation: str
+
+
+def _rejection(rule: Rule, result: LevelResult) -> str | None:
+    if METRICS[rule.metric][1](result) is None:
+        return f"no {METRICS[rule.metric][0]}"
+    ms = result.metrics.ms_per_token.median
+    if rule.max_ms_per_token is not None and (ms is None or ms > rule.max_ms_per_token):
+        return f"median ms/token {ms if ms is None else round(ms, 2)} > {rule.max_ms_per_token:g}"
+    rate = result.metrics.error_rate
+    if rule.max_error_rate is not None and rate is not None and rate > rule.max_error_rate:
+        return f"error rate {rate:.2%} > {rule.max_error_rate:.2%}"
+    return None
+
+
+def _sort_key(rule: Rule) -> Callable[[LevelResult], tuple[float, float, str, str]]:
+    def signed(name: str, result: LevelResult) -> float:
+        _, getter, lower = METRICS[name]
+        value = getter(result)
+        if value is None:
+            return float("inf")
+        return value if lower else -value
+
+    return lambda r: (signed(rule.metric, r), signed(rule.tie_breaker, r), r.configuration.key, r.source)
+
+
+def recommend_one(rule: Rule, model: str, results: Iterable[LevelResult]) -> Recommendation:
+    pool = [r for r in results if r.configuration.model == model and r.concurrency == rule.concurrency]
+    rejected = {id(r): _rejection(rule, r) for r in pool}
+    qualified = [r for r in pool if rejected[id(r)] is None]
+    if qualified:
+        winner = min(qualified, key=_sort_key(rule))
+        return Recommendation(rule, model, winner, len(pool), len(qualified), f"best of {len(qualified)} qualifying")
+    if not pool:
+        why = f"no results for this model at concurrency {rule.concurrency}"
+    else:
+        reasons = sorted({f"{r.configuration.display_name}: {rejected[id(r)]}" for r in pool})
+        why = "no candidate qualifies: " + "; ".join(reasons)
+    return Recommendation(rule, model, None, len(pool), 0, why)
+
+
+def recommend(results: Sequence[LevelResult], rules: Sequence[Rule] = DEFAULT_RULES) -> list[Recommendation]:
+    """One recommendation per rule and per model size present in the results (catalog order)."""
+    present = {r.configuration.model for r in results}
+    models = [size for size in MODELS if size in present]
+    return [recommend_one(rule, model, results) for rule in rules for model in models]

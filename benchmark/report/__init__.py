@@ -1,0 +1,189 @@
+"""Render results as Markdown and as one self-contained HTML page (inline CSS and SVG, no scripts).
+
+Templates live next to this module (``templates/``) and are loaded relative to it, so the report works
+from a checkout, a wheel or a Lambda bundle alike. HTML is autoescaped; the Markdown environment escapes
+every expression through ``finalize``, so labels cannot break tables or smuggle in HTML either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from benchmark.percentiles import PERCENTILES, Distribution, min_samples
+from benchmark.recommend import DEFAULT_RULES, Recommendation, Rule, recommend
+from benchmark.report.charts import Bar, Point, bars, scatter
+from benchmark.results import LevelResult, tool_version, utc_now
+
+TEMPLATES = Path(__file__).with_name("templates")
+DASH = "\u2013"  # en dash for "no value"
+
+
+def fmt(value: float | int | None, digits: int = 2) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def pct(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1%}"
+
+
+def dist(distribution: Distribution, name: str, digits: int = 1) -> str:
+    """A percentile, marked with † when too few samples support it (rule in the report's method section)."""
+    value = distribution.get(name)
+    if value is None:
+        return DASH
+    flag = "†" if not distribution.is_supported(name) and distribution.count else ""
+    return f"{value:,.{digits}f}{flag}"
+
+
+def md_escape(value: Any) -> Any:
+    """Finalize hook for Markdown: cell text must not open tables, tags or entities."""
+    if isinstance(value, str):
+        return (
+            value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+        )
+    return value
+
+
+def _environment(kind: str) -> jinja2.Environment:
+    options: dict[str, Any] = {
+        "loader": jinja2.FileSystemLoader(TEMPLATES),
+        "undefined": jinja2.StrictUndefined,
+        "trim_blocks": True,
+        "lstrip_blocks": True,
+        "keep_trailing_newline": True,
+    }
+    if kind == "html":
+        env = jinja2.Environment(autoescape=True, **options)
+    else:
+        env = jinja2.Environment(autoescape=False, finalize=md_escape, **options)  # escaped by finalize
+    env.filters.update(fmt=fmt, pct=pct, dist=dist)
+    return env
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    html: Path
+
+
+def _short(result: LevelResult) -> str:
+    c = result.configuration
+    name = f"{c.model.upper()} {c.quantization_spec.display_name} {c.instance_type.removeprefix('ml.')}"
+    if c.label:
+        name += f" [{c.label}]"
+    return name if result.measured else f"{name} ({result.source})"
+
+
+def _charts(results: Sequence[LevelResult]) -> dict[str, str]:
+    points = [
+        Point(
+            f"{_short(r)} c={r.concurrency}",
+            r.metrics.ms_per_token.median or 0.0,
+            r.metrics.tokens_per_s or 0.0,
+            r.configuration.model,
+        )
+        for r in results
+        if r.metrics.ms_per_token.median is not None and r.metrics.tokens_per_s is not None
+    ]
+    costed = [r for r in results if r.cost is not None and r.cost.usd_per_1m_tokens is not None]
+    items = sorted(
+        (
+            Bar(f"{_short(r)} c={r.concurrency}", r.cost.usd_per_1m_tokens, r.configuration.model)  # type: ignore[union-attr,arg-type]
+            for r in costed
+        ),
+        key=lambda b: (b.value, b.label),
+    )
+    return {
+        "scatter": scatter(
+            points,
+            title="Throughput against latency (up and to the left is better)",
+            x_label="median ms per output token",
+            y_label="output tokens/s (one instance)",
+        ),
+        "bars": bars(items, title="$ per 1M output tokens (shorter is cheaper)", value_label="$"),
+    }
+
+
+def _prices(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
+    seen: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for r in results:
+        if r.cost is not None:
+            key = (r.cost.instance_type, r.cost.region, r.cost.usd_per_hour)
+            seen[key] = {
+                "instance": r.cost.instance_type,
+                "region": r.cost.region,
+                "usd_per_hour": r.cost.usd_per_hour,
+                "as_of": r.cost.price_as_of,
+                "source": r.cost.price_source,
+            }
+    return [seen[k] for k in sorted(seen)]
+
+
+def context(
+    results: Sequence[LevelResult],
+    rules: Sequence[Rule] = DEFAULT_RULES,
+    *,
+    title: str = "Llama 2 on SageMaker benchmark",
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Everything the templates show; computed once so Markdown and HTML always agree."""
+    recommendations = recommend(results, rules)
+    by_rule: list[tuple[Rule, list[Recommendation]]] = [
+        (rule, [rec for rec in recommendations if rec.rule == rule]) for rule in rules
+    ]
+    ordered = sorted(results, key=lambda r: (r.configuration.model, r.configuration.key, r.concurrency, r.source))
+    return {
+        "title": title,
+        "generated_at": utc_now(),
+        "tool_version": tool_version(),
+        "results": ordered,
+        "by_rule": by_rule,
+        "prices": _prices(results),
+        "notes": list(notes),
+        "result_notes": [
+            (f"{r.configuration.key} at concurrency {r.concurrency}", note)
+            for r in ordered
+            for note in (*r.notes, *r.metrics.notes)
+        ],
+        "short": _short,
+        "percentile_rules": [(name, min_samples(q)) for name, q in PERCENTILES.items()],
+        "charts": _charts(ordered),
+    }
+
+
+def render_markdown(ctx: Mapping[str, Any]) -> str:
+    return _environment("md").get_template("report.md.j2").render(**ctx)
+
+
+def render_html(ctx: Mapping[str, Any]) -> str:
+    # The SVG is built in Python with every label escaped; mark it safe so autoescape keeps it as markup.
+    html_ctx = dict(ctx, charts={name: Markup(svg) for name, svg in ctx["charts"].items()})
+    return _environment("html").get_template("report.html.j2").render(**html_ctx)
+
+
+def write_report(
+    results: Sequence[LevelResult],
+    out_dir: str | Path,
+    rules: Sequence[Rule] = DEFAULT_RULES,
+    *,
+    title: str = "Llama 2 on SageMaker benchmark",
+    notes: Sequence[str] = (),
+) -> ReportFiles:
+    """Write ``report.md`` and ``report.html`` into out_dir (created if needed)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = context(results, rules, title=title, notes=notes)
+    files = ReportFiles(out / "report.md", out / "report.html")
+    files.markdown.write_text(render_markdown(ctx), encoding="utf-8")
+    files.html.write_text(render_html(ctx), encoding="utf-8")
+    return files

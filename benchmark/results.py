@@ -1,0 +1,298 @@
+"""One durable record per (configuration, concurrency), and where records are kept.
+
+A level's record is written the moment the level finishes, so a crash, a Lambda timeout or a Ctrl-C
+loses at most the level in flight, and a rerun skips every level already on disk (resume):
+
+- a local path is a JSON-lines file, appended with flush + fsync;
+- ``s3://bucket/prefix`` holds one object per level (S3 cannot append), read back as one set.
+
+Records from other tools come in through :mod:`benchmark.external`; the schema is in ``benchmark/README.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from benchmark.configuration import BenchmarkConfiguration
+from benchmark.cost import CostEstimate, estimate, price_for
+from benchmark.headroom import Headroom, headroom
+from benchmark.metrics import LevelMetrics
+from catalog.errors import ConfigError, Issue
+
+SCHEMA = "llama2-benchmark/level-result/1"
+TOOL_NAME = "llama2-sagemaker-benchmark"
+MEASURED = "measured"
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("llama2-sagemaker")
+    except metadata.PackageNotFoundError:
+        return "0.1.0+source"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ResultsFileError(ConfigError):
+    """A results file that cannot be read: names the file, the line and the field."""
+
+    def __init__(self, location: str, line: int, field_name: str, value: object, allowed: str) -> None:
+        self.location = location
+        self.line = line
+        super().__init__([Issue(f"{location}:{line}: {field_name}", value, allowed)], context="results file")
+
+
+LevelKey = tuple[str, int]  # (configuration key, concurrency)
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """Configuration, load, metrics, cost and headroom of one level, with when and by what it was made."""
+
+    configuration: BenchmarkConfiguration
+    load: Mapping[str, Any]  # the LoadSpec plus max_new_tokens, target and dataset
+    metrics: LevelMetrics
+    cost: CostEstimate | None
+    headroom: Headroom
+    started_at: str
+    finished_at: str
+    tool_version: str
+    source: str = MEASURED  # "measured", or the tool/file an imported row came from
+    utilization: Mapping[str, float] | None = None  # CloudWatch GPU/GPU memory/CPU/memory %, added later
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def concurrency(self) -> int:
+        return self.metrics.concurrency
+
+    @property
+    def level_key(self) -> LevelKey:
+        return (self.configuration.key, self.concurrency)
+
+    @property
+    def measured(self) -> bool:
+        return self.source == MEASURED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "tool": TOOL_NAME,
+            "tool_version": self.tool_version,
+            "source": self.source,
+            "configuration_key": self.configuration.key,
+            "configuration": self.configuration.to_dict(),
+            "load": dict(self.load),
+            "metrics": self.metrics.to_dict(),
+            "cost": None if self.cost is None else self.cost.to_dict(),
+            "headroom": self.headroom.to_dict(),
+            "utilization": None if self.utilization is None else dict(self.utilization),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "notes": list(self.notes),
+        }
+
+    def to_json_line(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LevelResult:
+        """Inverse of :meth:`to_dict`; raises KeyError/ValueError/TypeError/ConfigError on a bad record."""
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"schema must be {SCHEMA}")
+        cost = data.get("cost")
+        utilization = data.get("utilization")
+        return cls(
+            configuration=BenchmarkConfiguration.from_dict(data["configuration"]),
+            load=dict(data.get("load") or {}),
+            metrics=LevelMetrics.from_dict(data["metrics"]),
+            cost=None if cost is None else CostEstimate.from_dict(cost),
+            headroom=Headroom.from_dict(data["headroom"]),
+            started_at=str(data.get("started_at", "")),
+            finished_at=str(data.get("finished_at", "")),
+            tool_version=str(data.get("tool_version", "")),
+            source=str(data.get("source", MEASURED)),
+            utilization=None if utilization is None else {str(k): float(v) for k, v in utilization.items()},
+            notes=tuple(str(n) for n in data.get("notes", ())),
+        )
+
+    def with_utilization(self, utilization: Mapping[str, float]) -> LevelResult:
+        return replace(self, utilization=dict(utilization))
+
+    def repriced(self, overrides: Mapping[str, float]) -> LevelResult:
+        """Cost recomputed with a user price for this instance; unchanged when no override names it."""
+        if self.configuration.instance_type not in overrides:
+            return self
+        price = price_for(self.configuration.instance_type, self.configuration.region, overrides)
+        return replace(self, cost=estimate(self.metrics.tokens_per_s, price))
+
+
+def build_result(
+    configuration: BenchmarkConfiguration,
+    load: Mapping[str, Any],
+    metrics: LevelMetrics,
+    *,
+    started_at: str,
+    finished_at: str | None = None,
+    price_overrides: Mapping[str, float] | None = None,
+    source: str = MEASURED,
+    notes: Iterable[str] = (),
+) -> LevelResult:
+    """Attach cost and headroom to measured metrics. A missing catalog price leaves cost empty, with a note."""
+    extra = list(notes)
+    try:
+        price = price_for(configuration.instance_type, configuration.region, price_overrides)
+        cost: CostEstimate | None = estimate(metrics.tokens_per_s, price)
+    except ConfigError as err:
+        cost = None
+        extra.append(f"no cost: {'; '.join(str(i) for i in err.issues)}")
+    return LevelResult(
+        configuration=configuration,
+        load=dict(load),
+        metrics=metrics,
+        cost=cost,
+        headroom=headroom(configuration, metrics.ms_per_token.median),
+        started_at=started_at,
+        finished_at=finished_at or utc_now(),
+        tool_version=tool_version(),
+        source=source,
+        notes=tuple(extra),
+    )
+
+
+def parse_record(text: str, location: str, line: int) -> LevelResult:
+    """One stored record, or a ResultsFileError naming the file, line and offending field."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ResultsFileError(location, line, "json", text[:60], f"must be one JSON object ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise ResultsFileError(location, line, "record", text[:60], "must be a JSON object")
+    if data.get("schema") != SCHEMA:
+        raise ResultsFileError(location, line, "schema", data.get("schema"), f"must be {SCHEMA}")
+    try:
+        return LevelResult.from_dict(data)
+    except KeyError as err:
+        raise ResultsFileError(location, line, str(err.args[0]), None, "is required") from None
+    except ConfigError as err:
+        issue = err.issues[0]
+        raise ResultsFileError(location, line, f"configuration.{issue.field}", issue.value, issue.allowed) from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ResultsFileError(location, line, "record", text[:60], f"is not a valid level result ({err})") from None
+
+
+class ResultsStore(Protocol):
+    """Where level results go; the runner, the CLI and the Lambda only see this."""
+
+    @property
+    def location(self) -> str: ...
+    def append(self, result: LevelResult) -> None: ...
+    def load(self) -> list[LevelResult]: ...
+
+
+def finished_levels(store: ResultsStore) -> set[LevelKey]:
+    """Levels already recorded (measured ones only): a rerun skips these."""
+    return {result.level_key for result in store.load() if result.measured}
+
+
+class JsonlResultsStore:
+    """A local JSON-lines file, one record per line, each fsynced before the next level starts."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def append(self, result: LevelResult) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    # A run killed mid-write left a partial record: it never finished, so drop it.
+                    handle.truncate(self.path.read_bytes().rfind(b"\n") + 1)
+            handle.write(result.to_json_line().encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def load(self) -> list[LevelResult]:
+        if not self.path.exists():
+            return []
+        *complete, tail = self.path.read_text(encoding="utf-8").split("\n")
+        results = [
+            parse_record(line, self.location, number) for number, line in enumerate(complete, start=1) if line.strip()
+        ]
+        if tail.strip():  # no newline after it: complete only if it parses, else an interrupted write
+            with contextlib.suppress(ResultsFileError):
+                results.append(parse_record(tail, self.location, len(complete) + 1))
+        return results
+
+
+class S3ResultsStore:
+    """``s3://bucket/prefix``: one object per level, named after its configuration key and concurrency."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+        self.bucket = bucket
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.client = client
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def object_key(self, key: LevelKey) -> str:
+        configuration_key, concurrency = key
+        return f"{self.prefix}{quote(configuration_key, safe='')}/concurrency-{concurrency:04d}.json"
+
+    def append(self, result: LevelResult) -> None:
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self.object_key(result.level_key),
+            Body=result.to_json_line().encode("utf-8"),
+            ContentType="application/json",
+        )
+
+    def load(self) -> list[LevelResult]:
+        results: list[LevelResult] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", []):
+                key = str(item["Key"])
+                if not key.endswith(".json"):
+                    continue
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode("utf-8")
+                results.append(parse_record(body.strip(), f"s3://{self.bucket}/{key}", 1))
+        return sorted(results, key=lambda r: r.level_key)
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    rest = url[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigError([Issue("results", url, "must be a local path or s3://bucket/prefix")])
+    return bucket, prefix
+
+
+def open_store(location: str, *, s3_client: Any = None) -> ResultsStore:
+    """A store for a local path or an ``s3://bucket/prefix`` URL (boto3 client created when not given)."""
+    if location.startswith("s3://"):
+        bucket, prefix = split_s3_url(location)
+        if s3_client is None:
+            import boto3  # noqa: PLC0415  (only S3 users pay for the import)
+
+            s3_client = boto3.client("s3")
+        return S3ResultsStore(bucket, prefix, s3_client)
+    return JsonlResultsStore(location)

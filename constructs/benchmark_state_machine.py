@@ -1,0 +1,473 @@
+"""The benchmark state machine: one endpoint per configuration, every level on it, torn down on every path.
+
+Per configuration (an item of the outer Map, ``max_concurrency`` endpoints at a time):
+CreateModel -> CreateEndpointConfig -> CreateEndpoint -> poll DescribeEndpoint (Wait/Choice, deadline)
+-> RunLevels (inner Map, one level at a time, the load-test Lambda writes each record as it finishes)
+-> DeleteEndpoint -> DeleteEndpointConfig -> DeleteModel. Every state that can fail has a Catch that
+records the failure in the results bucket and joins the same teardown; each delete catches its own
+failure ("not found" after a failed create) and moves on, so the Map item always completes.
+
+The matrices are resolved at synth time into Pass states (container settings from
+``settings.sagemaker_requests``, the same source as the endpoint stacks); an execution names one with
+``{"matrix": "<name>"}``, so an execution input cannot change images, roles or networking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+
+from benchmark.matrix import DEFAULT_PREFIX, Matrix
+from catalog.tgi_images import get_image
+from constructs import Construct
+from settings.sagemaker_requests import primary_container, production_variant
+
+BENCHMARK_TAG = "llama-benchmark"
+TTL_TAG = "llama-benchmark-ttl-hours"
+RUN_TAG = "llama-benchmark-run"
+RESULTS_PREFIX = "runs/"
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkStateMachineProps:
+    matrices: Mapping[str, Matrix]
+    key: kms.IKey
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    endpoint_security_group: ec2.ISecurityGroup
+    weights_bucket: s3.IBucket
+    results_bucket: s3.IBucket
+    execution_role: iam.IRole  # passed to SageMaker for the benchmark models
+    load_test_function: lambda_.IFunction
+    aggregate_function: lambda_.IFunction
+    topic: sns.ITopic
+    max_parallel_endpoints: int = 1
+    prefix: str = DEFAULT_PREFIX
+    poll_interval: cdk.Duration = field(default_factory=lambda: cdk.Duration.seconds(30))
+    max_polls: int = 120  # with 30 s polls: one hour, above the 70B startup timeout of 40 minutes
+    endpoint_ttl_hours: int = 6  # the janitor deletes tagged endpoints older than this
+    timeout: cdk.Duration = field(default_factory=lambda: cdk.Duration.hours(36))
+
+    def __post_init__(self) -> None:
+        if not self.matrices:
+            raise ValueError("at least one matrix is needed")
+        if not _PREFIX.match(self.prefix):
+            raise ValueError("prefix must be 2-16 lowercase letters and digits, starting with a letter")
+        if not 1 <= self.max_parallel_endpoints <= 40:
+            raise ValueError("max_parallel_endpoints must be 1..40")
+        if self.max_polls < 1 or self.endpoint_ttl_hours < 1:
+            raise ValueError("max_polls and endpoint_ttl_hours must be at least 1")
+        for name in self.matrices:
+            if not re.match(r"^[A-Za-z0-9_-]+$", name):
+                raise ValueError(f"matrix name {name!r}: letters, digits, '-' and '_' only")
+
+
+def _version_key(version: str) -> str:
+    return "tgi" + version.replace(".", "")
+
+
+def image_uri(scope: Construct, mapping: cdk.CfnMapping, version: str) -> str:
+    """The TGI image in the deploying region; the account comes from the vendored table via the mapping."""
+    image = get_image(version)
+    account = mapping.find_in_map(cdk.Aws.REGION, _version_key(image.version))
+    return f"{account}.dkr.ecr.{cdk.Aws.REGION}.{cdk.Aws.URL_SUFFIX}/{image.repository}:{image.tag}"
+
+
+def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str) -> dict[str, Any]:
+    """The Pass-state payload for one matrix: configurations with their SageMaker request fragments."""
+    configurations = []
+    for config in matrix.configurations:
+        d = config.deployment
+        configurations.append(
+            {
+                "id": config.id,
+                "description": config.describe(),
+                "model": d.model,
+                "quantization": d.quantization,
+                "instance_type": d.instance_type,
+                "tgi_version": d.tgi_version,
+                "container": primary_container(
+                    d,
+                    image_uri=image_for(d.tgi_version),
+                    model_data_uri=f"s3://{weights_bucket_name}/{d.weights_prefix}",
+                ),
+                "variant": production_variant(d),
+            }
+        )
+    load = matrix.load
+    return {
+        "name": matrix.name,
+        "configurations": configurations,
+        "levels": list(load.concurrency),
+        "load": {
+            "duration_s": load.duration_s,
+            "max_requests": load.max_requests,
+            "warmup_requests": load.warmup_requests,
+            "max_new_tokens": load.max_new_tokens,
+            "streaming": load.streaming,
+            "timeout_s": load.timeout_s,
+        },
+        "skipped": [{"id": s.id, "reasons": list(s.reasons)} for s in matrix.skipped],
+    }
+
+
+class BenchmarkStateMachine(Construct):
+    """Exposes ``state_machine``, ``log_group`` and ``role``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: BenchmarkStateMachineProps) -> None:
+        super().__init__(scope, construct_id)
+        self.props = props
+        stack = cdk.Stack.of(self)
+        self.arn_patterns = {
+            kind: stack.format_arn(service="sagemaker", resource=kind, resource_name=f"{props.prefix}-*")
+            for kind in ("model", "endpoint-config", "endpoint")
+        }
+        versions = sorted({str(c.deployment.tgi_version) for m in props.matrices.values() for c in m.configurations})
+        registries: dict[str, dict[str, str]] = {}
+        for version in versions:
+            for region, account in get_image(version).registries.items():
+                registries.setdefault(region, {})[_version_key(version)] = account
+        self.image_accounts = cdk.CfnMapping(self, "TgiImageAccounts", mapping=registries)
+
+        per_configuration = self._configuration_chain()
+        run_configurations = sfn.Map(
+            self,
+            "ForEachConfiguration",
+            items_path="$.plan.configurations",
+            item_selector={
+                "config.$": "$$.Map.Item.Value",
+                "run_id.$": "$.run_id",
+                "matrix.$": "$.matrix",
+                "levels.$": "$.plan.levels",
+                "load.$": "$.plan.load",
+            },
+            max_concurrency=props.max_parallel_endpoints,
+            result_path="$.configurations",
+        )
+        run_configurations.item_processor(per_configuration)
+
+        aggregate = tasks.LambdaInvoke(
+            self,
+            "Aggregate",
+            lambda_function=props.aggregate_function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "matrix": sfn.JsonPath.string_at("$.matrix"),
+                    "configurations": sfn.JsonPath.list_at("$.configurations"),
+                    "skipped": sfn.JsonPath.list_at("$.plan.skipped"),
+                }
+            ),
+            payload_response_only=True,
+            result_path="$.report",
+        )
+        notify = tasks.SnsPublish(
+            self,
+            "Notify",
+            topic=props.topic,
+            subject="Llama 2 benchmark finished",
+            message=sfn.TaskInput.from_object(
+                {
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "matrix": sfn.JsonPath.string_at("$.matrix"),
+                    "report": sfn.JsonPath.object_at("$.report"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        notify_failure = tasks.SnsPublish(
+            self,
+            "NotifyFailure",
+            topic=props.topic,
+            subject="Llama 2 benchmark failed",
+            message=sfn.TaskInput.from_object(
+                {
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "matrix": sfn.JsonPath.string_at("$.matrix"),
+                    "error": sfn.JsonPath.object_at("$.error"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        failed = sfn.Fail(self, "RunFailed", error="BenchmarkFailed", cause="see the SNS notification and the logs")
+        notify_failure.next(failed)
+        run_configurations.add_catch(notify_failure, result_path="$.error")
+        aggregate.add_catch(notify_failure, result_path="$.error")
+        notify.add_catch(failed)
+
+        select = sfn.Choice(self, "SelectMatrix")
+        for name, matrix in sorted(props.matrices.items()):
+            payload = matrix_items(
+                matrix,
+                image_for=lambda v: image_uri(self, self.image_accounts, v),
+                weights_bucket_name=props.weights_bucket.bucket_name,
+            )
+            load_matrix = sfn.Pass(self, f"Matrix-{name}", result=sfn.Result.from_object(payload), result_path="$.plan")
+            select.when(sfn.Condition.string_equals("$.matrix", name), load_matrix)
+            load_matrix.next(run_configurations)
+        select.otherwise(
+            sfn.Fail(self, "UnknownMatrix", error="UnknownMatrix", cause=f"known: {', '.join(sorted(props.matrices))}")
+        )
+        new_run = sfn.Pass(
+            self,
+            "NewRun",
+            parameters={
+                "matrix.$": "$.matrix",
+                "run_id.$": "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)",
+            },
+        )
+        definition = new_run.next(select)
+        run_configurations.next(aggregate).next(notify).next(sfn.Succeed(self, "Done"))
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            encryption_key=props.key,
+            retention=logs.RetentionDays.ONE_YEAR,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=props.timeout,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            encryption_configuration=sfn.CustomerManagedEncryptionConfiguration(props.key),
+        )
+        self.role = self.state_machine.role
+        self._grant()
+
+    # --- per configuration -------------------------------------------------------------------------
+
+    def _tags(self) -> list[dict[str, str]]:
+        return [
+            {"Key": BENCHMARK_TAG, "Value": "true"},
+            {"Key": TTL_TAG, "Value": str(self.props.endpoint_ttl_hours)},
+            {"Key": RUN_TAG, "Value.$": "$.run_id"},
+        ]
+
+    def _sagemaker(
+        self, state_id: str, action: str, kind: str, parameters: dict[str, Any], **kw: Any
+    ) -> sfn.TaskStateBase:
+        task = tasks.CallAwsService(
+            self,
+            state_id,
+            service="sagemaker",
+            action=action,
+            iam_action=f"sagemaker:{action[0].upper()}{action[1:]}",
+            iam_resources=[self.arn_patterns[kind]],
+            parameters=parameters,
+            result_path=sfn.JsonPath.DISCARD,
+            **kw,
+        )
+        task.add_retry(
+            errors=["SageMaker.ThrottlingException"], interval=cdk.Duration.seconds(5), max_attempts=4, backoff_rate=2
+        )
+        return task
+
+    def _configuration_chain(self) -> sfn.IChainable:
+        p = self.props
+        name = f"States.Format('{p.prefix}-{{}}-{{}}', $.run_id, $.config.id)"
+        names = sfn.Pass(
+            self,
+            "Names",
+            parameters={"name.$": name, "model_ref": {"ModelName.$": name}},
+            result_path="$.names",
+        )
+        variant = sfn.Pass(
+            self,
+            "VariantRequest",
+            parameters={"value.$": "States.JsonMerge($.config.variant, $.names.model_ref, false)"},
+            result_path="$.variant",
+        )
+        create_model = self._sagemaker(
+            "CreateModel",
+            "createModel",
+            "model",
+            {
+                "ModelName.$": "$.names.name",
+                "ExecutionRoleArn": p.execution_role.role_arn,
+                "EnableNetworkIsolation": True,
+                "PrimaryContainer.$": "$.config.container",
+                "VpcConfig": {
+                    "SecurityGroupIds": [p.endpoint_security_group.security_group_id],
+                    "Subnets": p.vpc.select_subnets(**_selection(p.subnets)).subnet_ids,
+                },
+                "Tags": self._tags(),
+            },
+        )
+        create_config = self._sagemaker(
+            "CreateEndpointConfig",
+            "createEndpointConfig",
+            "endpoint-config",
+            {
+                "EndpointConfigName.$": "$.names.name",
+                "ProductionVariants.$": "States.Array($.variant.value)",
+                "Tags": self._tags(),
+            },
+        )
+        create_endpoint = self._sagemaker(
+            "CreateEndpoint",
+            "createEndpoint",
+            "endpoint",
+            {"EndpointName.$": "$.names.name", "EndpointConfigName.$": "$.names.name", "Tags": self._tags()},
+        )
+        init_polls = sfn.Pass(self, "InitPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.polls")
+        describe = tasks.CallAwsService(
+            self,
+            "DescribeEndpoint",
+            service="sagemaker",
+            action="describeEndpoint",
+            iam_action="sagemaker:DescribeEndpoint",
+            iam_resources=[self.arn_patterns["endpoint"]],
+            parameters={"EndpointName.$": "$.names.name"},
+            result_selector={"status.$": "$.EndpointStatus"},
+            result_path="$.endpoint",
+        )
+        describe.add_retry(
+            errors=["SageMaker.ThrottlingException"], interval=cdk.Duration.seconds(5), max_attempts=4, backoff_rate=2
+        )
+        count_poll = sfn.Pass(
+            self, "CountPoll", parameters={"count.$": "States.MathAdd($.polls.count, 1)"}, result_path="$.polls"
+        )
+        wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(p.poll_interval))
+        endpoint_failed = sfn.Pass(
+            self,
+            "EndpointFailed",
+            result=sfn.Result.from_object({"Error": "EndpointFailed", "Cause": "DescribeEndpoint returned Failed"}),
+            result_path="$.error",
+        )
+        deadline = sfn.Pass(
+            self,
+            "EndpointDeadline",
+            result=sfn.Result.from_object(
+                {"Error": "EndpointDeadline", "Cause": f"not InService after {p.max_polls} polls"}
+            ),
+            result_path="$.error",
+        )
+        levels = sfn.Map(
+            self,
+            "RunLevels",
+            items_path="$.levels",
+            max_concurrency=1,  # one level at a time on the one endpoint
+            item_selector={
+                "concurrency.$": "$$.Map.Item.Value",
+                "endpoint_name.$": "$.names.name",
+                "run_id.$": "$.run_id",
+                "matrix.$": "$.matrix",
+                "configuration.$": "$.config",
+                "load.$": "$.load",
+            },
+            result_path="$.levels_done",
+        )
+        load_test = tasks.LambdaInvoke(
+            self,
+            "LoadTest",
+            lambda_function=p.load_test_function,
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+        )
+        levels.item_processor(load_test)
+        succeeded = sfn.Pass(self, "MarkSucceeded", result=sfn.Result.from_string("succeeded"), result_path="$.outcome")
+        record_failure = tasks.CallAwsService(
+            self,
+            "RecordFailure",
+            service="s3",
+            action="putObject",
+            iam_action="s3:PutObject",
+            iam_resources=[p.results_bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
+            parameters={
+                "Bucket": p.results_bucket.bucket_name,
+                "Key.$": f"States.Format('{RESULTS_PREFIX}{{}}/failures/{{}}.json', $.run_id, $.config.id)",
+                "Body.$": "States.JsonToString($)",
+                "ContentType": "application/json",
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        mark_failed = sfn.Pass(self, "MarkFailed", result=sfn.Result.from_string("failed"), result_path="$.outcome")
+        delete_endpoint = self._sagemaker(
+            "DeleteEndpoint", "deleteEndpoint", "endpoint", {"EndpointName.$": "$.names.name"}
+        )
+        delete_config = self._sagemaker(
+            "DeleteEndpointConfig", "deleteEndpointConfig", "endpoint-config", {"EndpointConfigName.$": "$.names.name"}
+        )
+        delete_model = self._sagemaker("DeleteModel", "deleteModel", "model", {"ModelName.$": "$.names.name"})
+        done = sfn.Pass(
+            self,
+            "ConfigurationDone",
+            parameters={"id.$": "$.config.id", "name.$": "$.names.name", "outcome.$": "$.outcome"},
+        )
+
+        # Failure handling: every state that can fail records the failure and joins the teardown.
+        for state in (create_model, create_config, create_endpoint, describe, levels):
+            state.add_catch(record_failure, result_path="$.error")
+        record_failure.add_catch(mark_failed, result_path="$.record_error")
+        record_failure.next(mark_failed)
+        mark_failed.next(delete_endpoint)
+        endpoint_failed.next(record_failure)
+        deadline.next(record_failure)
+        # Teardown tolerates "not found" (a create that never happened) and goes on to the next delete.
+        delete_endpoint.add_catch(delete_config, result_path="$.teardown_error")
+        delete_config.add_catch(delete_model, result_path="$.teardown_error")
+        delete_model.add_catch(done, result_path="$.teardown_error")
+        delete_endpoint.next(delete_config).next(delete_model).next(done)
+
+        in_service = (
+            sfn.Choice(self, "EndpointInService?")
+            .when(sfn.Condition.string_equals("$.endpoint.status", "InService"), levels)
+            .when(sfn.Condition.string_equals("$.endpoint.status", "Failed"), endpoint_failed)
+            .when(sfn.Condition.number_greater_than_equals("$.polls.count", p.max_polls), deadline)
+            .otherwise(count_poll)
+        )
+        count_poll.next(wait).next(describe)
+        levels.next(succeeded).next(delete_endpoint)
+        return (
+            names.next(variant)
+            .next(create_model)
+            .next(create_config)
+            .next(create_endpoint)
+            .next(init_polls)
+            .next(describe)
+            .next(in_service)
+        )
+
+    # --- permissions -------------------------------------------------------------------------------
+
+    def _grant(self) -> None:
+        p = self.props
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:AddTags"],
+                resources=list(self.arn_patterns.values()),
+            )
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[p.execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        p.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")  # results objects are SSE-KMS
+
+
+def _selection(selection: ec2.SubnetSelection) -> dict[str, Any]:
+    """SubnetSelection as keyword arguments for ``IVpc.select_subnets``."""
+    keys = ("availability_zones", "one_per_az", "subnet_filters", "subnet_group_name", "subnets", "subnet_type")
+    return {k: getattr(selection, k) for k in keys if getattr(selection, k) is not None}

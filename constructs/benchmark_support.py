@@ -1,0 +1,249 @@
+"""What the benchmark state machine works with: its results bucket, the SageMaker role its models run as,
+the schedule that starts it, and the janitor that deletes tagged endpoints which outlived their TTL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_stepfunctions as sfn
+
+from catalog.tgi_images import get_image
+from constructs import Construct
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultsBucketProps:
+    key: kms.IKey
+    access_log_bucket: s3.IBucket | None = None  # a new one is created when the foundation exposes none
+
+
+class ResultsBucket(Construct):
+    """KMS (customer key), TLS-only, versioned, access-logged, no public access."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ResultsBucketProps) -> None:
+        super().__init__(scope, construct_id)
+        logs_bucket = props.access_log_bucket
+        if logs_bucket is None:
+            own = s3.Bucket(
+                self,
+                "AccessLogs",
+                encryption=s3.BucketEncryption.S3_MANAGED,  # the S3 log delivery service cannot use a KMS key
+                enforce_ssl=True,
+                versioned=True,
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365))],
+            )
+            cdk.Validations.of(own).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions-S1", reason="this is the access-log bucket; logging it to itself loops"
+                ),
+                cdk.Acknowledgment(
+                    id="NIST.800.53.R5-S3BucketLoggingEnabled",
+                    reason="this is the access-log bucket; logging it to itself loops",
+                ),
+                cdk.Acknowledgment(
+                    id="NIST.800.53.R5-S3BucketReplicationEnabled",
+                    reason="benchmark access logs are not replicated; they expire after a year",
+                ),
+                cdk.Acknowledgment(
+                    id="NIST.800.53.R5-S3DefaultEncryptionKMS",
+                    reason="S3 server access log delivery supports SSE-S3 only",
+                ),
+            )
+            logs_bucket = own
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=props.key,
+            bucket_key_enabled=True,
+            enforce_ssl=True,
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=logs_bucket,
+            server_access_logs_prefix="benchmark-results/",
+        )
+        cdk.Validations.of(self.bucket).acknowledge(
+            cdk.Acknowledgment(
+                id="NIST.800.53.R5-S3BucketReplicationEnabled",
+                reason="benchmark results are reproducible by re-running the matrix; versioning guards overwrites",
+            )
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRoleProps:
+    key: kms.IKey
+    weights_bucket_arn: str  # a plain ARN or an import, so that its nag finding id is predictable
+    weights_prefix: str = "models/"  # every model's weights live under it
+    tgi_versions: tuple[str, ...] = ()
+    prefix: str = "llmbench"
+
+
+class ModelRole(Construct):
+    """The role benchmark models run as: read weights, pull the TGI image, write endpoint logs and metrics."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ModelRoleProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="SageMaker execution role for benchmark models",
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[f"{props.weights_bucket_arn}/{props.weights_prefix}*"]
+            )
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[props.weights_bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{props.weights_prefix}*"]}},
+            )
+        )
+        props.key.grant_decrypt(self.role)
+        repositories = sorted({get_image(v).repository for v in props.tgi_versions})
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[
+                    stack.format_arn(service="ecr", account="*", resource="repository", resource_name=r)
+                    for r in repositories
+                ],
+            )
+        )
+        self.role.add_to_principal_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[
+                    stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name=f"/aws/sagemaker/Endpoints/{props.prefix}-*",
+                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": ["AWS/SageMaker", "/aws/sagemaker/*"]}},
+            )
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                resources=["*"],
+            )
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleProps:
+    state_machine: sfn.IStateMachine
+    matrix: str
+    expression: str  # rate(...) or cron(...)
+    enabled: bool = False
+    key: kms.IKey | None = None
+
+
+class BenchmarkSchedule(Construct):
+    """EventBridge Scheduler schedule starting the state machine with ``{"matrix": name}``; off by default."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ScheduleProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
+            ),
+            description="lets EventBridge Scheduler start the benchmark state machine, nothing else",
+        )
+        props.state_machine.grant_start_execution(self.role)
+        self.schedule = scheduler.CfnSchedule(
+            self,
+            "Schedule",
+            description=f"Run the {props.matrix} benchmark matrix",
+            schedule_expression=props.expression,
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            state="ENABLED" if props.enabled else "DISABLED",
+            kms_key_arn=props.key.key_arn if props.key is not None else None,
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=props.state_machine.state_machine_arn,
+                role_arn=self.role.role_arn,
+                input=json.dumps({"matrix": props.matrix}),
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=0),
+            ),
+        )
+        if props.key is not None:
+            props.key.grant_decrypt(self.role)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JanitorProps:
+    function: lambda_.IFunction
+    role: iam.IRole
+    rate: cdk.Duration
+
+
+class JanitorSchedule(Construct):
+    """Runs the janitor on a fixed rate and lets it delete only resources tagged ``llama-benchmark=true``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: JanitorProps, tag_key: str) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        arns = [
+            stack.format_arn(service="sagemaker", resource=kind, resource_name="*")
+            for kind in ("endpoint", "endpoint-config", "model")
+        ]
+        props.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:ListEndpoints",
+                    "sagemaker:ListEndpointConfigs",
+                    "sagemaker:ListModels",
+                    "sagemaker:ListTags",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:DescribeEndpointConfig",
+                ],
+                resources=["*"],
+            )
+        )
+        props.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteModel"],
+                resources=arns,
+                conditions={"StringEquals": {f"aws:ResourceTag/{tag_key}": "true"}},
+            )
+        )
+        self.rule = events.Rule(
+            self, "Rule", schedule=events.Schedule.rate(props.rate), targets=[targets.LambdaFunction(props.function)]
+        )

@@ -1,0 +1,224 @@
+"""Alarms, their notification topic and a dashboard for one endpoint.
+
+The alarms have literal names derived from the endpoint name, because the endpoint's blue/green
+``AutoRollbackConfiguration`` names them; deriving both from the deployment avoids a reference cycle.
+Units matter here: SageMaker reports ``ModelLatency`` and ``OverheadLatency`` in microseconds, and
+``GPUMemoryUtilization`` summed over the instance's GPUs (0..100 x GPUs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from settings import DeploymentConfig
+
+INVOCATION_NAMESPACE = "AWS/SageMaker"
+INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
+MICROSECONDS_PER_MS = 1000
+PERIOD = cdk.Duration.minutes(1)
+HIGH_RESOLUTION_PERIOD = cdk.Duration.seconds(10)
+EVALUATION_PERIODS = 5
+DATAPOINTS_TO_ALARM = 3
+
+
+@dataclass(frozen=True)
+class AlarmNames:
+    error_rate: str
+    model_latency: str
+    gpu_memory: str
+
+    @property
+    def rollback(self) -> tuple[str, ...]:
+        """The alarms that roll a blue/green update back: errors and latency, not memory pressure."""
+        return (self.error_rate, self.model_latency)
+
+
+def alarm_names(endpoint_name: str) -> AlarmNames:
+    return AlarmNames(
+        error_rate=f"{endpoint_name}-5xx-rate",
+        model_latency=f"{endpoint_name}-model-latency-p90",
+        gpu_memory=f"{endpoint_name}-gpu-memory",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointMonitoringProps:
+    deployment: DeploymentConfig
+    variant_name: str
+    key: kms.IKey  # encrypts the topic; its key policy must let cloudwatch.amazonaws.com use it
+
+
+class EndpointMonitoring(Construct):
+    """Exposes ``.alarms`` (by purpose), ``.alarm_names``, ``.topic`` and ``.dashboard``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: EndpointMonitoringProps) -> None:
+        super().__init__(scope, construct_id)
+        deployment = props.deployment
+        endpoint_name = str(deployment.endpoint_name)
+        gpus = deployment.instance.gpu_count
+        dims = {"EndpointName": endpoint_name, "VariantName": props.variant_name}
+        self.alarm_names = alarm_names(endpoint_name)
+
+        def metric(
+            name: str,
+            statistic: str,
+            *,
+            namespace: str = INVOCATION_NAMESPACE,
+            period: cdk.Duration = PERIOD,
+            label: str | None = None,
+        ) -> cw.Metric:
+            return cw.Metric(
+                namespace=namespace,
+                metric_name=name,
+                dimensions_map=dims,
+                statistic=statistic,
+                period=period,
+                label=label,
+            )
+
+        invocations = metric("Invocations", "Sum")
+        errors_4xx = metric("Invocation4XXErrors", "Sum")
+        errors_5xx = metric("Invocation5XXErrors", "Sum")
+        error_rate = cw.MathExpression(
+            expression="IF(invocations > 0, 100 * FILL(errors, 0) / invocations, 0)",
+            using_metrics={"invocations": invocations, "errors": errors_5xx},
+            period=PERIOD,
+            label="5xx errors (% of invocations)",
+        )
+        latency_p90 = metric("ModelLatency", "p90", label="ModelLatency p90 (us)")
+        gpu_memory = cw.MathExpression(
+            expression=f"gpumem / {gpus}",
+            using_metrics={"gpumem": metric("GPUMemoryUtilization", "Maximum", namespace=INSTANCE_NAMESPACE)},
+            period=PERIOD,
+            label=f"GPU memory (% per GPU, {gpus} GPUs)",
+        )
+
+        self.topic = sns.Topic(
+            self, "Topic", display_name=f"Alarms of endpoint {endpoint_name}", master_key=props.key, enforce_ssl=True
+        )
+        # enforce_ssl replaces the default topic policy, so CloudWatch needs its own (account-scoped) allow.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarms",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
+            )
+        )
+        action = cw_actions.SnsAction(self.topic)
+
+        def alarm(construct_id: str, name: str, source: cw.IMetric, threshold: float, description: str) -> cw.Alarm:
+            created = cw.Alarm(
+                self,
+                construct_id,
+                alarm_name=name,
+                alarm_description=description,
+                metric=source,
+                threshold=threshold,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=EVALUATION_PERIODS,
+                datapoints_to_alarm=DATAPOINTS_TO_ALARM,
+                # No traffic (or no instance metrics yet) is not a failure, and must not roll an update back.
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+            created.add_alarm_action(action)
+            created.add_ok_action(action)
+            return created
+
+        self.error_rate_alarm = alarm(
+            "ErrorRate",
+            self.alarm_names.error_rate,
+            error_rate,
+            deployment.alarm_5xx_rate_pct,
+            f"More than {deployment.alarm_5xx_rate_pct}% of invocations returned 5xx; rolls back a blue/green update",
+        )
+        self.model_latency_alarm = alarm(
+            "ModelLatency",
+            self.alarm_names.model_latency,
+            latency_p90,
+            deployment.alarm_model_latency_p90_ms * MICROSECONDS_PER_MS,
+            f"ModelLatency p90 above {deployment.alarm_model_latency_p90_ms} ms; rolls back a blue/green update",
+        )
+        self.gpu_memory_alarm = alarm(
+            "GpuMemory",
+            self.alarm_names.gpu_memory,
+            gpu_memory,
+            deployment.alarm_gpu_memory_pct,
+            f"GPU memory above {deployment.alarm_gpu_memory_pct}% per GPU on the busiest instance",
+        )
+        self.alarms: dict[str, cw.Alarm] = {
+            "error_rate": self.error_rate_alarm,
+            "model_latency": self.model_latency_alarm,
+            "gpu_memory": self.gpu_memory_alarm,
+        }
+
+        def utilisation(name: str) -> cw.Metric:
+            return metric(name, "Average", namespace=INSTANCE_NAMESPACE, label=name)
+
+        self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=endpoint_name)
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Invocations and errors",
+                left=[invocations, errors_4xx, errors_5xx],
+                right=[error_rate],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Latency (microseconds)",
+                left=[
+                    metric("ModelLatency", "p50", label="ModelLatency p50"),
+                    latency_p90,
+                    metric("ModelLatency", "p99", label="ModelLatency p99"),
+                    metric("OverheadLatency", "p90", label="OverheadLatency p90"),
+                ],
+                left_annotations=[
+                    cw.HorizontalAnnotation(
+                        value=deployment.alarm_model_latency_p90_ms * MICROSECONDS_PER_MS, label="p90 alarm"
+                    )
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Concurrent requests per model (autoscaling metric, 10 s)",
+                left=[
+                    metric(
+                        "ConcurrentRequestsPerModel", "Maximum", period=HIGH_RESOLUTION_PERIOD, label="maximum"
+                    ),
+                    metric(
+                        "ConcurrentRequestsPerModel", "Average", period=HIGH_RESOLUTION_PERIOD, label="average"
+                    ),
+                ],
+                left_annotations=[
+                    cw.HorizontalAnnotation(value=float(deployment.autoscaling_target or 0), label="target")
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Instances (CPUUtilization samples per minute)",
+                left=[
+                    metric(
+                        "CPUUtilization", "SampleCount", namespace=INSTANCE_NAMESPACE, label="instances reporting"
+                    )
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title=f"GPU (% summed over {gpus} GPUs)",
+                left=[utilisation("GPUUtilization"), utilisation("GPUMemoryUtilization")],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Host",
+                left=[utilisation("CPUUtilization"), utilisation("MemoryUtilization"), utilisation("DiskUtilization")],
+                width=12,
+            ),
+        )

@@ -1,0 +1,194 @@
+"""A Python Lambda function bundled without Docker, in the isolated VPC, encrypted, traced and logged.
+
+Bundling copies ``lambda/<name>/`` (the thin handler), the project packages it imports and the pure-Python
+third-party packages it needs from the current environment into ``build/lambda/<name>-<hash>/``. The hash
+covers every copied file, so the asset (and the template) only changes when the code does. Compiled
+extension modules are left out: the runtime may differ from the build machine, and the packages we ship
+(jinja2, markupsafe, yaml) fall back to pure Python without them. boto3 is not copied: the runtime has it.
+The runtime matches the local interpreter, which is what the bundled code is tested with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+
+from constructs import Construct
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LAMBDA_SOURCE = PROJECT_ROOT / "lambda"
+BUILD_ROOT = PROJECT_ROOT / "build" / "lambda"
+_EXCLUDED_DIRS = {"__pycache__", "tests", ".mypy_cache", ".pytest_cache"}
+_EXCLUDED_SUFFIXES = {".pyc", ".pyo", ".so", ".pyd"}
+_RUNTIMES = {(3, 11): lambda_.Runtime.PYTHON_3_11, (3, 12): lambda_.Runtime.PYTHON_3_12}
+
+
+def local_runtime() -> lambda_.Runtime:
+    """The Lambda runtime matching this interpreter (3.11 or 3.12)."""
+    key = sys.version_info[:2]
+    if key not in _RUNTIMES:
+        raise RuntimeError(f"no Lambda runtime configured for Python {key[0]}.{key[1]}")
+    return _RUNTIMES[key]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PythonFunctionProps:
+    name: str  # folder under lambda/ holding handler.py
+    description: str
+    project_packages: Sequence[str] = ()  # top-level folders of this repository, e.g. ("benchmark", "catalog")
+    third_party: Sequence[str] = ()  # importable names of pure-Python packages, e.g. ("jinja2", "markupsafe")
+    environment: Mapping[str, str] = field(default_factory=dict)
+    key: kms.IKey
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
+    timeout: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(1))
+    memory_mb: int = 512
+    reserved_concurrency: int = 10
+    log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS
+
+    def __post_init__(self) -> None:
+        if not (LAMBDA_SOURCE / self.name / "handler.py").is_file():
+            raise ValueError(f"lambda/{self.name}/handler.py does not exist")
+        for package in self.project_packages:
+            if not (PROJECT_ROOT / package).is_dir():
+                raise ValueError(f"project package {package!r} is not a folder of {PROJECT_ROOT}")
+        if not 128 <= self.memory_mb <= 10240:
+            raise ValueError("memory_mb must be 128..10240")
+        if self.reserved_concurrency < 1:
+            raise ValueError("reserved_concurrency must be at least 1")
+
+
+def _files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part in _EXCLUDED_DIRS for part in rel.parts) or path.suffix in _EXCLUDED_SUFFIXES:
+            continue
+        if path.is_file():
+            yield path
+
+
+def _third_party_root(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"third-party package {name!r} is not installed as a package in this environment")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def stage_bundle(props: PythonFunctionProps, *, build_root: Path = BUILD_ROOT) -> Path:
+    """Copy the handler and its packages into a content-addressed folder; reuse it when it exists."""
+    sources: list[tuple[Path, Path]] = [(LAMBDA_SOURCE / props.name, Path("."))]
+    sources += [(PROJECT_ROOT / p, Path(p)) for p in props.project_packages]
+    sources += [(_third_party_root(p), Path(p)) for p in props.third_party]
+    plan: list[tuple[Path, Path]] = []
+    digest = hashlib.sha256()
+    for root, dest in sources:
+        for file in _files(root):
+            target = dest / file.relative_to(root)
+            plan.append((file, target))
+            digest.update(str(target).encode() + b"\0" + file.read_bytes() + b"\0")
+    out = build_root / f"{props.name}-{digest.hexdigest()[:16]}"
+    if not out.is_dir():
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for file, target in plan:
+            (tmp / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, tmp / target)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process staged the same content first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+class PythonFunction(Construct):
+    """One Lambda function with its own role, encrypted log group, DLQ for async calls and X-Ray tracing."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: PythonFunctionProps) -> None:
+        super().__init__(scope, construct_id)
+        self.bundle_dir = stage_bundle(props)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            encryption_key=props.key,
+            retention=props.log_retention,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.role = iam.Role(
+            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=props.description
+        )
+        # What AWSLambdaVPCAccessExecutionRole grants, inline rather than as a managed policy.
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                resources=["*"],
+            )
+        )
+        self.log_group.grant_write(self.role)
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "Dlq",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=props.key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=props.description,
+            runtime=local_runtime(),
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(self.bundle_dir)),
+            role=self.role,
+            timeout=props.timeout,
+            memory_size=props.memory_mb,
+            environment=dict(props.environment),
+            environment_encryption=props.key,
+            vpc=props.vpc,
+            vpc_subnets=props.subnets,
+            security_groups=[props.security_group],
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            reserved_concurrent_executions=props.reserved_concurrency,
+            dead_letter_queue=self.dead_letter_queue,
+        )
+        self.function.node.add_dependency(self.role)
+        _acknowledge(self)
+
+
+def _acknowledge(fn: PythonFunction) -> None:
+    ack = cdk.Validations.of(fn.role)
+    ack.acknowledge(
+        cdk.Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="ENI management for a function in a VPC and X-Ray PutTraceSegments have no resource-level "
+            "permissions; these are the actions of AWSLambdaVPCAccessExecutionRole, inline",
+        )
+    )
+    cdk.Validations.of(fn.function).acknowledge(
+        cdk.Acknowledgment(
+            id="AwsSolutions-L1",
+            reason="the runtime matches the local interpreter the bundled code and packages are tested with",
+        )
+    )

@@ -1,0 +1,159 @@
+"""One TGI real-time endpoint: model, endpoint config and endpoint, with blue/green updates and auto-rollback.
+
+Model and endpoint config have no fixed names, so a change creates new ones and CloudFormation updates the
+endpoint in place, which SageMaker performs blue/green. The endpoint name is fixed (from the deployment), so
+alarms, autoscaling and dashboards can name it without a reference cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from constructs.execution_role import ENDPOINT_LOG_GROUP_PREFIX
+from settings import DeploymentConfig
+
+VARIANT_NAME = "AllTraffic"
+ROUTING_STRATEGY = "LEAST_OUTSTANDING_REQUESTS"  # a long generation must not queue short ones behind it
+# Keep the old fleet this long after traffic moved, so streamed generations in flight there can finish.
+TERMINATION_WAIT_S = 300
+_EXECUTION_TIMEOUT_RANGE = (600, 14400)  # SageMaker's limits for MaximumExecutionTimeoutInSeconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class TgiEndpointProps:
+    deployment: DeploymentConfig
+    weights_bucket: s3.IBucket
+    key: kms.IKey  # encrypts the endpoint's log group (the NVMe instance storage is hardware-encrypted)
+    image_uri: str
+    role: iam.IRole
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
+    rollback_alarm_names: Sequence[str]
+    log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS
+
+    def __post_init__(self) -> None:
+        if not self.rollback_alarm_names:
+            raise ValueError("blue/green updates need at least one rollback alarm")
+
+
+def execution_timeout_s(deployment: DeploymentConfig) -> int:
+    """Whole blue/green update: download and start the new fleet, bake, then retire the old one (with margin)."""
+    total = (
+        int(deployment.model_data_download_timeout_s or 0)
+        + int(deployment.startup_health_check_timeout_s or 0)
+        + deployment.deployment_wait_s
+        + TERMINATION_WAIT_S
+        + 600
+    )
+    low, high = _EXECUTION_TIMEOUT_RANGE
+    return max(low, min(high, total))
+
+
+class TgiEndpoint(Construct):
+    """Exposes ``.model``, ``.endpoint_config``, ``.endpoint``, ``.log_group``, ``.endpoint_name``, ``.variant_name``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: TgiEndpointProps) -> None:
+        super().__init__(scope, construct_id)
+        deployment = props.deployment
+        instance = deployment.instance
+        self.endpoint_name: str = str(deployment.endpoint_name)
+        self.variant_name = VARIANT_NAME
+
+        # SageMaker would create this group unencrypted and kept forever; own it instead.
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"{ENDPOINT_LOG_GROUP_PREFIX}{self.endpoint_name}",
+            encryption_key=props.key,
+            retention=props.log_retention,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        subnet_ids = props.vpc.select_subnets(**_selection_kwargs(props.subnets)).subnet_ids
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=props.role.role_arn,
+            enable_network_isolation=True,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=props.image_uri,
+                environment=deployment.container_environment(),
+                model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
+                    s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
+                        s3_uri=f"s3://{props.weights_bucket.bucket_name}/{deployment.weights_prefix}",
+                        s3_data_type="S3Prefix",
+                        compression_type="None",
+                    )
+                ),
+            ),
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                subnets=subnet_ids, security_group_ids=[props.security_group.security_group_id]
+            ),
+        )
+
+        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT_NAME,
+            model_name=self.model.attr_model_name,
+            instance_type=instance.name,
+            initial_instance_count=deployment.min_instances,
+            initial_variant_weight=1.0,
+            container_startup_health_check_timeout_in_seconds=deployment.startup_health_check_timeout_s,
+            model_data_download_timeout_in_seconds=deployment.model_data_download_timeout_s,
+            # VolumeSizeInGB is refused by SageMaker on local-NVMe instances (validated in DeploymentConfig).
+            volume_size_in_gb=None if instance.has_local_nvme else deployment.volume_size_gb,
+            routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(routing_strategy=ROUTING_STRATEGY),
+        )
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "Config",
+            production_variants=[variant],
+            # SageMaker rejects KmsKeyId on local-NVMe instances, whose storage is hardware-encrypted.
+            kms_key_id=None if instance.has_local_nvme or not deployment.endpoint_config_kms else props.key.key_arn,
+        )
+        if instance.has_local_nvme:
+            cdk.Validations.of(self.endpoint_config).acknowledge(
+                cdk.Acknowledgment(
+                    id="NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured",
+                    reason=f"{instance.name} serves from local NVMe instance storage, which is hardware-encrypted; "
+                    "SageMaker rejects an endpoint-config KmsKeyId for instances with local NVMe",
+                )
+            )
+
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=self.endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
+                blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                    traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+                        type="ALL_AT_ONCE", wait_interval_in_seconds=deployment.deployment_wait_s
+                    ),
+                    termination_wait_in_seconds=TERMINATION_WAIT_S,
+                    maximum_execution_timeout_in_seconds=execution_timeout_s(deployment),
+                ),
+                auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+                    alarms=[
+                        sagemaker.CfnEndpoint.AlarmProperty(alarm_name=name) for name in props.rollback_alarm_names
+                    ]
+                ),
+            ),
+        )
+        self.endpoint.node.add_dependency(self.log_group)
+
+
+def _selection_kwargs(selection: ec2.SubnetSelection) -> dict[str, Any]:
+    """``IVpc.select_subnets`` takes the selection's fields as keyword arguments in Python."""
+    keys = ("availability_zones", "one_per_az", "subnet_filters", "subnet_group_name", "subnets", "subnet_type")
+    return {k: getattr(selection, k) for k in keys if getattr(selection, k) is not None}

@@ -1,0 +1,104 @@
+"""Cost per 1M tokens and the bandwidth bound against hand-computed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.configuration import BenchmarkConfiguration
+from benchmark.cost import estimate, minutes_per_million, parse_price_overrides, price_for, usd_per_million
+from benchmark.headroom import headroom
+from catalog import get_price
+from catalog.errors import ConfigError
+
+
+def test_minutes_and_dollars_per_million_tokens() -> None:
+    # 1e6 / 120.0941633 = 8326.7993 s -> 138.78 min; x 1.515 / 3600 -> $3.50
+    assert round(minutes_per_million(120.0941633), 2) == 138.78
+    assert round(usd_per_million(120.0941633, 1.515), 2) == 3.50
+    # 1e6 / 449.9423027 = 2222.507 s -> 37.04 min; x 7.09 / 3600 -> $4.38
+    assert round(minutes_per_million(449.9423027), 2) == 37.04
+    assert round(usd_per_million(449.9423027, 7.09), 2) == 4.38
+
+
+def test_estimate_carries_price_date_and_source() -> None:
+    price = get_price("ml.g5.2xlarge", "us-east-1")
+    cost = estimate(100.0, price)
+    assert cost.usd_per_hour == 1.515
+    assert (cost.price_as_of, cost.price_source) == (price.as_of, price.source)
+    assert cost.minutes_per_1m_tokens == pytest.approx(1e6 / 100 / 60)
+    assert cost.usd_per_1m_tokens == pytest.approx(1e6 / 100 / 3600 * 1.515)
+
+
+@pytest.mark.parametrize("tps", [0.0, None])
+def test_no_tokens_means_no_cost_figures(tps: float | None) -> None:
+    cost = estimate(tps, get_price("ml.g5.2xlarge"))
+    assert cost.minutes_per_1m_tokens is None and cost.usd_per_1m_tokens is None
+
+
+def test_price_override_wins_and_is_labelled() -> None:
+    overrides = parse_price_overrides(["g5.2xlarge=2.5"])
+    assert overrides == {"ml.g5.2xlarge": 2.5}
+    price = price_for("ml.g5.2xlarge", "us-east-1", overrides)
+    assert (price.usd_per_hour, price.source) == (2.5, "user override")
+    assert price_for("ml.g5.12xlarge", "us-east-1", overrides).usd_per_hour == 7.09
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "text"),
+    [
+        ("ml.g5.2xlarge", "price_override", "instance=usd"),
+        ("ml.g5.2xlarge=abc", "price_override", "number"),
+        ("ml.g5.2xlarge=-1", "price_override", "positive"),
+        ("ml.p4d.12xlarge=30", "price_override", "ml.p4d.24xlarge"),
+    ],
+)
+def test_bad_price_override_is_refused(item: str, field: str, text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_price_overrides([item])
+    assert err.value.fields == (field,)
+    assert text in str(err.value)
+
+
+def test_missing_catalog_price_names_region() -> None:
+    with pytest.raises(ConfigError, match="region"):
+        price_for("ml.g5.4xlarge", "eu-west-1")
+
+
+def test_bandwidth_bound_and_efficiency() -> None:
+    # 7B fp16: 6.74e9 params x 2 bytes = 13.48 GB; one A10G at 600 GB/s -> 22.467 ms/token
+    single = headroom(BenchmarkConfiguration(model="7b", instance_type="ml.g5.2xlarge"), 44.933)
+    assert single.bound_ms_per_token == pytest.approx(22.4667, abs=1e-3)
+    assert single.efficiency == pytest.approx(0.5, abs=1e-3)
+    # over 4 GPUs: 3.37 GB each -> 5.617 ms/token
+    sharded = headroom(BenchmarkConfiguration(model="7b", instance_type="ml.g5.12xlarge"), None)
+    assert sharded.bound_ms_per_token == pytest.approx(5.6167, abs=1e-3)
+    assert sharded.weights_gb_per_gpu == pytest.approx(3.37)
+    assert sharded.efficiency is None
+    # 70B fp16 on 8 x A100 at 1555 GB/s: 137.96 GB / 8 / 1555 -> 11.09 ms/token
+    big = headroom(BenchmarkConfiguration(model="70b", instance_type="ml.p4d.24xlarge"), 41.35)
+    assert big.bound_ms_per_token == pytest.approx(11.090, abs=1e-3)
+
+
+def test_configuration_validates_and_has_stable_key() -> None:
+    c = BenchmarkConfiguration(model="Llama-2-7b", quantization="None", instance_type="g5.2xlarge", tgi_version="3.3")
+    assert (c.model, c.quantization, c.instance_type, c.tgi_version) == ("7b", "fp16", "ml.g5.2xlarge", "3.3.6")
+    assert c.key == "7b/fp16/ml.g5.2xlarge/tgi-3.3.6/us-east-1"
+    labelled = BenchmarkConfiguration(
+        model="7b", instance_type="ml.g5.2xlarge", label="run-2", settings=(("MAX_TOTAL_TOKENS", "2048"),)
+    )
+    assert labelled.key == "7b/fp16/ml.g5.2xlarge/tgi-3.3.6/us-east-1/run-2/MAX_TOTAL_TOKENS=2048"
+    assert BenchmarkConfiguration.from_dict(labelled.to_dict()) == labelled
+
+
+def test_unknown_instance_is_refused_naming_field_value_and_allowed() -> None:
+    with pytest.raises(ConfigError) as err:
+        BenchmarkConfiguration(model="13b", instance_type="ml.p4d.12xlarge", region="nowhere")
+    assert err.value.fields == ("instance_type", "region")
+    text = str(err.value)
+    assert "'ml.p4d.12xlarge'" in text and "ml.p4d.24xlarge" in text
+
+
+def test_configuration_that_cannot_fit_is_refused_before_deploying() -> None:
+    with pytest.raises(ConfigError, match="too small"):
+        BenchmarkConfiguration(model="13b", instance_type="ml.g5.2xlarge").check_deployable()
+    BenchmarkConfiguration(model="13b", quantization="gptq", instance_type="ml.g5.2xlarge").check_deployable()
