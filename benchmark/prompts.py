@@ -19,7 +19,7 @@ CHARS_PER_TOKEN = 4.0  # the usual English estimate; the emulator uses the same 
 
 # Common English words: short, and each a single token in Llama's vocabulary, so the built-in prompts'
 # token count is predictable without shipping a tokenizer.
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - reads as prose, kept as one string
     "the of and to in is that it for was on are as with his they at be this from have or by one had not "
     "but what all were when we there can an your which their said if do will each about how up out them "
     "then she many some so these would other into has more her two like him see time could no make than "

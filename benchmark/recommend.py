@@ -108,6 +108,8 @@ class Recommendation:
 
 
 def _rejection(rule: Rule, result: LevelResult) -> str | None:
+    if not (result.metrics.tokens_per_s or 0.0) > 0:
+        return "no output tokens measured"
     if METRICS[rule.metric][1](result) is None:
         return f"no {METRICS[rule.metric][0]}"
     ms = result.metrics.ms_per_token.median

@@ -50,7 +50,8 @@ class ResultsFileError(ConfigError):
     def __init__(self, location: str, line: int, field_name: str, value: object, allowed: str) -> None:
         self.location = location
         self.line = line
-        super().__init__([Issue(f"{location}:{line}: {field_name}", value, allowed)], context="results file")
+        where = f"{location}:{line}" if line > 0 else location
+        super().__init__([Issue(f"{where}: {field_name}", value, allowed)], context="results file")
 
 
 LevelKey = tuple[str, int]  # (configuration key, concurrency)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -40,15 +41,17 @@ ClientOpener = Callable[[BenchmarkConfiguration], contextlib.AbstractAsyncContex
 
 
 def _default_level_runner() -> LevelRunner:
-    from benchmark.loadgen import run_level  # noqa: PLC0415  (the load generator is only needed to measure)
-
+    """``benchmark.loadgen.run_level``, imported late: pricing and reporting must not need the load generator."""
+    run_level: LevelRunner = importlib.import_module("benchmark.loadgen").run_level
     return run_level
 
 
 def describe_load(spec: LoadSpecLike, params: ParamsLike, *, target: str, dataset: str) -> dict[str, Any]:
     """The load spec as recorded with each result: what was asked of the endpoint, and where."""
-    load = dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {"concurrency": spec.concurrency}  # type: ignore[arg-type]
-    load.update(max_new_tokens=params.max_new_tokens, target=target, dataset=dataset)
+    load: dict[str, Any] = {"concurrency": spec.concurrency}
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
+        load = dataclasses.asdict(spec)
+    load.update({"max_new_tokens": params.max_new_tokens, "target": target, "dataset": dataset})
     return load
 
 
@@ -58,8 +61,8 @@ async def arun_one_level(
     spec: LoadSpecLike,
     prompts: Sequence[Any],
     params: ParamsLike,
-    store: ResultsStore | None = None,
     *,
+    store: ResultsStore | None = None,
     target: str = "",
     dataset: str = "built-in",
     price_overrides: Mapping[str, float] | None = None,
@@ -87,8 +90,8 @@ def run_one_level(
     spec: LoadSpecLike,
     prompts: Sequence[Any],
     params: ParamsLike,
-    store: ResultsStore | None = None,
     *,
+    store: ResultsStore | None = None,
     target: str = "",
     dataset: str = "built-in",
     price_overrides: Mapping[str, float] | None = None,
@@ -102,7 +105,7 @@ def run_one_level(
             spec,
             prompts,
             params,
-            store,
+            store=store,
             target=target,
             dataset=dataset,
             price_overrides=price_overrides,
@@ -193,7 +196,7 @@ async def arun_matrix(
                         spec,
                         prompts,
                         params,
-                        store,
+                        store=store,
                         target=target,
                         dataset=dataset,
                         price_overrides=price_overrides,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
-from constructs import Construct
 
+from constructs import Construct
 from settings import DeploymentConfig
 
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"

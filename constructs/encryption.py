@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+
 from constructs import Construct
 
 _ALIAS = re.compile(r"^alias/[a-zA-Z0-9/_-]{1,250}$")

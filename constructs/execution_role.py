@@ -6,6 +6,7 @@ and the few actions AWS offers no resource scoping for are conditioned (namespac
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -14,6 +15,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+
 from constructs import Construct, IValidation
 
 ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
@@ -48,7 +50,7 @@ class ExecutionRoleProps:
 
 
 class ExecutionRole(Construct):
-    """Exposes ``.role``."""
+    """Exposes ``.role`` and its customer-managed ``.policy``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ExecutionRoleProps) -> None:
         super().__init__(scope, construct_id)
@@ -77,7 +79,9 @@ class ExecutionRole(Construct):
             iam.PolicyStatement(
                 sid="DecryptWeights", actions=["kms:Decrypt", "kms:DescribeKey"], resources=[props.key.key_arn]
             ),
-            iam.PolicyStatement(sid="PullImage", actions=list(ECR_PULL_ACTIONS), resources=[props.image_repository_arn]),
+            iam.PolicyStatement(
+                sid="PullImage", actions=list(ECR_PULL_ACTIONS), resources=[props.image_repository_arn]
+            ),
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(
                 sid="WriteLogs",
@@ -160,14 +164,15 @@ class _AcknowledgeResolved:
 
 
 def nag_name(stack: cdk.Stack, value: str) -> str:
-    """How cdk-nag prints a resource in a granular finding id: ``<Ref>``, ``<Res.Attr>``, import names as is."""
+    """How cdk-nag prints a resource in a granular finding id: ``<Ref>``, ``<Res.Attr>``, import names as is,
+    other intrinsics (``Fn::GetStackOutput`` of a cross-stack reference) as compact JSON."""
     return _render(stack.resolve(value))
 
 
 def _render(node: object) -> str:
     if isinstance(node, str):
         return node
-    if isinstance(node, dict) and len(node) == 1:
+    if isinstance(node, dict) and len(node) == 1:  # an intrinsic function
         ((fn, arg),) = node.items()
         if fn == "Ref":
             return f"<{arg}>"
@@ -178,4 +183,4 @@ def _render(node: object) -> str:
             return str(sep).join(_render(p) for p in parts)
         if fn == "Fn::ImportValue":
             return _render(arg)
-    raise ValueError(f"cannot name {node!r} the way cdk-nag does")
+    return json.dumps(node, separators=(",", ":"))  # how cdk-nag prints any other intrinsic

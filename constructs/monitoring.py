@@ -16,8 +16,8 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
-from constructs import Construct
 
+from constructs import Construct
 from settings import DeploymentConfig
 
 INVOCATION_NAMESPACE = "AWS/SageMaker"
@@ -190,12 +190,8 @@ class EndpointMonitoring(Construct):
             cw.GraphWidget(
                 title="Concurrent requests per model (autoscaling metric, 10 s)",
                 left=[
-                    metric(
-                        "ConcurrentRequestsPerModel", "Maximum", period=HIGH_RESOLUTION_PERIOD, label="maximum"
-                    ),
-                    metric(
-                        "ConcurrentRequestsPerModel", "Average", period=HIGH_RESOLUTION_PERIOD, label="average"
-                    ),
+                    metric("ConcurrentRequestsPerModel", "Maximum", period=HIGH_RESOLUTION_PERIOD, label="maximum"),
+                    metric("ConcurrentRequestsPerModel", "Average", period=HIGH_RESOLUTION_PERIOD, label="average"),
                 ],
                 left_annotations=[
                     cw.HorizontalAnnotation(value=float(deployment.autoscaling_target or 0), label="target")
@@ -205,9 +201,7 @@ class EndpointMonitoring(Construct):
             cw.GraphWidget(
                 title="Instances (CPUUtilization samples per minute)",
                 left=[
-                    metric(
-                        "CPUUtilization", "SampleCount", namespace=INSTANCE_NAMESPACE, label="instances reporting"
-                    )
+                    metric("CPUUtilization", "SampleCount", namespace=INSTANCE_NAMESPACE, label="instances reporting")
                 ],
                 width=12,
             ),

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+
 from constructs import Construct
 
 # What the endpoints (ECR pulls, logs, metrics) and the tooling (SageMaker API and runtime calls, STS,
@@ -110,9 +112,12 @@ class Network(Construct):
             retention=props.flow_log_retention,
             removal_policy=props.removal_policy,
         )
+        self.flow_log_role = self._flow_log_role()
         self.flow_log = self.vpc.add_flow_log(
             "FlowLog",
-            destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group),
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                self.flow_log_group, self.flow_log_role.without_policy_updates()
+            ),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
 
@@ -146,14 +151,51 @@ class Network(Construct):
             )
         for key, value in props.extra_tags.items():
             cdk.Tags.of(self).add(key, value)
+        cdk.Validations.of(self.vpc).acknowledge(
+            cdk.Acknowledgment(
+                id="NIST.800.53.R5-VPCDefaultSecurityGroupClosed",
+                reason="nothing is attached to the default security group (every endpoint, function and "
+                "interface endpoint gets its own group above) and the VPC has no internet or NAT gateway; "
+                "closing it would take CDK's custom-resource Lambda, a new function outside the VPC",
+            )
+        )
+
+    def _flow_log_role(self) -> iam.Role:
+        """The flow-log service's role: write to the one log group, for flow logs of this account only.
+
+        Its permissions are a customer-managed policy, not CDK's inline grant (NIST IAMNoInlinePolicy).
+        """
+        stack = cdk.Stack.of(self)
+        role = iam.Role(
+            self,
+            "FlowLogRole",
+            assumed_by=iam.ServicePrincipal(
+                "vpc-flow-logs.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(service="ec2", resource="vpc-flow-log", resource_name="*")
+                    },
+                },
+            ),
+            description="VPC flow logs delivery to their encrypted log group",
+        )
+        iam.ManagedPolicy(
+            self,
+            "FlowLogPolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    resources=[self.flow_log_group.log_group_arn],
+                )
+            ],
+        )
+        return role
 
     def _workload_group(self, construct_id: str, description: str, props: NetworkProps) -> ec2.SecurityGroup:
-        group = ec2.SecurityGroup(
-            self, construct_id, vpc=self.vpc, description=description, allow_all_outbound=False
-        )
-        group.add_egress_rule(
-            ec2.Peer.ipv4(self.vpc.vpc_cidr_block), ec2.Port.tcp(HTTPS), "HTTPS to the interface endpoints"
-        )
+        group = ec2.SecurityGroup(self, construct_id, vpc=self.vpc, description=description, allow_all_outbound=False)
+        group.add_egress_rule(ec2.Peer.ipv4(props.cidr), ec2.Port.tcp(HTTPS), "HTTPS to the interface endpoints")
         s3 = (
             ec2.Peer.prefix_list(props.s3_prefix_list_id)
             if props.s3_prefix_list_id
@@ -165,9 +207,8 @@ class Network(Construct):
     def _restrict_interface_endpoint_ingress(self, props: NetworkProps) -> None:
         group = self.interface_endpoint_security_group
         if props.endpoint_client_security_groups is None:
-            group.add_ingress_rule(
-                ec2.Peer.ipv4(self.vpc.vpc_cidr_block), ec2.Port.tcp(HTTPS), "HTTPS from inside the VPC"
-            )
+            # The literal CIDR, not the VPC's CidrBlock attribute: the rule stays checkable at synth.
+            group.add_ingress_rule(ec2.Peer.ipv4(props.cidr), ec2.Port.tcp(HTTPS), "HTTPS from inside the VPC")
             return
         clients = (self.endpoint_security_group, self.lambda_security_group, *props.endpoint_client_security_groups)
         for client in clients:

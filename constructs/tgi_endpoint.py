@@ -18,8 +18,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
-from constructs import Construct
 
+from constructs import Construct
 from constructs.execution_role import ENDPOINT_LOG_GROUP_PREFIX
 from settings import DeploymentConfig
 
@@ -27,6 +27,7 @@ VARIANT_NAME = "AllTraffic"
 ROUTING_STRATEGY = "LEAST_OUTSTANDING_REQUESTS"  # a long generation must not queue short ones behind it
 # Keep the old fleet this long after traffic moved, so streamed generations in flight there can finish.
 TERMINATION_WAIT_S = 300
+EXECUTION_MARGIN_S = 600  # instance provisioning and SageMaker's own steps, beyond the configured waits
 _EXECUTION_TIMEOUT_RANGE = (600, 14400)  # SageMaker's limits for MaximumExecutionTimeoutInSeconds
 
 
@@ -55,14 +56,15 @@ def execution_timeout_s(deployment: DeploymentConfig) -> int:
         + int(deployment.startup_health_check_timeout_s or 0)
         + deployment.deployment_wait_s
         + TERMINATION_WAIT_S
-        + 600
+        + EXECUTION_MARGIN_S
     )
     low, high = _EXECUTION_TIMEOUT_RANGE
     return max(low, min(high, total))
 
 
 class TgiEndpoint(Construct):
-    """Exposes ``.model``, ``.endpoint_config``, ``.endpoint``, ``.log_group``, ``.endpoint_name``, ``.variant_name``."""
+    """Exposes ``.model``, ``.endpoint_config``, ``.endpoint``, ``.log_group``, ``.endpoint_name``,
+    ``.variant_name``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: TgiEndpointProps) -> None:
         super().__init__(scope, construct_id)
@@ -144,9 +146,7 @@ class TgiEndpoint(Construct):
                     maximum_execution_timeout_in_seconds=execution_timeout_s(deployment),
                 ),
                 auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
-                    alarms=[
-                        sagemaker.CfnEndpoint.AlarmProperty(alarm_name=name) for name in props.rollback_alarm_names
-                    ]
+                    alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=name) for name in props.rollback_alarm_names]
                 ),
             ),
         )

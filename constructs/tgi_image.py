@@ -9,9 +9,9 @@ is created. With a concrete region the URI and ARN are plain literals from the s
 from __future__ import annotations
 
 import aws_cdk as cdk
-from constructs import Construct
 
 from catalog.tgi_images import TgiImage
+from constructs import Construct
 
 
 class TgiImageLocation(Construct):

@@ -19,11 +19,12 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from constructs import Construct
 
 from catalog.errors import ConfigError, Issue
+from constructs import Construct
 
 WEIGHTS_ROOT = "models/"
+_LOG_DELIVERY_BY_POLICY = "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"
 _PREFIX = re.compile(r"^models/[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
 
 
@@ -55,6 +56,9 @@ class WeightsBucket(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: WeightsBucketProps) -> None:
         super().__init__(scope, construct_id)
+        # Grant log delivery with a bucket policy, not the LogDeliveryWrite ACL (ACLs are disabled below),
+        # whatever the app's feature flags say.
+        self.node.set_context(_LOG_DELIVERY_BY_POLICY, True)
         stack = cdk.Stack.of(self)
         self.access_log_bucket = s3.Bucket(
             self,
@@ -128,6 +132,28 @@ class WeightsBucket(Construct):
                     "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": props.key.key_arn}
                 },
             )
+        )
+
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        replication = (
+            "NIST.800.53.R5-S3BucketReplicationEnabled",
+            "single-region deployment: the weights are a re-stageable copy of Hugging Face Hub repositories "
+            "(the staging build recreates them), and versioning covers accidental overwrite or delete",
+        )
+        cdk.Validations.of(self.bucket).acknowledge(cdk.Acknowledgment(id=replication[0], reason=replication[1]))
+        cdk.Validations.of(self.access_log_bucket).acknowledge(
+            cdk.Acknowledgment(
+                id=replication[0],
+                reason="access logs describe this region's bucket only and are kept versioned for their retention; "
+                "a replica would need a second-region bucket this single-region project does not own",
+            ),
+            cdk.Acknowledgment(
+                id="NIST.800.53.R5-S3DefaultEncryptionKMS",
+                reason="S3 server access log delivery supports only SSE-S3 as the target bucket's default "
+                "encryption (S3 user guide, Enabling server access logging); SSE-KMS would drop the logs",
+            ),
         )
 
     def model_data_uri(self, prefix: str) -> str:

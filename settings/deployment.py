@@ -60,7 +60,7 @@ class DeploymentConfig:
     hf_model_id: str | None = None
     alarm_5xx_rate_pct: float = 1.0
     alarm_model_latency_p90_ms: float = 30000.0
-    alarm_gpu_memory_pct: float = 95.0
+    alarm_gpu_memory_pct: float = 98.0  # TGI pre-allocates KV cache, so ~90 % is the normal steady state
     deployment_wait_s: int = 600  # blue/green: watch the alarms this long before the old fleet goes
 
     def __post_init__(self) -> None:

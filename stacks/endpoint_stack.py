@@ -13,8 +13,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from constructs import Construct
 
+from constructs import Construct
 from constructs.autoscaling import EndpointAutoscaling, EndpointAutoscalingProps
 from constructs.execution_role import ExecutionRole, ExecutionRoleProps
 from constructs.monitoring import EndpointMonitoring, EndpointMonitoringProps
@@ -123,7 +123,9 @@ class LlamaEndpointStack(cdk.Stack):
             ),
         )
         # The rollback alarms are named literally; make sure they exist before the endpoint refers to them.
-        self.endpoint.endpoint.node.add_dependency(self.monitoring.error_rate_alarm, self.monitoring.model_latency_alarm)
+        self.endpoint.endpoint.node.add_dependency(
+            self.monitoring.error_rate_alarm, self.monitoring.model_latency_alarm
+        )
         self.autoscaling = EndpointAutoscaling(
             self,
             "Autoscaling",

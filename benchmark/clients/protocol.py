@@ -42,7 +42,7 @@ def _json(data: str | bytes, what: str) -> Any:
 
 
 def _stream_error(obj: dict[str, Any]) -> RequestFailed:
-    """An error reported inside an already-started stream (TGI ``{"error", "error_type"}``, OpenAI ``{"error": {}}``)."""
+    """An error inside an already-started stream: TGI ``{"error", "error_type"}``, OpenAI ``{"error": {...}}``."""
     error = obj.get("error")
     if isinstance(error, dict):
         kind_name, message = str(error.get("type", "")), str(error.get("message", error))
@@ -140,8 +140,11 @@ class TgiStreamReader(StreamReader):
         if obj.get("generated_text") is not None:
             self.finished = True
             details = obj.get("details")
-            if isinstance(details, dict) and isinstance(details.get("generated_tokens"), int):
-                self.record.generated_tokens = details["generated_tokens"]
+            if isinstance(details, dict):
+                if isinstance(details.get("generated_tokens"), int):
+                    self.record.generated_tokens = details["generated_tokens"]
+                if isinstance(details.get("input_length"), int):  # TGI >= 2.1 reports it in the stream
+                    self.record.input_tokens = details["input_length"]
 
 
 class OpenAIStreamReader(StreamReader):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmark.metrics import TokenTimeSource, compute_metrics, derived_tokens_per_s_2023, ms_per_token
+from benchmark.metrics import LevelMetrics, TokenTimeSource, compute_metrics, derived_tokens_per_s_2023, ms_per_token
 from benchmark.percentiles import Distribution, min_samples, percentile
 from benchmark.records import ErrorKind, RequestRecord
 
@@ -80,13 +80,21 @@ def test_distribution_round_trips_through_json() -> None:
 
 
 def test_ms_per_token_prefers_stream_times_then_ttft_then_server_then_e2e() -> None:
-    assert ms_per_token(stream(0.0, 0.5, 0.025, 9, 1.0)) == (pytest.approx(25.0), TokenTimeSource.STREAM)
-    with_ttft = RequestRecord(user=0, start=0.0, end=3.0, generated_tokens=26, first_token_at=0.5)
-    assert ms_per_token(with_ttft) == (pytest.approx(100.0), TokenTimeSource.E2E_MINUS_TTFT)
+    def check(record: RequestRecord, ms: float, source: TokenTimeSource) -> None:
+        found = ms_per_token(record)
+        assert found is not None
+        assert found[0] == pytest.approx(ms)
+        assert found[1] is source
+
+    check(stream(0.0, 0.5, 0.025, 9, 1.0), 25.0, TokenTimeSource.STREAM)
+    check(
+        RequestRecord(user=0, start=0.0, end=3.0, generated_tokens=26, first_token_at=0.5),
+        100.0,
+        TokenTimeSource.E2E_MINUS_TTFT,
+    )
     server = RequestRecord(user=0, start=0.0, end=3.0, generated_tokens=26, server_timings={"x-time-per-token": 42.0})
-    assert ms_per_token(server) == (42.0, TokenTimeSource.SERVER)
-    bare = RequestRecord(user=0, start=0.0, end=4.0, generated_tokens=20)
-    assert ms_per_token(bare) == (pytest.approx(200.0), TokenTimeSource.E2E_OVER_N)
+    check(server, 42.0, TokenTimeSource.SERVER)
+    check(RequestRecord(user=0, start=0.0, end=4.0, generated_tokens=20), 200.0, TokenTimeSource.E2E_OVER_N)
     assert ms_per_token(RequestRecord(user=0, start=0.0, end=1.0)) is None
 
 
@@ -133,7 +141,8 @@ def test_level_metrics_match_ground_truth(level: Run) -> None:
 
     assert m.inter_token_ms.count == 98
     assert m.inter_token_ms.median == pytest.approx(40.0)  # 49 gaps of 30 ms and 49 of 50 ms
-    assert (m.ttft_ms.count, m.ttft_ms.median) == (3, pytest.approx(500.0))
+    assert m.ttft_ms.count == 3
+    assert m.ttft_ms.median == pytest.approx(500.0)
     assert m.e2e_ms.mean == pytest.approx(3000.0)
     assert m.derived_tokens_per_s_2023 == pytest.approx(4 * 50 * 1000 / 3000)
     assert any("outside the measurement window" in note for note in m.notes)
@@ -141,8 +150,6 @@ def test_level_metrics_match_ground_truth(level: Run) -> None:
 
 
 def test_metrics_round_trip_through_json(level: Run) -> None:
-    from benchmark.metrics import LevelMetrics
-
     m = compute_metrics(level, max_new_tokens=50)
     assert LevelMetrics.from_dict(m.to_dict()) == m
 

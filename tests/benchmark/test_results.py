@@ -26,7 +26,7 @@ CONFIGS = [
 ]
 
 
-class Killed(Exception):
+class KilledError(Exception):
     """The process dying mid-matrix (raised instead of the next level's measurement)."""
 
 
@@ -58,7 +58,7 @@ class FakeLoad:
 
     async def __call__(self, client: Any, prompts: Any, params: Params, spec: Spec) -> Run:
         if self.crash_after is not None and len(self.calls) >= self.crash_after:
-            raise Killed("killed after level 2")
+            raise KilledError("killed after level 2")
         self.calls.append(spec.concurrency)
         records = [
             RequestRecord(user=u, start=float(t), end=t + 1.0, generated_tokens=10, first_token_at=t + 0.1)
@@ -75,7 +75,9 @@ async def fake_client(configuration: BenchmarkConfiguration) -> AsyncIterator[ob
 
 def test_one_level_is_measured_priced_and_written(tmp_path: Path) -> None:
     store = JsonlResultsStore(tmp_path / "r.jsonl")
-    result = run_one_level(object(), CONFIGS[0], Spec(5), [], Params(), store, target="fake", level_runner=FakeLoad())
+    result = run_one_level(
+        object(), CONFIGS[0], Spec(5), [], Params(), store=store, target="fake", level_runner=FakeLoad()
+    )
     assert result.metrics.tokens_per_s == pytest.approx(5 * 4 * 10 / 4.0)
     assert result.metrics.ms_per_token.median == pytest.approx((1000 - 100) / 9)  # (e2e - ttft) / (n - 1)
     assert result.cost is not None and result.cost.usd_per_hour == 1.515
@@ -90,7 +92,7 @@ def test_rerun_resumes_after_a_kill_and_keeps_earlier_records(tmp_path: Path) ->
     store = JsonlResultsStore(tmp_path / "results.jsonl")
     plan = MatrixPlan(CONFIGS, [Spec(1), Spec(5)])
     crashing = FakeLoad(crash_after=2)
-    with pytest.raises(Killed):
+    with pytest.raises(KilledError):
         run_matrix(plan, fake_client, [], Params(), store, level_runner=crashing)
     before = (tmp_path / "results.jsonl").read_text()
     assert [r.level_key for r in store.load()] == [(CONFIGS[0].key, 1), (CONFIGS[0].key, 5)]
@@ -110,11 +112,11 @@ def test_rerun_resumes_after_a_kill_and_keeps_earlier_records(tmp_path: Path) ->
 def test_partial_last_line_from_a_killed_write_is_dropped_and_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     store = JsonlResultsStore(path)
-    first = run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store, level_runner=FakeLoad())
+    first = run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store=store, level_runner=FakeLoad())
     with path.open("a") as handle:
         handle.write('{"schema": "llama2-benchmark/level-result/1", "configur')
     assert store.load() == [first]
-    second = run_one_level(object(), CONFIGS[0], Spec(5), [], Params(), store, level_runner=FakeLoad())
+    second = run_one_level(object(), CONFIGS[0], Spec(5), [], Params(), store=store, level_runner=FakeLoad())
     assert store.load() == [first, second]
     assert len(path.read_text().splitlines()) == 2
 
@@ -122,7 +124,7 @@ def test_partial_last_line_from_a_killed_write_is_dropped_and_overwritten(tmp_pa
 def test_malformed_line_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     store = JsonlResultsStore(path)
-    run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store, level_runner=FakeLoad())
+    run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store=store, level_runner=FakeLoad())
     record = json.loads(path.read_text())
     record["configuration"]["instance_type"] = "ml.p4d.12xlarge"
     with path.open("a") as handle:
@@ -142,7 +144,7 @@ def test_s3_store_writes_one_object_per_level_and_reads_them_back() -> None:
     store = open_store("s3://results/runs/2026-11", s3_client=s3)
     assert isinstance(store, S3ResultsStore)
     plan = MatrixPlan(CONFIGS, [Spec(1), Spec(5)])
-    with pytest.raises(Killed):
+    with pytest.raises(KilledError):
         run_matrix(plan, fake_client, [], Params(), store, level_runner=FakeLoad(crash_after=3))
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="results", Prefix="runs/2026-11/")["Contents"]]
     assert len(keys) == 3 and all(k.endswith(".json") for k in keys)
@@ -167,7 +169,7 @@ def test_s3_object_with_bad_record_is_named() -> None:
 
 
 def test_utilization_can_be_added_later(tmp_path: Path) -> None:
-    result = run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), None, level_runner=FakeLoad())
+    result = run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store=None, level_runner=FakeLoad())
     filled = result.with_utilization({"gpu": 93.5, "gpu_memory": 88.0})
     assert LevelResult.from_dict(json.loads(filled.to_json_line())).utilization == {"gpu": 93.5, "gpu_memory": 88.0}
 
@@ -179,7 +181,10 @@ CSV_HEADER = "model,quantization,instance,concurrency,ms_per_token_median,tokens
 
 def test_external_csv_is_imported_and_priced(tmp_path: Path) -> None:
     path = tmp_path / "other.csv"
-    path.write_text(CSV_HEADER + "Llama 2 13B,gptq,g5.2xlarge,5,56.2,71.7,us-west-2,,0.01\n7b,fp16,ml.g5.12xlarge,1,16.8,61.5,,8.0,\n")
+    path.write_text(
+        CSV_HEADER
+        + "Llama 2 13B,gptq,g5.2xlarge,5,56.2,71.7,us-west-2,,0.01\n7b,fp16,ml.g5.12xlarge,1,16.8,61.5,,8.0,\n"
+    )
     first, second = import_file(path)
     assert first.configuration.key == "13b/gptq/ml.g5.2xlarge/tgi-3.3.6/us-west-2"
     assert first.cost is not None and first.cost.usd_per_hour == 1.515  # catalog, us-west-2
@@ -191,8 +196,15 @@ def test_external_csv_is_imported_and_priced(tmp_path: Path) -> None:
 
 def test_external_jsonl_is_recognised_by_collect(tmp_path: Path) -> None:
     path = tmp_path / "other.jsonl"
-    row = {"model": "70b", "quantization": "gptq", "instance": "ml.g5.12xlarge", "concurrency": 5,
-           "ms_per_token_median": 138.3, "tokens_per_s": 33.3, "source": "llmperf"}
+    row = {
+        "model": "70b",
+        "quantization": "gptq",
+        "instance": "ml.g5.12xlarge",
+        "concurrency": 5,
+        "ms_per_token_median": 138.3,
+        "tokens_per_s": 33.3,
+        "source": "llmperf",
+    }
     path.write_text(json.dumps(row) + "\n")
     (result,) = collect_results([str(path)], price_overrides={"ml.g5.12xlarge": 10.0})
     assert result.source == "llmperf"
@@ -229,5 +241,5 @@ def test_external_csv_without_required_column(tmp_path: Path) -> None:
 
 
 def test_missing_results_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ResultsFileError, match="nope.jsonl"):
+    with pytest.raises(ResultsFileError, match=r"nope\.jsonl"):
         collect_results([str(tmp_path / "nope.jsonl")])

@@ -1,0 +1,195 @@
+"""The asyncio load generator: one concurrency level against one client.
+
+Closed loop (the 2023 method): exactly ``concurrency`` virtual users, each sending its next request as soon
+as its previous one ends. Open loop (``request_rate`` set): arrivals follow a Poisson or constant
+schedule whatever the server does, with at most ``concurrency`` in flight; a request that waits for a free
+slot keeps its *scheduled* start, so queueing on our side counts as latency (no coordinated omission).
+
+Warm-up requests are the first ``warmup_requests`` sent; they are recorded with ``warmup=True`` and the
+measurement window opens when the first measured request is sent, so the warm-up load is still running
+(steady state) when measuring starts. The window closes ``duration_s`` later or, when ``max_requests``
+stops the run first, when the last measured request ends. Requests still in flight at the close are
+awaited and kept (they end after the window, which metrics handle). Errors never stop a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from benchmark.clients.base import Client
+from benchmark.prompts import GenerationParams, Prompt
+from benchmark.records import ErrorKind, RequestRecord
+from catalog.errors import ConfigError, Issue
+
+ARRIVALS = ("poisson", "constant")
+# The loop's own per-request deadline, beyond the client's: a backstop if a client ignores its timeout.
+_BACKSTOP_S = 5.0
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    concurrency: int
+    duration_s: float | None = 90.0
+    max_requests: int | None = None
+    warmup_requests: int = 0
+    request_rate: float | None = None  # requests/s: open loop when set
+    timeout_s: float = 120.0
+    arrival: str = "poisson"  # open loop only
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        issues: list[Issue] = []
+        if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or self.concurrency < 1:
+            issues.append(Issue("concurrency", self.concurrency, "must be an integer >= 1"))
+        if self.duration_s is not None and not self.duration_s > 0:
+            issues.append(Issue("duration_s", self.duration_s, "must be > 0 or unset"))
+        if self.max_requests is not None and self.max_requests < 1:
+            issues.append(Issue("max_requests", self.max_requests, "must be >= 1 or unset"))
+        if self.duration_s is None and self.max_requests is None:
+            issues.append(Issue("duration_s", None, "duration_s or max_requests must bound the run"))
+        if self.warmup_requests < 0:
+            issues.append(Issue("warmup_requests", self.warmup_requests, "must be >= 0"))
+        if self.request_rate is not None and not self.request_rate > 0:
+            issues.append(Issue("request_rate", self.request_rate, "must be > 0 requests/s or unset (closed loop)"))
+        if not self.timeout_s > 0:
+            issues.append(Issue("timeout_s", self.timeout_s, "must be > 0"))
+        if self.arrival not in ARRIVALS:
+            issues.append(Issue("arrival", self.arrival, f"must be one of {', '.join(ARRIVALS)}"))
+        if issues:
+            raise ConfigError(issues, context="load specification")
+
+    @property
+    def open_loop(self) -> bool:
+        return self.request_rate is not None
+
+
+@dataclass
+class LevelRun:
+    spec: LoadSpec
+    window_start: float
+    window_end: float
+    records: list[RequestRecord] = field(default_factory=list)  # warm-up records flagged warmup=True
+
+    @property
+    def measured(self) -> list[RequestRecord]:
+        return [record for record in self.records if not record.warmup]
+
+
+class _Tickets:
+    """Hands out request numbers until the run's bounds are reached; opens and closes the window."""
+
+    def __init__(self, spec: LoadSpec) -> None:
+        self.spec = spec
+        self.issued = 0
+        self.stopped = False
+        self.window_start: float | None = None
+        self.deadline: float | None = None
+        self.stopped_by_deadline = False
+
+    def take(self) -> tuple[int, bool] | None:
+        if self.stopped:
+            return None
+        number = self.issued
+        measured = number - self.spec.warmup_requests
+        now = time.perf_counter()
+        if measured >= 0:
+            if self.window_start is None:
+                self.window_start = now
+                if self.spec.duration_s is not None:
+                    self.deadline = now + self.spec.duration_s
+            if self.spec.max_requests is not None and measured >= self.spec.max_requests:
+                self.stopped = True
+                return None
+            if self.deadline is not None and now >= self.deadline:
+                self.stopped = self.stopped_by_deadline = True
+                return None
+        self.issued += 1
+        return number, measured < 0
+
+
+async def run_level(
+    client: Client,
+    prompts: Sequence[Prompt],
+    params: GenerationParams,
+    spec: LoadSpec,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> LevelRun:
+    """Run one level; ``progress`` is called with the number of measured requests finished so far."""
+    if not prompts:
+        raise ConfigError([Issue("prompts", 0, "at least one prompt is needed")], context="load generator")
+    tickets = _Tickets(spec)
+    records: list[RequestRecord] = []
+    done = 0
+
+    async def one(user: int, number: int, warmup: bool, scheduled: float | None = None) -> None:
+        nonlocal done
+        prompt = prompts[number % len(prompts)]
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(spec.timeout_s + _BACKSTOP_S):
+                record = await client.send(prompt, params, user=user)
+        except TimeoutError:
+            record = RequestRecord(user=user, start=started, end=time.perf_counter(), prompt_id=prompt.id or None)
+            record.error, record.error_detail = ErrorKind.TIMEOUT, f"no answer within {spec.timeout_s} s"
+        except Exception as exc:  # a client bug must not stop the run
+            record = RequestRecord(user=user, start=started, end=time.perf_counter(), prompt_id=prompt.id or None)
+            record.error, record.error_detail = ErrorKind.CLIENT, f"{type(exc).__name__}: {exc}"
+        if scheduled is not None and scheduled < record.start:
+            record.start = scheduled
+        record.warmup = warmup
+        records.append(record)
+        if not warmup:
+            done += 1
+            if progress is not None:
+                progress(done)
+
+    if spec.open_loop:
+        await _open_loop(spec, tickets, one)
+    else:
+
+        async def user_loop(user: int) -> None:
+            while (ticket := tickets.take()) is not None:
+                await one(user, *ticket)
+
+        await asyncio.gather(*(user_loop(user) for user in range(spec.concurrency)))
+
+    end = time.perf_counter()
+    start = tickets.window_start if tickets.window_start is not None else end
+    if tickets.stopped_by_deadline and tickets.deadline is not None:
+        window_end = tickets.deadline
+    else:
+        window_end = max((r.end for r in records if not r.warmup), default=end)
+    return LevelRun(spec=spec, window_start=start, window_end=window_end, records=records)
+
+
+async def _open_loop(spec: LoadSpec, tickets: _Tickets, one: Callable[..., Awaitable[None]]) -> None:
+    assert spec.request_rate is not None
+    rng = random.Random(spec.seed)
+    slots = asyncio.Semaphore(spec.concurrency)
+    pending: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
+    next_at = time.perf_counter()
+
+    async def bounded(number: int, warmup: bool, scheduled: float) -> None:
+        async with slots:
+            await one(number % spec.concurrency, number, warmup, scheduled)
+
+    while True:
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        ticket = tickets.take()
+        if ticket is None:
+            break
+        task = loop.create_task(bounded(*ticket, next_at))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        gap = rng.expovariate(spec.request_rate) if spec.arrival == "poisson" else 1.0 / spec.request_rate
+        next_at += gap
+    if pending:
+        await asyncio.gather(*pending)

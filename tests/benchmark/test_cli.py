@@ -1,0 +1,124 @@
+"""The command line: one-line errors with exit code 2 for bad input, report rendering, and the demo."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main, parse_concurrency
+
+REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def error_lines(capsys: pytest.CaptureFixture[str], argv: list[str]) -> list[str]:
+    assert main(argv) == 2
+    return [line for line in capsys.readouterr().err.splitlines() if line]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "x", "1,,5", "5,5", ""])
+def test_bad_concurrency_is_refused(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    (line,) = error_lines(capsys, ["run", "--concurrency", value])
+    assert line.startswith(f"error: concurrency={value!r}: must be a comma-separated list of distinct positive")
+
+
+def test_concurrency_parses() -> None:
+    assert parse_concurrency("1, 5,10,20") == (1, 5, 10, 20)
+
+
+def test_unknown_instance_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = error_lines(capsys, ["run", "--model", "13b", "--instance", "ml.p4d.12xlarge"])
+    assert line.startswith("error: instance_type='ml.p4d.12xlarge': must be one of ")
+    assert "ml.p4d.24xlarge" in line
+
+
+def test_configuration_that_does_not_fit_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = error_lines(capsys, ["run", "--config", "model=13b,quantization=fp16,instance=ml.g5.2xlarge"])
+    assert "instance_type='ml.g5.2xlarge': too small" in line
+
+
+def test_missing_dataset_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "none.jsonl"
+    (line,) = error_lines(capsys, ["run", "--dataset", str(missing), "--max-requests", "1"])
+    assert line == f"error: dataset='{missing}': file does not exist"
+
+
+def test_real_target_needs_its_address(capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = error_lines(capsys, ["run", "--target", "sagemaker", "--instance", "ml.g5.2xlarge"])
+    assert line.startswith("error: endpoint=None: is required")
+
+
+def test_malformed_results_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "other.csv"
+    bad.write_text(
+        "model,quantization,instance,concurrency,ms_per_token_median,tokens_per_s\n7b,fp16,ml.g5.2xlarge,x,1,2\n"
+    )
+    (line,) = error_lines(capsys, ["report", str(bad), "--out", str(tmp_path / "r")])
+    assert line == f"error: {bad}:2: concurrency='x': must be an integer >= 1"
+
+
+def test_bad_price_override_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (line,) = error_lines(capsys, ["report", "--price-override", "ml.g5.2xlarge=free", "--out", str(tmp_path)])
+    assert line.startswith("error: price_override='ml.g5.2xlarge=free'")
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference folder absent")
+def test_report_command_prices_with_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = REFERENCE / "published_llama2_sagemaker_results.csv"
+    out = tmp_path / "report"
+    assert main(["report", "--published", str(csv), "--price-override", "ml.g5.2xlarge=3.03", "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    # 7B GPTQ at 120.0941633 tokens/s, $3.03/h: 1e6 / 120.0941633 / 3600 x 3.03 = $7.01 per 1M
+    assert "| Llama 2 7B | GPTQ | ml.g5.2xlarge (published 2023) | 5 | 34.25 | 120.09 | 3.030 | 138.78 | 7.01 |" in md
+    assert "| ml.g5.2xlarge | us-west-2 | 3.030 | user override | user override |" in md
+    assert (out / "report.html").read_text().count("<svg") == 2
+
+
+def test_module_entry_point_reports_errors_with_exit_code_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark", "run", "--concurrency", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: concurrency='0'")
+
+
+_E2E_READY = all(importlib.util.find_spec(name) is not None for name in ("benchmark.loadgen", "benchmark.emulator"))
+
+
+@pytest.mark.skipif(not _E2E_READY, reason="load generator or emulator not in this checkout yet")
+def test_run_against_emulator_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results.jsonl"
+    argv = [
+        "run",
+        "--config",
+        "model=7b,quantization=gptq,instance=ml.g5.2xlarge",
+        "--concurrency",
+        "1,4",
+        "--duration",
+        "0.6",
+        "--max-new-tokens",
+        "8",
+        "--results",
+        str(results),
+        "--json",
+        "--report-dir",
+        str(tmp_path / "report"),
+    ]
+    assert main(argv) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["metrics"]["concurrency"] for r in printed] == [1, 4]
+    assert all(r["metrics"]["tokens_per_s"] > 0 and r["metrics"]["error_rate"] == 0 for r in printed)
+    assert len(results.read_text().splitlines()) == 2
+    assert main(argv) == 0  # resume: nothing left to run
+    assert capsys.readouterr().out == ""
+    assert "Most cost-effective" in (tmp_path / "report" / "report.md").read_text()

@@ -1,0 +1,190 @@
+"""Every client against the emulator over real loopback sockets, checked against its ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from benchmark.clients import KINDS, Client, create_client
+from benchmark.clients.base import status_error_kind
+from benchmark.clients.sagemaker import classify_client_error
+from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
+from benchmark.prompts import GenerationParams, Prompt
+from benchmark.records import ErrorKind, RequestRecord
+from catalog.errors import ConfigError
+
+TOKENS = 8
+PREFILL_MS = 60.0
+CONFIG = EmulatorConfig(
+    latency=LatencyModel(
+        prefill_base_ms=PREFILL_MS, prefill_ms_per_token=0.0, tpot_base_ms=3.0, tpot_slope_ms=0.0, tokens=TOKENS
+    ),
+    payload_split=3,  # every SSE event reaches the SageMaker client in three PayloadParts
+    endpoint_names=("llama-ep",),
+)
+PROMPT = Prompt(text="Explain continuous batching in one paragraph. " * 10, id="p-1")
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(CONFIG) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh(emulator: EmulatorServer) -> EmulatorServer:
+    emulator.configure(CONFIG)
+    emulator.reset()
+    return emulator
+
+
+def make(kind: str, base_url: str, *, endpoint: str = "llama-ep", **options: Any) -> Client:
+    if kind.startswith("sagemaker"):
+        options |= {
+            "endpoint_url": base_url,
+            "region_name": "us-east-1",
+            "client_kwargs": {"aws_access_key_id": "x", "aws_secret_access_key": "x"},
+        }
+        return create_client(kind, endpoint, **options)
+    return create_client(kind, base_url, **options)
+
+
+def send(client: Client, params: GenerationParams, prompt: Prompt = PROMPT) -> RequestRecord:
+    async def go() -> RequestRecord:
+        try:
+            return await client.send(prompt, params, user=3)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_client_matches_server_ground_truth(fresh: EmulatorServer, kind: str) -> None:
+    record = send(make(kind, fresh.base_url, timeout_s=10), GenerationParams(max_new_tokens=20))
+    assert record.ok, record.error_detail
+    (truth,) = fresh.truth()
+    assert truth.outcome == "ok"
+    assert record.request_id == truth.request_id
+    assert record.user == 3 and record.prompt_id == "p-1"
+    # Token counts come from the server (TOKENS < max_new_tokens: the last token is EOS).
+    assert record.generated_tokens == truth.tokens == TOKENS
+    assert record.input_tokens == truth.input_tokens
+    assert record.start < record.end
+    if record.ttft_s is not None or kind.endswith("-stream"):
+        # OpenAI sends the EOS token as an empty delta: one token event fewer than the count.
+        expected_events = TOKENS - 1 if kind.startswith("openai") else TOKENS
+        assert len(record.token_times) == expected_events
+        assert record.first_token_at == record.token_times[0]
+        assert record.token_times == sorted(record.token_times)
+        gaps = record.inter_token_gaps_s
+        assert len(gaps) == expected_events - 1
+        assert sum(gaps) == pytest.approx(record.token_times[-1] - record.token_times[0])
+        # The client cannot see the first token before the server scheduled it.
+        assert record.ttft_s is not None and record.ttft_s * 1000 >= truth.ttft_ms - 1.0
+        # Gaps exclude the (long) prefill: generous bound, no flaky timing.
+        assert sorted(gaps)[len(gaps) // 2] < PREFILL_MS / 1000 / 2
+    else:
+        assert record.token_times == [] and record.first_token_at is None
+        assert record.server_timings["x-emulator-ttft-ms"] == pytest.approx(truth.ttft_ms, abs=0.01)
+        assert record.server_timings["x-emulator-tpot-ms"] == pytest.approx(truth.tpot_ms, abs=0.01)
+        assert record.e2e_s * 1000 >= truth.ttft_ms + sum(truth.gaps_ms) - 1.0
+        if kind != "openai-chat":
+            assert {"x-time-per-token", "x-queue-time", "x-inference-time"} <= set(record.server_timings)
+
+
+@pytest.mark.parametrize("kind", ["tgi-http", "sagemaker-stream", "openai-chat-stream"])
+def test_generation_stops_at_max_new_tokens(fresh: EmulatorServer, kind: str) -> None:
+    record = send(make(kind, fresh.base_url), GenerationParams(max_new_tokens=3))
+    assert record.ok, record.error_detail
+    assert record.generated_tokens == 3
+    assert fresh.truth()[0].tokens == 3
+
+
+def test_unknown_sagemaker_endpoint_is_a_4xx(fresh: EmulatorServer) -> None:
+    record = send(make("sagemaker", fresh.base_url, endpoint="missing"), GenerationParams())
+    assert record.error is ErrorKind.HTTP_4XX
+    assert "not found" in record.error_detail
+
+
+def test_boto3_unchanged_client_works(fresh: EmulatorServer) -> None:
+    """Plain boto3, no wrapper: the emulator speaks the real SageMaker runtime wire protocol."""
+    import boto3
+
+    runtime = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=fresh.base_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    body = b'{"inputs": "hi there", "parameters": {"max_new_tokens": 4, "details": true}, "stream": true}'
+    response = runtime.invoke_endpoint_with_response_stream(EndpointName="llama-ep", Body=body)
+    assert response["ContentType"] == "text/event-stream"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    parts = [event["PayloadPart"]["Bytes"] for event in response["Body"]]
+    assert len(parts) == 4 * 3  # four events, each cut in three parts
+    assert b"".join(parts).count(b"\n\n") == 4
+    answer = runtime.invoke_endpoint(EndpointName="llama-ep", Body=body.replace(b"true}", b"false}"))
+    assert answer["ContentType"] == "application/json"
+    assert b'"generated_tokens":4' in answer["Body"].read()
+
+
+def _client_error(code: str, status: int, **extra: Any) -> ClientError:
+    response: Any = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}, **extra}
+    return ClientError(response, "InvokeEndpoint")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (_client_error("ThrottlingException", 400), ErrorKind.THROTTLED),
+        (_client_error("ModelNotReadyException", 429), ErrorKind.THROTTLED),
+        (_client_error("ModelError", 424, OriginalStatusCode=500), ErrorKind.HTTP_5XX),
+        (_client_error("ModelError", 424, OriginalStatusCode=429), ErrorKind.THROTTLED),
+        (_client_error("ModelError", 424, OriginalStatusCode=422), ErrorKind.HTTP_4XX),
+        (_client_error("ModelError", 424), ErrorKind.HTTP_5XX),
+        (_client_error("ModelStreamError", 200), ErrorKind.DROPPED_STREAM),
+        (_client_error("InternalStreamFailure", 200), ErrorKind.DROPPED_STREAM),
+        (_client_error("ValidationError", 400), ErrorKind.HTTP_4XX),
+        (_client_error("ServiceUnavailable", 503), ErrorKind.HTTP_5XX),
+        (_client_error("InternalDependencyException", 530), ErrorKind.HTTP_5XX),
+    ],
+)
+def test_sagemaker_error_classification(error: ClientError, kind: ErrorKind) -> None:
+    assert classify_client_error(error) is kind
+
+
+def test_status_error_kind() -> None:
+    assert [status_error_kind(s) for s in (400, 422, 429, 500, 503)] == [
+        ErrorKind.HTTP_4XX,
+        ErrorKind.HTTP_4XX,
+        ErrorKind.THROTTLED,
+        ErrorKind.HTTP_5XX,
+        ErrorKind.HTTP_5XX,
+    ]
+
+
+def test_unknown_client_kind_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="client='grpc'"):
+        create_client("grpc", "x")
+
+
+def test_sagemaker_path_imports_without_aiohttp() -> None:
+    """The Lambda has boto3 and jinja2 only: the SageMaker client and the load generator must not pull aiohttp."""
+    code = (
+        "import sys; sys.modules['aiohttp'] = None\n"
+        "import benchmark.loadgen, benchmark.clients, benchmark.clients.sagemaker, benchmark.eventstream\n"
+        "from benchmark.clients import create_client\n"
+        "c = create_client('sagemaker-stream', 'ep', region_name='us-east-1')\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=".")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -1,0 +1,118 @@
+"""Recommendation rules: the right winner, limits, configurable concurrency, deterministic ties, explanations."""
+
+from __future__ import annotations
+
+from benchmark.configuration import BenchmarkConfiguration
+from benchmark.cost import estimate, price_for
+from benchmark.headroom import headroom
+from benchmark.metrics import LevelMetrics
+from benchmark.percentiles import Distribution
+from benchmark.recommend import DEFAULT_RULES, recommend, recommend_one, rules_with
+from benchmark.results import LevelResult
+
+
+def result(  # noqa: PLR0917  (one row of a results table, read positionally)
+    model: str,
+    quant: str,
+    instance: str,
+    concurrency: int,
+    tps: float,
+    ms: float,
+    error_rate: float = 0.0,
+    label: str = "",
+) -> LevelResult:
+    config = BenchmarkConfiguration(model=model, quantization=quant, instance_type=instance, label=label)
+    metrics = LevelMetrics(
+        concurrency=concurrency,
+        window_s=60.0,
+        requests_total=100,
+        requests_ok=100,
+        requests_failed=0,
+        errors_by_kind={},
+        error_rate=error_rate,
+        output_tokens=int(tps * 60),
+        tokens_per_s=tps,
+        requests_per_min=100.0,
+        ms_per_token=Distribution(count=100, median=ms),
+        ms_per_token_sources={"stream": 100},
+        inter_token_ms=Distribution(),
+        ttft_ms=Distribution(),
+        e2e_ms=Distribution(),
+        derived_tokens_per_s_2023=None,
+        max_new_tokens=50,
+    )
+    cost = estimate(tps, price_for(instance, "us-east-1"))
+    return LevelResult(config, {}, metrics, cost, headroom(config, ms), "t0", "t1", "test")
+
+
+RESULTS = [
+    # 7B at concurrency 5: g5.2xlarge GPTQ is cheapest ($1.515/h at 120 tok/s = $3.50/1M)
+    result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 34.0),
+    result("7b", "fp16", "ml.g5.12xlarge", 5, 300.0, 16.0),  # $7.09/h / 300 tok/s = $6.56/1M
+    # 7B at concurrency 1: g5.12xlarge fp16 is fastest per token
+    result("7b", "fp16", "ml.g5.12xlarge", 1, 61.0, 16.8),
+    result("7b", "gptq", "ml.g5.2xlarge", 1, 35.0, 28.0),
+    # 7B at concurrency 20: g5.12xlarge fp16 has the highest throughput
+    result("7b", "fp16", "ml.g5.12xlarge", 20, 450.0, 44.0),
+    result("7b", "gptq", "ml.g5.2xlarge", 20, 200.0, 90.0),
+    # 13B only at concurrency 1
+    result("13b", "fp16", "ml.g5.12xlarge", 1, 47.0, 21.0),
+]
+
+
+def test_default_rules_pick_the_expected_winner_per_model() -> None:
+    recs = {(r.rule.name, r.model): r for r in recommend(RESULTS)}
+    assert set(recs) == {(rule.name, m) for rule in DEFAULT_RULES for m in ("7b", "13b")}
+    assert recs["cost", "7b"].winner is RESULTS[0]
+    assert recs["latency", "7b"].winner is RESULTS[2]
+    assert recs["throughput", "7b"].winner is RESULTS[4]
+    assert recs["latency", "13b"].winner is RESULTS[6]
+    assert recs["cost", "13b"].winner is None
+    assert "no results for this model at concurrency 5" in recs["cost", "13b"].explanation
+
+
+def test_rule_text_says_metric_concurrency_limits_and_tie_break() -> None:
+    (cost, latency, throughput) = rules_with(max_error_rate=0.01, max_ms_per_token=50)
+    assert cost.describe() == (
+        "lowest $ per 1M output tokens at concurrency 5, among results with median ms/token <= 50 and "
+        "error rate <= 1.00%; ties go to the lowest median ms per output token, then the configuration key"
+    )
+    assert latency.describe().startswith("lowest median ms per output token at concurrency 1")
+    assert throughput.describe().startswith("highest output tokens/s at concurrency 20")
+
+
+def test_limits_exclude_candidates_and_explain_when_none_qualifies() -> None:
+    noisy = result("7b", "gptq", "ml.g5.2xlarge", 5, 500.0, 20.0, error_rate=0.2)
+    (cost, _, _) = rules_with(max_error_rate=0.05)
+    rec = recommend_one(cost, "7b", [noisy, RESULTS[0]])
+    assert rec.winner is RESULTS[0] and (rec.considered, rec.qualified) == (2, 1)
+
+    (_, _, throughput) = rules_with(max_ms_per_token=40.0)
+    rec = recommend_one(throughput, "7b", RESULTS)
+    assert rec.winner is None
+    assert "no candidate qualifies" in rec.explanation
+    assert "median ms/token 44.0 > 40" in rec.explanation and "median ms/token 90.0 > 40" in rec.explanation
+
+
+def test_a_level_without_output_is_never_recommended() -> None:
+    idle = result("7b", "gptq", "ml.g5.2xlarge", 20, 0.0, 10.0)
+    rec = recommend_one(DEFAULT_RULES[2], "7b", [idle])
+    assert rec.winner is None
+    assert "no output tokens measured" in rec.explanation
+
+
+def test_concurrency_is_configurable_per_rule() -> None:
+    (cost, _, _) = rules_with(concurrency={"cost": 20})
+    rec = recommend_one(cost, "7b", RESULTS)
+    assert cost.concurrency == 20
+    # at 20 users: g5.2xlarge $1.515/h / 200 tok/s = $2.10/1M beats g5.12xlarge $7.09/h / 450 = $4.38/1M
+    assert rec.winner is RESULTS[5]
+
+
+def test_ties_are_broken_by_secondary_metric_then_key() -> None:
+    a = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 40.0, label="b")
+    b = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 30.0, label="c")
+    c = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 30.0, label="a")
+    cost = DEFAULT_RULES[0]
+    for order in ([a, b, c], [c, b, a], [b, a, c]):
+        assert recommend_one(cost, "7b", order).winner is c  # same $ -> lower ms/token -> key "…/a" < "…/c"

@@ -1,0 +1,127 @@
+"""The report: three recommendation tables, the rules, full results, charts, and escaping everywhere."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark.configuration import BenchmarkConfiguration
+from benchmark.cost import estimate, price_for
+from benchmark.headroom import headroom
+from benchmark.metrics import LevelMetrics
+from benchmark.percentiles import Distribution
+from benchmark.published import published_results
+from benchmark.report import write_report
+from benchmark.report.charts import Bar, Point, bars, scatter
+from benchmark.results import LevelResult
+
+
+# Same rows as test_recommend (kept separate: test modules are not importable packages here).
+def result(  # noqa: PLR0917  (one row of a results table, read positionally)
+    model: str,
+    quant: str,
+    instance: str,
+    concurrency: int,
+    tps: float,
+    ms: float,
+    error_rate: float = 0.0,
+    label: str = "",
+) -> LevelResult:
+    config = BenchmarkConfiguration(model=model, quantization=quant, instance_type=instance, label=label)
+    metrics = LevelMetrics(
+        concurrency=concurrency,
+        window_s=60.0,
+        requests_total=100,
+        requests_ok=100,
+        requests_failed=0,
+        errors_by_kind={},
+        error_rate=error_rate,
+        output_tokens=int(tps * 60),
+        tokens_per_s=tps,
+        requests_per_min=100.0,
+        ms_per_token=Distribution(count=100, median=ms),
+        ms_per_token_sources={"stream": 100},
+        inter_token_ms=Distribution(),
+        ttft_ms=Distribution(),
+        e2e_ms=Distribution(),
+        derived_tokens_per_s_2023=None,
+        max_new_tokens=50,
+    )
+    cost = estimate(tps, price_for(instance, "us-east-1"))
+    return LevelResult(config, {}, metrics, cost, headroom(config, ms), "t0", "t1", "test")
+
+
+RESULTS = [
+    # 7B at concurrency 5: g5.2xlarge GPTQ is cheapest ($1.515/h at 120 tok/s = $3.50/1M)
+    result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 34.0),
+    result("7b", "fp16", "ml.g5.12xlarge", 5, 300.0, 16.0),  # $7.09/h / 300 tok/s = $6.56/1M
+    # 7B at concurrency 1: g5.12xlarge fp16 is fastest per token
+    result("7b", "fp16", "ml.g5.12xlarge", 1, 61.0, 16.8),
+    result("7b", "gptq", "ml.g5.2xlarge", 1, 35.0, 28.0),
+    # 7B at concurrency 20: g5.12xlarge fp16 has the highest throughput
+    result("7b", "fp16", "ml.g5.12xlarge", 20, 450.0, 44.0),
+    result("7b", "gptq", "ml.g5.2xlarge", 20, 200.0, 90.0),
+    # 13B only at concurrency 1
+    result("13b", "fp16", "ml.g5.12xlarge", 1, 47.0, 21.0),
+]
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+EVIL = "<script>alert(1)</script>|x"
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> tuple[str, str]:
+    evil: LevelResult = result("7b", "gptq", "ml.g5.2xlarge", 1, 10.0, 99.0)
+    evil = evil.__class__(**{**evil.__dict__, "notes": (EVIL,), "source": EVIL})
+    files = write_report([*RESULTS, evil], tmp_path / "out", title="Bench <&> test")
+    return files.markdown.read_text(), files.html.read_text()
+
+
+def test_markdown_has_three_tables_with_rules_and_numbers(report: tuple[str, str]) -> None:
+    md, _ = report
+    for title in ("## Most cost-effective", "## Lowest latency", "## Highest throughput", "## All results"):
+        assert title in md
+    assert "Rule: lowest $ per 1M output tokens at concurrency 5" in md
+    # winner row of the cost table: 7B GPTQ g5.2xlarge, 120 tok/s, $1.515/h, 138.89 min, $3.51 per 1M
+    assert "| Llama 2 7B | GPTQ | ml.g5.2xlarge | 5 | 34.00 | 120.00 | 1.515 | 138.89 | 3.51 |" in md
+    assert "no results for this model at concurrency 5" in md  # 13B has no cost candidate
+    assert "p99 needs 100" in md
+
+
+def test_markdown_escapes_html_and_pipes(report: tuple[str, str]) -> None:
+    md, _ = report
+    assert "<script>" not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in md
+    assert "# Bench &lt;&amp;&gt; test" in md
+
+
+def test_html_is_self_contained_escaped_and_has_charts(report: tuple[str, str]) -> None:
+    _, html = report
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;|x" in html
+    assert not re.search(r"""(src|href)=["']?https?:""", html)
+    assert html.count("<svg") == 2
+    assert html.count("<table>") == 5  # three recommendations, all results, prices
+    assert "<title>Bench &lt;&amp;&gt; test</title>" in html
+    assert "<circle" in html and "<rect" in html
+
+
+def test_charts_escape_labels_and_handle_no_data() -> None:
+    svg = scatter([Point("<b>&", 10.0, 20.0, "7b")], title="t", x_label="x", y_label="y")
+    assert "<b>" not in svg and "&lt;b&gt;&amp;" in svg
+    assert "no data" in bars([], title="t", value_label="$")
+    bar_svg = bars([Bar("a", 3.5, "7b"), Bar("b", 7.0, "13b")], title="t", value_label="$")
+    widths = [float(w) for w in re.findall(r'<rect x="300" y="[\d.]+" width="([\d.]+)"', bar_svg)]
+    assert widths[1] == pytest.approx(2 * widths[0])  # bars are proportional
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference folder absent")
+def test_published_rows_render_with_their_corrections(tmp_path: Path) -> None:
+    results = published_results(REFERENCE / "published_llama2_sagemaker_results.csv")
+    md = write_report(results, tmp_path).markdown.read_text()
+    assert "instance corrected: ml.p4d.12xlarge -&gt; ml.p4d.24xlarge" in md
+    assert "printed $3.97 per 1M tokens, recomputed $4.38" in md
+    assert "| Llama 2 7B | None | ml.g5.12xlarge (published 2023) | 20 | 44.00 | 449.94 | 7.090 | 37.04 | 4.38 |" in md

@@ -1,0 +1,105 @@
+"""Session fixtures: the whole CDK app is built and synthesized ONCE per test session.
+
+``app_assembly`` synthesizes ``app.build_app`` (the real entry point, compliance packs included) into a
+session temp dir. A nag finding does not abort the session: CDK writes every template and the manifest
+before it runs the validation plugins, so the templates stay testable and ``test_compliance`` reports the
+findings (``AppAssembly.validation_error`` and ``validation-report.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from app import build_app
+
+TEST_CONTEXT: dict[str, Any] = {}  # the app's defaults: what `cdk synth` with no -c options deploys
+STACK_ARTIFACT = "aws:cloudformation:stack"
+NESTED_ASSEMBLY = "cdk:cloud-assembly"
+
+
+@dataclass(frozen=True)
+class StackArtifact:
+    name: str  # the CloudFormation stack name (stage stacks: "<Stage>-<Id>")
+    template_file: Path
+    metadata_file: Path | None
+
+
+@dataclass
+class AppAssembly:
+    app: cdk.App
+    directory: Path
+    validation_error: Exception | None  # the ValidationFailed raised by synth, if any
+    stacks: dict[str, StackArtifact] = field(default_factory=dict)
+
+    def template_json(self, stack_name: str) -> dict[str, Any]:
+        return json.loads(self.stacks[stack_name].template_file.read_text())  # type: ignore[no-any-return]
+
+    def validation_report(self) -> dict[str, Any]:
+        return json.loads((self.directory / "validation-report.json").read_text())  # type: ignore[no-any-return]
+
+
+def _collect(directory: Path) -> Iterator[StackArtifact]:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for artifact_id, artifact in manifest.get("artifacts", {}).items():
+        props = artifact.get("properties", {})
+        if artifact["type"] == STACK_ARTIFACT:
+            metadata = artifact.get("additionalMetadataFile")
+            yield StackArtifact(
+                name=props.get("stackName", artifact_id),
+                template_file=directory / props["templateFile"],
+                metadata_file=directory / metadata if metadata else None,
+            )
+        elif artifact["type"] == NESTED_ASSEMBLY:
+            yield from _collect(directory / props["directoryName"])
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cdk.out")
+
+
+@pytest.fixture(scope="session")
+def app_assembly(synth_dir: Path) -> AppAssembly:
+    app = build_app(dict(TEST_CONTEXT), outdir=str(synth_dir))
+    error: Exception | None = None
+    try:
+        app.synth()
+    except RuntimeError as err:  # jsii surfaces CDK's ValidationFailed as RuntimeError
+        if "ValidationFailed" not in str(err) and "Validation failed" not in str(err):
+            raise
+        error = err
+    assembly = AppAssembly(app=app, directory=synth_dir, validation_error=error)
+    assembly.stacks = {s.name: s for s in _collect(synth_dir)}
+    return assembly
+
+
+class LazyTemplates(Mapping[str, Template]):
+    """Stack name -> ``Template``, each built on first access (a Template costs a jsii round trip)."""
+
+    def __init__(self, assembly: AppAssembly) -> None:
+        self._assembly = assembly
+        self._cache: dict[str, Template] = {}
+
+    def __getitem__(self, name: str) -> Template:
+        if name not in self._cache:
+            self._cache[name] = Template.from_json(self._assembly.template_json(name))
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._assembly.stacks)
+
+    def __len__(self) -> int:
+        return len(self._assembly.stacks)
+
+
+@pytest.fixture(scope="session")
+def templates(app_assembly: AppAssembly) -> Mapping[str, Template]:
+    return LazyTemplates(app_assembly)

@@ -1,0 +1,169 @@
+"""Bad inputs are refused before any construct exists, naming the field and what is allowed.
+
+One table, three doors: ``DeploymentConfig(...)``, ``load_settings(context)`` (what ``-c key=value`` reaches) and
+``read_config_file``. Each row asserts the field named in the error and a fragment of the allowed values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog.errors import ConfigError
+from settings import DeploymentConfig, load_settings, read_config_file
+
+
+def cfg(**kw: Any) -> Callable[[Path], object]:
+    return lambda _tmp: DeploymentConfig(**{"scenario": "latency", **kw})
+
+
+def ctx(**context: Any) -> Callable[[Path], object]:
+    return lambda _tmp: load_settings({"scenarios": "latency", **context})
+
+
+def config_file(text: str, suffix: str = ".yaml") -> Callable[[Path], object]:
+    def run(tmp: Path) -> object:
+        path = tmp / f"config{suffix}"
+        path.write_text(text)
+        return read_config_file(path)
+
+    return run
+
+
+# (id, how to build it, field fragment, allowed fragment)
+BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
+    ("no-p4d-12xlarge", cfg(instance_type="ml.p4d.12xlarge"), "instance_type", "ml.p4d.24xlarge"),
+    (
+        "13b-fp16-on-one-a10g",
+        cfg(model="13b", quantization="fp16", instance_type="ml.g5.2xlarge"),
+        "instance_type",
+        "too small",
+    ),
+    (
+        "70b-fp16-on-g5-12xlarge",
+        cfg(model="70b", quantization="fp16", instance_type="ml.g5.12xlarge"),
+        "instance_type",
+        "too small",
+    ),
+    ("gptq-on-tgi-0.8.2", cfg(quantization="gptq", tgi_version="0.8.2"), "tgi_version", "needs TGI >= 0.9.3"),
+    ("unknown-tgi-version", cfg(tgi_version="9.9.9"), "tgi_version", "3.3.6"),
+    (
+        "input-equals-total",
+        cfg(max_input_tokens=4096, max_total_tokens=4096),
+        "max_input_tokens",
+        "below max_total_tokens",
+    ),
+    ("total-over-context", cfg(max_total_tokens=8192, max_batch_prefill_tokens=8192), "max_total_tokens", "4096"),
+    (
+        "prefill-below-input",
+        cfg(max_batch_prefill_tokens=1024),
+        "max_batch_prefill_tokens",
+        "at least max_input_tokens",
+    ),
+    ("batch-total-too-small", cfg(max_batch_total_tokens=2048), "max_batch_total_tokens", "at least max_total_tokens"),
+    (
+        "startup-timeout-below-60",
+        cfg(startup_health_check_timeout_s=30),
+        "startup_health_check_timeout_s",
+        "between 60 and 3600",
+    ),
+    (
+        "download-timeout-above-3600",
+        cfg(model_data_download_timeout_s=7200),
+        "model_data_download_timeout_s",
+        "between 60 and 3600",
+    ),
+    ("min-above-max", cfg(min_instances=3, max_instances=2), "max_instances", "at least min_instances"),
+    ("min-zero", cfg(min_instances=0), "min_instances", "cannot scale to zero"),
+    ("max-over-cap", cfg(max_instances=50), "max_instances", "at most 20"),
+    ("region-without-image", cfg(region="us-iso-east-1"), "region", "us-east-1"),
+    ("malformed-region", cfg(region="US_EAST_1"), "region", "such as us-east-1"),
+    ("volume-size-on-nvme", cfg(volume_size_gb=100), "volume_size_gb", "rejects VolumeSizeInGB"),
+    ("endpoint-config-kms-on-nvme", cfg(endpoint_config_kms=True), "endpoint_config_kms", "rejects KmsKeyId"),
+    ("bad-endpoint-name", cfg(endpoint_name="llama_2!"), "endpoint_name", "letters, digits or hyphens"),
+    ("weights-prefix-absolute", cfg(weights_prefix="/models/x/"), "weights_prefix", "ending with '/'"),
+    ("weights-prefix-no-slash", cfg(weights_prefix="models/x"), "weights_prefix", "ending with '/'"),
+    ("alarm-pct-over-100", cfg(alarm_5xx_rate_pct=150), "alarm_5xx_rate_pct", "(0, 100]"),
+    ("gpu-alarm-zero", cfg(alarm_gpu_memory_pct=0), "alarm_gpu_memory_pct", "(0, 100]"),
+    ("negative-cooldown", cfg(scale_in_cooldown_s=-1), "scale_in_cooldown_s", "between 0 and 3600"),
+    ("autoscaling-target-zero", cfg(autoscaling_target=0.0), "autoscaling_target", "positive"),
+    ("unknown-scenario", lambda _t: DeploymentConfig(scenario="fastest"), "scenario", "cost, latency, throughput"),
+    ("unknown-model", cfg(model="34b"), "model", "13b"),
+    ("unknown-quantization", cfg(quantization="awq"), "quantization", "gptq"),
+    ("bad-hub-id", cfg(hf_model_id="not a repo"), "hf_model_id", "Hub repository id"),
+    ("context-key-typo", ctx(modle="13b"), "-c modle", "unknown context key"),
+    ("context-non-integer", ctx(min_instances="two"), "min_instances (cdk context)", "whole number"),
+    ("context-fraction", ctx(max_instances="2.5"), "max_instances (cdk context)", "whole number"),
+    ("context-bad-bool", ctx(endpoint_config_kms="maybe"), "endpoint_config_kms (cdk context)", "true or false"),
+    ("context-scoped-unknown-key", ctx(**{"latency.colour": "red"}), "-c latency.colour", "unknown context key"),
+    ("context-bad-scenarios", ctx(scenarios="latency,fastest"), "scenarios", "subset of cost, latency, throughput"),
+    (
+        "context-scoped-value",
+        ctx(**{"latency.instance_type": "ml.p4d.12xlarge"}),
+        "latency.instance_type",
+        "ml.p4d.24xlarge",
+    ),
+    ("context-missing-config-file", ctx(config="no-such-file.yaml"), "config", "existing YAML or JSON file"),
+    ("file-unknown-section", config_file("defaults: {}\nstaging: {model: 7b}\n"), "staging", "unknown section"),
+    (
+        "file-unknown-setting",
+        config_file("latency:\n  instance: ml.g5.2xlarge\n"),
+        "instance (config.yaml:latency)",
+        "unknown setting",
+    ),
+    ("file-section-not-mapping", config_file("cost: [1, 2]\n"), "cost (config.yaml)", "mapping of settings"),
+    ("file-not-yaml", config_file("cost: [unclosed\n"), "config", "not valid yaml"),
+    ("file-not-json", config_file("{'cost': 1}", ".json"), "config", "not valid json"),
+    (
+        "file-bad-type",
+        config_file("defaults:\n  max_total_tokens: lots\n"),
+        "max_total_tokens (config.yaml:defaults)",
+        "whole number",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "allowed"), [row[1:] for row in BAD_INPUTS], ids=[row[0] for row in BAD_INPUTS]
+)
+def test_bad_input_names_field_and_allowed(
+    build: Callable[[Path], object], field: str, allowed: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build(tmp_path)
+    err = caught.value
+    assert any(field in f for f in err.fields), f"{field!r} not in {err.fields}"
+    assert allowed in str(err)
+
+
+def test_table_is_distinct_and_large_enough() -> None:
+    assert len({row[0] for row in BAD_INPUTS}) == len(BAD_INPUTS) >= 25
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        DeploymentConfig(scenario="cost", min_instances=0, volume_size_gb=10, alarm_5xx_rate_pct=0)
+    assert {"min_instances", "volume_size_gb", "alarm_5xx_rate_pct"} <= set(caught.value.fields)
+
+
+def test_context_errors_name_the_scenario() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"model": "13b", "instance_type": "ml.p4d.12xlarge"})
+    assert set(caught.value.fields) == {f"{s}.instance_type" for s in ("cost", "latency", "throughput")}
+
+
+def test_good_inputs_pass_and_resolve() -> None:
+    """The other side of the table: the same doors accept valid values (so the rows above fail for their reason)."""
+    settings = load_settings({"model": "13", "latency.min_instances": "2", "max_instances": "4.0"})
+    assert settings.deployments["latency"].min_instances == 2
+    assert settings.deployments["cost"].max_instances == 4
+    assert settings.deployments["throughput"].instance_type == "ml.p4d.24xlarge"
+
+
+def test_example_config_file_is_valid_and_states_the_defaults() -> None:
+    root = Path(__file__).resolve().parents[1]
+    from_file = load_settings({"config": "config.example.yaml"}, base_dir=root)
+    assert dict(from_file.deployments) == dict(load_settings({}).deployments)
