@@ -27,10 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmark.clients import create_client  # noqa: E402
-from benchmark.emulator import EmulatorConfig, LatencyModel, RequestTruth, fetch_truth, reset  # noqa: E402
-from benchmark.loadgen import LevelRun, LoadSpec, run_level  # noqa: E402
-from benchmark.prompts import GenerationParams, builtin_prompts  # noqa: E402
+from benchmark.clients import create_client
+from benchmark.emulator import EmulatorConfig, LatencyModel, RequestTruth, fetch_truth, reset
+from benchmark.loadgen import LevelRun, LoadSpec, run_level
+from benchmark.prompts import GenerationParams, builtin_prompts
 
 LATENCY = LatencyModel(
     prefill_base_ms=40.0,
@@ -114,7 +114,7 @@ async def measure(kind: str, base_url: str, concurrency: int, duration_s: float)
 def analyse(kind: str, concurrency: int, run: LevelRun, cpu_s: float, truths: list[RequestTruth]) -> Row:
     by_id = {truth.request_id: truth for truth in truths}
     measured = [r for r in run.records if not r.warmup and r.ok and r.request_id in by_id and len(r.token_times) > 1]
-    pairs = [(r, by_id[r.request_id]) for r in measured]
+    pairs = [(r, by_id[r.request_id or ""]) for r in measured]
     per_request = [(r.token_times[-1] - r.token_times[0]) / (len(r.token_times) - 1) * 1000 for r, _ in pairs]
     per_request_truth = [t.tpot_ms or 0.0 for _, t in pairs]
     gaps = [g * 1000 for r, _ in pairs for g in r.inter_token_gaps_s]
@@ -149,7 +149,8 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         print(
             f"{r.client:<18}{r.concurrency:>5}{r.requests:>6}{r.ms_per_token:>9.2f}{r.ms_per_token_truth:>8.2f}"
-            f"{Row.err(r.ms_per_token, r.ms_per_token_truth):>9}{r.itl_p50:>9.2f}{Row.err(r.itl_p50, r.itl_p50_truth):>9}"
+            f"{Row.err(r.ms_per_token, r.ms_per_token_truth):>9}"
+            f"{r.itl_p50:>9.2f}{Row.err(r.itl_p50, r.itl_p50_truth):>9}"
             f"{r.ttft_p50:>10.2f}{r.ttft_p50_truth:>8.2f}{Row.err(r.ttft_p50, r.ttft_p50_truth):>9}"
             f"{r.cpu_us_per_token:>11.1f}{r.server_lag_p99_ms:>12.2f}{r.errors:>7}"
         )

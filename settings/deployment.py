@@ -21,7 +21,7 @@ TIMEOUT_RANGE = (60, 3600)  # SageMaker's limits for both endpoint-config timeou
 MAX_INSTANCES_CAP = 20
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
+PREFIX = re.compile(r"^models/[A-Za-z0-9!_.*'()/-]+/$")  # the staging job may write only under models/
 
 # Loading weights into GPU memory and warming up TGI takes longer for bigger models; these are the
 # timeouts used when the config does not set them (seconds, within SageMaker's 60..3600).
@@ -282,7 +282,7 @@ def _check(cfg: DeploymentConfig) -> list[Issue]:
             Issue(
                 "weights_prefix",
                 cfg.weights_prefix,
-                "must be a relative S3 key prefix ending with '/', e.g. models/llama-2-7b-fp16/",
+                "must be an S3 key prefix under models/ ending with '/', e.g. models/llama-2-7b-fp16/",
             )
         )
     if cfg.hf_model_id is not None and not re.match(r"^[\w.-]+/[\w.-]+$", cfg.hf_model_id):

@@ -86,6 +86,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
     ("bad-endpoint-name", cfg(endpoint_name="llama_2!"), "endpoint_name", "letters, digits or hyphens"),
     ("weights-prefix-absolute", cfg(weights_prefix="/models/x/"), "weights_prefix", "ending with '/'"),
     ("weights-prefix-no-slash", cfg(weights_prefix="models/x"), "weights_prefix", "ending with '/'"),
+    ("weights-prefix-outside-models", cfg(weights_prefix="weights/llama/"), "weights_prefix", "under models/"),
     ("alarm-pct-over-100", cfg(alarm_5xx_rate_pct=150), "alarm_5xx_rate_pct", "(0, 100]"),
     ("gpu-alarm-zero", cfg(alarm_gpu_memory_pct=0), "alarm_gpu_memory_pct", "(0, 100]"),
     ("negative-cooldown", cfg(scale_in_cooldown_s=-1), "scale_in_cooldown_s", "between 0 and 3600"),

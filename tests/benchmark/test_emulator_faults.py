@@ -56,7 +56,9 @@ def run(kind: str, base_url: str, spec: LoadSpec) -> LevelRun:
     async def go() -> LevelRun:
         client = make(kind, base_url, spec.concurrency)
         try:
-            return await run_level(client, builtin_prompts((16,), per_length=2), GenerationParams(max_new_tokens=10), spec)
+            return await run_level(
+                client, builtin_prompts((16,), per_length=2), GenerationParams(max_new_tokens=10), spec
+            )
         finally:
             await client.aclose()
 

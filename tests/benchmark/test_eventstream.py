@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import uuid
 import zlib
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from botocore.eventstream import EventStreamBuffer
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from benchmark.eventstream import (
     EventStreamDecoder,
+    HeaderValue,
     Int8,
     Int16,
     Int64,
@@ -26,7 +29,7 @@ from benchmark.eventstream import (
     exception_message,
 )
 
-ALL_TYPES = {
+ALL_TYPES: dict[str, HeaderValue] = {
     "t": True,
     "f": False,
     "b": Int8(-7),
@@ -63,7 +66,7 @@ def test_botocore_decodes_our_frames() -> None:
     """An independent decoder (botocore's) agrees with our encoder, header by header."""
     buffer = EventStreamBuffer()
     buffer.add_data(_stream())
-    theirs = list(buffer)
+    theirs: list[Any] = list(buffer)
     ours = decode_all([_stream()])
     assert len(theirs) == len(ours) == 4
     for their, our in zip(theirs, ours, strict=True):
@@ -145,5 +148,5 @@ messages = st.builds(
 def test_property_round_trip_with_random_cuts(items: list[Message], cuts: list[int]) -> None:
     data = b"".join(encode_message(m.headers, m.payload) for m in items)
     bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
     assert decode_all(chunks) == items

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -103,11 +104,13 @@ def test_backstop_timeout_records_a_hung_client(monkeypatch: pytest.MonkeyPatch)
 
 def test_open_loop_constant_rate_keeps_the_schedule() -> None:
     client = FakeClient(delay_s=0.05)  # slower than the arrival gap: several in flight at once
-    result = run(client, LoadSpec(concurrency=10, duration_s=None, max_requests=8, request_rate=100, arrival="constant"))
+    result = run(
+        client, LoadSpec(concurrency=10, duration_s=None, max_requests=8, request_rate=100, arrival="constant")
+    )
     starts = sorted(r.start for r in result.records)
     assert len(starts) == 8
     # Each record starts at its scheduled arrival, whatever the event loop's lateness.
-    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == pytest.approx([0.01] * 7, abs=1e-9)
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([0.01] * 7, abs=1e-9)
     assert client.max_in_flight > 1
 
 
@@ -145,18 +148,23 @@ def emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
-@pytest.mark.parametrize(("kind", "concurrency"), [("tgi-http-stream", 12), ("sagemaker-stream", 6), ("openai-chat", 5)])
+@pytest.mark.parametrize(
+    ("kind", "concurrency"), [("tgi-http-stream", 12), ("sagemaker-stream", 6), ("openai-chat", 5)]
+)
 def test_emulator_sees_exactly_the_concurrency(emulator: EmulatorServer, kind: str, concurrency: int) -> None:
     """In-flight count observed by the server never exceeds, and reaches, the number of virtual users."""
     emulator.reset()
     options: dict[str, object] = {}
     target = emulator.base_url
     if kind.startswith("sagemaker"):
-        target, options = "ep", {
-            "endpoint_url": emulator.base_url,
-            "region_name": "us-east-1",
-            "client_kwargs": {"aws_access_key_id": "x", "aws_secret_access_key": "x"},
-        }
+        target, options = (
+            "ep",
+            {
+                "endpoint_url": emulator.base_url,
+                "region_name": "us-east-1",
+                "client_kwargs": {"aws_access_key_id": "x", "aws_secret_access_key": "x"},
+            },
+        )
 
     async def go() -> LevelRun:
         client = create_client(kind, target, concurrency=concurrency, timeout_s=10, **options)

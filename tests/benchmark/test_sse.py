@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from benchmark.sse import DONE, Event, MalformedEvent, SSEParser, parse_all
 
 TGI_STREAM = "".join(
-    f'data:{json.dumps({"index": i, "token": {"text": t}}, ensure_ascii=False)}\n\n'
+    f"data:{json.dumps({'index': i, 'token': {'text': t}}, ensure_ascii=False)}\n\n"
     for i, t in enumerate([" café", " 世界", " 🙂", " naïve"])
 ).encode()
 OPENAI_STREAM = (
@@ -75,7 +76,7 @@ def test_stream_ending_inside_a_character_is_malformed() -> None:
         parser.close()
 
 
-texts = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=30)
+texts = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=30)
 
 
 @settings(max_examples=80, deadline=None)
@@ -87,5 +88,5 @@ texts = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_ca
 def test_property_random_events_and_cuts(datas: list[list[str]], eol: str, cuts: list[int]) -> None:
     stream = "".join("".join(f"data: {line}{eol}" for line in lines) + eol for lines in datas).encode()
     bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
-    events = parse_all([stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)])
+    events = parse_all([stream[a:b] for a, b in itertools.pairwise(bounds)])
     assert [e.data for e in events] == ["\n".join(lines) for lines in datas]
