@@ -1,1 +1,28 @@
-"""placeholder"""
+"""Load-test Lambda: one concurrency level on a benchmark endpoint (logic in benchmark.aws_levels).
+
+``BENCHMARK_RUNTIME_ENDPOINT_URL`` points the SageMaker runtime client at a local stand-in; only the
+tests set it (the stack never does), so deployed functions always talk to SageMaker.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+
+from benchmark.aws_levels import run_level
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    return run_level(
+        event,
+        bucket=os.environ["RESULTS_BUCKET"],
+        results_prefix=os.environ.get("RESULTS_PREFIX", "runs/"),
+        region=region,
+        s3=boto3.client("s3", region_name=region),
+        cloudwatch=boto3.client("cloudwatch", region_name=region),
+        endpoint_url=os.environ.get("BENCHMARK_RUNTIME_ENDPOINT_URL") or None,
+        settle_s=float(os.environ.get("UTILIZATION_SETTLE_S", "150")),
+    )

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,6 +21,7 @@ from benchmark.prompts import GenerationParams, Prompt
 from benchmark.records import ErrorKind, RequestRecord
 from catalog.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKENS = 8
 PREFILL_MS = 60.0
 CONFIG = EmulatorConfig(
@@ -185,6 +187,6 @@ def test_sagemaker_path_imports_without_aiohttp() -> None:
         "c = create_client('sagemaker-stream', 'ep', region_name='us-east-1')\n"
         "print('ok')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=".")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

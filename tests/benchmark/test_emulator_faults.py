@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmark.clients import KINDS, Client, create_client
-from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
+from benchmark.emulator import (
+    EmulatorConfig,
+    EmulatorServer,
+    FaultKind,
+    FaultRule,
+    LatencyModel,
+    configure,
+    fetch_stats,
+    fetch_truth,
+)
 from benchmark.emulator.config import FaultPicker
 from benchmark.loadgen import LevelRun, LoadSpec, run_level
 from benchmark.prompts import GenerationParams, builtin_prompts
 from benchmark.records import ErrorKind
 from catalog.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[2]
 LATENCY = LatencyModel(prefill_base_ms=2, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=6)
 CLIENT_TIMEOUT_S = 0.4
 STALL_S = 1.5
@@ -122,3 +136,34 @@ def test_config_round_trips_through_json() -> None:
     assert EmulatorConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="bogus"):
         EmulatorConfig.from_dict({"bogus": 1})
+
+
+def test_emulator_runs_as_its_own_process() -> None:
+    """``python -m benchmark.emulator`` (what the accuracy script uses): serves, reconfigures over HTTP, stops."""
+    config = EmulatorConfig(latency=LATENCY)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmark.emulator", "--port", "0", "--config", json.dumps(config.to_dict())],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
+        assert base_url.startswith("http://127.0.0.1:")
+        configure(base_url, EmulatorConfig(latency=LATENCY, faults=(FaultRule(FaultKind.THROTTLE, every_nth=1),)))
+        record = run("tgi-http", base_url, LoadSpec(concurrency=1, duration_s=None, max_requests=2)).records[0]
+        assert record.error is ErrorKind.THROTTLED
+        assert fetch_stats(base_url)["outcomes"] == {"throttle": 2}
+        assert [t.fault for t in fetch_truth(base_url)] == ["throttle", "throttle"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    bad = subprocess.run(
+        [sys.executable, "-m", "benchmark.emulator", "--config", '{"stall_s": -1}'],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "stall_s=-1" in bad.stderr

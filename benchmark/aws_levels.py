@@ -1,0 +1,221 @@
+"""One concurrency level on a benchmark endpoint, as the state machine's load-test Lambda runs it.
+
+The event is what ``constructs/benchmark_state_machine.py`` sends for each item of its ``RunLevels`` map.
+The level's record is written to S3 by :func:`benchmark.runner.run_one_level` the moment it finishes,
+then enriched with the endpoint's CloudWatch utilisation for the level's window and written again (the
+same object), so a failure while reading CloudWatch still leaves the measured record in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from benchmark.clients.sagemaker import SageMakerClient
+from benchmark.configuration import BenchmarkConfiguration
+from benchmark.loadgen import LoadSpec
+from benchmark.metrics import headline
+from benchmark.prompts import GenerationParams, builtin_prompts
+from benchmark.results import LevelResult, S3ResultsStore
+from benchmark.runner import run_one_level
+from catalog.errors import ConfigError, Issue
+
+NAMESPACE = "/aws/sagemaker/Endpoints"
+# Metric name -> what divides it into a 0-100 % per unit: SageMaker sums GPU metrics over GPUs and CPU
+# over vCPUs (an 8-GPU instance reports up to 800 % GPUUtilization); memory is already 0-100 %.
+UTILIZATION_METRICS = ("GPUUtilization", "GPUMemoryUtilization", "CPUUtilization", "MemoryUtilization")
+PERIOD_S = 60  # endpoint instance metrics are published once a minute
+# Container settings implied by the model, quantization and instance: not part of the configuration key.
+_IMPLIED_SETTINGS = frozenset({"HF_MODEL_ID", "SM_NUM_GPUS", "HF_MODEL_QUANTIZE"})
+
+
+def levels_prefix(results_prefix: str, run_id: str) -> str:
+    """Where a run's level records live; failures and the report sit beside it, not under it."""
+    return f"{results_prefix}{run_id}/levels/"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LevelRequest:
+    """The validated event: which endpoint, which deployment, which load."""
+
+    run_id: str
+    matrix: str
+    configuration_id: str
+    endpoint_name: str
+    variant_name: str
+    configuration: BenchmarkConfiguration
+    spec: LoadSpec
+    params: GenerationParams
+    streaming: bool
+
+
+def parse_event(event: Mapping[str, Any], *, region: str) -> LevelRequest:
+    """The state machine's item, or a ConfigError naming the missing or bad field."""
+    try:
+        config = event["configuration"]
+        load = event["load"]
+        environment = config.get("container", {}).get("Environment", {})
+        settings = tuple(sorted((k, str(v)) for k, v in environment.items() if k not in _IMPLIED_SETTINGS))
+        configuration = BenchmarkConfiguration(
+            model=config["model"],
+            quantization=config["quantization"],
+            instance_type=config["instance_type"],
+            tgi_version=config["tgi_version"],
+            region=region,
+            label=config["id"],
+            settings=settings,
+        )
+        spec = LoadSpec(
+            concurrency=int(event["concurrency"]),
+            duration_s=load.get("duration_s"),
+            max_requests=load.get("max_requests"),
+            warmup_requests=int(load.get("warmup_requests") or 0),
+            timeout_s=float(load.get("timeout_s") or 120.0),
+        )
+        return LevelRequest(
+            run_id=str(event["run_id"]),
+            matrix=str(event["matrix"]),
+            configuration_id=str(config["id"]),
+            endpoint_name=str(event["endpoint_name"]),
+            variant_name=str(config.get("variant", {}).get("VariantName", "AllTraffic")),
+            configuration=configuration,
+            spec=spec,
+            params=GenerationParams(max_new_tokens=int(load.get("max_new_tokens") or 50)),
+            streaming=bool(load.get("streaming", False)),
+        )
+    except KeyError as err:
+        raise ConfigError([Issue(str(err.args[0]), None, "is required")], context="load-test event") from None
+
+
+def metric_window(started_at: str, finished_at: str) -> tuple[datetime, datetime]:
+    """The level's window widened to whole periods, so the minutes it touched are all read."""
+    start = datetime.fromisoformat(started_at)
+    end = datetime.fromisoformat(finished_at)
+    start = start - timedelta(seconds=start.timestamp() % PERIOD_S)
+    end_s = math.ceil(end.timestamp() / PERIOD_S) * PERIOD_S
+    return start, datetime.fromtimestamp(max(end_s, start.timestamp() + PERIOD_S), tz=start.tzinfo)
+
+
+def read_utilization(
+    cloudwatch: Any,
+    *,
+    endpoint_name: str,
+    variant_name: str,
+    configuration: BenchmarkConfiguration,
+    start: datetime,
+    end: datetime,
+) -> dict[str, float]:
+    """Mean of the per-minute averages of each metric in the window, as % per GPU / vCPU; absent ones left out."""
+    dimensions = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": variant_name}]
+    queries = [
+        {
+            "Id": f"m{index}",
+            "MetricStat": {
+                "Metric": {"Namespace": NAMESPACE, "MetricName": name, "Dimensions": dimensions},
+                "Period": PERIOD_S,
+                "Stat": "Average",
+            },
+            "ReturnData": True,
+        }
+        for index, name in enumerate(UTILIZATION_METRICS)
+    ]
+    values: dict[str, list[float]] = {name: [] for name in UTILIZATION_METRICS}
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
+        if token:
+            kwargs["NextToken"] = token
+        response = cloudwatch.get_metric_data(**kwargs)
+        for item in response.get("MetricDataResults", []):
+            values[UTILIZATION_METRICS[int(item["Id"][1:])]].extend(float(v) for v in item.get("Values", []))
+        token = response.get("NextToken")
+        if not token:
+            break
+    instance = configuration.instance
+    units = {
+        "GPUUtilization": instance.gpu_count,
+        "GPUMemoryUtilization": instance.gpu_count,
+        "CPUUtilization": instance.vcpus,
+        "MemoryUtilization": 1,
+    }
+    return {name: sum(v) / len(v) / units[name] for name, v in values.items() if v}
+
+
+def run_level(
+    event: Mapping[str, Any],
+    *,
+    bucket: str,
+    results_prefix: str,
+    region: str,
+    s3: Any,
+    cloudwatch: Any,
+    runtime: Any = None,
+    endpoint_url: str | None = None,
+    settle_s: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Run the level, store its record, add utilisation, store it again; returns a summary for the map's output.
+
+    ``settle_s``: how long to keep asking CloudWatch for the window's last minute (metrics arrive with a
+    delay of about a minute); whatever has arrived by then is recorded, and a missing metric is noted.
+    """
+    request = parse_event(event, region=region)
+    store = S3ResultsStore(bucket, levels_prefix(results_prefix, request.run_id), s3)
+    client = SageMakerClient(
+        request.endpoint_name,
+        streaming=request.streaming,
+        concurrency=request.spec.concurrency,
+        timeout_s=request.spec.timeout_s,
+        region_name=region,
+        endpoint_url=endpoint_url,
+        boto_client=runtime,
+    )
+    try:
+        result = run_one_level(
+            client,
+            request.configuration,
+            request.spec,
+            builtin_prompts(),
+            request.params,
+            store=store,
+            target=f"sagemaker:{request.endpoint_name}",
+        )
+    finally:
+        asyncio.run(client.aclose())
+    start, end = metric_window(result.started_at, result.finished_at)
+    deadline = time.monotonic() + settle_s
+    while True:
+        utilization = read_utilization(
+            cloudwatch,
+            endpoint_name=request.endpoint_name,
+            variant_name=request.variant_name,
+            configuration=request.configuration,
+            start=start,
+            end=end,
+        )
+        if len(utilization) == len(UTILIZATION_METRICS) or time.monotonic() >= deadline:
+            break
+        sleep(min(15.0, max(0.0, deadline - time.monotonic())))
+    enriched = _with_utilization(result, utilization)
+    store.append(enriched)  # same object key: the measured record is replaced by the enriched one
+    return {
+        "configuration_id": request.configuration_id,
+        "concurrency": enriched.concurrency,
+        "record": f"s3://{bucket}/{store.object_key(enriched.level_key)}",
+        "headline": headline(enriched.metrics),
+        "utilization": dict(enriched.utilization or {}),
+    }
+
+
+def _with_utilization(result: LevelResult, utilization: Mapping[str, float]) -> LevelResult:
+    missing = [name for name in UTILIZATION_METRICS if name not in utilization]
+    enriched = result.with_utilization(utilization)
+    if missing:
+        note = f"no CloudWatch data for {', '.join(missing)} in the level's window"
+        enriched = replace(enriched, notes=(*enriched.notes, note))
+    return enriched

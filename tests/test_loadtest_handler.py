@@ -1,0 +1,206 @@
+"""The load-test and aggregate Lambda handlers, called as Lambda calls them, with real boto3 clients.
+
+SageMaker runtime is the benchmark emulator (real HTTP and event-stream framing on a loopback port);
+S3 and CloudWatch are moto. moto intercepts only AWS hostnames, so the runtime client, pointed at the
+emulator through ``BENCHMARK_RUNTIME_ENDPOINT_URL``, reaches the emulator while moto holds the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from benchmark.aws_levels import NAMESPACE, levels_prefix, metric_window
+from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
+from benchmark.matrix import load_matrix
+from benchmark.results import LevelResult
+from constructs.benchmark_state_machine import matrix_items
+from tests.lambda_handlers import load_handler
+
+REGION = "us-east-1"
+BUCKET = "results-bucket"
+ENDPOINT = "llmbench-run1-7b-gptq-g5-2xlarge"
+FAST = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=20)
+
+
+def level_event(concurrency: int, *, streaming: bool = True, run_id: str = "run1") -> dict[str, Any]:
+    """The RunLevels item the state machine sends, built by the construct's own payload function."""
+    plan = matrix_items(load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights")
+    load = dict(plan["load"], duration_s=0.4, streaming=streaming)
+    return {
+        "concurrency": concurrency,
+        "endpoint_name": ENDPOINT,
+        "run_id": run_id,
+        "matrix": "smoke",
+        "configuration": plan["configurations"][0],
+        "load": load,
+    }
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig(latency=FAST, endpoint_names=(ENDPOINT,))) as server:
+        yield server
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> Iterator[dict[str, Any]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "RESULTS_BUCKET": BUCKET,
+        "RESULTS_PREFIX": "runs/",
+        "METRICS_NAMESPACE": "LlamaBenchmark",
+        "BENCHMARK_RUNTIME_ENDPOINT_URL": emulator.base_url,
+        "UTILIZATION_SETTLE_S": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    emulator.configure(EmulatorConfig(latency=FAST, endpoint_names=(ENDPOINT,)))
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        yield {"s3": s3, "cloudwatch": boto3.client("cloudwatch", region_name=REGION)}
+
+
+def put_utilization(cloudwatch: Any, values: dict[str, float]) -> None:
+    """What SageMaker's agent publishes for the endpoint's instance during the level."""
+    dims = [{"Name": "EndpointName", "Value": ENDPOINT}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    now = datetime.now(UTC)
+    cloudwatch.put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[{"MetricName": k, "Dimensions": dims, "Timestamp": now, "Value": v} for k, v in values.items()],
+    )
+
+
+def stored(s3: Any, key: str) -> LevelResult:
+    return LevelResult.from_dict(json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+
+
+def test_level_record_lands_in_s3_with_metrics_and_utilization(aws: dict[str, Any], emulator) -> None:
+    # ml.g5.2xlarge: 1 GPU, 8 vCPUs; SageMaker sums CPU over vCPUs, so 400 % is 50 % of the instance.
+    put_utilization(
+        aws["cloudwatch"],
+        {"GPUUtilization": 80.0, "GPUMemoryUtilization": 60.0, "CPUUtilization": 400.0, "MemoryUtilization": 30.0},
+    )
+    out = load_handler("loadtest").handler(level_event(2), None)
+
+    key = out["record"].removeprefix(f"s3://{BUCKET}/")
+    assert key.startswith(levels_prefix("runs/", "run1")) and key.endswith("concurrency-0002.json")
+    (listed,) = aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="runs/run1/")["Contents"]
+    assert listed["Key"] == key  # the enriched record replaced the first write, no second object
+    record = stored(aws["s3"], key)
+    assert record.concurrency == 2 and record.configuration.label == "7b-gptq-g5-2xlarge"
+    assert dict(record.configuration.settings)["MAX_TOTAL_TOKENS"] == "2048"
+    assert record.load["target"] == f"sagemaker:{ENDPOINT}"
+    m = record.metrics
+    assert m.requests_ok > 0 and m.requests_failed == 0 and m.tokens_per_s and m.tokens_per_s > 0
+    assert m.ttft_ms.median is not None  # streamed: first-token times came through the event stream
+    assert record.utilization == {
+        "GPUUtilization": 80.0,
+        "GPUMemoryUtilization": 60.0,
+        "CPUUtilization": 50.0,
+        "MemoryUtilization": 30.0,
+    }
+    assert record.cost is not None and record.cost.instance_type == "ml.g5.2xlarge"
+    assert out["headline"]["tokens_per_s"] == m.tokens_per_s and out["utilization"] == record.utilization
+    assert emulator.stats()  # the requests really went to the emulator
+
+
+def test_missing_utilization_is_noted_and_errors_are_recorded(aws: dict[str, Any], emulator) -> None:
+    emulator.configure(
+        EmulatorConfig(
+            latency=FAST, endpoint_names=(ENDPOINT,), faults=(FaultRule(FaultKind.SERVER_ERROR, every_nth=2),)
+        )
+    )
+    put_utilization(aws["cloudwatch"], {"GPUUtilization": 55.0})
+    out = load_handler("loadtest").handler(level_event(1, streaming=False), None)
+    record = stored(aws["s3"], out["record"].removeprefix(f"s3://{BUCKET}/"))
+    assert record.utilization == {"GPUUtilization": 55.0}
+    assert any("GPUMemoryUtilization" in note and "CPUUtilization" in note for note in record.notes)
+    assert record.metrics.requests_failed > 0 and record.metrics.errors_by_kind
+
+
+def test_unknown_endpoint_fails_every_request_but_still_records(aws: dict[str, Any]) -> None:
+    event = dict(level_event(1), endpoint_name="llmbench-run1-missing")
+    out = load_handler("loadtest").handler(event, None)
+    record = stored(aws["s3"], out["record"].removeprefix(f"s3://{BUCKET}/"))
+    assert record.metrics.requests_ok == 0 and record.metrics.requests_failed > 0
+
+
+def test_results_write_failure_raises(aws: dict[str, Any]) -> None:
+    aws["s3"].delete_bucket(Bucket=BUCKET)
+    with pytest.raises(aws["s3"].exceptions.NoSuchBucket):
+        load_handler("loadtest").handler(level_event(1), None)
+
+
+def test_bad_event_names_the_field(aws: dict[str, Any]) -> None:
+    event = level_event(1)
+    del event["endpoint_name"]
+    with pytest.raises(Exception, match="endpoint_name"):
+        load_handler("loadtest").handler(event, None)
+
+
+def test_aggregate_writes_report_metrics_and_summary(aws: dict[str, Any]) -> None:
+    s3, cloudwatch = aws["s3"], aws["cloudwatch"]
+    put_utilization(cloudwatch, {"GPUUtilization": 70.0})
+    for concurrency in (1, 5):
+        load_handler("loadtest").handler(level_event(concurrency), None)
+    failure_state = {"config": {"id": "13b-gptq-g5-2xlarge"}, "error": {"Error": "EndpointDeadline", "Cause": "slow"}}
+    s3.put_object(Bucket=BUCKET, Key="runs/run1/failures/13b-gptq-g5-2xlarge.json", Body=json.dumps(failure_state))
+
+    event = {
+        "run_id": "run1",
+        "matrix": "smoke",
+        "configurations": [
+            {"id": "7b-gptq-g5-2xlarge", "name": ENDPOINT, "outcome": "succeeded"},
+            {"id": "13b-gptq-g5-2xlarge", "name": "llmbench-run1-13b", "outcome": "failed"},
+        ],
+        "skipped": [{"id": "70b-fp16-g5-2xlarge", "reasons": ["does not fit"]}],
+    }
+    summary = load_handler("aggregate").handler(event, None)
+
+    assert summary["levels"] == 2 and summary["configurations_succeeded"] == 1
+    assert summary["configurations_failed"] == ["13b-gptq-g5-2xlarge"]
+    markdown = s3.get_object(Bucket=BUCKET, Key="runs/run1/report/report.md")["Body"].read().decode()
+    html = s3.get_object(Bucket=BUCKET, Key="runs/run1/report/report.html")
+    assert html["ContentType"].startswith("text/html") and b"<html" in html["Body"].read()
+    assert "13b-gptq-g5-2xlarge failed: EndpointDeadline" in markdown
+    assert "70b-fp16-g5-2xlarge skipped" in markdown and "7b/gptq/ml.g5.2xlarge" in markdown
+    assert summary["report"]["html"] == f"s3://{BUCKET}/runs/run1/report/report.html"
+    latency = [r for r in summary["recommendations"] if r["rule"] == "latency"]
+    assert latency and latency[0]["winner"] and "g5.2xlarge" in latency[0]["winner"]
+    assert len(json.dumps(summary)) < 4096  # travels in the SNS message
+
+    metrics = cloudwatch.list_metrics(Namespace="LlamaBenchmark")["Metrics"]
+    names = {m["MetricName"] for m in metrics}
+    assert {"OutputTokensPerSecond", "MsPerTokenMedian", "UsdPer1MOutputTokens", "ErrorRate"} <= names
+    dims = {tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"])) for m in metrics}
+    assert (
+        ("Concurrency", "5"),
+        ("InstanceType", "ml.g5.2xlarge"),
+        ("Model", "7b"),
+        ("Quantization", "gptq"),
+    ) in dims
+    assert summary["metrics_published"] == sum(1 for m in metrics)
+
+
+def test_aggregate_of_a_run_where_everything_failed(aws: dict[str, Any]) -> None:
+    state = {"config": {"id": "7b-gptq-g5-2xlarge"}, "error": {"Error": "SageMaker.ValidationException"}}
+    aws["s3"].put_object(Bucket=BUCKET, Key="runs/run9/failures/7b-gptq-g5-2xlarge.json", Body=json.dumps(state))
+    summary = load_handler("aggregate").handler({"run_id": "run9", "matrix": "smoke", "configurations": []}, None)
+    assert summary["levels"] == 0 and summary["metrics_published"] == 0
+    body = aws["s3"].get_object(Bucket=BUCKET, Key="runs/run9/report/report.md")["Body"].read().decode()
+    assert "SageMaker.ValidationException" in body
+
+
+def test_metric_window_covers_whole_minutes() -> None:
+    start, end = metric_window("2026-01-01T10:00:30+00:00", "2026-01-01T10:02:05+00:00")
+    assert (start.minute, start.second, end.minute, end.second) == (0, 0, 3, 0)
