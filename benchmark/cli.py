@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark import plan
 from benchmark.collect import collect_results
 from benchmark.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
 from benchmark.cost import parse_price_overrides
@@ -270,6 +271,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_run(run_args)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    return plan.run(args)  # reports bad input itself, with exit code 2
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from benchmark.emulator import serve  # noqa: PLC0415
 
@@ -332,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=2.0)
     demo.add_argument("--max-new-tokens", type=int, default=50)
     demo.set_defaults(func=cmd_demo)
+
+    dry_run = plan.build_parser(
+        sub.add_parser("plan", help="dry run: deployments, endpoint-hours, dollars of a matrix")
+    )
+    dry_run.set_defaults(func=cmd_plan)
 
     emulator = sub.add_parser("emulator", help="serve the TGI/OpenAI/SageMaker emulator on a port")
     emulator.add_argument("--host", default="127.0.0.1")

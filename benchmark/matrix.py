@@ -127,9 +127,9 @@ def default_id(entry: dict[str, Any]) -> str:
 
 
 def _check_keys(where: str, data: dict[str, Any], allowed: set[str] | frozenset[str], issues: list[Issue]) -> None:
-    for key in data:
+    for key, value in data.items():
         if key not in allowed:
-            issues.append(Issue(f"{where}.{key}", data[key], f"unknown key; allowed: {', '.join(sorted(allowed))}"))
+            issues.append(Issue(f"{where}.{key}", value, f"unknown key; allowed: {', '.join(sorted(allowed))}"))
 
 
 def _positive_int_list(value: Any) -> tuple[int, ...] | None:

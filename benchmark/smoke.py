@@ -28,7 +28,7 @@ DEFAULT_MAX_NEW_TOKENS = 16
 SESSION_NAME = "llama2-smoke-test"
 
 
-class SmokeFailure(Exception):
+class SmokeTestError(Exception):
     """The endpoint did not answer with generated text."""
 
 
@@ -53,22 +53,22 @@ def request_body(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, prompt: str = PRO
 
 def generated_text(body: bytes) -> str:
     """The text of a TGI answer (the container's ``/invocations`` returns a one-element list, ``/generate`` an
-    object); raises ``SmokeFailure`` for anything else or for empty text."""
+    object); raises ``SmokeTestError`` for anything else or for empty text."""
     try:
         answer: Any = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SmokeFailure(f"answer is not JSON: {body[:200]!r} ({err})") from None
+        raise SmokeTestError(f"answer is not JSON: {body[:200]!r} ({err})") from None
     if isinstance(answer, list) and len(answer) == 1:
         answer = answer[0]
     if not isinstance(answer, dict):
-        raise SmokeFailure(f"answer is not a TGI generation: {str(answer)[:200]}")
+        raise SmokeTestError(f"answer is not a TGI generation: {str(answer)[:200]}")
     if "error" in answer:
-        raise SmokeFailure(f"the model answered with an error: {str(answer['error'])[:200]}")
+        raise SmokeTestError(f"the model answered with an error: {str(answer['error'])[:200]}")
     text = answer.get("generated_text")
     if not isinstance(text, str):
-        raise SmokeFailure(f"answer has no generated_text: {str(answer)[:200]}")
+        raise SmokeTestError(f"answer has no generated_text: {str(answer)[:200]}")
     if not text.strip():
-        raise SmokeFailure("the model generated no text")
+        raise SmokeTestError("the model generated no text")
     return text
 
 
@@ -91,7 +91,7 @@ def check_endpoint(
         return SmokeResult(endpoint_name, False, detail, _ms(start))
     except BotoCoreError as err:
         return SmokeResult(endpoint_name, False, f"{type(err).__name__}: {err}", _ms(start))
-    except SmokeFailure as err:
+    except SmokeTestError as err:
         return SmokeResult(endpoint_name, False, str(err), _ms(start))
     return SmokeResult(endpoint_name, True, text.strip()[:200], _ms(start))
 

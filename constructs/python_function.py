@@ -173,7 +173,12 @@ class PythonFunction(Construct):
             reserved_concurrent_executions=props.reserved_concurrency,
             dead_letter_queue=self.dead_letter_queue,
         )
-        self.function.node.add_dependency(self.role)
+        # CDK makes the function depend on its role and policy; the role is already ordered by the GetAtt
+        # (cfn-lint W3005). Keep the policy: the function needs its VPC rights before it is created.
+        policy = self.role.node.find_child("DefaultPolicy").node.default_child
+        function = self.function.node.default_child
+        assert isinstance(policy, cdk.CfnResource) and isinstance(function, cdk.CfnResource)
+        function.add_override("DependsOn", [cdk.Stack.of(self).resolve(policy.logical_id)])
         _acknowledge(self)
 
 

@@ -67,7 +67,11 @@ class SmokeTestAccess(Construct):
             self,
             "Policy",
             description=f"Smoke test: invoke {', '.join(props.endpoint_names)} only",
-            statements=[iam.PolicyStatement(sid="InvokeStageEndpoints", actions=["sagemaker:InvokeEndpoint"], resources=endpoints)],
+            statements=[
+                iam.PolicyStatement(
+                    sid="InvokeStageEndpoints", actions=["sagemaker:InvokeEndpoint"], resources=endpoints
+                )
+            ],
         )
         runner = role_arn(props.runner_account, props.runner_role_name)
         self.role = iam.Role(

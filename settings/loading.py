@@ -5,7 +5,8 @@ config file ``<scenario>`` section < cdk context ``key`` (every scenario) < cdk 
 ``<scenario>.key`` (that scenario only, e.g. ``-c latency.instance_type=ml.p4d.24xlarge``).
 
 Context values arrive as strings from the CLI, so each is coerced to the field's type here, with an
-error naming the key when that fails. Keys we do not know are refused so that a typo (``-c modle=13b``) cannot silently deploy the default.
+error naming the key when that fails. Keys we do not know are refused so that a typo
+(``-c modle=13b``) cannot silently deploy the default.
 """
 
 from __future__ import annotations

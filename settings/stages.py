@@ -32,7 +32,9 @@ ACCOUNT = re.compile(r"^\d{12}$")
 STAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,19}$")  # a construct id, a stack-name prefix and part of role names
 PIPELINE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,29}$")  # role names add a stage name: 64 chars in all
 BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,100}$")
-CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
+CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$"
+)
 CONNECTION_REPO = re.compile(r"^[\w.-]+/[\w./-]+$")  # owner/repo (GitHub, GitLab, Bitbucket)
 CODECOMMIT_REPO = re.compile(r"^[\w.-]{1,100}$")
 PRODUCTION_NAMES = frozenset({"prod", "production"})
@@ -146,9 +148,7 @@ def _account(where: str, value: Any, issues: list[Issue]) -> str:
     if value is None:
         issues.append(Issue(where, None, "is required: a 12-digit AWS account id"))
     elif isinstance(value, int) and not isinstance(value, bool):
-        issues.append(
-            Issue(where, value, "must be a quoted 12-digit string: YAML reads unquoted digits as a number")
-        )
+        issues.append(Issue(where, value, "must be a quoted 12-digit string: YAML reads unquoted digits as a number"))
     elif not isinstance(value, str) or not ACCOUNT.match(value):
         issues.append(Issue(where, value, "must be a 12-digit AWS account id"))
     else:
@@ -300,7 +300,9 @@ def _stage(index: int, raw: Any, defaults: Mapping[str, Any], issues: list[Issue
             issues.append(Issue(f"{where}.deployments.{section}", "...", f"unknown section; allowed: {allowed}"))
         elif section != "defaults" and section not in scenarios:
             issues.append(
-                Issue(f"{where}.deployments.{section}", "...", f"is not deployed here; scenarios: {', '.join(scenarios)}")
+                Issue(
+                    f"{where}.deployments.{section}", "...", f"is not deployed here; scenarios: {', '.join(scenarios)}"
+                )
             )
     stage_defaults = _section(f"{where}.deployments.defaults", sections.get("defaults"), issues)
     deployments: dict[str, DeploymentConfig] = {}

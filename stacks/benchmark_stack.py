@@ -31,6 +31,7 @@ from constructs.benchmark_support import (
     ResultsBucketProps,
     ScheduleProps,
 )
+from constructs.execution_role import nag_name
 from constructs.python_function import PythonFunction, PythonFunctionProps
 from settings.benchmark_options import BenchmarkOptions
 
@@ -212,7 +213,9 @@ def _invoke_benchmark_endpoints(stack: cdk.Stack, prefix: str) -> iam.PolicyStat
 def _acknowledge(self: BenchmarkStack, prefix: str) -> None:
     """Findings that remain after scoping every statement to this stack's resources, with the reason."""
     results = f"Resource::<{self.get_logical_id(self.results.bucket.node.default_child)}.Arn>/{RESULTS_PREFIX}*"  # type: ignore[arg-type]
-    sagemaker = "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
+    # How cdk-nag prints them: <AWS::Region> etc. when environment-agnostic, literals inside a pipeline stage.
+    partition, region, account = (nag_name(self, v) for v in (self.partition, self.region, self.account))
+    sagemaker = f"Resource::arn:{partition}:sagemaker:{region}:{account}"
     inline = cdk.Acknowledgment(
         id="NIST.800.53.R5-IAMNoInlinePolicy",
         reason="CDK grants write this role's own policy, scoped to this stack's resources; "
@@ -279,12 +282,12 @@ def _acknowledge(self: BenchmarkStack, prefix: str) -> None:
             reason="benchmark models read any staged model's weights; all of them live under models/",
         ),
         cdk.Acknowledgment(
-            id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:*:repository/"
+            id=f"AwsSolutions-IAM5[Resource::arn:{partition}:ecr:{region}:*:repository/"
             "huggingface-pytorch-tgi-inference]",
             reason="the TGI image lives in an AWS-owned account that differs by region (vendored table)",
         ),
         cdk.Acknowledgment(
-            id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
+            id=f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{region}:{account}:"
             f"log-group:/aws/sagemaker/Endpoints/{prefix}-*]",
             reason="SageMaker writes endpoint logs to a group named after the endpoint, made at run time",
         ),

@@ -14,16 +14,20 @@ import aws_cdk as cdk
 from catalog.errors import ConfigError, Issue
 from constructs import Construct
 from settings import STACK_NAMES, Settings
+from settings.benchmark_options import parse_benchmark_option
+from stacks.benchmark_stack import BenchmarkStack, BenchmarkStackProps
 from stacks.endpoint_stack import LlamaEndpointStack, shared_resources
 from stacks.foundation_stack import LlamaFoundationStack
 
 FOUNDATION_STACK_NAME = "LlamaFoundationStack"
+BENCHMARK_STACK_NAME = "LlamaBenchmarkStack"
 
 
 @dataclass(frozen=True)
 class LlamaStacks:
     foundation: LlamaFoundationStack
     endpoints: Mapping[str, LlamaEndpointStack]  # scenario -> stack
+    benchmark: BenchmarkStack | None = None  # built unless ``-c benchmark=off``; its schedule is off by default
 
 
 def environment_for(settings: Settings, env: cdk.Environment | None) -> cdk.Environment | None:
@@ -55,4 +59,32 @@ def add_llama_stacks(scope: Construct, settings: Settings, *, env: cdk.Environme
     }
     for stack in endpoints.values():
         stack.add_stack_dependency(foundation)
-    return LlamaStacks(foundation=foundation, endpoints=types.MappingProxyType(endpoints))
+    benchmark = _benchmark_stack(scope, foundation, settings, environment)
+    return LlamaStacks(foundation=foundation, endpoints=types.MappingProxyType(endpoints), benchmark=benchmark)
+
+
+def _benchmark_stack(
+    scope: Construct, foundation: LlamaFoundationStack, settings: Settings, env: cdk.Environment | None
+) -> BenchmarkStack | None:
+    options = parse_benchmark_option(settings.options.get("benchmark"))
+    if not options.include:
+        return None
+    network = foundation.network
+    stack = BenchmarkStack(
+        scope,
+        BENCHMARK_STACK_NAME,
+        props=BenchmarkStackProps(
+            key=foundation.key,
+            vpc=network.vpc,
+            subnets=network.subnet_selection,
+            endpoint_security_group=network.endpoint_security_group,
+            lambda_security_group=network.lambda_security_group,
+            weights_bucket=foundation.weights.bucket,
+            # Its own access-log bucket: logging into the foundation's would widen that bucket's policy.
+            access_log_bucket=None,
+            options=options,
+        ),
+        env=env,
+    )
+    stack.add_stack_dependency(foundation)
+    return stack

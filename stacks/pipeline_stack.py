@@ -216,6 +216,25 @@ def _acknowledge(stack: LlamaPipelineStack) -> None:
             )
         )
         _acknowledge_replication_bucket(replica, region)
+    assets = stack.pipeline.node.try_find_child("Assets")  # only when a stage has file assets (Lambda code)
+    if assets is not None:
+        where = f"{stack.region}:{stack.account}"
+        cdk.Validations.of(assets).acknowledge(
+            cdk.Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::arn:aws:logs:{where}:log-group:/aws/codebuild/*]",
+                reason="CDK Pipelines shares one asset-publishing role across its per-asset CodeBuild projects, "
+                "whose names it generates; limited to CodeBuild log groups of this account and region",
+            ),
+            cdk.Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::arn:aws:codebuild:{where}:report-group/*]",
+                reason="report groups of the generated asset-publishing projects, this account and region only",
+            ),
+            cdk.Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="the asset-publishing role starts and watches its generated CodeBuild builds "
+                "(codebuild:StartBuild/BatchGetBuilds/StopBuild), named only at run time",
+            ),
+        )
     self_mutation = stack.node.find_child("Pipeline").node.find_child("UpdatePipeline")
     cdk.Validations.of(self_mutation).acknowledge(
         cdk.Acknowledgment(

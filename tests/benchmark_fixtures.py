@@ -67,7 +67,8 @@ def render(value: Any, refs: dict[str, str]) -> Any:
 
 def definition_of(template: Template, refs: dict[str, str] | None = None) -> dict[str, Any]:
     (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
-    return json.loads(render(machine["Properties"]["DefinitionString"], refs or {}))
+    definition: dict[str, Any] = json.loads(render(machine["Properties"]["DefinitionString"], refs or {}))
+    return definition
 
 
 @cache

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from benchmark.matrix import load_matrix
 from tests.benchmark_fixtures import Built, build
 
 TEARDOWN = ("DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel")
@@ -108,8 +109,6 @@ def test_poll_deadline(built: Built) -> None:
 
 
 def test_matrix_items_carry_container_settings_from_deployment_config(built: Built) -> None:
-    from benchmark.matrix import load_matrix
-
     payload = built.definition["States"]["Matrix-2023"]["Result"]
     matrix = load_matrix("2023")
     assert [c["id"] for c in payload["configurations"]] == [c.id for c in matrix.configurations]

@@ -58,7 +58,8 @@ def test_vendored_table_agrees_with_sdk_json() -> None:
 def test_image_tags_match_published(version: str, tag: str) -> None:
     image = get_image(version)
     assert image.tag == tag
-    assert image.uri("us-east-1") == f"763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:{tag}"
+    registry = "763104351884.dkr.ecr.us-east-1.amazonaws.com"
+    assert image.uri("us-east-1") == f"{registry}/huggingface-pytorch-tgi-inference:{tag}"
 
 
 def test_image_accounts_and_domains_differ_by_region() -> None:
@@ -67,7 +68,7 @@ def test_image_accounts_and_domains_differ_by_region() -> None:
     assert image.uri("cn-north-1").startswith("727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/")
     assert image.account("af-south-1") != "763104351884"
     assert image.repository_arn("us-gov-west-1").startswith("arn:aws-us-gov:ecr:us-gov-west-1:")
-    with pytest.raises(ConfigError, match="region='us-iso-east-1': has no TGI 3.3.6 image"):
+    with pytest.raises(ConfigError, match=r"region='us-iso-east-1': has no TGI 3\.3\.6 image"):
         image.uri("us-iso-east-1")
 
 
@@ -81,7 +82,7 @@ def test_unknown_names_list_what_is_allowed() -> None:
         get_instance("ml.p4d.12xlarge")
     assert err.value.fields == ("instance_type",)
     assert "ml.p4d.24xlarge" in str(err.value)
-    with pytest.raises(ConfigError, match="tgi_version='9.9.9'"):
+    with pytest.raises(ConfigError, match=r"tgi_version='9\.9\.9'"):
         resolve_version("9.9.9")
     with pytest.raises(ConfigError, match="model='8b'"):
         get_model("8b")

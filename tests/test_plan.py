@@ -29,3 +29,13 @@ def test_cli_overrides_and_refuses_unpriced_region(capsys) -> None:
     assert '"deployments": 15' in capsys.readouterr().out
     assert main(["2023", "--region", "us-west-2"]) == 2  # no catalog price for ml.g5.48xlarge there
     assert "ml.g5.48xlarge" in capsys.readouterr().err
+
+
+def test_benchmark_cli_plan_subcommand(capsys) -> None:
+    from benchmark.cli import main as cli_main  # noqa: PLC0415
+
+    assert cli_main(["plan", "2023", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"deployments": 15' in out and '"deployments": 60' in out
+    assert cli_main(["plan", "2023", "--deploy-minutes", "-1"]) == 2
+    assert "--deploy-minutes" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
 from benchmark.smoke import (
     SESSION_NAME,
-    SmokeFailure,
+    SmokeTestError,
     check_endpoint,
     generated_text,
     main,
@@ -132,7 +132,7 @@ def test_generated_text_reads_both_tgi_shapes(body: bytes, text: str) -> None:
     ],
 )
 def test_generated_text_refuses_what_is_not_an_answer(body: bytes, message: str) -> None:
-    with pytest.raises(SmokeFailure, match=message):
+    with pytest.raises(SmokeTestError, match=message):
         generated_text(body)
 
 

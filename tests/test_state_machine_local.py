@@ -1,0 +1,262 @@
+"""The rendered benchmark state machine executed in moto's Step Functions interpreter (see tests/sfn_local.py).
+
+Three configurations per run, two levels each, against the benchmark emulator; a failure is injected at
+one step for one configuration. Every execution must end, the other configurations must still run, no
+endpoint, endpoint config or model may be left in SageMaker, results written before the failure must be
+intact, and the failure must be recorded and reported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
+from benchmark.results import LevelResult
+from tests.benchmark_fixtures import Built, build, definition_of
+from tests.lambda_handlers import load_handler
+from tests.sfn_local import Execution, LocalLambdas, SageMakerStandIn, run_execution, zero_waits
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+BUCKET = "benchmark-results"
+TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:benchmark-notifications"
+LOADTEST = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:loadtest"
+AGGREGATE = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:aggregate"
+# A p4d and two g5 configurations of the 2023 matrix, so moto's instance-type gap is exercised.
+CONFIGURATIONS = ("7b-gptq-g5-2xlarge", "13b-fp16-p4d-24xlarge", "7b-fp16-g5-12xlarge")
+LEVELS = [1, 5]
+FAST = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=10)
+
+
+@pytest.fixture(scope="module")
+def built() -> Built:
+    return build()
+
+
+@pytest.fixture(scope="module")
+def definition(built: Built) -> dict[str, Any]:
+    """The deployed definition with moto's resources as references; waits 0 s, levels short, 3 configurations."""
+    stack = built.stack
+
+    def logical(construct: Any) -> str:
+        return str(stack.get_logical_id(construct.node.default_child))
+
+    refs = {
+        logical(stack.results.bucket): BUCKET,
+        logical(stack.topic): TOPIC,
+        f"{logical(stack.load_test.function)}.Arn": LOADTEST,
+        f"{logical(stack.aggregate.function)}.Arn": AGGREGATE,
+    }
+    out = zero_waits(definition_of(built.template, refs))
+    plan = out["States"]["Matrix-2023"]["Result"]
+    by_id = {c["id"]: c for c in plan["configurations"]}
+    plan["configurations"] = [by_id[i] for i in CONFIGURATIONS]
+    plan["levels"] = LEVELS
+    plan["load"] = dict(plan["load"], duration_s=0.2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig(latency=FAST)) as server:
+        yield server
+
+
+@dataclass
+class Harness:
+    sfn: Any
+    s3: Any
+    sagemaker: Any
+    sqs: Any
+    queue_url: str
+    machine_arn: str
+    stand_in: SageMakerStandIn
+    lambdas: LocalLambdas
+
+    def run(self) -> Execution:
+        return run_execution(self.sfn, self.machine_arn, {"matrix": "2023"})
+
+    def keys(self, prefix: str) -> list[str]:
+        return [o["Key"] for o in self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+    def leftovers(self) -> dict[str, list[str]]:
+        return {
+            "endpoints": [e["EndpointName"] for e in self.sagemaker.list_endpoints()["Endpoints"]],
+            "configs": [c["EndpointConfigName"] for c in self.sagemaker.list_endpoint_configs()["EndpointConfigs"]],
+            "models": [m["ModelName"] for m in self.sagemaker.list_models()["Models"]],
+        }
+
+    def notification(self) -> dict[str, Any]:
+        (message,) = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)["Messages"]
+        return json.loads(message["Body"])  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulator: EmulatorServer) -> Iterator[Harness]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "RESULTS_BUCKET": BUCKET,
+        "RESULTS_PREFIX": "runs/",
+        "METRICS_NAMESPACE": "LlamaBenchmark",
+        "BENCHMARK_RUNTIME_ENDPOINT_URL": emulator.base_url,
+        "UTILIZATION_SETTLE_S": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    stand_in = SageMakerStandIn()
+    stand_in.install(monkeypatch)
+    lambdas = LocalLambdas({LOADTEST: load_handler("loadtest").handler, AGGREGATE: load_handler("aggregate").handler})
+    lambdas.install(monkeypatch)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        sns = boto3.client("sns", region_name=REGION)
+        assert sns.create_topic(Name="benchmark-notifications")["TopicArn"] == TOPIC
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=TOPIC, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        machine_arn = sfn.create_state_machine(
+            name="benchmark", definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
+        )["stateMachineArn"]
+        yield Harness(
+            sfn, s3, boto3.client("sagemaker", region_name=REGION), sqs, queue_url, machine_arn, stand_in, lambdas
+        )
+
+
+def outcomes(execution: Execution) -> dict[str, str]:
+    return {c["id"]: c["outcome"] for c in execution.output["configurations"]}
+
+
+def level_keys(h: Harness, run_id: str, configuration: str) -> list[int]:
+    """Concurrency levels with a readable record for the configuration."""
+    found = []
+    for key in h.keys(f"runs/{run_id}/levels/"):
+        record = LevelResult.from_dict(json.loads(h.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        if record.configuration.label == configuration:
+            found.append(record.concurrency)
+    return sorted(found)
+
+
+def assert_clean_end(h: Harness, execution: Execution, failed: str | None) -> str:
+    """Succeeded, every configuration reached ConfigurationDone, nothing left, failure recorded and reported."""
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    run_id = execution.output["run_id"]
+    expected = {c: "succeeded" for c in CONFIGURATIONS}
+    if failed:
+        expected[failed] = "failed"
+    assert outcomes(execution) == expected
+    assert h.leftovers() == {"endpoints": [], "configs": [], "models": []}
+    for configuration in CONFIGURATIONS:
+        if configuration != failed:
+            assert level_keys(h, run_id, configuration) == LEVELS
+    failures = h.keys(f"runs/{run_id}/failures/")
+    assert failures == ([f"runs/{run_id}/failures/{failed}.json"] if failed else [])
+    notification = h.notification()
+    assert notification["run_id"] == run_id and notification["report"]["configurations_failed"] == (
+        [failed] if failed else []
+    )
+    report = h.s3.get_object(Bucket=BUCKET, Key=f"runs/{run_id}/report/report.md")["Body"].read().decode()
+    if failed:
+        assert f"{failed} failed" in report
+    return str(run_id)
+
+
+def failure_record(h: Harness, run_id: str, configuration: str) -> dict[str, Any]:
+    body = h.s3.get_object(Bucket=BUCKET, Key=f"runs/{run_id}/failures/{configuration}.json")["Body"].read()
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def test_success_runs_every_level_on_one_endpoint_per_configuration(harness: Harness) -> None:
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed=None)
+    invoked = [e for name, e in harness.lambdas.calls if name == LOADTEST]
+    assert len(invoked) == len(CONFIGURATIONS) * len(LEVELS)
+    assert len({e["endpoint_name"] for e in invoked}) == len(CONFIGURATIONS)  # one endpoint per configuration
+    assert execution.entered().count("CreateEndpoint") == len(CONFIGURATIONS)
+    assert execution.output["report"]["levels"] == len(CONFIGURATIONS) * len(LEVELS)
+    assert all(e["endpoint_name"].startswith(f"llmbench-{run_id}-") for e in invoked)
+
+
+@pytest.mark.parametrize(
+    ("method", "state"),
+    [
+        ("create_model", "CreateModel"),
+        ("create_endpoint_config", "CreateEndpointConfig"),
+        ("create_endpoint", "CreateEndpoint"),
+    ],
+)
+def test_create_failure_tears_down_what_was_created(harness: Harness, method: str, state: str) -> None:
+    harness.stand_in.fail[method] = "13b-fp16-p4d-24xlarge"
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
+    record = failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")
+    # moto names aws-sdk errors "sagemaker.sagemakerException" (AWS: "SageMaker.<Exception>"); the cause is the API's
+    assert record["error"]["Error"] and f"injected: {method} failed" in record["error"]["Cause"]
+    assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == []
+
+
+def test_endpoint_never_in_service_hits_the_deadline(harness: Harness, definition: dict[str, Any]) -> None:
+    harness.stand_in.endpoint_status["7b-fp16-g5-12xlarge"] = "Creating"
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="7b-fp16-g5-12xlarge")
+    assert failure_record(harness, run_id, "7b-fp16-g5-12xlarge")["error"]["Error"] == "EndpointDeadline"
+    choice = definition["States"]["ForEachConfiguration"]["ItemProcessor"]["States"]["EndpointInService?"]
+    (max_polls,) = [c["NumericGreaterThanEquals"] for c in choice["Choices"] if "NumericGreaterThanEquals" in c]
+    # one describe per poll, plus the first one, for the stuck endpoint; one each for the other two
+    assert harness.stand_in.describe_calls == max_polls + 1 + 2
+
+
+def test_endpoint_failed_is_recorded_and_torn_down(harness: Harness) -> None:
+    harness.stand_in.endpoint_status["7b-gptq-g5-2xlarge"] = "Failed"
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="7b-gptq-g5-2xlarge")
+    assert failure_record(harness, run_id, "7b-gptq-g5-2xlarge")["error"]["Error"] == "EndpointFailed"
+
+
+def test_load_test_crash_on_level_two_keeps_level_one(harness: Harness) -> None:
+    def crash(arn: str, event: dict[str, Any]) -> BaseException | None:
+        if arn == LOADTEST and event["configuration"]["id"] == "13b-fp16-p4d-24xlarge" and event["concurrency"] == 5:
+            return MemoryError("injected: Runtime exited with error: signal: killed")
+        return None
+
+    harness.lambdas.crash = crash
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
+    assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == [1]  # written before the crash, intact
+    assert failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")["error"]["Error"] == "MemoryError"
+
+
+def test_results_write_failure_keeps_earlier_levels(harness: Harness) -> None:
+    harness.stand_in.fail["s3.put_object"] = r"7b-fp16-g5-12xlarge.*concurrency-0005"
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="7b-fp16-g5-12xlarge")
+    assert level_keys(harness, run_id, "7b-fp16-g5-12xlarge") == [1]
+    assert "InternalError" in failure_record(harness, run_id, "7b-fp16-g5-12xlarge")["error"]["Cause"]
+
+
+def test_failure_record_write_failing_still_tears_down(harness: Harness) -> None:
+    harness.stand_in.fail["create_endpoint"] = "7b-gptq-g5-2xlarge"
+    harness.stand_in.fail["s3.put_object"] = r"/failures/"
+    execution = harness.run()
+    assert execution.status == "SUCCEEDED"
+    assert outcomes(execution)["7b-gptq-g5-2xlarge"] == "failed"
+    assert harness.leftovers() == {"endpoints": [], "configs": [], "models": []}
+    assert harness.keys(f"runs/{execution.output['run_id']}/failures/") == []
+    assert harness.notification()["report"]["configurations_failed"] == []  # the record never landed
+
+
+def test_unknown_matrix_fails_without_creating_anything(harness: Harness) -> None:
+    execution = run_execution(harness.sfn, harness.machine_arn, {"matrix": "nope"})
+    assert execution.status == "FAILED" and execution.error == "UnknownMatrix"
+    assert harness.leftovers() == {"endpoints": [], "configs": [], "models": []}
