@@ -31,6 +31,7 @@ from constructs.benchmark_support import (
     ResultsBucketProps,
     ScheduleProps,
 )
+from constructs.encryption import Encryption, EncryptionProps
 from constructs.execution_role import nag_name
 from constructs.python_function import PythonFunction, PythonFunctionProps
 from settings.benchmark_options import BenchmarkOptions
@@ -42,7 +43,7 @@ _THIRD_PARTY = ("jinja2", "markupsafe", "yaml")
 
 @dataclass(frozen=True, kw_only=True)
 class BenchmarkStackProps:
-    key: kms.IKey
+    weights_key: kms.IKey  # the foundation's key: benchmark models only decrypt the weights with it
     vpc: ec2.IVpc
     subnets: ec2.SubnetSelection
     endpoint_security_group: ec2.ISecurityGroup
@@ -57,6 +58,13 @@ class BenchmarkStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, props: BenchmarkStackProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         opts = props.options
+        # Its own key for results, logs, topic and state machine: the benchmark's grants (log delivery,
+        # Step Functions) then never widen the foundation key's policy, and tearing down the benchmark
+        # leaves the production key untouched.
+        self.encryption = Encryption(
+            self, "Encryption", props=EncryptionProps(description="Llama 2 benchmark: results, logs, topic, runs")
+        )
+        key = self.encryption.key
         matrices = dict(props.matrices or {n: load_matrix(n, prefix=opts.prefix) for n in opts.matrices})
         parallel = opts.max_parallel_endpoints or min(m.max_parallel_endpoints for m in matrices.values())
         versions = tuple(sorted({str(c.deployment.tgi_version) for m in matrices.values() for c in m.configurations}))
@@ -70,14 +78,14 @@ class BenchmarkStack(cdk.Stack):
             else props.weights_bucket.bucket_arn
         )
         self.results = ResultsBucket(
-            self, "Results", props=ResultsBucketProps(key=props.key, access_log_bucket=props.access_log_bucket)
+            self, "Results", props=ResultsBucketProps(key=key, access_log_bucket=props.access_log_bucket)
         )
-        self.topic = sns.Topic(self, "Notifications", master_key=props.key, enforce_ssl=True)
+        self.topic = sns.Topic(self, "Notifications", master_key=key, enforce_ssl=True)
         self.model_role = ModelRole(
             self,
             "ModelRole",
             props=ModelRoleProps(
-                key=props.key, weights_bucket_arn=self.weights_arn, tgi_versions=versions, prefix=opts.prefix
+                key=props.weights_key, weights_bucket_arn=self.weights_arn, tgi_versions=versions, prefix=opts.prefix
             ),
         )
 
@@ -90,7 +98,7 @@ class BenchmarkStack(cdk.Stack):
                     description=description,
                     project_packages=_LIBRARY,
                     third_party=_THIRD_PARTY,
-                    key=props.key,
+                    key=key,
                     vpc=props.vpc,
                     subnets=props.subnets,
                     security_group=props.lambda_security_group,
@@ -143,7 +151,7 @@ class BenchmarkStack(cdk.Stack):
             )
         )
         for fn in (self.load_test, self.aggregate):
-            props.key.grant(fn.role, "kms:GenerateDataKey", "kms:Decrypt")  # results are SSE-KMS
+            key.grant(fn.role, "kms:GenerateDataKey", "kms:Decrypt")  # results are SSE-KMS
         for fn in (self.load_test, self.aggregate):
             fn.role.add_to_principal_policy(_metric_read())
         self.aggregate.role.add_to_principal_policy(_metric_put())
@@ -154,7 +162,7 @@ class BenchmarkStack(cdk.Stack):
             "Runner",
             props=BenchmarkStateMachineProps(
                 matrices=matrices,
-                key=props.key,
+                key=key,
                 vpc=props.vpc,
                 subnets=props.subnets,
                 endpoint_security_group=props.endpoint_security_group,
@@ -177,7 +185,7 @@ class BenchmarkStack(cdk.Stack):
                 matrix=opts.schedule_matrix,
                 expression=opts.schedule,
                 enabled=opts.enabled,
-                key=props.key,
+                key=key,
             ),
         )
         self.janitor_schedule = JanitorSchedule(

@@ -74,7 +74,7 @@ def _benchmark_stack(
         scope,
         BENCHMARK_STACK_NAME,
         props=BenchmarkStackProps(
-            key=foundation.key,
+            weights_key=foundation.key,
             vpc=network.vpc,
             subnets=network.subnet_selection,
             endpoint_security_group=network.endpoint_security_group,

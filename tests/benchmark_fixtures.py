@@ -102,7 +102,7 @@ def build(outdir: str = "cdk.out.benchmark-tests") -> Built:
         app,
         "LlamaBenchmarkStack",
         props=BenchmarkStackProps(
-            key=key,
+            weights_key=key,
             vpc=vpc,
             subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             endpoint_security_group=ec2.SecurityGroup(foundation, "EndpointSg", vpc=vpc),

@@ -202,3 +202,15 @@ def test_rendered_definition_is_valid_asl(built: Built, tmp_path: Path) -> None:
     file.write_text(json.dumps(built.definition))
     out = subprocess.run([str(validator), "--json-path", str(file)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_benchmark_has_its_own_rotating_key_for_its_data(built: Built) -> None:
+    """Results, runs, logs and the topic use the benchmark's key; the foundation key only decrypts weights."""
+    keys = built.template.find_resources("AWS::KMS::Key")
+    assert len(keys) == 1
+    (key_id, key) = next(iter(keys.items()))
+    assert key["Properties"]["EnableKeyRotation"] is True
+    machine = next(iter(built.template.find_resources("AWS::StepFunctions::StateMachine").values()))
+    assert key_id in json.dumps(machine["Properties"]["EncryptionConfiguration"])
+    topic = next(iter(built.template.find_resources("AWS::SNS::Topic").values()))
+    assert key_id in json.dumps(topic["Properties"]["KmsMasterKeyId"])
