@@ -3,6 +3,7 @@
 Per configuration (an item of the outer Map, ``max_concurrency`` endpoints at a time):
 CreateModel -> CreateEndpointConfig -> CreateEndpoint -> poll DescribeEndpoint (Wait/Choice, deadline)
 -> RunLevels (inner Map, one level at a time, the load-test Lambda writes each record as it finishes)
+-> wait while the endpoint is Creating/Updating (SageMaker refuses to delete it then; bounded)
 -> DeleteEndpoint -> DeleteEndpointConfig -> DeleteModel. Every state that can fail has a Catch that
 records the failure in the results bucket and joins the same teardown; each delete catches its own
 failure ("not found" after a failed create) and moves on, so the Map item always completes.
@@ -39,6 +40,8 @@ BENCHMARK_TAG = "llama-benchmark"
 TTL_TAG = "llama-benchmark-ttl-hours"
 RUN_TAG = "llama-benchmark-run"
 RESULTS_PREFIX = "runs/"
+# Endpoint states in which SageMaker refuses DeleteEndpoint.
+_BUSY_STATUSES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,15}$")
 
 
@@ -59,6 +62,9 @@ class BenchmarkStateMachineProps:
     prefix: str = DEFAULT_PREFIX
     poll_interval: cdk.Duration = field(default_factory=lambda: cdk.Duration.seconds(30))
     max_polls: int = 120  # with 30 s polls: one hour, above the 70B startup timeout of 40 minutes
+    # SageMaker refuses to delete an endpoint while it is Creating or Updating, and one stuck in Creating
+    # turns Failed only after up to an hour: teardown waits this many polls before deleting anyway.
+    max_teardown_polls: int = 150
     endpoint_ttl_hours: int = 6  # the janitor deletes tagged endpoints older than this
     timeout: cdk.Duration = field(default_factory=lambda: cdk.Duration.hours(36))
 
@@ -69,8 +75,8 @@ class BenchmarkStateMachineProps:
             raise ValueError("prefix must be 2-16 lowercase letters and digits, starting with a letter")
         if not 1 <= self.max_parallel_endpoints <= 40:
             raise ValueError("max_parallel_endpoints must be 1..40")
-        if self.max_polls < 1 or self.endpoint_ttl_hours < 1:
-            raise ValueError("max_polls and endpoint_ttl_hours must be at least 1")
+        if self.max_polls < 1 or self.max_teardown_polls < 1 or self.endpoint_ttl_hours < 1:
+            raise ValueError("max_polls, max_teardown_polls and endpoint_ttl_hours must be at least 1")
         for name in self.matrices:
             if not re.match(r"^[A-Za-z0-9_-]+$", name):
                 raise ValueError(f"matrix name {name!r}: letters, digits, '-' and '_' only")
@@ -415,12 +421,55 @@ class BenchmarkStateMachine(Construct):
             parameters={"id.$": "$.config.id", "name.$": "$.names.name", "outcome.$": "$.outcome"},
         )
 
+        # Teardown first waits until the endpoint can be deleted (bounded), then deletes all three.
+        init_teardown = sfn.Pass(
+            self, "InitTeardownPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.teardown_polls"
+        )
+        teardown_describe = tasks.CallAwsService(
+            self,
+            "TeardownDescribeEndpoint",
+            service="sagemaker",
+            action="describeEndpoint",
+            iam_action="sagemaker:DescribeEndpoint",
+            iam_resources=[self.arn_patterns["endpoint"]],
+            parameters={"EndpointName.$": "$.names.name"},
+            result_selector={"status.$": "$.EndpointStatus"},
+            result_path="$.teardown_endpoint",
+        )
+        teardown_describe.add_retry(
+            errors=["SageMaker.ThrottlingException"], interval=cdk.Duration.seconds(5), max_attempts=4, backoff_rate=2
+        )
+        teardown_count = sfn.Pass(
+            self,
+            "CountTeardownPoll",
+            parameters={"count.$": "States.MathAdd($.teardown_polls.count, 1)"},
+            result_path="$.teardown_polls",
+        )
+        teardown_wait = sfn.Wait(self, "WaitUntilDeletable", time=sfn.WaitTime.duration(p.poll_interval))
+        busy = sfn.Condition.or_(
+            *(sfn.Condition.string_equals("$.teardown_endpoint.status", s) for s in _BUSY_STATUSES)
+        )
+        deletable = (
+            sfn.Choice(self, "EndpointDeletable?")
+            .when(
+                sfn.Condition.and_(
+                    busy, sfn.Condition.number_less_than("$.teardown_polls.count", p.max_teardown_polls)
+                ),
+                teardown_count,
+            )
+            .otherwise(delete_endpoint)
+        )
+        init_teardown.next(teardown_describe).next(deletable)
+        teardown_count.next(teardown_wait).next(teardown_describe)
+        # If the describe itself fails, try the delete anyway: its own catch covers "not found".
+        teardown_describe.add_catch(delete_endpoint, result_path="$.teardown_error")
+
         # Failure handling: every state that can fail records the failure and joins the teardown.
         for state in (create_model, create_config, create_endpoint, describe, levels):
             state.add_catch(record_failure, result_path="$.error")
         record_failure.add_catch(mark_failed, result_path="$.record_error")
         record_failure.next(mark_failed)
-        mark_failed.next(delete_endpoint)
+        mark_failed.next(init_teardown)
         endpoint_failed.next(record_failure)
         deadline.next(record_failure)
         # Teardown tolerates "not found" (a create that never happened) and goes on to the next delete.
@@ -437,7 +486,7 @@ class BenchmarkStateMachine(Construct):
             .otherwise(count_poll)
         )
         count_poll.next(wait).next(describe)
-        levels.next(succeeded).next(delete_endpoint)
+        levels.next(succeeded).next(init_teardown)
         return (
             names.next(variant)
             .next(create_model)

@@ -211,10 +211,18 @@ def test_endpoint_never_in_service_hits_the_deadline(harness: Harness, definitio
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="7b-fp16-g5-12xlarge")
     assert failure_record(harness, run_id, "7b-fp16-g5-12xlarge")["error"]["Error"] == "EndpointDeadline"
-    choice = definition["States"]["ForEachConfiguration"]["ItemProcessor"]["States"]["EndpointInService?"]
-    (max_polls,) = [c["NumericGreaterThanEquals"] for c in choice["Choices"] if "NumericGreaterThanEquals" in c]
-    # one describe per poll, plus the first one, for the stuck endpoint; one each for the other two
-    assert harness.stand_in.describe_calls == max_polls + 1 + 2
+    states = definition["States"]["ForEachConfiguration"]["ItemProcessor"]["States"]
+    (max_polls,) = [
+        c["NumericGreaterThanEquals"]
+        for c in states["EndpointInService?"]["Choices"]
+        if "NumericGreaterThanEquals" in c
+    ]
+    (teardown_rule,) = states["EndpointDeletable?"]["Choices"]
+    (max_teardown_polls,) = [c["NumericLessThan"] for c in teardown_rule["And"] if "NumericLessThan" in c]
+    # The stuck endpoint: the first describe plus one per poll until the deadline, then teardown waits while
+    # it is still Creating (SageMaker refuses to delete it) for its own bound before deleting anyway.
+    # The other two: one describe while creating and one before deleting.
+    assert harness.stand_in.describe_calls == (max_polls + 1) + (max_teardown_polls + 1) + 2 * 2
 
 
 def test_endpoint_failed_is_recorded_and_torn_down(harness: Harness) -> None:
