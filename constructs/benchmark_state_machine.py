@@ -270,8 +270,16 @@ class BenchmarkStateMachine(Construct):
         ]
 
     def _sagemaker(
-        self, state_id: str, action: str, kind: str, parameters: dict[str, Any], **kw: Any
+        self,
+        state_id: str,
+        action: str,
+        kind: str,
+        parameters: dict[str, Any],
+        *,
+        result_path: str = sfn.JsonPath.DISCARD,
+        **kw: Any,
     ) -> sfn.TaskStateBase:
+        """One SageMaker API call scoped to ``kind``'s ARN pattern, retried on throttling."""
         task = tasks.CallAwsService(
             self,
             state_id,
@@ -280,13 +288,24 @@ class BenchmarkStateMachine(Construct):
             iam_action=f"sagemaker:{action[0].upper()}{action[1:]}",
             iam_resources=[self.arn_patterns[kind]],
             parameters=parameters,
-            result_path=sfn.JsonPath.DISCARD,
+            result_path=result_path,
             **kw,
         )
         task.add_retry(
             errors=["SageMaker.ThrottlingException"], interval=cdk.Duration.seconds(5), max_attempts=4, backoff_rate=2
         )
         return task
+
+    def _describe_endpoint(self, state_id: str, *, result_path: str) -> sfn.TaskStateBase:
+        """The endpoint's status at ``result_path`` (``.status``), for the create and teardown polling loops."""
+        return self._sagemaker(
+            state_id,
+            "describeEndpoint",
+            "endpoint",
+            {"EndpointName.$": "$.names.name"},
+            result_selector={"status.$": "$.EndpointStatus"},
+            result_path=result_path,
+        )
 
     def _configuration_chain(self) -> sfn.IChainable:
         p = self.props
@@ -336,20 +355,7 @@ class BenchmarkStateMachine(Construct):
             {"EndpointName.$": "$.names.name", "EndpointConfigName.$": "$.names.name", "Tags": self._tags()},
         )
         init_polls = sfn.Pass(self, "InitPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.polls")
-        describe = tasks.CallAwsService(
-            self,
-            "DescribeEndpoint",
-            service="sagemaker",
-            action="describeEndpoint",
-            iam_action="sagemaker:DescribeEndpoint",
-            iam_resources=[self.arn_patterns["endpoint"]],
-            parameters={"EndpointName.$": "$.names.name"},
-            result_selector={"status.$": "$.EndpointStatus"},
-            result_path="$.endpoint",
-        )
-        describe.add_retry(
-            errors=["SageMaker.ThrottlingException"], interval=cdk.Duration.seconds(5), max_attempts=4, backoff_rate=2
-        )
+        describe = self._describe_endpoint("DescribeEndpoint", result_path="$.endpoint")
         count_poll = sfn.Pass(
             self, "CountPoll", parameters={"count.$": "States.MathAdd($.polls.count, 1)"}, result_path="$.polls"
         )
@@ -425,20 +431,7 @@ class BenchmarkStateMachine(Construct):
         init_teardown = sfn.Pass(
             self, "InitTeardownPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.teardown_polls"
         )
-        teardown_describe = tasks.CallAwsService(
-            self,
-            "TeardownDescribeEndpoint",
-            service="sagemaker",
-            action="describeEndpoint",
-            iam_action="sagemaker:DescribeEndpoint",
-            iam_resources=[self.arn_patterns["endpoint"]],
-            parameters={"EndpointName.$": "$.names.name"},
-            result_selector={"status.$": "$.EndpointStatus"},
-            result_path="$.teardown_endpoint",
-        )
-        teardown_describe.add_retry(
-            errors=["SageMaker.ThrottlingException"], interval=cdk.Duration.seconds(5), max_attempts=4, backoff_rate=2
-        )
+        teardown_describe = self._describe_endpoint("TeardownDescribeEndpoint", result_path="$.teardown_endpoint")
         teardown_count = sfn.Pass(
             self,
             "CountTeardownPoll",

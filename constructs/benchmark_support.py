@@ -18,6 +18,9 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from catalog.tgi_images import get_image
 from constructs import Construct
+from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
+
+_LOG_PREFIX = "benchmark-results/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,35 +34,15 @@ class ResultsBucket(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ResultsBucketProps) -> None:
         super().__init__(scope, construct_id)
+        deliver_logs_by_policy(self)
         logs_bucket = props.access_log_bucket
         if logs_bucket is None:
-            own = s3.Bucket(
+            # Its grant admits this account's deliveries under the prefix; CDK adds one pinned to the results bucket.
+            logs_bucket = AccessLogBucket(
                 self,
                 "AccessLogs",
-                encryption=s3.BucketEncryption.S3_MANAGED,  # the S3 log delivery service cannot use a KMS key
-                enforce_ssl=True,
-                versioned=True,
-                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-                lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365))],
-            )
-            cdk.Validations.of(own).acknowledge(
-                cdk.Acknowledgment(
-                    id="AwsSolutions-S1", reason="this is the access-log bucket; logging it to itself loops"
-                ),
-                cdk.Acknowledgment(
-                    id="NIST.800.53.R5-S3BucketLoggingEnabled",
-                    reason="this is the access-log bucket; logging it to itself loops",
-                ),
-                cdk.Acknowledgment(
-                    id="NIST.800.53.R5-S3BucketReplicationEnabled",
-                    reason="benchmark access logs are not replicated; they expire after a year",
-                ),
-                cdk.Acknowledgment(
-                    id="NIST.800.53.R5-S3DefaultEncryptionKMS",
-                    reason="S3 server access log delivery supports SSE-S3 only",
-                ),
-            )
-            logs_bucket = own
+                props=AccessLogBucketProps(sid="ServerAccessLogsOfTheResultsBucket", object_prefix=_LOG_PREFIX),
+            ).bucket
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -71,7 +54,7 @@ class ResultsBucket(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=logs_bucket,
-            server_access_logs_prefix="benchmark-results/",
+            server_access_logs_prefix=_LOG_PREFIX,
         )
         cdk.Validations.of(self.bucket).acknowledge(
             cdk.Acknowledgment(

@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
+from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps
+
+_LOG_PREFIX = "artifacts/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,40 +39,19 @@ class ArtifactBucketHardening(Construct):
         cfn = props.bucket.node.default_child
         if not isinstance(cfn, s3.CfnBucket):
             raise TypeError("ArtifactBucketHardening needs a bucket created in this app, not an imported one")
-        self.access_log_bucket = s3.Bucket(
+        self.access_log_bucket = AccessLogBucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="ExpireAccessLogs",
-                    expiration=cdk.Duration.days(props.access_log_days),
-                    noncurrent_version_expiration=cdk.Duration.days(1),
-                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
-                )
-            ],
-        )
-        self.access_log_bucket.add_to_resource_policy(
-            iam.PolicyStatement(
+            props=AccessLogBucketProps(
                 sid="ServerAccessLogsOfTheArtifactBucket",
-                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
-                actions=["s3:PutObject"],
-                resources=[self.access_log_bucket.arn_for_objects("artifacts/*")],
-                conditions={
-                    "ArnLike": {"aws:SourceArn": props.bucket.bucket_arn},
-                    "StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account},
-                },
-            )
-        )
+                object_prefix=_LOG_PREFIX,
+                source_bucket_arn=props.bucket.bucket_arn,
+                retention_days=props.access_log_days,
+            ),
+        ).bucket
         cfn.versioning_configuration = s3.CfnBucket.VersioningConfigurationProperty(status="Enabled")
         cfn.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
-            destination_bucket_name=self.access_log_bucket.bucket_name, log_file_prefix="artifacts/"
+            destination_bucket_name=self.access_log_bucket.bucket_name, log_file_prefix=_LOG_PREFIX
         )
         cfn.lifecycle_configuration = s3.CfnBucket.LifecycleConfigurationProperty(
             rules=[
@@ -84,18 +65,6 @@ class ArtifactBucketHardening(Construct):
                     ),
                 )
             ]
-        )
-        cdk.Validations.of(self.access_log_bucket).acknowledge(
-            cdk.Acknowledgment(
-                id="NIST.800.53.R5-S3BucketReplicationEnabled",
-                reason="access logs of transient pipeline artifacts, kept versioned for their retention; a replica "
-                "would need a bucket in a second region for data that only describes this one",
-            ),
-            cdk.Acknowledgment(
-                id="NIST.800.53.R5-S3DefaultEncryptionKMS",
-                reason="S3 server access log delivery supports only SSE-S3 as the target bucket's default "
-                "encryption (S3 user guide, Enabling server access logging); SSE-KMS would drop the logs",
-            ),
         )
         cdk.Validations.of(props.bucket).acknowledge(
             cdk.Acknowledgment(

@@ -22,9 +22,9 @@ from aws_cdk import aws_s3 as s3
 
 from catalog.errors import ConfigError, Issue
 from constructs import Construct
+from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
 
 WEIGHTS_ROOT = "models/"
-_LOG_DELIVERY_BY_POLICY = "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"
 _PREFIX = re.compile(r"^models/[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
 
 
@@ -56,38 +56,16 @@ class WeightsBucket(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: WeightsBucketProps) -> None:
         super().__init__(scope, construct_id)
-        # Grant log delivery with a bucket policy, not the LogDeliveryWrite ACL (ACLs are disabled below),
-        # whatever the app's feature flags say.
-        self.node.set_context(_LOG_DELIVERY_BY_POLICY, True)
-        stack = cdk.Stack.of(self)
-        self.access_log_bucket = s3.Bucket(
+        deliver_logs_by_policy(self)
+        self.access_log_bucket = AccessLogBucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=props.removal_policy,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="ExpireAccessLogs",
-                    expiration=cdk.Duration.days(props.access_log_days),
-                    noncurrent_version_expiration=cdk.Duration.days(1),
-                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
-                )
-            ],
-        )
-        self.access_log_bucket.add_to_resource_policy(
-            iam.PolicyStatement(
+            props=AccessLogBucketProps(
                 sid="ServerAccessLogsFromThisAccount",
-                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
-                actions=["s3:PutObject"],
-                resources=[self.access_log_bucket.arn_for_objects("*")],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-            )
-        )
+                retention_days=props.access_log_days,
+                removal_policy=props.removal_policy,
+            ),
+        ).bucket
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -137,23 +115,12 @@ class WeightsBucket(Construct):
         self._acknowledge()
 
     def _acknowledge(self) -> None:
-        replication = (
-            "NIST.800.53.R5-S3BucketReplicationEnabled",
-            "single-region deployment: the weights are a re-stageable copy of Hugging Face Hub repositories "
-            "(the staging build recreates them), and versioning covers accidental overwrite or delete",
-        )
-        cdk.Validations.of(self.bucket).acknowledge(cdk.Acknowledgment(id=replication[0], reason=replication[1]))
-        cdk.Validations.of(self.access_log_bucket).acknowledge(
+        cdk.Validations.of(self.bucket).acknowledge(
             cdk.Acknowledgment(
-                id=replication[0],
-                reason="access logs describe this region's bucket only and are kept versioned for their retention; "
-                "a replica would need a second-region bucket this single-region project does not own",
-            ),
-            cdk.Acknowledgment(
-                id="NIST.800.53.R5-S3DefaultEncryptionKMS",
-                reason="S3 server access log delivery supports only SSE-S3 as the target bucket's default "
-                "encryption (S3 user guide, Enabling server access logging); SSE-KMS would drop the logs",
-            ),
+                id="NIST.800.53.R5-S3BucketReplicationEnabled",
+                reason="single-region deployment: the weights are a re-stageable copy of Hugging Face Hub "
+                "repositories (the staging build recreates them), and versioning covers accidental overwrite or delete",
+            )
         )
 
     def model_data_uri(self, prefix: str) -> str:

@@ -21,7 +21,7 @@ from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultR
 from benchmark.matrix import load_matrix
 from benchmark.results import LevelResult
 from constructs.benchmark_state_machine import matrix_items
-from tests.lambda_handlers import load_handler
+from tests.lambda_handlers import load_handler, set_loadtest_env
 
 REGION = "us-east-1"
 BUCKET = "results-bucket"
@@ -51,18 +51,7 @@ def emulator() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> Iterator[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "RESULTS_BUCKET": BUCKET,
-        "RESULTS_PREFIX": "runs/",
-        "METRICS_NAMESPACE": "LlamaBenchmark",
-        "BENCHMARK_RUNTIME_ENDPOINT_URL": emulator.base_url,
-        "UTILIZATION_SETTLE_S": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_loadtest_env(monkeypatch, region=REGION, bucket=BUCKET, runtime_url=emulator.base_url)
     emulator.configure(EmulatorConfig(latency=FAST, endpoint_names=(ENDPOINT,)))
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)

@@ -20,7 +20,7 @@ from moto import mock_aws
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
 from benchmark.results import LevelResult
 from tests.benchmark_fixtures import Built, build, definition_of
-from tests.lambda_handlers import load_handler
+from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import Execution, LocalLambdas, SageMakerStandIn, run_execution, zero_waits
 
 REGION = "us-east-1"
@@ -100,18 +100,7 @@ class Harness:
 
 @pytest.fixture
 def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulator: EmulatorServer) -> Iterator[Harness]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "RESULTS_BUCKET": BUCKET,
-        "RESULTS_PREFIX": "runs/",
-        "METRICS_NAMESPACE": "LlamaBenchmark",
-        "BENCHMARK_RUNTIME_ENDPOINT_URL": emulator.base_url,
-        "UTILIZATION_SETTLE_S": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_loadtest_env(monkeypatch, region=REGION, bucket=BUCKET, runtime_url=emulator.base_url)
     stand_in = SageMakerStandIn()
     stand_in.install(monkeypatch)
     lambdas = LocalLambdas({LOADTEST: load_handler("loadtest").handler, AGGREGATE: load_handler("aggregate").handler})

@@ -55,18 +55,23 @@ def _legend(groups: Sequence[str], x: float, y: float) -> list[str]:
     return parts
 
 
-def scatter(points: Sequence[Point], *, title: str, x_label: str, y_label: str, width: int = 760) -> str:
-    """Labelled scatter plot (x: ms/token, y: tokens/s in the report)."""
-    height = 440
-    left, right, top, bottom = 70, 40, 40, 60
-    plot_w, plot_h = width - left - right, height - top - bottom
-    parts = [
+def _open_svg(title: str, width: int, height: int) -> list[str]:
+    """The opening ``<svg>`` (labelled for screen readers), its ``<title>`` and the visible heading."""
+    return [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title)}" class="chart" font-family="sans-serif" font-size="11">',
         f"<title>{escape(title)}</title>",
         f'<text x="{width / 2:.1f}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
         f"{escape(title)}</text>",
     ]
+
+
+def scatter(points: Sequence[Point], *, title: str, x_label: str, y_label: str, width: int = 760) -> str:
+    """Labelled scatter plot (x: ms/token, y: tokens/s in the report)."""
+    height = 440
+    left, right, top, bottom = 70, 40, 40, 60
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = _open_svg(title, width, height)
     if not points:
         parts.append(f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle">no data</text></svg>')
         return "".join(parts)
@@ -115,13 +120,7 @@ def bars(items: Sequence[Bar], *, title: str, value_label: str, width: int = 760
     row, left, right, top = 22, 300, 90, 40
     height = top + max(len(items), 1) * row + 40
     plot_w = width - left - right
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}" class="chart" font-family="sans-serif" font-size="11">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="{width / 2:.1f}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
-        f"{escape(title)}</text>",
-    ]
+    parts = _open_svg(title, width, height)
     if not items:
         parts.append(f'<text x="{width / 2:.1f}" y="{top + 16}" text-anchor="middle">no data</text></svg>')
         return "".join(parts)

@@ -7,66 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.cost import estimate, price_for
-from benchmark.headroom import headroom
-from benchmark.metrics import LevelMetrics
-from benchmark.percentiles import Distribution
 from benchmark.published import published_results
 from benchmark.report import write_report
 from benchmark.report.charts import Bar, Point, bars, scatter
 from benchmark.results import LevelResult
-
-
-# Same rows as test_recommend (kept separate: test modules are not importable packages here).
-def result(  # noqa: PLR0917  (one row of a results table, read positionally)
-    model: str,
-    quant: str,
-    instance: str,
-    concurrency: int,
-    tps: float,
-    ms: float,
-    error_rate: float = 0.0,
-    label: str = "",
-) -> LevelResult:
-    config = BenchmarkConfiguration(model=model, quantization=quant, instance_type=instance, label=label)
-    metrics = LevelMetrics(
-        concurrency=concurrency,
-        window_s=60.0,
-        requests_total=100,
-        requests_ok=100,
-        requests_failed=0,
-        errors_by_kind={},
-        error_rate=error_rate,
-        output_tokens=int(tps * 60),
-        tokens_per_s=tps,
-        requests_per_min=100.0,
-        ms_per_token=Distribution(count=100, median=ms),
-        ms_per_token_sources={"stream": 100},
-        inter_token_ms=Distribution(),
-        ttft_ms=Distribution(),
-        e2e_ms=Distribution(),
-        derived_tokens_per_s_2023=None,
-        max_new_tokens=50,
-    )
-    cost = estimate(tps, price_for(instance, "us-east-1"))
-    return LevelResult(config, {}, metrics, cost, headroom(config, ms), "t0", "t1", "test")
-
-
-RESULTS = [
-    # 7B at concurrency 5: g5.2xlarge GPTQ is cheapest ($1.515/h at 120 tok/s = $3.50/1M)
-    result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 34.0),
-    result("7b", "fp16", "ml.g5.12xlarge", 5, 300.0, 16.0),  # $7.09/h / 300 tok/s = $6.56/1M
-    # 7B at concurrency 1: g5.12xlarge fp16 is fastest per token
-    result("7b", "fp16", "ml.g5.12xlarge", 1, 61.0, 16.8),
-    result("7b", "gptq", "ml.g5.2xlarge", 1, 35.0, 28.0),
-    # 7B at concurrency 20: g5.12xlarge fp16 has the highest throughput
-    result("7b", "fp16", "ml.g5.12xlarge", 20, 450.0, 44.0),
-    result("7b", "gptq", "ml.g5.2xlarge", 20, 200.0, 90.0),
-    # 13B only at concurrency 1
-    result("13b", "fp16", "ml.g5.12xlarge", 1, 47.0, 21.0),
-]
-
+from tests.benchmark.factories import RESULTS, result
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 EVIL = "<script>alert(1)</script>|x"
