@@ -24,8 +24,9 @@ from catalog import (
     resolve_version,
 )
 from catalog.errors import ConfigError, Issue
+from catalog.tgi_images import DEFAULT_VERSION
 
-DEFAULT_TGI_VERSION = "3.3.6"
+DEFAULT_TGI_VERSION = DEFAULT_VERSION
 # The 2023 benchmark ran with MAX_TOTAL_TOKENS 2048; used for the memory-fit check when settings do not say.
 DEFAULT_MAX_TOTAL_TOKENS = 2048
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -156,17 +157,6 @@ class BenchmarkConfiguration:
 
     def check_deployable(self) -> None:
         """Refuse a configuration whose weights cannot fit or shard: no point starting an endpoint for it."""
-        plan = self.memory_plan
-        issues = []
-        if not plan.fits:
-            issues.append(Issue("instance_type", self.instance_type, f"too small: {plan.explain()}"))
-        if not plan.shards_evenly:
-            issues.append(
-                Issue(
-                    "instance_type",
-                    self.instance_type,
-                    f"{plan.instance.gpu_count} GPUs do not divide {self.model_spec.display_name}'s attention heads",
-                )
-            )
+        issues = self.memory_plan.issues()
         if issues:
             raise ConfigError(issues, context=f"benchmark configuration {self.key}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from catalog.errors import Issue
 from catalog.instances import InstanceSpec
 from catalog.models import GB, ModelSpec, Quantization
 
@@ -52,6 +53,21 @@ class MemoryPlan:
         """TGI splits attention heads (and KV heads) across GPUs; they must divide evenly."""
         n = self.instance.gpu_count
         return self.model.attention_heads % n == 0 and self.model.kv_heads % n == 0
+
+    def issues(self, *, field: str = "instance_type") -> list[Issue]:
+        """Why this model cannot be served on this instance (empty when it can)."""
+        found = []
+        if not self.fits:
+            found.append(Issue(field, self.instance.name, f"too small: {self.explain()}"))
+        if not self.shards_evenly:
+            found.append(
+                Issue(
+                    field,
+                    self.instance.name,
+                    f"{self.instance.gpu_count} GPUs do not divide {self.model.display_name}'s attention heads",
+                )
+            )
+        return found
 
     def explain(self) -> str:
         return (

@@ -15,6 +15,7 @@ from typing import Any
 from catalog.errors import ConfigError, Issue
 
 VENDORED_PATH = Path(__file__).with_name("data") / "tgi_images.json"
+DEFAULT_VERSION = "3.3.6"  # the TGI version stacks and benchmark runs use unless told otherwise
 SDK_JSON_MEMBER = "sagemaker/core/image_uri_config/huggingface-llm.json"
 
 # Partitions whose ECR domain we know; the isolated partitions (us-iso*, eu-isoe, eusc) are left out on purpose.

@@ -14,7 +14,7 @@ from catalog import MemoryPlan, get_image, get_instance, get_model, get_quantiza
 from catalog.errors import ConfigError, Issue
 from catalog.instances import InstanceSpec
 from catalog.models import ModelSpec, Quantization
-from catalog.tgi_images import TgiImage, at_least, max_input_env_name, resolve_version
+from catalog.tgi_images import DEFAULT_VERSION, TgiImage, at_least, max_input_env_name, resolve_version
 from settings.scenarios import SCENARIOS, get_profile
 
 TIMEOUT_RANGE = (60, 3600)  # SageMaker's limits for both endpoint-config timeouts
@@ -28,7 +28,7 @@ PREFIX = re.compile(r"^models/[A-Za-z0-9!_.*'()/-]+/$")  # the staging job may w
 _STARTUP_TIMEOUT_S = {"7b": 900, "13b": 1200, "70b": 2400}
 _DOWNLOAD_TIMEOUT_S = {"7b": 900, "13b": 1200, "70b": 2400}
 
-DEFAULT_TGI_VERSION = "3.3.6"
+DEFAULT_TGI_VERSION = DEFAULT_VERSION
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,17 +249,7 @@ def _check(cfg: DeploymentConfig) -> list[Issue]:
                 )
             )
         if quant is not None:
-            plan = MemoryPlan(model, quant, instance, cfg.max_total_tokens)
-            if not plan.fits:
-                issues.append(Issue("instance_type", instance.name, f"too small: {plan.explain()}"))
-            if not plan.shards_evenly:
-                issues.append(
-                    Issue(
-                        "instance_type",
-                        instance.name,
-                        f"{instance.gpu_count} GPUs do not divide {model.display_name}'s attention heads",
-                    )
-                )
+            issues.extend(MemoryPlan(model, quant, instance, cfg.max_total_tokens).issues())
 
     if cfg.region is not None:
         if not REGION.match(cfg.region):
