@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import shutil
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,22 @@ def stage_bundle(props: PythonFunctionProps, *, build_root: Path = BUILD_ROOT) -
             tmp.rename(out)
         except OSError:  # another process staged the same content first
             shutil.rmtree(tmp, ignore_errors=True)
+    _prune_stale(build_root, props.name, keep=out)
     return out
+
+
+STALE_AFTER_S = 3600.0
+
+
+def _prune_stale(build_root: Path, name: str, *, keep: Path) -> None:
+    """Drop this function's bundles of older sources, so build/ does not grow with every edit.
+
+    Only bundles untouched for an hour go, so a synth running in parallel never loses the one it uses.
+    """
+    cutoff = time.time() - STALE_AFTER_S
+    for old in build_root.glob(f"{name}-*"):
+        if old != keep and old.is_dir() and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 class PythonFunction(Construct):
