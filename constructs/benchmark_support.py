@@ -50,6 +50,7 @@ class ResultsBucket(Construct):
             encryption_key=props.key,
             bucket_key_enabled=True,
             enforce_ssl=True,
+            minimum_tls_version=1.2,
             versioned=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,

@@ -214,3 +214,21 @@ def test_benchmark_has_its_own_rotating_key_for_its_data(built: Built) -> None:
     assert key_id in json.dumps(machine["Properties"]["EncryptionConfiguration"])
     topic = next(iter(built.template.find_resources("AWS::SNS::Topic").values()))
     assert key_id in json.dumps(topic["Properties"]["KmsMasterKeyId"])
+
+
+def test_results_bucket_refuses_plain_http_and_old_tls(built: Built) -> None:
+    buckets = built.template.find_resources("AWS::S3::Bucket")
+    (results_id,) = [
+        logical
+        for logical, bucket in buckets.items()
+        if "aws:kms" in json.dumps(bucket["Properties"].get("BucketEncryption", {}))
+    ]
+    policies = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in built.template.find_resources("AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": results_id}
+    ]
+    (statements,) = policies
+    denies = [s["Condition"] for s in statements if s["Effect"] == "Deny"]
+    assert {"Bool": {"aws:SecureTransport": "false"}} in denies
+    assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in denies
