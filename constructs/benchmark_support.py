@@ -19,6 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from catalog.tgi_images import get_image
 from constructs import Construct
 from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
+from constructs.kms_bucket import kms_bucket
 
 _LOG_PREFIX = "benchmark-results/"
 
@@ -43,20 +44,7 @@ class ResultsBucket(Construct):
                 "AccessLogs",
                 props=AccessLogBucketProps(sid="ServerAccessLogsOfTheResultsBucket", object_prefix=_LOG_PREFIX),
             ).bucket
-        self.bucket = s3.Bucket(
-            self,
-            "Bucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=props.key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=logs_bucket,
-            server_access_logs_prefix=_LOG_PREFIX,
-        )
+        self.bucket = kms_bucket(self, "Bucket", key=props.key, access_logs=logs_bucket, log_prefix=_LOG_PREFIX)
         cdk.Validations.of(self.bucket).acknowledge(
             cdk.Acknowledgment(
                 id="NIST.800.53.R5-S3BucketReplicationEnabled",

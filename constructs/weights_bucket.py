@@ -23,6 +23,7 @@ from aws_cdk import aws_s3 as s3
 from catalog.errors import ConfigError, Issue
 from constructs import Construct
 from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
+from constructs.kms_bucket import kms_bucket
 
 WEIGHTS_ROOT = "models/"
 _PREFIX = re.compile(r"^models/[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
@@ -66,19 +67,12 @@ class WeightsBucket(Construct):
                 removal_policy=props.removal_policy,
             ),
         ).bucket
-        self.bucket = s3.Bucket(
+        self.bucket = kms_bucket(
             self,
             "Bucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=props.key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_log_bucket,
-            server_access_logs_prefix="weights/",
+            key=props.key,
+            access_logs=self.access_log_bucket,
+            log_prefix="weights/",
             removal_policy=props.removal_policy,
             lifecycle_rules=[
                 s3.LifecycleRule(
