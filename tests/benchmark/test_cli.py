@@ -12,7 +12,7 @@ import pytest
 
 from benchmark.cli import main, parse_concurrency
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored 2023 data
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -67,7 +67,6 @@ def test_bad_price_override_is_refused(capsys: pytest.CaptureFixture[str], tmp_p
     assert line.startswith("error: price_override='ml.g5.2xlarge=free'")
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference folder absent")
 def test_report_command_prices_with_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = REFERENCE / "published_llama2_sagemaker_results.csv"
     out = tmp_path / "report"

@@ -13,7 +13,7 @@ from benchmark.report.charts import Bar, Point, bars, scatter
 from benchmark.results import LevelResult
 from tests.benchmark.factories import RESULTS, result
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored: see its README.md
 EVIL = "<script>alert(1)</script>|x"
 
 
@@ -63,9 +63,8 @@ def test_charts_escape_labels_and_handle_no_data() -> None:
     assert widths[1] == pytest.approx(2 * widths[0])  # bars are proportional
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference folder absent")
 def test_published_rows_render_with_their_corrections(tmp_path: Path) -> None:
-    results = published_results(REFERENCE / "published_llama2_sagemaker_results.csv")
+    results = published_results(FIXTURES / "published_llama2_sagemaker_results.csv")
     md = write_report(results, tmp_path).markdown.read_text()
     assert "instance corrected: ml.p4d.12xlarge -&gt; ml.p4d.24xlarge" in md
     assert "printed $3.97 per 1M tokens, recomputed $4.38" in md
