@@ -249,6 +249,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Other tools' results (the 2023 raw CSV included) into our results file, priced at import."""
+    from benchmark.external import import_file  # noqa: PLC0415
+
+    overrides = parse_price_overrides(args.price_override or [])
+    imported = [
+        result
+        for path in args.files
+        for result in import_file(path, default_region=args.region, price_overrides=overrides)
+    ]
+    store = open_store(args.results)
+    present = {(r.level_key, r.source) for r in store.load()}
+    new = [r for r in imported if (r.level_key, r.source) not in present]
+    for result in new:
+        store.append(result)
+    print(f"{len(new)} level(s) imported, {len(imported) - len(new)} already there; results in {store.location}")
+    if args.report_dir:
+        files = write_report(store.load(), args.report_dir)
+        print(f"report: {files.markdown} {files.html}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     run_args = build_parser().parse_args(
@@ -330,6 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--max-error-rate", type=float)
     report.add_argument("--title", default="Llama 2 on SageMaker benchmark")
     report.set_defaults(func=cmd_report)
+
+    imports = sub.add_parser("import", help="other tools' results (CSV/JSONL, the 2023 raw CSV) -> our results file")
+    imports.add_argument("files", nargs="+", help="CSV or JSONL files in the import schema, or the 2023 sagemaker.csv")
+    imports.add_argument("--results", default="results/imported.jsonl", help="JSONL path or s3://bucket/prefix")
+    imports.add_argument("--region", help="region of rows that name none (default us-east-1; us-west-2 for 2023)")
+    imports.add_argument("--price-override", action="append", metavar="INSTANCE=USD", help="wins over every price")
+    imports.add_argument("--report-dir", help="also render the report of the whole results file here")
+    imports.set_defaults(func=cmd_import)
 
     demo = sub.add_parser("demo", help="a small matrix against the local emulator, then the report")
     demo.add_argument("--out", default="reports/demo")

@@ -96,7 +96,7 @@ MODELS: MappingProxyType[str, ModelSpec] = MappingProxyType(
 
 QUANTIZATIONS: MappingProxyType[str, Quantization] = MappingProxyType(
     {
-        "fp16": Quantization("fp16", "None", 16.0, None, "0.9.3"),
+        "fp16": Quantization("fp16", "fp16", 16.0, None, "0.9.3"),  # the 2023 tables printed "None"
         # 4-bit weights plus an fp16 scale and a 4-bit zero per group of 128: 4 + 20/128 bits.
         "gptq": Quantization("gptq", "GPTQ", 4.0 + 20 / 128, "gptq", "0.9.3"),
     }
