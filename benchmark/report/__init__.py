@@ -21,6 +21,7 @@ from benchmark.percentiles import PERCENTILES, Distribution, min_samples
 from benchmark.recommend import DEFAULT_RULES, Recommendation, Rule, recommend
 from benchmark.report.charts import Bar, Point, bars, scatter
 from benchmark.results import LevelResult, tool_version, utc_now
+from catalog import MODELS
 
 TEMPLATES = Path(__file__).with_name("templates")
 DASH = "\u2013"  # en dash for "no value"
@@ -97,25 +98,39 @@ class ReportFiles:
     html: Path
 
 
-def _short(result: LevelResult) -> str:
+def _short(result: LevelResult, *, model: bool = True) -> str:
+    """``7B fp16 g5.12xlarge [label] (source)``; without the size inside a chart that holds one size."""
     c = result.configuration
-    name = f"{c.model.upper()} {c.quantization_spec.display_name} {c.instance_type.removeprefix('ml.')}"
+    name = f"{c.quantization_spec.display_name} {c.instance_type.removeprefix('ml.')}"
+    if model:
+        name = f"{c.model.upper()} {name}"
     if c.label:
         name += f" [{c.label}]"
     return name if result.measured else f"{name} ({result.source})"
 
 
-def _charts(results: Sequence[LevelResult]) -> dict[str, str]:
-    points = [
-        Point(
-            f"{_short(r)} c={r.concurrency}",
-            r.metrics.ms_per_token.median or 0.0,
-            r.metrics.tokens_per_s or 0.0,
-            r.configuration.model,
+def _series(result: LevelResult) -> str:
+    return _short(result, model=False)
+
+
+def _charts(results: Sequence[LevelResult]) -> list[str]:
+    """One throughput/latency scatter chart per model size, then the cost bars of every result."""
+    charted = [r for r in results if r.metrics.ms_per_token.median is not None and r.metrics.tokens_per_s is not None]
+    charts = []
+    for model in [m for m in MODELS if any(r.configuration.model == m for r in charted)]:
+        rows = sorted((r for r in charted if r.configuration.model == model), key=lambda r: (_series(r), r.concurrency))
+        points = [
+            Point(_series(r), str(r.concurrency), r.metrics.ms_per_token.median or 0.0, r.metrics.tokens_per_s or 0.0)
+            for r in rows
+        ]
+        charts.append(
+            scatter(
+                points,
+                title=f"{MODELS[model].display_name}: throughput against latency (numbers: concurrency)",
+                x_label="median ms per output token (lower is better)",
+                y_label="output tokens/s, one instance (higher is better)",
+            )
         )
-        for r in results
-        if r.metrics.ms_per_token.median is not None and r.metrics.tokens_per_s is not None
-    ]
     costed = [r for r in results if r.cost is not None and r.cost.usd_per_1m_tokens is not None]
     items = sorted(
         (
@@ -124,15 +139,8 @@ def _charts(results: Sequence[LevelResult]) -> dict[str, str]:
         ),
         key=lambda b: (b.value, b.label),
     )
-    return {
-        "scatter": scatter(
-            points,
-            title="Throughput against latency (up and to the left is better)",
-            x_label="median ms per output token",
-            y_label="output tokens/s (one instance)",
-        ),
-        "bars": bars(items, title="$ per 1M output tokens (shorter is cheaper)", value_label="$"),
-    }
+    charts.append(bars(items, title="$ per 1M output tokens (shorter is cheaper)", value_label="$"))
+    return charts
 
 
 OWN = Trusted("‡")  # marks a figure defined by its source, not by the Method section
@@ -209,7 +217,7 @@ def render_markdown(ctx: Mapping[str, Any]) -> str:
 
 def render_html(ctx: Mapping[str, Any]) -> str:
     # The SVG is built in Python with every label escaped; mark it safe so autoescape keeps it as markup.
-    html_ctx = dict(ctx, charts={name: Markup(svg) for name, svg in ctx["charts"].items()})
+    html_ctx = dict(ctx, charts=[Markup(svg) for svg in ctx["charts"]])
     return _environment("html").get_template("report.html.j2").render(**html_ctx)
 
 

@@ -75,7 +75,7 @@ def test_report_command_prices_with_override(tmp_path: Path, capsys: pytest.Capt
     # 7B GPTQ at 120.0941633 tokens/s, $3.03/h: 1e6 / 120.0941633 / 3600 x 3.03 = $7.01 per 1M
     assert "| Llama 2 7B | GPTQ | ml.g5.2xlarge (published 2023) | 5 | 34.25‡ | 120.09‡ | 3.030 | 138.78 | 7.01 |" in md
     assert "| ml.g5.2xlarge | us-west-2 | 3.030 | user override | user override |" in md
-    assert (out / "report.html").read_text().count("<svg") == 2
+    assert (out / "report.html").read_text().count("<svg") == 4  # a scatter chart per model size, cost bars
 
 
 def test_module_entry_point_reports_errors_with_exit_code_2() -> None:

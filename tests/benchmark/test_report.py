@@ -48,19 +48,21 @@ def test_html_is_self_contained_escaped_and_has_charts(report: tuple[str, str]) 
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;|x" in html
     assert not re.search(r"""(src|href)=["']?https?:""", html)
-    assert html.count("<svg") == 2
+    assert html.count("<svg") == 3  # one scatter chart per model size (7B, 13B), then the cost bars
     assert html.count("<table>") == 5  # three recommendations, all results, prices
     assert "<title>Bench &lt;&amp;&gt; test</title>" in html
     assert "<circle" in html and "<rect" in html
 
 
 def test_charts_escape_labels_and_handle_no_data() -> None:
-    svg = scatter([Point("<b>&", 10.0, 20.0, "7b")], title="t", x_label="x", y_label="y")
-    assert "<b>" not in svg and "&lt;b&gt;&amp;" in svg
+    svg = scatter([Point("<b>&", "<i>", 10.0, 20.0)], title="<t>", x_label="<x>", y_label="<y>")
+    assert "<b>" not in svg and "<i>" not in svg and "<t>" not in svg and "<x>" not in svg
+    assert "&lt;b&gt;&amp;" in svg and "&lt;i&gt;" in svg
     assert "no data" in bars([], title="t", value_label="$")
     bar_svg = bars([Bar("a", 3.5, "7b"), Bar("b", 7.0, "13b")], title="t", value_label="$")
-    widths = [float(w) for w in re.findall(r'<rect x="300" y="[\d.]+" width="([\d.]+)"', bar_svg)]
-    assert widths[1] == pytest.approx(2 * widths[0])  # bars are proportional
+    widths = [float(w) for w in re.findall(r'<rect x="\d+" y="[\d.]+" width="([\d.]+)" height="16"', bar_svg)]
+    assert len(widths) == 2
+    assert widths[1] == pytest.approx(2 * widths[0], abs=0.2)  # bars are proportional (drawn to 0.1 px)
 
 
 def test_published_rows_render_with_their_corrections(tmp_path: Path) -> None:
