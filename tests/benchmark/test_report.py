@@ -67,7 +67,11 @@ def test_charts_escape_labels_and_handle_no_data() -> None:
 
 def test_published_rows_render_with_their_corrections(tmp_path: Path) -> None:
     results = published_results(FIXTURES / "published_llama2_sagemaker_results.csv")
-    md = write_report(results, tmp_path).markdown.read_text()
+    files = write_report(results, tmp_path)
+    md, html = files.markdown.read_text(), files.html.read_text()
+    # the 2023 tables wrote "None" for fp16: it read like missing data, so neither tables nor charts say it
+    assert "None" not in md and "None" not in html
+    assert ">fp16 p4d.24xlarge (published 2023)</text>" in html  # the chart legend
     assert "instance corrected: ml.p4d.12xlarge -\\> ml.p4d.24xlarge" in md
     assert "printed \\$3.97 per 1M tokens, recomputed \\$4.38" in md
     assert (
