@@ -118,3 +118,16 @@ def test_a_report_with_hostile_source_notes_and_title_keeps_its_tables(tmp_path:
     assert len(rows) == len(RESULTS) + 1
     assert all(len(re.findall(r"<td[ >]", row)) == header for row in rows)
     assert f"<td>{expected(hostile)}</td>" in all_results
+
+
+@pytest.mark.parametrize("label", ["__bold__", "_em_", "www.evil.example", "1.", "-x", "--_a_--", "a...www.b"])
+def test_valid_labels_that_look_like_markdown_render_as_text(tmp_path: Path, label: str) -> None:
+    # labels pass the configuration's own check ([A-Za-z0-9._-]) and still reach every table and note
+    row = result("7b", "gptq", "ml.g5.2xlarge", 5, 100.0, 30.0, label=label)
+    failing = result("7b", "gptq", "ml.g5.2xlarge", 1, 0.0, 30.0, label=label)
+    failing = failing.__class__(**{**failing.__dict__, "notes": (f"failed: {label} *boom* [x](y)",)})
+    md = write_report([row, failing], tmp_path).markdown.read_text()
+    out = gfm(md).replace(ZWSP, "")
+    assert "<strong>" not in out and "<em>" not in out and "<a " not in out
+    assert f"<td>7b/gptq/ml.g5.2xlarge/tgi-3.3.6/us-east-1/{html.escape(label)}</td>" in out
+    assert f"failed: {html.escape(label)} *boom* [x](y)</li>" in out
