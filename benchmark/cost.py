@@ -106,7 +106,8 @@ def import_price(
     ``fail(field, value, allowed)`` builds the error, so it can name the file and line being imported.
     """
     name = get_instance(instance_type).name
-    if file_usd_per_hour is not None and name not in (overrides or {}):
+    overridden = any(get_instance(key, field="price_override").name == name for key in overrides or {})
+    if file_usd_per_hour is not None and not overridden:
         return Price(name, region, file_usd_per_hour, "from file", file_source)
     try:
         return price_for(name, region, overrides)

@@ -253,7 +253,7 @@ def test_a_price_override_applies_at_import_and_wins_over_the_file(tmp_path: Pat
     )
     with pytest.raises(ResultsFileError, match=r"other\.csv:2: region='us-west-2'.*--price-override ml\.g5\.48xlarge="):
         import_file(path)
-    g5_48, g5_2 = import_file(path, price_overrides={"ml.g5.48xlarge": 20.36, "ml.g5.2xlarge": 1.0})
+    g5_48, g5_2 = import_file(path, price_overrides={"ml.g5.48xlarge": 20.36, "g5.2xlarge": 1.0})  # short name too
     assert g5_48.cost is not None and g5_48.cost.usd_per_hour == 20.36
     assert g5_48.cost.usd_per_1m_tokens == pytest.approx(1e6 / 56.5 / 3600 * 20.36)  # $100.10
     assert g5_2.cost is not None and g5_2.cost.usd_per_hour == 1.0  # the override beats the file's $9/h
