@@ -95,16 +95,24 @@ def capacity_of(levels: Sequence[MeasuredLevel], slo: Slo) -> Capacity:
     if len(kinds) > 1:
         raise ConfigError([Issue("levels", sorted(kinds), f"{configuration.key}: mix closed and open loop")])
     verdicts = tuple(sorted((evaluate(level, slo) for level in levels), key=lambda v: (v.level.load, v.level.repeat)))
-    failing = sorted({v.level.load for v in verdicts if not v.meets})
+    failing = sorted({v.level.load for v in verdicts if not v.meets and not v.inconclusive})
     first_failing = failing[0] if failing else None
-    passing = [v.level.load for v in verdicts if v.meets and (first_failing is None or v.level.load < first_failing)]
-    notes: list[str] = []
+    unsure = {v.level.load for v in verdicts if v.inconclusive}
+    passing = [
+        v.level.load
+        for v in verdicts
+        if v.meets and v.level.load not in unsure and (first_failing is None or v.level.load < first_failing)
+    ]
+    notes = [f"load {x:g} inconclusive (too few requests for a percentile; run longer)" for x in sorted(unsure)]
     if not all(v.level.samples is not None for v in verdicts):
         notes.append("judged on stored percentiles (no per-request data): goodput unknown")
     if passing:
         return Capacity(configuration, kinds.pop(), max(passing), first_failing, verdicts, notes=tuple(notes))
-    lowest = next(v for v in verdicts if not v.meets)
-    reason = f"fails the SLO already at {lowest.level.load:g} ({lowest.reason})"
+    lowest = next((v for v in verdicts if not v.meets and not v.inconclusive), None)
+    if lowest is None:
+        reason = "no level had enough requests to judge: run longer levels"
+    else:
+        reason = f"fails the SLO already at {lowest.level.load:g} ({lowest.reason})"
     return Capacity(configuration, kinds.pop(), None, first_failing, verdicts, reason=reason, notes=tuple(notes))
 
 
@@ -145,7 +153,8 @@ def sweep(measure: Measure, slo: Slo, settings: SweepSettings) -> list[MeasuredL
             level = measure(load, 0)
             runs[load].append(level)
             order.append(level)
-        return all(evaluate(level, slo).meets for level in runs[load])
+        # A level with too few requests is not a failure: the sweep goes on upwards (capacity_of excludes it).
+        return all(evaluate(level, slo).meets or evaluate(level, slo).inconclusive for level in runs[load])
 
     low, high = 0, None  # highest load known to pass, lowest known to fail
     load = settings.start
@@ -171,6 +180,7 @@ def sweep(measure: Measure, slo: Slo, settings: SweepSettings) -> list[MeasuredL
         level = measure(low, len(runs[low]))
         runs[low].append(level)
         order.append(level)
-        if not evaluate(level, slo).meets:  # a repeat failed: the capacity is lower, refine again
+        verdict = evaluate(level, slo)
+        if not verdict.meets and not verdict.inconclusive:  # a repeat failed: the capacity is lower, refine again
             high = low
             low = max((x for x in runs if x < high and all(evaluate(r, slo).meets for r in runs[x])), default=0)

@@ -52,6 +52,11 @@ class LevelVerdict:
         return all(c.status == MET for c in self.checks) and self.error_status in (None, MET)
 
     @property
+    def inconclusive(self) -> bool:
+        """Fails only for want of requests: says nothing about whether the load is too high (run longer)."""
+        return not self.meets and all(c.status in (MET, TOO_FEW) for c in self.checks) and self.error_status != EXCEEDED
+
+    @property
     def reason(self) -> str:
         """Why the level does not meet the SLO ('' when it does)."""
         parts = [c.explain() for c in self.checks if c.status != MET]

@@ -23,7 +23,7 @@ METRICS: Mapping[str, str] = {
 ERROR_RATE = "error_rate"
 # Percentile names the stored summaries carry (benchmark.percentiles.PERCENTILES), by percent.
 SUMMARY_NAMES: Mapping[float, str] = {50.0: "median", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
-_TERM = re.compile(r"^(?P<name>[A-Za-z_]+)(?:\.(?P<pct>[^<\s]+))?\s*<=\s*(?P<value>\S+)$")
+_TERM = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<pct>[^<\s]+))?\s*<=\s*(?P<value>\S+)$")
 _ALLOWED_TERMS = (
     "must look like <metric>.p<percentile><=<limit> (metric one of ttft_ms, ms_per_token, e2e_ms) "
     "or error_rate<=<0..1>, comma-separated"
