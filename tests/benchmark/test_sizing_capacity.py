@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.configuration import BenchmarkConfiguration
-from benchmark.sizing.capacity import SweepSettings, capacity_of, sweep
+from benchmark.sizing.capacity import Measure, SweepSettings, capacity_of, sweep
 from benchmark.sizing.levels import MeasuredLevel, load_levels
 from benchmark.sizing.slo import parse_slo
 from tests.benchmark.sizing_factories import level
@@ -19,7 +19,7 @@ KNOWN_CAPACITY = int((LIMIT_MS - BASE_MS) // SLOPE_MS)
 SLO = parse_slo(f"ms_per_token.p90<={LIMIT_MS}")
 
 
-def linear_instance(calls: list[tuple[int, int]], *, noisy_run: tuple[int, int] | None = None):  # type: ignore[no-untyped-def]
+def linear_instance(calls: list[tuple[int, int]], *, noisy_run: tuple[int, int] | None = None) -> Measure:
     def measure(load: int, repeat: int) -> MeasuredLevel:
         calls.append((load, repeat))
         value = BASE_MS + SLOPE_MS * load + (5.0 if (load, repeat) == noisy_run else 0.0)

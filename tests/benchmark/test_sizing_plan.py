@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.configuration import BenchmarkConfiguration
 from benchmark.sizing.allin_cost import StackInventory, Usage, monthly_lines, weights_gb
-from benchmark.sizing.capacity import capacity_of
+from benchmark.sizing.capacity import Capacity, capacity_of
 from benchmark.sizing.plan import SizingOptions, Traffic, make_plan
 from benchmark.sizing.slo import parse_slo
 from tests.benchmark.sizing_factories import level
@@ -21,7 +21,7 @@ G5_2XL_USD_H = 1.515  # catalog, us-east-1 (AWS_FACTS.md)
 G5_12XL_USD_H = 7.09
 
 
-def capacity_at(load: int, requests_per_s: float, **kwargs: Any):  # type: ignore[no-untyped-def]
+def capacity_at(load: int, requests_per_s: float, **kwargs: Any) -> Capacity:
     """An instance that meets the SLO up to ``load`` and completes ``requests_per_s`` there."""
     window = 10.0
     ok = round(requests_per_s * window)
@@ -39,6 +39,7 @@ def test_plan_numbers_follow_from_capacity_margin_and_traffic() -> None:
     assert plan.headroom_at_peak == pytest.approx(1 - 30 / 40)
     assert plan.instance_usd_month == pytest.approx(2 * 730 * G5_2XL_USD_H)
     assert plan.peak_fleet_usd_month == pytest.approx(4 * 730 * G5_2XL_USD_H)
+    assert plan.instance_usd_month is not None
     assert plan.total_usd_month == pytest.approx(
         plan.instance_usd_month + sum(x.usd_per_month for x in plan.other_lines)
     )
