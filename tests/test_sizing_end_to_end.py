@@ -23,7 +23,7 @@ LATENCY = '{"prefill_base_ms":5,"prefill_ms_per_token":0,"tpot_base_ms":10,"tpot
 
 
 def _one(template: dict[str, Any], kind: str) -> dict[str, Any]:
-    found = [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
+    found: list[dict[str, Any]] = [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
     assert len(found) == 1, kind
     return found[0]
 
