@@ -70,7 +70,9 @@ class Capacity:
 
     @property
     def rps_per_instance(self) -> float | None:
-        """Requests/s one instance completed at its capacity (the mean over repeats)."""
+        """Requests/s one instance serves at its capacity: the offered rate (open loop), else the mean completed."""
+        if self.load_kind == "request_rate":
+            return self.capacity
         rates = [rate for v in self.at_capacity if (rate := requests_per_s(v.level)) is not None]
         return sum(rates) / len(rates) if rates else None
 

@@ -3,6 +3,7 @@ results at the 2023 levels, and (slow) the real emulator with a batching slope t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,14 @@ def test_too_few_requests_is_inconclusive_not_a_failure() -> None:
     capacity = capacity_of(levels, SLO)
     assert (capacity.capacity, capacity.first_failing) == (2, 4)
     assert capacity.notes[0].startswith("load 1 inconclusive")
+
+
+def test_open_loop_capacity_is_the_offered_rate() -> None:
+    def at_rate(rate: int, values: list[float]) -> MeasuredLevel:
+        base = level(64, values, window_s=2.0)
+        load = {**base.result.load, "request_rate": float(rate)}
+        return MeasuredLevel(replace(base.result, load=load), base.samples)
+
+    capacity = capacity_of([at_rate(20, [30.0] * 20), at_rate(40, [60.0] * 20)], SLO)
+    assert (capacity.load_kind, capacity.capacity, capacity.rps_per_instance) == ("request_rate", 20.0, 20.0)
+    assert "requests/s" in capacity.precision
