@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from benchmark.collect import collect_results
@@ -129,22 +129,33 @@ def run_ids_newest_first(s3: Any, bucket: str, results_prefix: str) -> list[str]
     return sorted(newest, key=lambda r: newest[r], reverse=True)
 
 
-def previous_results(
-    s3: Any, bucket: str, results_prefix: str, run_id: str, current: Sequence[LevelResult], *, max_runs: int = 10
-) -> list[LevelResult]:
-    """For each configuration of ``current``, its levels from the newest earlier run that measured it."""
-    wanted = {r.configuration.key for r in current}
-    found: list[LevelResult] = []
+def earlier_runs(
+    s3: Any, bucket: str, results_prefix: str, run_id: str, *, max_runs: int = 8
+) -> list[tuple[str, list[LevelResult]]]:
+    """Up to ``max_runs`` runs before ``run_id``, newest first, each with its level results."""
     ids = run_ids_newest_first(s3, bucket, results_prefix)
     earlier = ids[ids.index(run_id) + 1 :] if run_id in ids else ids
-    for other in earlier[:max_runs]:
-        results = collect_results([f"s3://{bucket}/{results_prefix}{other}/levels/"], s3_client=s3)
+    return [
+        (other, collect_results([f"s3://{bucket}/{results_prefix}{other}/levels/"], s3_client=s3))
+        for other in earlier[:max_runs]
+    ]
+
+
+def previous_of(current: Sequence[LevelResult], runs: Sequence[tuple[str, Sequence[LevelResult]]]) -> list[LevelResult]:
+    """For each configuration of ``current``, its levels from the newest of ``runs`` (newest first) that has it."""
+    wanted = {r.configuration.key for r in current}
+    found: list[LevelResult] = []
+    for _, results in runs:
         hits = [r for r in results if r.configuration.key in wanted]
         found += hits
         wanted -= {r.configuration.key for r in hits}
-        if not wanted:
-            break
     return found
+
+
+def previous_results(
+    s3: Any, bucket: str, results_prefix: str, run_id: str, current: Sequence[LevelResult], *, max_runs: int = 8
+) -> list[LevelResult]:
+    return previous_of(current, earlier_runs(s3, bucket, results_prefix, run_id, max_runs=max_runs))
 
 
 def trend(
@@ -158,3 +169,54 @@ def trend(
         for key in keys:
             table[key].append(_figure(by_key[key], figure) if key in by_key else None)
     return table
+
+
+# --- what the aggregation step calls ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOverRun:
+    metric_data: list[dict[str, Any]]
+    summary: dict[str, Any]  # for the SNS message
+
+
+def trend_markdown(runs: Sequence[tuple[str, Sequence[LevelResult]]], figure: str = "ms_per_token.p90") -> str:
+    """The trend table (oldest run first) that the aggregation writes next to the run's report."""
+    table = trend(runs, figure)
+    head = "| configuration | concurrency | " + " | ".join(run_id for run_id, _ in runs) + " |"
+    rule = "|---|---|" + "---|" * len(runs)
+    rows = [
+        f"| {key} | {concurrency} | " + " | ".join("-" if v is None else f"{v:.1f}" for v in values) + " |"
+        for (key, concurrency), values in table.items()
+    ]
+    return "\n".join([f"## Trend across runs: {figure}", "", head, rule, *rows, ""])
+
+
+def run_over_run(
+    results: Sequence[LevelResult],
+    *,
+    run_id: str,
+    bucket: str,
+    results_prefix: str,
+    s3: Any,
+    slo: str | None = None,
+    trend_key: str | None = None,
+    now: datetime | None = None,
+) -> RunOverRun:
+    """Compare a finished run with the previous run of each configuration; upload the trend when asked."""
+    from benchmark.sizing.slo import parse_slo  # noqa: PLC0415
+
+    runs = earlier_runs(s3, bucket, results_prefix, run_id)
+    previous = previous_of(results, runs)
+    changes = compare(results, previous, slo=parse_slo(slo) if slo else None)
+    stamp = now or datetime.now(UTC)
+    if trend_key:
+        body = trend_markdown([*reversed(runs), (run_id, list(results))])
+        s3.put_object(Bucket=bucket, Key=trend_key, Body=body.encode("utf-8"), ContentType="text/markdown")
+    worst = max(changes, key=lambda c: c.worse_pct, default=None)
+    summary: dict[str, Any] = {
+        "compared_levels": len({(c.configuration, c.concurrency) for c in changes}),
+        "worst_change_pct": None if worst is None else round(worst.worse_pct, 2),
+        "worst": None if worst is None else f"{worst.configuration} c={worst.concurrency} {worst.figure}",
+    }
+    return RunOverRun(metric_data(changes, results, stamp), summary)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from benchmark.aws_aggregate import aggregate_run
+from benchmark.aws_levels import levels_prefix
 from benchmark.results import LevelResult, S3ResultsStore
 from benchmark.sizing.regression import (
     WORST_METRIC,
@@ -97,3 +100,26 @@ def test_previous_run_is_the_newest_earlier_run_with_the_configuration() -> None
         current = [result("7b", "gptq", "ml.g5.2xlarge", 5, 100.0, 50.0)]
         found = previous_results(s3, "bench-results", "runs/", "now", current)
         assert [r.metrics.ms_per_token.median for r in found] == [41.0]
+
+
+@pytest.mark.slow  # two runs a second apart (S3 LastModified resolution)
+def test_aggregation_publishes_the_change_and_writes_the_trend() -> None:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+        s3.create_bucket(Bucket="bench-results")
+        for run_id, ms in (("first", 40.0), ("second", 48.0)):
+            level = replace(
+                result("7b", "gptq", "ml.g5.2xlarge", 5, 100.0, ms), finished_at=datetime.now(UTC).isoformat()
+            )
+            S3ResultsStore("bench-results", levels_prefix("runs/", run_id), s3).append(level)
+            time.sleep(1.05)
+        event = {"run_id": "second", "matrix": "smoke", "configurations": []}
+        summary = aggregate_run(
+            event, bucket="bench-results", results_prefix="runs/", namespace="Bench", s3=s3, cloudwatch=cloudwatch
+        )
+        assert summary["regression"]["worst_change_pct"] == pytest.approx(20.0)  # 40 -> 48 ms/token
+        names = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="Bench")["Metrics"]}
+        assert {"MsPerTokenMedianChangePct", WORST_METRIC} <= names
+        trend_md = s3.get_object(Bucket="bench-results", Key="runs/second/report/trend.md")["Body"].read().decode()
+        assert "| first | second |" in trend_md
