@@ -145,9 +145,30 @@ def cost_table(plan: ConfigurationPlan) -> Table:
     return Table(f"All-in monthly cost of {_name(plan.capacity)}", "", headers, tuple(rows))
 
 
+def _binding(sizing: SizingPlan, slo: Slo) -> int:
+    """Index of the limit that broke first for the chosen (else the first) configuration."""
+    plan = sizing.cheapest or (sizing.configurations[0] if sizing.configurations else None)
+    if plan is None:
+        return 0
+    failing = [v for v in plan.capacity.verdicts if v.level.load == plan.capacity.first_failing]
+    for verdict in failing:
+        for index, check in enumerate(verdict.checks):
+            if check.status != "met":
+                return index
+    return 0
+
+
+def _mean_by_load(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Repeats at one load become their mean, so each line moves forward in load."""
+    grouped: dict[float, list[float]] = {}
+    for x, y in points:
+        grouped.setdefault(x, []).append(y)
+    return [(x, sum(ys) / len(ys)) for x, ys in sorted(grouped.items())]
+
+
 def charts(sizing: SizingPlan, slo: Slo) -> dict[str, str]:
-    chosen = sizing.cheapest
-    limit = slo.limits[0] if slo.limits else None
+    """Goodput against load, and the binding limit's percentile against load with the SLO line."""
+    index = _binding(sizing, slo)
     goodput: dict[str, list[tuple[float, float]]] = {}
     limited: dict[str, list[tuple[float, float]]] = {}
     for p in sizing.configurations:
@@ -156,33 +177,38 @@ def charts(sizing: SizingPlan, slo: Slo) -> dict[str, str]:
             rate = v.goodput_rps if v.goodput_rps is not None else requests_per_s(v.level)
             if rate is not None:
                 goodput.setdefault(name, []).append((v.level.load, rate))
-            if v.checks and v.checks[0].value is not None:
-                limited.setdefault(name, []).append((v.level.load, v.checks[0].value))
+            if index < len(v.checks) and v.checks[index].value is not None:
+                limited.setdefault(name, []).append((v.level.load, float(v.checks[index].value or 0.0)))
+    goodput = {k: _mean_by_load(v) for k, v in goodput.items()}
+    limited = {k: _mean_by_load(v) for k, v in limited.items()}
+    chosen = sizing.cheapest
     load = chosen.capacity.load_kind.replace("_", " ") if chosen else "load"
-    out = {"goodput": line_chart(goodput, title="Goodput against load", x_label=load, y_label="requests/s")}
-    if chosen is not None and chosen.capacity.capacity is not None:
-        mark = [y for x, y in goodput.get(_name(chosen.capacity), []) if x == chosen.capacity.capacity]
-        if mark:
-            out["goodput"] = line_chart(
-                goodput,
-                title="Goodput against load",
-                x_label=load,
-                y_label="requests/s",
-                chosen=(_name(chosen.capacity), chosen.capacity.capacity, max(mark)),
-            )
-    if limit is not None:
-        marks = (
-            []
-            if chosen is None
-            else [y for x, y in limited.get(_name(chosen.capacity), []) if x == chosen.capacity.capacity]
+
+    def mark(series: dict[str, list[tuple[float, float]]]) -> tuple[str, float, float] | None:
+        if chosen is None or chosen.capacity.capacity is None:
+            return None
+        name, at = _name(chosen.capacity), chosen.capacity.capacity
+        found = [y for x, y in series.get(name, []) if x == at]
+        return (name, at, found[0]) if found else None
+
+    out = {
+        "goodput": line_chart(
+            goodput,
+            title="Goodput against load",
+            x_label=load,
+            y_label="requests/s meeting the SLO",
+            chosen=mark(goodput),
         )
+    }
+    if slo.limits:
+        limit = slo.limits[index]
         out["limit"] = line_chart(
             limited,
             title=f"{limit.label} against load",
             x_label=load,
             y_label=limit.label,
             slo=limit.max_value,
-            chosen=(_name(chosen.capacity), chosen.capacity.capacity or 0.0, max(marks)) if chosen and marks else None,
+            chosen=mark(limited),
         )
     return out
 
