@@ -105,15 +105,21 @@ def plan_table(sizing: SizingPlan) -> Table:
                 _share(p.headroom_at_peak),
                 DASH if p.usd_per_hour is None else f"${p.usd_per_hour:g}",
                 _usd(p.instance_usd_month),
+                _usd(p.peak_fleet_usd_month),
                 _usd(p.fixed_usd_month if p.other_lines else None),
                 _usd(p.total_usd_month),
                 "; ".join(p.problems) or "ok",
             )
         )
     headers: tuple[str, ...] = ("configuration", "instances at peak", "on average", "min", "max", "autoscaling target")
-    headers += ("headroom at peak", "$/h each", "instances $/month", "other $/month", "all-in $/month", "status")
+    headers += ("headroom at peak", "$/h each", "instances $/month", "peak fleet all month", "other $/month")
+    headers += ("all-in $/month", "status")
     margin = sizing.options.margin
-    note = f"Safety margin {margin:.0%}: usable req/s = measured x {1 - margin:.2f}. A month is 730 hours."
+    note = (
+        f"Safety margin {margin:.0%}: usable req/s = measured x {1 - margin:.2f}. A month is 730 hours. "
+        "Instances $/month: the hourly fleets of the daily profile, or without one the average's fleet all month "
+        "(peak hours cost more: the peak fleet all month is the upper bound)."
+    )
     return Table("Capacity plan", note, headers, tuple(rows))
 
 
@@ -133,7 +139,7 @@ def cost_table(plan: ConfigurationPlan) -> Table:
         rows.append(
             (
                 line.item,
-                f"{line.quantity:,.4g}",
+                f"{line.quantity:,.0f}" if line.quantity >= 1000 else f"{line.quantity:,.4g}",
                 line.unit,
                 f"${line.usd_per_unit:g}",
                 _usd(line.usd_per_month),
@@ -226,6 +232,7 @@ def context(sizing: SizingPlan, slo: Slo) -> dict[str, Any]:
         + (" (24-hour profile)" if traffic.daily_profile else ""),
         "chosen": None if chosen is None else _name(chosen.capacity),
         "chosen_plan": chosen,
+        "chosen_total": None if chosen is None else _usd(chosen.total_usd_month),
         "infeasible": [(_name(p.capacity), "; ".join(p.problems)) for p in sizing.configurations if not p.feasible],
         "tables": tables,
         "charts": charts(sizing, slo),
