@@ -8,10 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from benchmark.report.charts import MODEL_COLOURS
-
 Series = Mapping[str, Sequence[tuple[float, float]]]  # label -> (load, value) points
-_FALLBACK = "#CC79A7"
+# Okabe-Ito, colour-blind-safe, as the main report
 _PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
 
 
@@ -76,7 +74,7 @@ def line_chart(
             f'fill="#8a1c1c">SLO {slo:g}</text>'
         )
     for index, (label, values) in enumerate(series.items()):
-        colour = _PALETTE[index % len(_PALETTE)] if label not in MODEL_COLOURS else MODEL_COLOURS.get(label, _FALLBACK)
+        colour = _PALETTE[index % len(_PALETTE)]
         ordered = sorted(values)
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in ordered)
         body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
