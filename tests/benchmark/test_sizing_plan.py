@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from benchmark.configuration import BenchmarkConfiguration
 from benchmark.sizing.allin_cost import StackInventory, Usage, monthly_lines, weights_gb
 from benchmark.sizing.capacity import Capacity, capacity_of
 from benchmark.sizing.plan import SizingOptions, Traffic, make_plan
+from benchmark.sizing.report import write_sizing_report
 from benchmark.sizing.slo import parse_slo
 from tests.benchmark.sizing_factories import level
 from tests.conftest import AppAssembly
@@ -131,3 +133,14 @@ def test_inventory_matches_the_synthesized_stacks(app_assembly: AppAssembly) -> 
 
 def test_month_is_730_hours() -> None:
     assert math.isclose(Traffic(peak_rps=1.0, average_rps=1.0).requests_per_month, 3600 * 730)
+
+
+def test_report_shows_the_plan_numbers_and_marks_the_choice(tmp_path: Path) -> None:
+    sizing = make_plan([capacity_at(10, 10.0)], Traffic(peak_rps=30.0, average_rps=10.0))
+    markdown, html = write_sizing_report(sizing, SLO, tmp_path)
+    text = markdown.read_text()
+    assert "**Cheapest configuration that meets the SLO: 7b gptq ml.g5.2xlarge**: 2 to 4 instances" in text
+    assert "| 7b gptq ml.g5.2xlarge | 4 | 2 | 2 | 4 | 8.00 | 25% | $1.515 | $2,211.90 |" in text
+    page = html.read_text()
+    assert page.count("<svg") == 2 and "chosen" in page and "SLO 50" in page
+    assert (tmp_path / "sizing-goodput.svg").is_file()
