@@ -1,7 +1,8 @@
 """The sizing report section: SLO verdict per level, capacity per instance, the plan, the all-in cost, charts.
 
 Both renderings (``sizing.md``, ``sizing.html``) come from the same tables, built here as text cells, through
-``benchmark/report/templates/sizing.*.j2``; the chart is inline SVG in the HTML and a file beside the Markdown.
+``benchmark/report/templates/sizing_section.*.j2`` (fragments reading one ``sizing`` variable, so the main report
+can include them too); the charts are inline SVG in the HTML and files beside the Markdown.
 """
 
 from __future__ import annotations
@@ -259,6 +260,6 @@ def write_sizing_report(sizing: SizingPlan, slo: Slo, out_dir: str | Path) -> tu
     for key, svg in ctx["charts"].items():
         (out / f"sizing-{key}.svg").write_text(svg, encoding="utf-8")
     markdown, html = out / "sizing.md", out / "sizing.html"
-    markdown.write_text(_render("sizing.md.j2", ctx, html=False), encoding="utf-8")
-    html.write_text(_render("sizing.html.j2", ctx, html=True), encoding="utf-8")
+    markdown.write_text(_render("sizing.md.j2", {"sizing": ctx}, html=False), encoding="utf-8")
+    html.write_text(_render("sizing.html.j2", {"sizing": ctx}, html=True), encoding="utf-8")
     return markdown, html
