@@ -15,6 +15,8 @@ from benchmark.sizing.capacity import Capacity, capacity_of
 from benchmark.sizing.plan import SizingOptions, Traffic, make_plan
 from benchmark.sizing.report import write_sizing_report
 from benchmark.sizing.slo import parse_slo
+from catalog.errors import ConfigError
+from catalog.prices import get_service_price
 from tests.benchmark.sizing_factories import level
 from tests.conftest import AppAssembly
 
@@ -144,3 +146,11 @@ def test_report_shows_the_plan_numbers_and_marks_the_choice(tmp_path: Path) -> N
     page = html.read_text()
     assert page.count("<svg") == 2 and "chosen" in page and "SLO 50" in page
     assert (tmp_path / "sizing-goodput.svg").is_file()
+
+
+def test_service_prices_are_dated_and_unknown_ones_name_the_field() -> None:
+    assert get_service_price("vpc_interface_endpoint_hour").as_of == "2026-12"
+    with pytest.raises(ConfigError, match="region='eu-west-9'"):
+        get_service_price("kms_key_month", "eu-west-9")
+    with pytest.raises(ConfigError, match="service_price='nat_gateway_hour'"):
+        get_service_price("nat_gateway_hour")
