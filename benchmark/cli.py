@@ -23,6 +23,7 @@ from benchmark.recommend import rules_with
 from benchmark.report import write_report
 from benchmark.results import LevelResult, open_store
 from benchmark.runner import ClientOpener, MatrixPlan, Progress, run_matrix
+from benchmark.sizing import cli as sizing_cli
 from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError, Issue
 
@@ -372,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("plan", help="dry run: deployments, endpoint-hours, dollars of a matrix")
     )
     dry_run.set_defaults(func=cmd_plan)
+
+    sizing_cli.add_parser(sub)  # size sweep | size plan (benchmark/sizing/cli.py)
 
     emulator = sub.add_parser("emulator", help="serve the TGI/OpenAI/SageMaker emulator on a port")
     emulator.add_argument("--host", default="127.0.0.1")

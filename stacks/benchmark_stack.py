@@ -34,6 +34,7 @@ from constructs.benchmark_support import (
 from constructs.encryption import Encryption, EncryptionProps
 from constructs.execution_role import nag_name
 from constructs.python_function import PythonFunction, PythonFunctionProps
+from constructs.regression_alarm import RegressionAlarm, RegressionAlarmProps
 from settings.benchmark_options import BenchmarkOptions
 
 METRICS_NAMESPACE = "LlamaBenchmark"
@@ -193,6 +194,13 @@ class BenchmarkStack(cdk.Stack):
             "JanitorSchedule",
             props=JanitorProps(function=self.janitor.function, role=self.janitor.role, rate=cdk.Duration.hours(1)),
             tag_key=BENCHMARK_TAG,
+        )
+        self.regression_alarm = RegressionAlarm(
+            self,
+            "RegressionAlarm",
+            props=RegressionAlarmProps(
+                namespace=METRICS_NAMESPACE, threshold_pct=opts.regression_alarm_pct, topic=self.topic
+            ),
         )
         _acknowledge(self, opts.prefix)
         cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine.state_machine_arn)
