@@ -36,19 +36,6 @@ from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError
 
 REQUIRED = ("model", "quantization", "instance", "concurrency", "ms_per_token_median", "tokens_per_s")
-OPTIONAL = (
-    "region",
-    "tgi_version",
-    "label",
-    "usd_per_hour",
-    "ms_per_token_p90",
-    "ttft_ms_median",
-    "e2e_ms_median",
-    "error_rate",
-    "requests",
-    "max_new_tokens",
-    "source",
-)
 Corrections = Mapping[str, tuple[str, str]]  # instance as written -> (instance to use, why)
 # The schema says what each figure is, not how the source tool measured it: the report must say so.
 DEFINITIONS: Mapping[str, str] = {
