@@ -85,7 +85,11 @@ class BenchmarkStack(cdk.Stack):
             self,
             "ModelRole",
             props=ModelRoleProps(
-                key=props.weights_key, weights_bucket_arn=self.weights_arn, tgi_versions=versions, prefix=opts.prefix
+                key=props.weights_key,
+                vpc=props.vpc,
+                weights_bucket_arn=self.weights_arn,
+                tgi_versions=versions,
+                prefix=opts.prefix,
             ),
         )
 
@@ -150,8 +154,10 @@ class BenchmarkStack(cdk.Stack):
                 conditions={"StringLike": {"s3:prefix": [f"{RESULTS_PREFIX}*"]}},
             )
         )
-        for fn in (self.load_test, self.aggregate):
-            key.grant(fn.role, "kms:GenerateDataKey", "kms:Decrypt")  # results are SSE-KMS
+        # Results are SSE-KMS, and each function's dead-letter queue is encrypted with the key: Lambda sends a failed
+        # asynchronous event there with the function's role, which SQS then needs to use the key for.
+        for fn in (self.load_test, self.aggregate, self.janitor):
+            key.grant(fn.role, "kms:GenerateDataKey", "kms:Decrypt")
         for fn in (self.load_test, self.aggregate):
             fn.role.add_to_principal_policy(_metric_read())
         self.aggregate.role.add_to_principal_policy(_metric_put())
@@ -282,8 +288,9 @@ def _acknowledge(self: BenchmarkStack, prefix: str) -> None:
     cdk.Validations.of(model).acknowledge(
         cdk.Acknowledgment(
             id="AwsSolutions-IAM5[Resource::*]",
-            reason="ecr:GetAuthorizationToken, VPC ENI management and cloudwatch:PutMetricData (conditioned on "
-            "the SageMaker namespaces) have no resource-level permissions",
+            reason="ecr:GetAuthorizationToken, the ec2:Describe* calls SageMaker makes for a VpcConfig and "
+            "cloudwatch:PutMetricData (conditioned on the SageMaker namespaces) have no resource-level permissions; "
+            "the network-interface actions are held to the VPC by ec2:Vpc",
         ),
         cdk.Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::{self.weights_export or '<weights bucket>'}/models/*]",
