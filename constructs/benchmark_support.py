@@ -194,8 +194,6 @@ class JanitorSchedule(Construct):
                     "sagemaker:ListEndpointConfigs",
                     "sagemaker:ListModels",
                     "sagemaker:ListTags",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:DescribeEndpointConfig",
                 ],
                 resources=["*"],
             )

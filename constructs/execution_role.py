@@ -115,7 +115,7 @@ class ExecutionRole(Construct):
                 conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
             ),
             iam.PolicyStatement(
-                sid="DecryptWeights", actions=["kms:Decrypt", "kms:DescribeKey"], resources=[props.key.key_arn]
+                sid="DecryptWeights", actions=["kms:Decrypt"], resources=[props.key.key_arn]
             ),
             iam.PolicyStatement(
                 sid="PullImage", actions=list(ECR_PULL_ACTIONS), resources=[props.image_repository_arn]

@@ -158,8 +158,7 @@ class BenchmarkStack(cdk.Stack):
         # asynchronous event there with the function's role, which SQS then needs to use the key for.
         for fn in (self.load_test, self.aggregate, self.janitor):
             key.grant(fn.role, "kms:GenerateDataKey", "kms:Decrypt")
-        for fn in (self.load_test, self.aggregate):
-            fn.role.add_to_principal_policy(_metric_read())
+        self.load_test.role.add_to_principal_policy(_metric_read())  # the endpoint's utilisation after a level
         self.aggregate.role.add_to_principal_policy(_metric_put())
         self.load_test.role.add_to_principal_policy(_invoke_benchmark_endpoints(self, opts.prefix))
 

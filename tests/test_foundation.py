@@ -358,10 +358,7 @@ def test_staging_iam_is_scoped_to_the_secret_the_models_prefix_and_the_key(
 
     secret_arn = json.dumps(by_sid["ReadHubToken"]["Resource"])
     assert re.search(r':secret:llama2/hf-token-\?\?\?\?\?\?"', secret_arn), secret_arn
-    assert sorted(by_sid["ReadHubToken"]["Action"]) == [
-        "secretsmanager:DescribeSecret",
-        "secretsmanager:GetSecretValue",
-    ]
+    assert by_sid["ReadHubToken"]["Action"] == "secretsmanager:GetSecretValue"
 
     assert by_sid["WriteModelsPrefix"]["Resource"] == {
         "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/models/*"]]
