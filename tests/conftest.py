@@ -19,6 +19,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from app import build_app
+from tests.iam.account import Account
 
 PIPELINE_STAGE_FILE = "stages.example.yaml"  # the promotion pipeline the tests build once per session
 TEST_CONTEXT: dict[str, Any] = {}  # the app's defaults: what `cdk synth` with no -c options deploys
@@ -115,3 +116,9 @@ def templates(app_assembly: AppAssembly) -> Mapping[str, Template]:
 def pipeline_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
     """The promotion pipeline and its stages, shared by the pipeline and the IAM tests."""
     return synthesize({"stages": PIPELINE_STAGE_FILE}, tmp_path_factory.mktemp("cdk.out.pipeline"))
+
+
+@pytest.fixture(scope="session")
+def account(app_assembly: AppAssembly) -> Account:
+    """The default app's roles and resource policies, resolved for a fake account (tests/iam)."""
+    return Account({name: app_assembly.template_json(name) for name in app_assembly.stacks})
