@@ -14,7 +14,7 @@ from aws_cdk.assertions import Match
 from benchmark.matrix import load_matrix
 from tests.benchmark_fixtures import Built, build
 from tests.iam.account import Account
-from tests.iam.calls import Call
+from tests.iam.calls import pass_role_call, sagemaker_call
 
 TEARDOWN = ("DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel")
 
@@ -152,19 +152,9 @@ def test_state_machine_iam_is_scoped_to_the_prefix(
     role = account.role("LlamaBenchmarkStack", "RunnerStateMachineRole")
     if kind == "role":
         passed = account.role("LlamaBenchmarkStack", "ModelRole" if name == "model" else "LoadtestRole")
-        call = Call(
-            "",
-            role,
-            action,
-            {"role": {"RoleNameWithPath": passed.arn.rsplit("/", 1)[1]}},
-            {"iam:PassedToService": str(passed_to)},
-        )
+        call = pass_role_call(role, passed, str(passed_to))
     else:
-        var = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName", "model": "ModelName"}[kind]
-        resources = {kind: {var: name}}
-        if action == "sagemaker:CreateEndpoint":
-            resources["endpoint-config"] = {"EndpointConfigName": name}
-        call = Call("", role, action, resources)
+        call = sagemaker_call(role, action, kind, name)
     assert call.evaluate(account).allowed is allowed
 
 

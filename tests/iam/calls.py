@@ -232,3 +232,20 @@ def state_machine_definition(account: Account, stack: str) -> tuple[str, dict[st
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+_NAME_VARIABLE = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName", "model": "ModelName"}
+
+
+def sagemaker_call(role: Role, action: str, kind: str, name: str, **tags: str) -> Call:
+    """A SageMaker call on one named resource (CreateEndpoint also on its endpoint config), optionally tagged."""
+    extra = {kind: {f"aws:ResourceTag/{k}": v for k, v in tags.items()}} if tags else {}
+    resources = {kind: {_NAME_VARIABLE[kind]: name}}
+    if action == "sagemaker:CreateEndpoint":
+        resources["endpoint-config"] = {"EndpointConfigName": name}
+    return Call(action, role, action, resources, resource_context=extra)
+
+
+def pass_role_call(role: Role, passed: Role, service: str) -> Call:
+    names = {"role": {"RoleNameWithPath": passed.arn.rsplit("/", 1)[1]}}
+    return Call("iam:PassRole", role, "iam:PassRole", names, {"iam:PassedToService": service})

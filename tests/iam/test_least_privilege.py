@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.iam.account import Account, Role
-from tests.iam.calls import Call, _s3_object, foundation_vpc_arn
+from tests.iam.calls import Call, _s3_object, foundation_vpc_arn, pass_role_call, sagemaker_call
 from tests.iam.components import BENCHMARK, FOUNDATION, RUN_NAME, weights_bucket
 from tests.iam.evaluator import Principal
 
@@ -35,15 +35,6 @@ def _eni(role: Role, vpc: str) -> Call:
     )
 
 
-def _sagemaker(role: Role, action: str, kind: str, name: str, **tags: str) -> Call:
-    var = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName", "model": "ModelName"}[kind]
-    extra = {kind: {f"aws:ResourceTag/{k}": v for k, v in tags.items()}} if tags else {}
-    resources = {kind: {var: name}}
-    if action == "sagemaker:CreateEndpoint":
-        resources["endpoint-config"] = {"EndpointConfigName": name}
-    return Call(action, role, action, resources, resource_context=extra)
-
-
 def _invoke(account: Account, action: str) -> Call:
     return Call("", account.role(BENCHMARK, "LoadtestRole"), action, {"endpoint": {"EndpointName": OUTSIDE}})
 
@@ -51,33 +42,25 @@ def _invoke(account: Account, action: str) -> Call:
 CASES: dict[str, Callable[[Account], Call]] = {
     "load test invokes a production endpoint": lambda a: _invoke(a, "sagemaker:InvokeEndpoint"),
     "load test streams from a production endpoint": lambda a: _invoke(a, "sagemaker:InvokeEndpointWithResponseStream"),
-    "state machine creates an endpoint outside its prefix": lambda a: _sagemaker(
+    "state machine creates an endpoint outside its prefix": lambda a: sagemaker_call(
         a.role(BENCHMARK, "RunnerStateMachineRole"), "sagemaker:CreateEndpoint", "endpoint", OUTSIDE
     ),
-    "state machine deletes a production endpoint": lambda a: _sagemaker(
+    "state machine deletes a production endpoint": lambda a: sagemaker_call(
         a.role(BENCHMARK, "RunnerStateMachineRole"), "sagemaker:DeleteEndpoint", "endpoint", OUTSIDE
     ),
-    "state machine deletes a production model": lambda a: _sagemaker(
+    "state machine deletes a production model": lambda a: sagemaker_call(
         a.role(BENCHMARK, "RunnerStateMachineRole"), "sagemaker:DeleteModel", "model", OUTSIDE
     ),
-    "state machine passes the model role to Lambda": lambda a: Call(
-        "",
-        a.role(BENCHMARK, "RunnerStateMachineRole"),
-        "iam:PassRole",
-        {"role": {"RoleNameWithPath": a.role(BENCHMARK, "ModelRole").arn.rsplit("/", 1)[1]}},
-        {"iam:PassedToService": "lambda.amazonaws.com"},
+    "state machine passes the model role to Lambda": lambda a: pass_role_call(
+        a.role(BENCHMARK, "RunnerStateMachineRole"), a.role(BENCHMARK, "ModelRole"), "lambda.amazonaws.com"
     ),
-    "state machine passes another role to SageMaker": lambda a: Call(
-        "",
-        a.role(BENCHMARK, "RunnerStateMachineRole"),
-        "iam:PassRole",
-        {"role": {"RoleNameWithPath": a.role(BENCHMARK, "LoadtestRole").arn.rsplit("/", 1)[1]}},
-        {"iam:PassedToService": "sagemaker.amazonaws.com"},
+    "state machine passes another role to SageMaker": lambda a: pass_role_call(
+        a.role(BENCHMARK, "RunnerStateMachineRole"), a.role(BENCHMARK, "LoadtestRole"), "sagemaker.amazonaws.com"
     ),
-    "janitor deletes an untagged endpoint": lambda a: _sagemaker(
+    "janitor deletes an untagged endpoint": lambda a: sagemaker_call(
         a.role(BENCHMARK, "JanitorRole"), "sagemaker:DeleteEndpoint", "endpoint", OUTSIDE
     ),
-    "janitor deletes an endpoint tagged false": lambda a: _sagemaker(
+    "janitor deletes an endpoint tagged false": lambda a: sagemaker_call(
         a.role(BENCHMARK, "JanitorRole"),
         "sagemaker:DeleteEndpoint",
         "endpoint",
