@@ -62,7 +62,10 @@ class BenchmarkStack(cdk.Stack):
         # Step Functions) then never widen the foundation key's policy, and tearing down the benchmark
         # leaves the production key untouched.
         self.encryption = Encryption(
-            self, "Encryption", props=EncryptionProps(description="Llama 2 benchmark: results, logs, topic, runs")
+            self,
+            "Encryption",
+            # No alarm publishes to the benchmark's topic (the state machine does), so CloudWatch gets no key grant.
+            props=EncryptionProps(description="Llama 2 benchmark: results, logs, topic, runs", alarm_publishers=()),
         )
         key = self.encryption.key
         matrices = dict(props.matrices or {n: load_matrix(n, prefix=opts.prefix) for n in opts.matrices})

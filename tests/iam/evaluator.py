@@ -273,7 +273,9 @@ def _evaluate_one(request: Request, resource: Resource, policies: Policies) -> D
             used = resource_allow_direct + identity_allow
             return Decision(True, "key policy allows the principal", used)
         if resource_allow_account and identity_allow:
-            return Decision(True, "key policy delegates to IAM, identity policy allows", identity_allow)
+            return Decision(
+                True, "key policy delegates to IAM, identity policy allows", identity_allow + resource_allow_account
+            )
         return Decision(False, "the key policy does not allow it (directly or by delegating to IAM with an allow)")
     if policies.cross_account:
         if identity_allow and (resource_allow_direct or resource_allow_account):

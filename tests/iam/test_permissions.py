@@ -11,12 +11,13 @@ from tests.iam.account import Account
 from tests.iam.calls import Call
 from tests.iam.code_calls import aws_calls
 from tests.iam.components import HANDLER_CALLS, NOT_REACHED, all_calls, handler_path
+from tests.iam.services import service_calls
 from tests.iam.usage import Unused, unused_grants
 
 
 @pytest.fixture(scope="module")
 def calls(account: Account) -> list[Call]:
-    return all_calls(account)
+    return [*all_calls(account), *service_calls(account)]
 
 
 def test_every_call_is_allowed(account: Account, calls: list[Call]) -> None:
@@ -31,7 +32,7 @@ def test_every_call_is_allowed(account: Account, calls: list[Call]) -> None:
 def _generated_by_cdk(finding: Unused) -> str | None:
     """Grants CDK writes that our calls cannot use; the reason, or None when the finding is ours to fix."""
     statement = finding.ref.statement
-    if finding.role.logical_id.startswith("RunnerStateMachineRole"):
+    if finding.owner.startswith("RunnerStateMachineRole"):
         if finding.what == "resource" and finding.item.startswith("arn:aws:lambda:") and finding.item.endswith(":*"):
             return "CDK's Lambda task grants the function's versions and aliases too; the ASL names the function"
         condition = json.dumps(statement.get("Condition", {}))
