@@ -114,9 +114,7 @@ class ExecutionRole(Construct):
                 resources=[props.weights_bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
             ),
-            iam.PolicyStatement(
-                sid="DecryptWeights", actions=["kms:Decrypt"], resources=[props.key.key_arn]
-            ),
+            iam.PolicyStatement(sid="DecryptWeights", actions=["kms:Decrypt"], resources=[props.key.key_arn]),
             iam.PolicyStatement(
                 sid="PullImage", actions=list(ECR_PULL_ACTIONS), resources=[props.image_repository_arn]
             ),
