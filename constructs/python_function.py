@@ -203,8 +203,11 @@ def _acknowledge(fn: PythonFunction) -> None:
     ack.acknowledge(
         cdk.Acknowledgment(
             id="AwsSolutions-IAM5[Resource::*]",
-            reason="ENI management for a function in a VPC and X-Ray PutTraceSegments have no resource-level "
-            "permissions; these are the actions of AWSLambdaVPCAccessExecutionRole, inline",
+            reason="Lambda creates a VPC function's network interfaces with this role and, when the function is "
+            "created or its VPC configuration changes, checks that the role may call the ENI actions without naming "
+            "a resource; a role whose ENI actions are scoped to subnets or a VPC fails that check "
+            "(aws/serverless-application-model#1074), so they stay on * as in AWSLambdaVPCAccessExecutionRole. "
+            "X-Ray PutTraceSegments and PutTelemetryRecords have no resource types",
         )
     )
     cdk.Validations.of(fn.function).acknowledge(

@@ -179,7 +179,7 @@ class WeightsStaging(Construct):
                 ),
                 iam.PolicyStatement(
                     sid="ReadHubToken",  # the name's ARN plus the random 6-character suffix Secrets Manager adds
-                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    actions=["secretsmanager:GetSecretValue"],
                     resources=[f"{secret.secret_arn}-??????"],
                 ),
                 iam.PolicyStatement(
@@ -190,7 +190,7 @@ class WeightsStaging(Construct):
                 ),
                 iam.PolicyStatement(
                     sid="WriteModelsPrefix",
-                    actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],  # aws s3 sync: no ListParts
                     resources=[props.bucket.arn_for_objects(f"{WEIGHTS_ROOT}*")],
                 ),
                 iam.PolicyStatement(

@@ -115,6 +115,7 @@ class LlamaPipelineStack(cdk.Stack):
         self.smoke_runners: Mapping[str, iam.Role] = types.MappingProxyType(runners)
         self.smoke_steps: Mapping[str, pipelines.CodeBuildStep] = types.MappingProxyType(steps)
         self.pipeline.build_pipeline()  # now, so the generated resources exist for the acknowledgments below
+        _use_connection(self, p.source)
         self.artifacts = ArtifactBucketHardening(
             self, "Artifacts", props=ArtifactBucketHardeningProps(bucket=self.pipeline.pipeline.artifact_bucket)
         )
@@ -155,6 +156,20 @@ def _source(scope: Construct, source: SourceConfig) -> pipelines.CodePipelineSou
         return pipelines.CodePipelineSource.code_commit(repository, source.branch)
     return pipelines.CodePipelineSource.connection(
         source.repository, source.branch, connection_arn=str(source.connection_arn)
+    )
+
+
+def _use_connection(stack: LlamaPipelineStack, source: SourceConfig) -> None:
+    """CDK Pipelines grants ``codestar-connections:UseConnection``; IAM matches an action's service prefix with the
+    connection ARN's, so a ``codeconnections`` connection (the prefix since the rename) needs its own action."""
+    if source.provider != "connection":
+        return
+    service = str(source.connection_arn).split(":")[2]
+    (role,) = [
+        r for r in stack.pipeline.pipeline.node.find_all() if isinstance(r, iam.Role) and "/Source/" in r.node.path
+    ]
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=[f"{service}:UseConnection"], resources=[str(source.connection_arn)])
     )
 
 

@@ -14,35 +14,18 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from app import build_app
 from settings.stages import StagesConfig, load_stages
 from stacks.pipeline_stack import PIPELINE_STACK_NAME
-from tests.conftest import AppAssembly, _collect
+from tests.conftest import PIPELINE_STAGE_FILE, AppAssembly
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGE_FILE = "stages.example.yaml"
+STAGE_FILE = PIPELINE_STAGE_FILE
 PIPELINE_ACCOUNT = "111111111111"
 
 
 @pytest.fixture(scope="session")
 def stages() -> StagesConfig:
     return load_stages(STAGE_FILE, base_dir=ROOT)
-
-
-@pytest.fixture(scope="session")
-def pipeline_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
-    directory = tmp_path_factory.mktemp("cdk.out.pipeline")
-    app = build_app({"stages": STAGE_FILE}, outdir=str(directory))
-    error: Exception | None = None
-    try:
-        app.synth()
-    except RuntimeError as err:  # a nag finding: keep the templates, fail test_nag_clean with the report
-        if "Validation failed" not in str(err) and "ValidationFailed" not in str(err):
-            raise
-        error = err
-    assembly = AppAssembly(app=app, directory=directory, validation_error=error)
-    assembly.stacks = {s.name: s for s in _collect(directory)}
-    return assembly
 
 
 @pytest.fixture(scope="session")
