@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from benchmark.report import DASH, TEMPLATES, md_escape
+from benchmark.report import DASH, TEMPLATES, Trusted, md_escape
 from benchmark.sizing.capacity import Capacity, requests_per_s
 from benchmark.sizing.chart import line_chart
 from benchmark.sizing.plan import ConfigurationPlan, SizingPlan
@@ -29,16 +29,18 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
 
 
-def _n(value: float | None, digits: int = 1) -> str:
-    return DASH if value is None else f"{value:,.{digits}f}"
+# Numbers this tool formats are Trusted: Markdown escaping would turn "10.00" into "10\.00" (a list marker
+# at the start of a string) and "$2.00" into "\$2.00"; names and notes from data stay escaped.
+def _n(value: float | None, digits: int = 1) -> Trusted:
+    return Trusted(DASH if value is None else f"{value:,.{digits}f}")
 
 
-def _usd(value: float | None) -> str:
-    return DASH if value is None else f"${value:,.2f}"
+def _usd(value: float | None) -> Trusted:
+    return Trusted(DASH if value is None else f"${value:,.2f}")
 
 
-def _share(value: float | None) -> str:
-    return DASH if value is None else f"{value:.0%}"
+def _share(value: float | None) -> Trusted:
+    return Trusted(DASH if value is None else f"{value:.0%}")
 
 
 def _name(capacity: Capacity) -> str:
@@ -53,12 +55,12 @@ def level_table(capacities: Sequence[Capacity], slo: Slo) -> Table:
     for capacity in capacities:
         for v in capacity.verdicts:
             checks = tuple(
-                _n(c.value) + ("" if c.status in ("met", "exceeded") else f" ({c.status})") for c in v.checks
+                Trusted(_n(c.value) + ("" if c.status in ("met", "exceeded") else f" ({c.status})")) for c in v.checks
             )
             rows.append(
                 (
                     _name(capacity),
-                    f"{v.level.load:g}",
+                    Trusted(f"{v.level.load:g}"),
                     str(v.level.repeat + 1),
                     *checks,
                     _n(v.error_rate, 3),
@@ -80,7 +82,7 @@ def capacity_table(capacities: Sequence[Capacity]) -> Table:
             (
                 _name(c),
                 c.load_kind,
-                DASH if c.capacity is None else f"{c.capacity:g}",
+                Trusted(DASH if c.capacity is None else f"{c.capacity:g}"),
                 c.precision if c.capacity is not None else c.reason,
                 str(c.requests_at_capacity) if c.capacity is not None else DASH,
                 str(len(c.at_capacity)) if c.capacity is not None else DASH,
@@ -104,7 +106,7 @@ def plan_table(sizing: SizingPlan) -> Table:
                 *(DASH if x is None else str(x) for x in (p.min_instances, p.max_instances)),
                 _n(p.autoscaling_target, 2),
                 _share(p.headroom_at_peak),
-                DASH if p.usd_per_hour is None else f"${p.usd_per_hour:g}",
+                Trusted(DASH if p.usd_per_hour is None else f"${p.usd_per_hour:g}"),
                 _usd(p.instance_usd_month),
                 _usd(p.peak_fleet_usd_month),
                 _usd(p.fixed_usd_month if p.other_lines else None),
