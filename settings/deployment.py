@@ -50,6 +50,9 @@ class DeploymentConfig:
     max_concurrent_requests: int = 128
     startup_health_check_timeout_s: int | None = None
     model_data_download_timeout_s: int | None = None
+    # Off removes the scalable target (deregisters the variant): the first of the two deploys that change the
+    # instance type of a deployed endpoint, which SageMaker refuses while the variant is registered.
+    autoscaling: bool = True
     autoscaling_target: float | None = None  # concurrent requests per instance
     scale_in_cooldown_s: int = 600
     scale_out_cooldown_s: int = 120

@@ -14,6 +14,7 @@ import pytest
 
 from catalog.errors import ConfigError
 from settings import DeploymentConfig, load_settings, read_config_file
+from settings.network_options import parse_az_count
 
 
 def cfg(**kw: Any) -> Callable[[Path], object]:
@@ -107,6 +108,10 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
         "latency.instance_type",
         "ml.p4d.24xlarge",
     ),
+    ("context-bad-autoscaling", ctx(**{"latency.autoscaling": "sometimes"}), "autoscaling", "true or false"),
+    ("az-count-one", ctx(az_count="1"), "az_count", "from 2 to 6"),
+    ("az-count-seven", ctx(az_count=7), "az_count", "from 2 to 6"),
+    ("az-count-words", ctx(az_count="three"), "az_count", "whole number"),
     ("context-missing-config-file", ctx(config="no-such-file.yaml"), "config", "existing YAML or JSON file"),
     ("file-unknown-section", config_file("defaults: {}\nstaging: {model: 7b}\n"), "staging", "unknown section"),
     (
@@ -162,6 +167,11 @@ def test_good_inputs_pass_and_resolve() -> None:
     assert settings.deployments["latency"].min_instances == 2
     assert settings.deployments["cost"].max_instances == 4
     assert settings.deployments["throughput"].instance_type == "ml.p4d.24xlarge"
+
+
+def test_az_count_defaults_to_three_and_accepts_a_cli_string() -> None:
+    assert parse_az_count(load_settings({}).options.get("az_count")) == 3
+    assert parse_az_count(load_settings({"az_count": "4"}).options["az_count"]) == 4
 
 
 def test_example_config_file_is_valid_and_states_the_defaults() -> None:
