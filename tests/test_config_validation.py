@@ -96,6 +96,8 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
     ("unknown-model", cfg(model="34b"), "model", "13b"),
     ("unknown-quantization", cfg(quantization="awq"), "quantization", "gptq"),
     ("bad-hub-id", cfg(hf_model_id="not a repo"), "hf_model_id", "Hub repository id"),
+    ("hf-revision-branch", cfg(hf_revision="main"), "hf_revision", "40 lowercase hexadecimal"),
+    ("hf-revision-short", cfg(hf_revision="f5db02d"), "hf_revision", "40 lowercase hexadecimal"),
     ("context-key-typo", ctx(modle="13b"), "-c modle", "unknown context key"),
     ("context-non-integer", ctx(min_instances="two"), "min_instances (cdk context)", "whole number"),
     ("context-fraction", ctx(max_instances="2.5"), "max_instances (cdk context)", "whole number"),
@@ -167,6 +169,15 @@ def test_good_inputs_pass_and_resolve() -> None:
     assert settings.deployments["latency"].min_instances == 2
     assert settings.deployments["cost"].max_instances == 4
     assert settings.deployments["throughput"].instance_type == "ml.p4d.24xlarge"
+
+
+def test_hf_revision_is_the_catalogs_commit_only_for_the_catalogs_hub_id() -> None:
+    latency = DeploymentConfig(scenario="latency", model="7b")
+    assert latency.hf_revision == latency.model_spec.hub_revisions["fp16"]
+    own = DeploymentConfig(scenario="latency", model="7b", hf_model_id="me/my-llama")
+    assert own.hf_revision is None, "another repository's commit is not the catalog's to guess"
+    pinned = DeploymentConfig(scenario="latency", model="7b", hf_model_id="me/my-llama", hf_revision="a" * 40)
+    assert pinned.hf_revision == "a" * 40
 
 
 def test_az_count_defaults_to_three_and_accepts_a_cli_string() -> None:
