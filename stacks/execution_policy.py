@@ -10,8 +10,9 @@ plus what CloudFormation itself calls for these templates:
 - the CDK bootstrap assets bucket (``s3:GetObject``) for Lambda code, which Lambda fetches with the caller's rights;
 - CodeBuild projects, whose type predates the registry schemas and declares no handlers.
 
-``python -m stacks.execution_policy <assembly>...`` prints the policy for assemblies; docs/cfn-execution-policy.json
-is its output for the pipeline's stage assemblies (``cdk.out/pipeline/assembly-*``), the stacks a stage account gets.
+``python -m stacks.execution_policy docs/cfn-execution-policy cdk.out/pipeline/assembly-*`` writes the policy, in
+parts that each fit IAM's 6,144-character limit for a managed policy, from the pipeline's stage assemblies (the
+stacks a stage account gets); docs/cfn-execution-policy/ holds that output.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ LEGACY_TYPES: Mapping[str, frozenset[str]] = {
     ),
 }
 ASSETS_BUCKET = "arn:aws:s3:::cdk-hnb659fds-assets-*"
+MANAGED_POLICY_MAX_CHARS = 6144  # IAM quota: managed policy document size, whitespace not counted
 
 
 def _schemas_dir() -> Path:
@@ -60,22 +62,36 @@ def resource_types(templates: Iterable[Mapping[str, Any]]) -> set[str]:
     return {r["Type"] for t in templates for r in t.get("Resources", {}).values() if r["Type"].startswith("AWS::")}
 
 
-def execution_policy(types: Iterable[str]) -> dict[str, Any]:
+def execution_policies(types: Iterable[str]) -> list[dict[str, Any]]:
+    """The policy documents, split by service so each fits IAM's managed-policy size limit."""
     actions = set(STACK_OUTPUTS)
     for resource_type in types:
         actions |= handler_permissions(resource_type)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "ResourceHandlers", "Effect": "Allow", "Action": sorted(actions), "Resource": "*"},
-            {
-                "Sid": "LambdaCodeAssets",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": f"{ASSETS_BUCKET}/*",
-            },
-        ],
+    by_service: dict[str, list[str]] = {}
+    for action in sorted(actions):
+        by_service.setdefault(action.split(":")[0], []).append(action)
+    assets = {
+        "Sid": "LambdaCodeAssets",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": f"{ASSETS_BUCKET}/*",
     }
+    documents: list[list[dict[str, Any]]] = [[assets]]
+    for service, service_actions in by_service.items():
+        statement = {"Sid": _sid(service), "Effect": "Allow", "Action": service_actions, "Resource": "*"}
+        if _size(documents[-1] + [statement]) > MANAGED_POLICY_MAX_CHARS:
+            documents.append([])
+        documents[-1].append(statement)
+    return [{"Version": "2012-10-17", "Statement": statements} for statements in documents]
+
+
+def _sid(service: str) -> str:
+    return "".join(part.capitalize() for part in service.split("-")) + "Handlers"
+
+
+def _size(statements: list[dict[str, Any]]) -> int:
+    """Characters IAM counts: the JSON without whitespace."""
+    return len(json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":")))
 
 
 def assembly_templates(directory: Path) -> list[dict[str, Any]]:
@@ -84,11 +100,17 @@ def assembly_templates(directory: Path) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print("usage: python -m stacks.execution_policy <cloud assembly directory>...", file=sys.stderr)
+    """Write one policy document per part into the first argument's folder, from the assemblies that follow."""
+    if len(argv) < 2:
+        print("usage: python -m stacks.execution_policy <output folder> <cloud assembly directory>...", file=sys.stderr)
         return 2
-    templates = [t for directory in argv for t in assembly_templates(Path(directory))]
-    print(json.dumps(execution_policy(sorted(resource_types(templates))), indent=2))
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    templates = [t for directory in argv[1:] for t in assembly_templates(Path(directory))]
+    for old in out.glob("part-*.json"):
+        old.unlink()
+    for number, document in enumerate(execution_policies(sorted(resource_types(templates))), start=1):
+        (out / f"part-{number}.json").write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

@@ -11,15 +11,30 @@ from typing import Any
 
 import pytest
 
-from stacks.execution_policy import handler_permissions, resource_types
+from stacks.execution_policy import MANAGED_POLICY_MAX_CHARS, handler_permissions, resource_types
 from tests.conftest import AppAssembly
 
-DOCUMENTED = Path(__file__).resolve().parent.parent / "docs" / "cfn-execution-policy.json"
+DOCUMENTED = Path(__file__).resolve().parent.parent / "docs" / "cfn-execution-policy"
+
+
+def _documents() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(DOCUMENTED.glob("part-*.json"))]
 
 
 def _actions() -> set[str]:
-    policy: dict[str, Any] = json.loads(DOCUMENTED.read_text())
-    return {a for s in policy["Statement"] if s["Effect"] == "Allow" and s["Resource"] == "*" for a in s["Action"]}
+    return {
+        a
+        for policy in _documents()
+        for s in policy["Statement"]
+        if s["Effect"] == "Allow" and s["Resource"] == "*"
+        for a in s["Action"]
+    }
+
+
+def test_each_part_fits_a_managed_policy() -> None:
+    assert len(_documents()) >= 2
+    for policy in _documents():
+        assert len(json.dumps(policy, separators=(",", ":"))) <= MANAGED_POLICY_MAX_CHARS == 6144
 
 
 def _templates(assembly: AppAssembly) -> list[dict[str, Any]]:
