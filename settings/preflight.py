@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from catalog.errors import ConfigError
+from catalog.errors import ConfigError, Issue
 from catalog.tgi_images import get_image
 from settings.deployment import DeploymentConfig
 from settings.loading import load_settings
@@ -187,6 +187,13 @@ def offline_plan(deployments: Sequence[DeploymentConfig], region: str | None) ->
     return "\n".join(lines)
 
 
+def _pair(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError([Issue("-c", item, "must be KEY=VALUE, as for cdk")])
+    return key, value
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m settings.preflight", description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="as for cdk")
@@ -197,8 +204,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
-    context = dict(item.split("=", 1) for item in args.context if "=" in item)
     try:
+        context = dict(_pair(item) for item in args.context)
         deployments = list(load_settings(context).deployments.values())
     except ConfigError as err:
         print(err, file=sys.stderr)

@@ -168,3 +168,5 @@ def test_offline_it_explains_what_it_would_check_and_exits_cleanly(capsys: pytes
 def test_a_bad_setting_stops_it_like_synth(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-c", "latency.instance_type=ml.p4d.12xlarge"], session=_NoCredentials()) == 2
     assert "ml.p4d.12xlarge" in capsys.readouterr().err
+    assert main(["-c", "model"], session=_NoCredentials()) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import botocore.session
 import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
+from botocore.model import StringShape
 
 from constructs.python_function import STALE_AFTER_S, PythonFunctionProps, local_runtime, stage_bundle
 
@@ -66,7 +67,9 @@ README_TESTED_PYTHONS = ((3, 11), (3, 12), (3, 13))
 @pytest.mark.parametrize("version", README_TESTED_PYTHONS, ids=lambda v: f"{v[0]}.{v[1]}")
 def test_every_tested_python_maps_to_a_runtime_lambda_accepts(version: tuple[int, int]) -> None:
     # botocore's Lambda service model lists the runtime identifiers CreateFunction accepts.
-    accepted = botocore.session.get_session().get_service_model("lambda").shape_for("Runtime").enum
+    shape = botocore.session.get_session().get_service_model("lambda").shape_for("Runtime")
+    assert isinstance(shape, StringShape)
+    accepted = shape.enum
     runtime = local_runtime(version)
     assert runtime.name == f"python{version[0]}.{version[1]}"
     assert runtime.name in accepted
