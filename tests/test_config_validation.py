@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from catalog.errors import ConfigError
 from settings import DeploymentConfig, load_settings, read_config_file
 from settings.network_options import parse_az_count
+from settings.stages import parse_stages
 
 
 def cfg(**kw: Any) -> Callable[[Path], object]:
@@ -189,3 +191,16 @@ def test_example_config_file_is_valid_and_states_the_defaults() -> None:
     root = Path(__file__).resolve().parents[1]
     from_file = load_settings({"config": "config.example.yaml"}, base_dir=root)
     assert dict(from_file.deployments) == dict(load_settings({}).deployments)
+
+
+def test_a_stage_may_set_its_az_count_and_a_bad_one_names_the_stage() -> None:
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "stages.example.yaml").read_text())
+    assert parse_stages(data).stages[0].settings.options["az_count"] == 3
+    data["stages"][0]["az_count"] = 4
+    first = parse_stages(data).stages[0]
+    assert first.settings.options["az_count"] == 4
+    data["stages"][0]["az_count"] = 9
+    with pytest.raises(ConfigError) as caught:
+        parse_stages(data)
+    assert f"stages.{first.name}.az_count" in caught.value.fields
