@@ -13,8 +13,11 @@ smoke-test role (``constructs/smoke_test_access.py``), which may only invoke tha
 
 from __future__ import annotations
 
+import json
+import re
 import types
 from collections.abc import Mapping
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
@@ -30,8 +33,22 @@ from settings.stages import SourceConfig, StageConfig, StagesConfig
 from stacks.llama_stage import LlamaStage, LlamaStageProps
 
 PIPELINE_STACK_NAME = "LlamaPipelineStack"
+PACKAGE_JSON = Path(__file__).resolve().parent.parent / "package.json"
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 PYTHON_RUNTIME = "3.11"
+
+
+def pinned_node_tool(name: str, *, package_json: Path = PACKAGE_JSON) -> str:
+    """The exact version package.json pins for a Node tool, so the pipeline installs what developers run.
+
+    CDK Pipelines otherwise installs ``aws-cdk@2`` for self-mutation and ``cdk-assets@latest`` for asset
+    publishing: whatever npm serves that day.
+    """
+    pins: dict[str, str] = json.loads(package_json.read_text()).get("devDependencies", {})
+    version = pins.get(name)
+    if version is None or not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise ValueError(f"{package_json.name} must pin {name} to an exact version (x.y.z), found {version!r}")
+    return version
 
 
 def synth_commands(stage_file: str) -> list[str]:
@@ -88,6 +105,8 @@ class LlamaPipelineStack(cdk.Stack):
             pipeline_name=p.name,
             synth=self.synth,
             self_mutation=True,
+            cli_version=pinned_node_tool("aws-cdk"),
+            cdk_assets_cli_version=pinned_node_tool("cdk-assets"),
             cross_account_keys=True,
             enable_key_rotation=True,
             code_build_defaults=pipelines.CodeBuildOptions(

@@ -24,6 +24,7 @@ from constructs.network import DEFAULT_INTERFACE_ENDPOINTS, NetworkProps
 from constructs.weights_bucket import check_weights_prefix
 from constructs.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStagingProps, buildspec
 from settings import DeploymentConfig
+from settings.network_options import DEFAULT_AZ_COUNT
 from settings.scenarios import SCENARIOS
 from stacks.foundation_stack import FoundationProps, LlamaFoundationStack
 from tests.iam.account import Account
@@ -116,9 +117,9 @@ def test_no_internet_path(template: Template) -> None:
         template.resource_count_is(kind, 0)
 
 
-def test_only_isolated_subnets_across_two_zones(resources: dict[str, dict[str, Any]]) -> None:
+def test_only_isolated_subnets_across_the_default_zone_count(resources: dict[str, dict[str, Any]]) -> None:
     subnets = _of_type(resources, "AWS::EC2::Subnet")
-    assert len(subnets) == 2
+    assert len(subnets) == DEFAULT_AZ_COUNT == 3
     zones = []
     for subnet in subnets.values():
         props = subnet["Properties"]
@@ -126,7 +127,7 @@ def test_only_isolated_subnets_across_two_zones(resources: dict[str, dict[str, A
         tags = {t["Key"]: t["Value"] for t in props["Tags"]}
         assert tags["aws-cdk:subnet-type"] == "Isolated"
         zones.append(props["AvailabilityZone"])
-    assert zones == [{"Fn::Select": [i, {"Fn::GetAZs": ""}]} for i in range(2)]
+    assert zones == [{"Fn::Select": [i, {"Fn::GetAZs": ""}]} for i in range(DEFAULT_AZ_COUNT)]
 
 
 def test_interface_endpoints_are_the_configured_list_with_private_dns(resources: dict[str, dict[str, Any]]) -> None:
@@ -140,7 +141,7 @@ def test_interface_endpoints_are_the_configured_list_with_private_dns(resources:
         assert props["SecurityGroupIds"] == [{"Fn::GetAtt": [sg_id, "GroupId"]}]
     gateway = [e["Properties"] for e in endpoints if e["Properties"].get("VpcEndpointType") == "Gateway"]
     assert len(gateway) == 1 and ".s3" in json.dumps(gateway[0]["ServiceName"])
-    assert len(gateway[0]["RouteTableIds"]) == 2
+    assert len(gateway[0]["RouteTableIds"]) == DEFAULT_AZ_COUNT  # one route table per isolated subnet
 
 
 def test_workload_groups_accept_no_ingress_and_send_only_https(resources: dict[str, dict[str, Any]]) -> None:
