@@ -31,6 +31,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 
+from benchmark.janitor import BUSY_STATUSES, EXECUTION_TAG_KEY
 from benchmark.matrix import DEFAULT_PREFIX, Matrix
 from catalog.tgi_images import get_image
 from constructs import Construct
@@ -39,9 +40,16 @@ from settings.sagemaker_requests import primary_container, production_variant
 BENCHMARK_TAG = "llama-benchmark"
 TTL_TAG = "llama-benchmark-ttl-hours"
 RUN_TAG = "llama-benchmark-run"
+# EXECUTION_TAG holds the SHA-256 (hex) of the execution ARN: the teardown of an aborted, timed-out or
+# failed execution finds its resources by it (a hash: execution names may hold characters tags refuse).
+EXECUTION_TAG = EXECUTION_TAG_KEY
 RESULTS_PREFIX = "runs/"
-# Endpoint states in which SageMaker refuses DeleteEndpoint.
-_BUSY_STATUSES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+# What Step Functions names SageMaker errors that the SDK does not model, ValidationException and
+# ThrottlingException among them (aws/aws-step-functions-data-science-sdk-python#191).
+SAGEMAKER_UNMODELED_ERROR = "SageMaker.AmazonSageMakerException"
+# CreateEndpoint right after CreateEndpointConfig can fail with a ValidationException ("Could not find
+# endpoint configuration") while the config propagates; the API reference advises retrying it.
+CREATE_ENDPOINT_RETRY = {"interval_s": 5, "max_attempts": 3, "backoff_rate": 2.0}  # waits 5, 10, 20 s
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,15}$")
 
 
@@ -157,6 +165,7 @@ class BenchmarkStateMachine(Construct):
             item_selector={
                 "config.$": "$$.Map.Item.Value",
                 "run_id.$": "$.run_id",
+                "execution_tag.$": "$.execution_tag",
                 "matrix.$": "$.matrix",
                 "levels.$": "$.plan.levels",
                 "load.$": "$.plan.load",
@@ -234,6 +243,7 @@ class BenchmarkStateMachine(Construct):
             parameters={
                 "matrix.$": "$.matrix",
                 "run_id.$": "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)",
+                "execution_tag.$": "States.Hash($$.Execution.Id, 'SHA-256')",
             },
         )
         definition = new_run.next(select)
@@ -267,6 +277,7 @@ class BenchmarkStateMachine(Construct):
             {"Key": BENCHMARK_TAG, "Value": "true"},
             {"Key": TTL_TAG, "Value": str(self.props.endpoint_ttl_hours)},
             {"Key": RUN_TAG, "Value.$": "$.run_id"},
+            {"Key": EXECUTION_TAG, "Value.$": "$.execution_tag"},
         ]
 
     def _sagemaker(
@@ -354,6 +365,13 @@ class BenchmarkStateMachine(Construct):
             "endpoint",
             {"EndpointName.$": "$.names.name", "EndpointConfigName.$": "$.names.name", "Tags": self._tags()},
         )
+        retry = CREATE_ENDPOINT_RETRY
+        create_endpoint.add_retry(
+            errors=[SAGEMAKER_UNMODELED_ERROR],
+            interval=cdk.Duration.seconds(int(retry["interval_s"])),
+            max_attempts=int(retry["max_attempts"]),
+            backoff_rate=retry["backoff_rate"],
+        )
         init_polls = sfn.Pass(self, "InitPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.polls")
         describe = self._describe_endpoint("DescribeEndpoint", result_path="$.endpoint")
         count_poll = sfn.Pass(
@@ -439,9 +457,7 @@ class BenchmarkStateMachine(Construct):
             result_path="$.teardown_polls",
         )
         teardown_wait = sfn.Wait(self, "WaitUntilDeletable", time=sfn.WaitTime.duration(p.poll_interval))
-        busy = sfn.Condition.or_(
-            *(sfn.Condition.string_equals("$.teardown_endpoint.status", s) for s in _BUSY_STATUSES)
-        )
+        busy = sfn.Condition.or_(*(sfn.Condition.string_equals("$.teardown_endpoint.status", s) for s in BUSY_STATUSES))
         deletable = (
             sfn.Choice(self, "EndpointDeletable?")
             .when(

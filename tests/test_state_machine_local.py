@@ -3,7 +3,8 @@
 Three configurations per run, two levels each, against the benchmark emulator; a failure is injected at
 one step for one configuration. Every execution must end, the other configurations must still run, no
 endpoint, endpoint config or model may be left in SageMaker, results written before the failure must be
-intact, and the failure must be recorded and reported.
+intact, and the failure must be recorded and reported. Executions that end ABORTED or TIMED_OUT mid-run
+are torn down by the janitor from the status-change event their EventBridge rule delivers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
 from benchmark.results import LevelResult
 from tests.benchmark_fixtures import Built, build, definition_of
 from tests.lambda_handlers import load_handler, set_loadtest_env
-from tests.sfn_local import Execution, LocalLambdas, SageMakerStandIn, run_execution, zero_waits
+from tests.sfn_local import (
+    SAGEMAKER_UNMODELED,
+    Execution,
+    LocalLambdas,
+    SageMakerStandIn,
+    aws_error_names,
+    record_retry_waits,
+    run_execution,
+    zero_waits,
+)
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -79,9 +89,17 @@ class Harness:
     machine_arn: str
     stand_in: SageMakerStandIn
     lambdas: LocalLambdas
+    retry_waits: list[float]
 
-    def run(self) -> Execution:
-        return run_execution(self.sfn, self.machine_arn, {"matrix": "2023"})
+    def run(self, machine_arn: str | None = None) -> Execution:
+        return run_execution(self.sfn, machine_arn or self.machine_arn, {"matrix": "2023"})
+
+    def machine(self, name: str, definition: dict[str, Any]) -> str:
+        """Another state machine in this account (a variant of the definition)."""
+        arn = self.sfn.create_state_machine(
+            name=name, definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
+        )["stateMachineArn"]
+        return str(arn)
 
     def keys(self, prefix: str) -> list[str]:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
@@ -103,6 +121,8 @@ def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulato
     set_loadtest_env(monkeypatch, region=REGION, bucket=BUCKET, runtime_url=emulator.base_url)
     stand_in = SageMakerStandIn()
     stand_in.install(monkeypatch)
+    aws_error_names(monkeypatch)
+    retry_waits = record_retry_waits(monkeypatch)
     lambdas = LocalLambdas({LOADTEST: load_handler("loadtest").handler, AGGREGATE: load_handler("aggregate").handler})
     lambdas.install(monkeypatch)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -118,9 +138,8 @@ def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulato
         machine_arn = sfn.create_state_machine(
             name="benchmark", definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
         )["stateMachineArn"]
-        yield Harness(
-            sfn, s3, boto3.client("sagemaker", region_name=REGION), sqs, queue_url, machine_arn, stand_in, lambdas
-        )
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        yield Harness(sfn, s3, sagemaker, sqs, queue_url, machine_arn, stand_in, lambdas, retry_waits)
 
 
 def outcomes(execution: Execution) -> dict[str, str]:
@@ -190,9 +209,40 @@ def test_create_failure_tears_down_what_was_created(harness: Harness, method: st
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
     record = failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")
-    # moto names aws-sdk errors "sagemaker.sagemakerException" (AWS: "SageMaker.<Exception>"); the cause is the API's
-    assert record["error"]["Error"] and f"injected: {method} failed" in record["error"]["Cause"]
+    assert record["error"]["Error"] == SAGEMAKER_UNMODELED  # a ValidationException, as Step Functions names it
+    assert f"injected: {method} failed" in record["error"]["Cause"]
     assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == []
+    # Only CreateEndpoint retries a validation error (bounded, doubling); a persistent one still fails.
+    assert harness.retry_waits == ([5, 10, 20] if method == "create_endpoint" else [])
+
+
+def test_create_endpoint_transient_validation_error_is_retried(harness: Harness) -> None:
+    """CreateEndpoint right after CreateEndpointConfig may not find the config yet (SageMaker API reference:
+    retry); one such failure costs one retry and nothing else."""
+    harness.stand_in.fail["create_endpoint"] = "13b-fp16-p4d-24xlarge"
+    harness.stand_in.fail_times["create_endpoint"] = 1
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed=None)
+    assert harness.retry_waits == [5]
+    assert harness.stand_in.fail_times["create_endpoint"] == 0  # the injected failure really happened
+    assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == LEVELS
+
+
+@pytest.mark.parametrize("bound", [None, 2])
+def test_parallel_endpoints_never_exceed_the_map_bound(
+    harness: Harness, definition: dict[str, Any], bound: int | None
+) -> None:
+    """Parallelism is bounded by the Map's MaxConcurrency (no reserved Lambda concurrency): the deployed
+    bound, and a bound of 2 to show that iterations do overlap up to it and not beyond."""
+    copy = json.loads(json.dumps(definition))
+    if bound is not None:
+        copy["States"]["ForEachConfiguration"]["MaxConcurrency"] = bound
+    limit = copy["States"]["ForEachConfiguration"]["MaxConcurrency"]
+    assert 1 <= limit < len(CONFIGURATIONS)
+    execution = harness.run(harness.machine(f"bounded-{bound}", copy))
+    assert_clean_end(harness, execution, failed=None)
+    assert harness.stand_in.peak_endpoints == limit
+    assert 1 <= harness.lambdas.peak_in_flight <= limit
 
 
 def test_endpoint_never_in_service_hits_the_deadline(harness: Harness, definition: dict[str, Any]) -> None:
@@ -214,6 +264,15 @@ def test_endpoint_never_in_service_hits_the_deadline(harness: Harness, definitio
     assert harness.stand_in.describe_calls == (max_polls + 1) + (max_teardown_polls + 1) + 2 * 2
 
 
+def test_describe_failure_in_the_poll_loop_is_caught_and_torn_down(harness: Harness) -> None:
+    harness.stand_in.fail["describe_endpoint"] = "7b-gptq-g5-2xlarge"
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="7b-gptq-g5-2xlarge")
+    record = failure_record(harness, run_id, "7b-gptq-g5-2xlarge")
+    assert "injected: describe_endpoint failed" in record["error"]["Cause"]
+    assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == []
+
+
 def test_endpoint_failed_is_recorded_and_torn_down(harness: Harness) -> None:
     harness.stand_in.endpoint_status["7b-gptq-g5-2xlarge"] = "Failed"
     execution = harness.run()
@@ -221,17 +280,37 @@ def test_endpoint_failed_is_recorded_and_torn_down(harness: Harness) -> None:
     assert failure_record(harness, run_id, "7b-gptq-g5-2xlarge")["error"]["Error"] == "EndpointFailed"
 
 
-def test_load_test_crash_on_level_two_keeps_level_one(harness: Harness) -> None:
-    def crash(arn: str, event: dict[str, Any]) -> BaseException | None:
-        if arn == LOADTEST and event["configuration"]["id"] == "13b-fp16-p4d-24xlarge" and event["concurrency"] == 5:
-            return MemoryError("injected: Runtime exited with error: signal: killed")
-        return None
+def crash_on(configuration: str, concurrency: int, error: BaseException) -> Any:
+    """A ``LocalLambdas.crash`` hook: the load test of that level fails with ``error``."""
 
-    harness.lambdas.crash = crash
+    def crash(arn: str, event: dict[str, Any]) -> BaseException | None:
+        hit = arn == LOADTEST and event["configuration"]["id"] == configuration
+        return error if hit and event["concurrency"] == concurrency else None
+
+    return crash
+
+
+def test_load_test_crash_on_level_two_keeps_level_one(harness: Harness) -> None:
+    killed = MemoryError("injected: Runtime exited with error: signal: killed")
+    harness.lambdas.crash = crash_on("13b-fp16-p4d-24xlarge", 5, killed)
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
     assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == [1]  # written before the crash, intact
     assert failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")["error"]["Error"] == "MemoryError"
+
+
+class LevelFailedError(RuntimeError):
+    """What the load-test Lambda raises when every request of a level failed (issue 9)."""
+
+
+def test_level_whose_requests_all_failed_fails_the_configuration(harness: Harness) -> None:
+    failed = LevelFailedError("all 12 requests failed: 12 x http_503")
+    harness.lambdas.crash = crash_on("7b-gptq-g5-2xlarge", 1, failed)
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="7b-gptq-g5-2xlarge")
+    record = failure_record(harness, run_id, "7b-gptq-g5-2xlarge")
+    assert record["error"]["Error"] == "LevelFailedError" and "all 12 requests failed" in record["error"]["Cause"]
+    assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == []
 
 
 def test_results_write_failure_keeps_earlier_levels(harness: Harness) -> None:
@@ -249,8 +328,11 @@ def test_failure_record_write_failing_still_tears_down(harness: Harness) -> None
     assert execution.status == "SUCCEEDED"
     assert outcomes(execution)["7b-gptq-g5-2xlarge"] == "failed"
     assert harness.leftovers() == {"endpoints": [], "configs": [], "models": []}
-    assert harness.keys(f"runs/{execution.output['run_id']}/failures/") == []
-    assert harness.notification()["report"]["configurations_failed"] == []  # the record never landed
+    run_id = execution.output["run_id"]
+    assert harness.keys(f"runs/{run_id}/failures/") == []  # the record never landed ...
+    assert harness.notification()["report"]["configurations_failed"] == ["7b-gptq-g5-2xlarge"]  # ... still failed
+    report = harness.s3.get_object(Bucket=BUCKET, Key=f"runs/{run_id}/report/report.md")["Body"].read().decode()
+    assert "7b-gptq-g5-2xlarge failed" in report
 
 
 def test_unknown_matrix_fails_without_creating_anything(harness: Harness) -> None:
