@@ -22,6 +22,7 @@ what a test needs to see):
    (aws/aws-step-functions-data-science-sdk-python#191) and a modeled one ``SageMaker.<Name>Exception``
    (Step Functions developer guide, AWS SDK integrations: ``ServiceName.ErrorName``, "Exception" suffix).
 5. Retry waits are recorded instead of slept (:func:`record_retry_waits`), so a test sees the backoff.
+6. An execution stopped inside a Map ends ABORTED (:func:`aborts_stay_aborted`; moto ends it FAILED).
 
 Every patch is applied with pytest's ``monkeypatch`` by the fixtures of the test module, so it ends with
 the test. Wait states are set to 0 s and level durations shortened in the test's copy of the definition
@@ -41,6 +42,7 @@ import re
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,6 +280,21 @@ def aws_error_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_normalise_exception_name", staticmethod(name))
 
 
+def aborts_stay_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An aborted execution stays ABORTED, as in AWS. In moto 5.2.5 a Map iteration that is stopped raises a
+    failure, which ``set_error`` writes over the stop, so an execution stopped inside a Map ends FAILED."""
+    from moto.stepfunctions.parser.asl.eval import environment  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped  # noqa: PLC0415
+
+    set_error = environment.Environment.set_error
+
+    def keep_stop(env: Any, error: Any) -> None:
+        if not isinstance(env.program_state(), ProgramStopped):
+            set_error(env, error)
+
+    monkeypatch.setattr(environment.Environment, "set_error", keep_stop)
+
+
 def record_retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retriers' waits, in order, recorded instead of slept."""
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
@@ -298,6 +315,7 @@ def record_retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 @dataclass(frozen=True)
 class Execution:
+    arn: str
     status: str
     output: Any
     error: str | None
@@ -317,8 +335,15 @@ def run_execution(
     sfn: Any, state_machine_arn: str, execution_input: Mapping[str, Any], *, timeout_s: float = 120.0
 ) -> Execution:
     """Start an execution and wait for it to end (moto runs it on a worker thread)."""
-    arn = sfn.start_execution(stateMachineArn=state_machine_arn, input=json.dumps(execution_input))["executionArn"]
-    return wait_for_end(sfn, arn, timeout_s=timeout_s)
+    return wait_for_end(sfn, start_execution(sfn, state_machine_arn, execution_input), timeout_s=timeout_s)
+
+
+def start_execution(sfn: Any, state_machine_arn: str, execution_input: Mapping[str, Any]) -> str:
+    """Its ARN. Named as AWS names an unnamed execution (a UUID); moto would name every one ``None``."""
+    started = sfn.start_execution(
+        stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=json.dumps(execution_input)
+    )
+    return str(started["executionArn"])
 
 
 def wait_for_end(sfn: Any, arn: str, *, timeout_s: float = 120.0) -> Execution:
@@ -334,6 +359,7 @@ def wait_for_end(sfn: Any, arn: str, *, timeout_s: float = 120.0) -> Execution:
     history = list(_history(sfn, arn))
     output = described.get("output")
     return Execution(
+        arn=arn,
         status=described["status"],
         output=json.loads(output) if output else None,
         error=described.get("error"),

@@ -10,6 +10,8 @@ are torn down by the janitor from the status-change event their EventBridge rule
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,19 +19,25 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto.events.models import EventPattern
+from moto.sagemaker.models import sagemaker_backends
 
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
+from benchmark.janitor import TeardownIncompleteError
 from benchmark.results import LevelResult
-from tests.benchmark_fixtures import Built, build, definition_of
+from tests.benchmark_fixtures import Built, build, definition_of, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (
     SAGEMAKER_UNMODELED,
     Execution,
     LocalLambdas,
     SageMakerStandIn,
+    aborts_stay_aborted,
     aws_error_names,
     record_retry_waits,
     run_execution,
+    start_execution,
+    wait_for_end,
     zero_waits,
 )
 
@@ -122,6 +130,7 @@ def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulato
     stand_in = SageMakerStandIn()
     stand_in.install(monkeypatch)
     aws_error_names(monkeypatch)
+    aborts_stay_aborted(monkeypatch)
     retry_waits = record_retry_waits(monkeypatch)
     lambdas = LocalLambdas({LOADTEST: load_handler("loadtest").handler, AGGREGATE: load_handler("aggregate").handler})
     lambdas.install(monkeypatch)
@@ -339,3 +348,165 @@ def test_unknown_matrix_fails_without_creating_anything(harness: Harness) -> Non
     execution = run_execution(harness.sfn, harness.machine_arn, {"matrix": "nope"})
     assert execution.status == "FAILED" and execution.error == "UnknownMatrix"
     assert harness.leftovers() == {"endpoints": [], "configs": [], "models": []}
+
+
+# --- executions that end without their own teardown: the EventBridge rule and the janitor -----------------
+
+BYSTANDERS = ("llmbench-otherrun-7b-gptq-g5-2xlarge", "production-endpoint")
+
+
+def status_change_event(sfn: Any, execution_arn: str) -> dict[str, Any]:
+    """The event Step Functions sends to EventBridge when an execution's status changes, in the shape of the
+    Step Functions developer guide's examples ("EventBridge (CloudWatch Events) for Step Functions execution
+    status changes"), filled in from DescribeExecution."""
+    described = sfn.describe_execution(executionArn=execution_arn)
+
+    def millis(value: Any) -> int | None:
+        return int(value.timestamp() * 1000) if value else None
+
+    return {
+        "version": "0",
+        "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": ACCOUNT,
+        "time": "2026-12-02T16:00:00Z",
+        "region": REGION,
+        "resources": [execution_arn],
+        "detail": {
+            "executionArn": execution_arn,
+            "stateMachineArn": described["stateMachineArn"],
+            "name": described["name"],
+            "status": described["status"],
+            "startDate": millis(described.get("startDate")),
+            "stopDate": millis(described.get("stopDate")),
+            "input": described.get("input"),
+            "output": None,
+            "inputDetails": {"included": True},
+            "outputDetails": None,
+        },
+    }
+
+
+def rule_pattern(built: Built, machine_arn: str) -> dict[str, Any]:
+    """The synthesized teardown rule's event pattern, with the state machine reference resolved."""
+    stack = built.stack
+    machine = str(stack.get_logical_id(stack.state_machine.state_machine.node.default_child))  # type: ignore[arg-type]
+    rules = built.template.find_resources("AWS::Events::Rule")
+    (pattern,) = [r["Properties"]["EventPattern"] for r in rules.values() if "EventPattern" in r["Properties"]]
+    return render(pattern, {machine: machine_arn})  # type: ignore[no-any-return]
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's pattern matching as moto's EventBridge implements it for rules (its TestEventPattern
+    API is a stub)."""
+    return bool(EventPattern.load(json.dumps(pattern)).matches_event(event))
+
+
+def create_bystanders(h: Harness) -> None:
+    """Another execution's tagged benchmark endpoint and an untagged endpoint: the teardown must keep both."""
+    other = [
+        {"Key": "llama-benchmark", "Value": "true"},
+        {"Key": "llama-benchmark-execution", "Value": "0" * 64},
+    ]
+    for name, tags in zip(BYSTANDERS, (other, []), strict=True):
+        h.sagemaker.create_model(
+            ModelName=name,
+            ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/sm",
+            PrimaryContainer={"Image": "i"},
+            Tags=tags,
+        )
+        variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge"}
+        h.sagemaker.create_endpoint_config(
+            EndpointConfigName=name, ProductionVariants=[dict(variant, InitialInstanceCount=1)], Tags=tags
+        )
+        h.sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
+
+
+def hold_load_test(h: Harness, configuration: str) -> tuple[threading.Event, threading.Event]:
+    """The configuration's first load test blocks until released: the run is mid-level, endpoint InService."""
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(arn: str, event: dict[str, Any]) -> BaseException | None:
+        if arn == LOADTEST and event["configuration"]["id"] == configuration:
+            reached.set()
+            release.wait(30)
+        return None
+
+    h.lambdas.crash = hold
+    return reached, release
+
+
+def end_mid_run(h: Harness, definition: dict[str, Any], status: str) -> str:
+    """Start an execution and make it end ``status`` mid-run; its ARN.
+
+    ABORTED: stopped while it polls an endpoint that is still Creating (a real 1 s poll wait in this copy;
+    moto fails a Map iteration stopped inside a Lambda task, which Step Functions does not).
+    TIMED_OUT: the execution's timeout (2 s in this copy) passes during a load test, endpoint InService.
+    FAILED: a defect, the poll loop's DescribeEndpoint without its Catch, meets a failing DescribeEndpoint."""
+    copy = json.loads(json.dumps(definition))
+    states = copy["States"]["ForEachConfiguration"]["ItemProcessor"]["States"]
+    release = threading.Event()
+    if status == "ABORTED":
+        states["WaitForEndpoint"]["Seconds"] = 1
+        h.stand_in.endpoint_status["7b-gptq-g5-2xlarge"] = "Creating"
+    elif status == "TIMED_OUT":
+        copy["TimeoutSeconds"] = 2
+        release = hold_load_test(h, "7b-gptq-g5-2xlarge")[1]
+    else:
+        del states["DescribeEndpoint"]["Catch"]
+        h.stand_in.fail["describe_endpoint"] = "13b-fp16-p4d-24xlarge"
+    machine = h.machine(f"ends-{status.lower().replace('_', '-')}", copy)
+    arn = start_execution(h.sfn, machine, {"matrix": "2023"})
+    if status == "ABORTED":
+        deadline = time.monotonic() + 30
+        while h.stand_in.describe_calls < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        h.sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped mid-run")
+    try:
+        ended = wait_for_end(h.sfn, arn, timeout_s=60)
+        assert ended.status == status, (ended.error, ended.cause)
+    finally:
+        release.set()
+    time.sleep(0.3)  # a held load test returns now; the ended execution must not go on
+    return arn
+
+
+@pytest.mark.parametrize("status", ["ABORTED", "TIMED_OUT", "FAILED"])
+def test_execution_ended_mid_run_is_torn_down_from_its_status_change(
+    harness: Harness, definition: dict[str, Any], built: Built, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    create_bystanders(harness)
+    arn = end_mid_run(harness, definition, status)
+    left = harness.leftovers()
+    own = {k: sorted(set(v) - set(BYSTANDERS)) for k, v in left.items()}
+    assert len(own["endpoints"]) == 1 and own["endpoints"] == own["configs"] == own["models"]  # no teardown ran
+
+    event = status_change_event(harness.sfn, arn)
+    assert event["detail"]["status"] == status
+    assert matches(rule_pattern(built, event["detail"]["stateMachineArn"]), event)
+    janitor = load_handler("janitor")
+    if status == "ABORTED":  # SageMaker cannot delete a Creating endpoint: left, with its config and model
+        with pytest.raises(TeardownIncompleteError, match="pending"):
+            janitor.handler(event, None)
+        assert harness.leftovers() == left
+        (name,) = own["endpoints"]
+        harness.stand_in.set_status(sagemaker_backends[ACCOUNT][REGION], name, "InService")
+    report = janitor.handler(event, None)  # Lambda's retry of the event, for ABORTED
+
+    assert report["deleted_endpoints"] == own["endpoints"] and report["pending"] == []
+    assert harness.leftovers() == {k: sorted(BYSTANDERS) for k in left}
+
+
+def test_teardown_rule_matches_only_this_machines_bad_endings(harness: Harness, built: Built) -> None:
+    event = status_change_event(harness.sfn, harness.run().arn)
+    pattern = rule_pattern(built, harness.machine_arn)
+    assert event["detail"]["status"] == "SUCCEEDED" and not matches(pattern, event)
+    for status in ("ABORTED", "TIMED_OUT", "FAILED"):
+        assert matches(pattern, {**event, "detail": {**event["detail"], "status": status}})
+    for status in ("RUNNING", "PENDING_REDRIVE"):
+        assert not matches(pattern, {**event, "detail": {**event["detail"], "status": status}})
+    other = {**event["detail"], "status": "FAILED", "stateMachineArn": harness.machine_arn + "-other"}
+    assert not matches(pattern, {**event, "detail": other})
+    assert not matches(pattern, {**event, "source": "aws.sagemaker", "detail": {**event["detail"], "status": "FAILED"}})
