@@ -126,7 +126,10 @@ def ended_execution(event: Mapping[str, Any]) -> EndedExecution | None:
     return EndedExecution(fields["executionArn"], fields["stateMachineArn"], str(status))
 
 
-def _owned(client: Any, arn: str, tag: str) -> bool:
+def _owned(client: Any, arn: str, tag: str, *, name: str, prefix: str) -> bool:
+    """Benchmark-tagged, of this execution, and named with the prefix (not left to NameContains alone)."""
+    if not name.startswith(prefix):
+        return False
     tags = _tags(client, arn)
     return tags.get(TAG_KEY) == "true" and tags.get(EXECUTION_TAG_KEY) == tag
 
@@ -150,7 +153,7 @@ def teardown_execution(client: Any, *, execution_arn: str, name_prefix: str) -> 
     for page in client.get_paginator("list_endpoints").paginate(NameContains=name_prefix):
         for ep in page["Endpoints"]:
             name = ep["EndpointName"]
-            if not _owned(client, ep["EndpointArn"], tag):
+            if not _owned(client, ep["EndpointArn"], tag, name=name, prefix=name_prefix):
                 continue
             if ep.get("EndpointStatus") in BUSY_STATUSES:
                 report.pending.append(name)
@@ -160,12 +163,12 @@ def teardown_execution(client: Any, *, execution_arn: str, name_prefix: str) -> 
     for page in client.get_paginator("list_endpoint_configs").paginate(NameContains=name_prefix):
         for cfg in page["EndpointConfigs"]:
             name = cfg["EndpointConfigName"]
-            if name not in held and _owned(client, cfg["EndpointConfigArn"], tag):
+            if name not in held and _owned(client, cfg["EndpointConfigArn"], tag, name=name, prefix=name_prefix):
                 _delete(report, report.deleted_configs, name, client.delete_endpoint_config, EndpointConfigName=name)
     for page in client.get_paginator("list_models").paginate(NameContains=name_prefix):
         for model in page["Models"]:
             name = model["ModelName"]
-            if name not in held and _owned(client, model["ModelArn"], tag):
+            if name not in held and _owned(client, model["ModelArn"], tag, name=name, prefix=name_prefix):
                 _delete(report, report.deleted_models, name, client.delete_model, ModelName=name)
     return report
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -400,7 +400,7 @@ def rule_pattern(built: Built, machine_arn: str) -> dict[str, Any]:
 def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
     """EventBridge's pattern matching as moto's EventBridge implements it for rules (its TestEventPattern
     API is a stub)."""
-    return bool(EventPattern.load(json.dumps(pattern)).matches_event(event))
+    return bool(EventPattern.load(json.dumps(pattern)).matches_event(cast(Any, event)))
 
 
 def create_bystanders(h: Harness) -> None:
