@@ -1,12 +1,18 @@
 """The benchmark state machine: one endpoint per configuration, every level on it, torn down on every path.
 
-Per configuration (an item of the outer Map, ``max_concurrency`` endpoints at a time):
-CreateModel -> CreateEndpointConfig -> CreateEndpoint -> poll DescribeEndpoint (Wait/Choice, deadline)
+Per configuration (an item of the outer Map; its MaxConcurrency is the only bound on parallel endpoints and
+load-test Lambdas, as reserved Lambda concurrency fails in new accounts):
+CreateModel -> CreateEndpointConfig -> CreateEndpoint (retried: right after CreateEndpointConfig SageMaker
+may not find the config yet) -> poll DescribeEndpoint (Wait/Choice, deadline)
 -> RunLevels (inner Map, one level at a time, the load-test Lambda writes each record as it finishes)
 -> wait while the endpoint is Creating/Updating (SageMaker refuses to delete it then; bounded)
 -> DeleteEndpoint -> DeleteEndpointConfig -> DeleteModel. Every state that can fail has a Catch that
 records the failure in the results bucket and joins the same teardown; each delete catches its own
 failure ("not found" after a failed create) and moves on, so the Map item always completes.
+
+An execution that ends ABORTED, TIMED_OUT or FAILED never reaches that teardown: every model, config and
+endpoint carries the execution's tag (``EXECUTION_TAG``, the SHA-256 of the execution ARN), and the
+stack's EventBridge rule sends the status change to the janitor, which deletes what carries it.
 
 The matrices are resolved at synth time into Pass states (container settings from
 ``settings.sagemaker_requests``, the same source as the endpoint stacks); an execution names one with

@@ -131,7 +131,7 @@ class BenchmarkStack(cdk.Stack):
         )
         self.janitor = function(
             "janitor",
-            "Deletes benchmark endpoints, configs and models tagged llama-benchmark=true past their TTL",
+            "Deletes tagged benchmark endpoints, configs and models of a failed run, or past their TTL",
             timeout=cdk.Duration.minutes(5),
             environment={
                 "TAG_KEY": BENCHMARK_TAG,
