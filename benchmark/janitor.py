@@ -136,11 +136,11 @@ def _owned(client: Any, arn: str, tag: str, *, name: str, prefix: str) -> bool:
 
 def _held_by(client: Any, endpoint_name: str) -> set[str]:
     """The config and model names a busy endpoint still needs (SageMaker: do not delete them mid-create)."""
-    config = client.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
     try:
+        config = str(client.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"])
         variants = client.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
-    except ClientError:
-        variants = []
+    except ClientError:  # gone meanwhile: hold what the state machine names after the endpoint
+        return {endpoint_name}
     return {config} | {v["ModelName"] for v in variants if "ModelName" in v}
 
 
