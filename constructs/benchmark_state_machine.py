@@ -51,7 +51,8 @@ RUN_TAG = "llama-benchmark-run"
 EXECUTION_TAG = EXECUTION_TAG_KEY
 RESULTS_PREFIX = "runs/"
 # What Step Functions names SageMaker errors that the SDK does not model, ValidationException and
-# ThrottlingException among them (aws/aws-step-functions-data-science-sdk-python#191).
+# ThrottlingException among them (aws/aws-step-functions-data-science-sdk-python#191): a Retry on
+# "SageMaker.ThrottlingException" alone never matches a throttled call.
 SAGEMAKER_UNMODELED_ERROR = "SageMaker.AmazonSageMakerException"
 # CreateEndpoint right after CreateEndpointConfig can fail with a ValidationException ("Could not find
 # endpoint configuration") while the config propagates; the API reference advises retrying it.
@@ -387,6 +388,9 @@ class BenchmarkStateMachine(Construct):
         )
         init_polls = sfn.Pass(self, "InitPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.polls")
         describe = self._describe_endpoint("DescribeEndpoint", result_path="$.endpoint")
+        # The poll loop calls it up to max_polls times per configuration: a throttled call (named like any
+        # validation error) is retried before it fails the configuration.
+        describe.add_retry(errors=[SAGEMAKER_UNMODELED_ERROR], interval=cdk.Duration.seconds(5), max_attempts=3)
         count_poll = sfn.Pass(
             self, "CountPoll", parameters={"count.$": "States.MathAdd($.polls.count, 1)"}, result_path="$.polls"
         )

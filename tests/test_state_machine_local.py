@@ -280,6 +280,15 @@ def test_describe_failure_in_the_poll_loop_is_caught_and_torn_down(harness: Harn
     record = failure_record(harness, run_id, "7b-gptq-g5-2xlarge")
     assert "injected: describe_endpoint failed" in record["error"]["Cause"]
     assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == []
+    assert harness.retry_waits == [5, 10, 20]  # retried as a throttled call would be, then caught
+
+
+def test_describe_throttled_once_in_the_poll_loop_is_retried(harness: Harness) -> None:
+    harness.stand_in.fail["describe_endpoint"] = "7b-gptq-g5-2xlarge"
+    harness.stand_in.fail_times["describe_endpoint"] = 1
+    execution = harness.run()
+    assert_clean_end(harness, execution, failed=None)
+    assert harness.retry_waits == [5] and harness.stand_in.fail_times["describe_endpoint"] == 0
 
 
 def test_endpoint_failed_is_recorded_and_torn_down(harness: Harness) -> None:
