@@ -63,6 +63,17 @@ def read_failures(s3: Any, bucket: str, prefix: str) -> list[dict[str, str]]:
     return failures
 
 
+def unrecorded_failures(event: Mapping[str, Any], recorded: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """Configurations the state machine marked failed whose failure record never landed (its write failed):
+    the report must still count them as failed."""
+    known = {f["id"] for f in recorded}
+    return [
+        {"id": str(c.get("id")), "error": "unrecorded", "cause": "marked failed; its failure record was not written"}
+        for c in event.get("configurations") or []
+        if c.get("outcome") == "failed" and str(c.get("id")) not in known
+    ]
+
+
 def metric_data(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
     """PutMetricData values: one per headline metric and measured level, dimensioned by what was deployed."""
     data: list[dict[str, Any]] = []
@@ -141,6 +152,7 @@ def aggregate_run(
         raise ConfigError([Issue(str(err.args[0]), None, "is required")], context="aggregate event") from None
     results = collect_results([f"s3://{bucket}/{levels_prefix(results_prefix, run_id)}"], s3_client=s3)
     failures = read_failures(s3, bucket, failures_prefix(results_prefix, run_id))
+    failures += unrecorded_failures(event, failures)
     notes = [f"run {run_id} of matrix {matrix}"]
     notes += [f"{f['id']} failed: {f['error']} {f['cause']}".strip() for f in failures]
     notes += [f"{s.get('id')} skipped: {'; '.join(s.get('reasons', []))}" for s in event.get("skipped") or []]

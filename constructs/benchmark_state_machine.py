@@ -1,12 +1,18 @@
 """The benchmark state machine: one endpoint per configuration, every level on it, torn down on every path.
 
-Per configuration (an item of the outer Map, ``max_concurrency`` endpoints at a time):
-CreateModel -> CreateEndpointConfig -> CreateEndpoint -> poll DescribeEndpoint (Wait/Choice, deadline)
+Per configuration (an item of the outer Map; its MaxConcurrency is the only bound on parallel endpoints and
+load-test Lambdas, as reserved Lambda concurrency fails in new accounts):
+CreateModel -> CreateEndpointConfig -> CreateEndpoint (retried: right after CreateEndpointConfig SageMaker
+may not find the config yet) -> poll DescribeEndpoint (Wait/Choice, deadline)
 -> RunLevels (inner Map, one level at a time, the load-test Lambda writes each record as it finishes)
 -> wait while the endpoint is Creating/Updating (SageMaker refuses to delete it then; bounded)
 -> DeleteEndpoint -> DeleteEndpointConfig -> DeleteModel. Every state that can fail has a Catch that
 records the failure in the results bucket and joins the same teardown; each delete catches its own
 failure ("not found" after a failed create) and moves on, so the Map item always completes.
+
+An execution that ends ABORTED, TIMED_OUT or FAILED never reaches that teardown: every model, config and
+endpoint carries the execution's tag (``EXECUTION_TAG``, the SHA-256 of the execution ARN), and the
+stack's EventBridge rule sends the status change to the janitor, which deletes what carries it.
 
 The matrices are resolved at synth time into Pass states (container settings from
 ``settings.sagemaker_requests``, the same source as the endpoint stacks); an execution names one with
@@ -31,6 +37,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 
+from benchmark.janitor import BUSY_STATUSES, EXECUTION_TAG_KEY
 from benchmark.matrix import DEFAULT_PREFIX, Matrix
 from catalog.tgi_images import get_image
 from constructs import Construct
@@ -39,9 +46,17 @@ from settings.sagemaker_requests import primary_container, production_variant
 BENCHMARK_TAG = "llama-benchmark"
 TTL_TAG = "llama-benchmark-ttl-hours"
 RUN_TAG = "llama-benchmark-run"
+# EXECUTION_TAG holds the SHA-256 (hex) of the execution ARN: the teardown of an aborted, timed-out or
+# failed execution finds its resources by it (a hash: execution names may hold characters tags refuse).
+EXECUTION_TAG = EXECUTION_TAG_KEY
 RESULTS_PREFIX = "runs/"
-# Endpoint states in which SageMaker refuses DeleteEndpoint.
-_BUSY_STATUSES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+# What Step Functions names SageMaker errors that the SDK does not model, ValidationException and
+# ThrottlingException among them (aws/aws-step-functions-data-science-sdk-python#191): a Retry on
+# "SageMaker.ThrottlingException" alone never matches a throttled call.
+SAGEMAKER_UNMODELED_ERROR = "SageMaker.AmazonSageMakerException"
+# CreateEndpoint right after CreateEndpointConfig can fail with a ValidationException ("Could not find
+# endpoint configuration") while the config propagates; the API reference advises retrying it.
+CREATE_ENDPOINT_RETRY = {"interval_s": 5, "max_attempts": 3, "backoff_rate": 2.0}  # waits 5, 10, 20 s
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,15}$")
 
 
@@ -157,6 +172,7 @@ class BenchmarkStateMachine(Construct):
             item_selector={
                 "config.$": "$$.Map.Item.Value",
                 "run_id.$": "$.run_id",
+                "execution_tag.$": "$.execution_tag",
                 "matrix.$": "$.matrix",
                 "levels.$": "$.plan.levels",
                 "load.$": "$.plan.load",
@@ -166,6 +182,56 @@ class BenchmarkStateMachine(Construct):
         )
         run_configurations.item_processor(per_configuration)
 
+        finish = self._finish(run_configurations)
+        select = sfn.Choice(self, "SelectMatrix")
+        for name, matrix in sorted(props.matrices.items()):
+            payload = matrix_items(
+                matrix,
+                image_for=lambda v: image_uri(self, self.image_accounts, v),
+                weights_bucket_name=props.weights_bucket.bucket_name,
+            )
+            load_matrix = sfn.Pass(self, f"Matrix-{name}", result=sfn.Result.from_object(payload), result_path="$.plan")
+            select.when(sfn.Condition.string_equals("$.matrix", name), load_matrix)
+            load_matrix.next(run_configurations)
+        select.otherwise(
+            sfn.Fail(self, "UnknownMatrix", error="UnknownMatrix", cause=f"known: {', '.join(sorted(props.matrices))}")
+        )
+        new_run = sfn.Pass(
+            self,
+            "NewRun",
+            parameters={
+                "matrix.$": "$.matrix",
+                "run_id.$": "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)",
+                "execution_tag.$": "States.Hash($$.Execution.Id, 'SHA-256')",
+            },
+        )
+        definition = new_run.next(select)
+        run_configurations.next(finish)
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            encryption_key=props.key,
+            retention=logs.RetentionDays.ONE_YEAR,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=props.timeout,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            encryption_configuration=sfn.CustomerManagedEncryptionConfiguration(props.key),
+        )
+        self.role = self.state_machine.role
+        self._grant()
+        self._depend_on_policy_only()
+
+    def _finish(self, run_configurations: sfn.Map) -> sfn.IChainable:
+        """Aggregate and notify after every configuration; a failed Map or aggregation notifies and fails."""
+        props = self.props
         aggregate = tasks.LambdaInvoke(
             self,
             "Aggregate",
@@ -215,50 +281,8 @@ class BenchmarkStateMachine(Construct):
         aggregate.add_catch(notify_failure, result_path="$.error")
         notify.add_catch(failed)
 
-        select = sfn.Choice(self, "SelectMatrix")
-        for name, matrix in sorted(props.matrices.items()):
-            payload = matrix_items(
-                matrix,
-                image_for=lambda v: image_uri(self, self.image_accounts, v),
-                weights_bucket_name=props.weights_bucket.bucket_name,
-            )
-            load_matrix = sfn.Pass(self, f"Matrix-{name}", result=sfn.Result.from_object(payload), result_path="$.plan")
-            select.when(sfn.Condition.string_equals("$.matrix", name), load_matrix)
-            load_matrix.next(run_configurations)
-        select.otherwise(
-            sfn.Fail(self, "UnknownMatrix", error="UnknownMatrix", cause=f"known: {', '.join(sorted(props.matrices))}")
-        )
-        new_run = sfn.Pass(
-            self,
-            "NewRun",
-            parameters={
-                "matrix.$": "$.matrix",
-                "run_id.$": "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)",
-            },
-        )
-        definition = new_run.next(select)
-        run_configurations.next(aggregate).next(notify).next(sfn.Succeed(self, "Done"))
-
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            encryption_key=props.key,
-            retention=logs.RetentionDays.ONE_YEAR,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            timeout=props.timeout,
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            encryption_configuration=sfn.CustomerManagedEncryptionConfiguration(props.key),
-        )
-        self.role = self.state_machine.role
-        self._grant()
-        self._depend_on_policy_only()
+        aggregate.next(notify).next(sfn.Succeed(self, "Done"))
+        return aggregate
 
     # --- per configuration -------------------------------------------------------------------------
 
@@ -267,6 +291,7 @@ class BenchmarkStateMachine(Construct):
             {"Key": BENCHMARK_TAG, "Value": "true"},
             {"Key": TTL_TAG, "Value": str(self.props.endpoint_ttl_hours)},
             {"Key": RUN_TAG, "Value.$": "$.run_id"},
+            {"Key": EXECUTION_TAG, "Value.$": "$.execution_tag"},
         ]
 
     def _sagemaker(
@@ -356,122 +381,33 @@ class BenchmarkStateMachine(Construct):
             "endpoint",
             {"EndpointName.$": "$.names.name", "EndpointConfigName.$": "$.names.name", "Tags": self._tags()},
         )
+        retry = CREATE_ENDPOINT_RETRY
+        create_endpoint.add_retry(
+            errors=[SAGEMAKER_UNMODELED_ERROR],
+            interval=cdk.Duration.seconds(int(retry["interval_s"])),
+            max_attempts=int(retry["max_attempts"]),
+            backoff_rate=retry["backoff_rate"],
+        )
         init_polls = sfn.Pass(self, "InitPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.polls")
         describe = self._describe_endpoint("DescribeEndpoint", result_path="$.endpoint")
+        # The poll loop calls it up to max_polls times per configuration: a throttled call (named like any
+        # validation error) is retried before it fails the configuration.
+        describe.add_retry(errors=[SAGEMAKER_UNMODELED_ERROR], interval=cdk.Duration.seconds(5), max_attempts=3)
         count_poll = sfn.Pass(
             self, "CountPoll", parameters={"count.$": "States.MathAdd($.polls.count, 1)"}, result_path="$.polls"
         )
         wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(p.poll_interval))
-        endpoint_failed = sfn.Pass(
-            self,
-            "EndpointFailed",
-            result=sfn.Result.from_object({"Error": "EndpointFailed", "Cause": "DescribeEndpoint returned Failed"}),
-            result_path="$.error",
-        )
-        deadline = sfn.Pass(
-            self,
-            "EndpointDeadline",
-            result=sfn.Result.from_object(
-                {"Error": "EndpointDeadline", "Cause": f"not InService after {p.max_polls} polls"}
-            ),
-            result_path="$.error",
-        )
-        levels = sfn.Map(
-            self,
-            "RunLevels",
-            items_path="$.levels",
-            max_concurrency=1,  # one level at a time on the one endpoint
-            item_selector={
-                "concurrency.$": "$$.Map.Item.Value",
-                "endpoint_name.$": "$.names.name",
-                "run_id.$": "$.run_id",
-                "matrix.$": "$.matrix",
-                "configuration.$": "$.config",
-                "load.$": "$.load",
-            },
-            result_path="$.levels_done",
-        )
-        load_test = tasks.LambdaInvoke(
-            self,
-            "LoadTest",
-            lambda_function=p.load_test_function,
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-        )
-        levels.item_processor(load_test)
+        endpoint_failed = self._error("EndpointFailed", "DescribeEndpoint returned Failed")
+        deadline = self._error("EndpointDeadline", f"not InService after {p.max_polls} polls")
         succeeded = sfn.Pass(self, "MarkSucceeded", result=sfn.Result.from_string("succeeded"), result_path="$.outcome")
-        record_failure = tasks.CallAwsService(
-            self,
-            "RecordFailure",
-            service="s3",
-            action="putObject",
-            iam_action="s3:PutObject",
-            iam_resources=[p.results_bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
-            parameters={
-                "Bucket": p.results_bucket.bucket_name,
-                "Key.$": f"States.Format('{RESULTS_PREFIX}{{}}/failures/{{}}.json', $.run_id, $.config.id)",
-                "Body.$": "States.JsonToString($)",
-                "ContentType": "application/json",
-            },
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        mark_failed = sfn.Pass(self, "MarkFailed", result=sfn.Result.from_string("failed"), result_path="$.outcome")
-        delete_endpoint = self._sagemaker(
-            "DeleteEndpoint", "deleteEndpoint", "endpoint", {"EndpointName.$": "$.names.name"}
-        )
-        delete_config = self._sagemaker(
-            "DeleteEndpointConfig", "deleteEndpointConfig", "endpoint-config", {"EndpointConfigName.$": "$.names.name"}
-        )
-        delete_model = self._sagemaker("DeleteModel", "deleteModel", "model", {"ModelName.$": "$.names.name"})
-        done = sfn.Pass(
-            self,
-            "ConfigurationDone",
-            parameters={"id.$": "$.config.id", "name.$": "$.names.name", "outcome.$": "$.outcome"},
-        )
-
-        # Teardown first waits until the endpoint can be deleted (bounded), then deletes all three.
-        init_teardown = sfn.Pass(
-            self, "InitTeardownPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.teardown_polls"
-        )
-        teardown_describe = self._describe_endpoint("TeardownDescribeEndpoint", result_path="$.teardown_endpoint")
-        teardown_count = sfn.Pass(
-            self,
-            "CountTeardownPoll",
-            parameters={"count.$": "States.MathAdd($.teardown_polls.count, 1)"},
-            result_path="$.teardown_polls",
-        )
-        teardown_wait = sfn.Wait(self, "WaitUntilDeletable", time=sfn.WaitTime.duration(p.poll_interval))
-        busy = sfn.Condition.or_(
-            *(sfn.Condition.string_equals("$.teardown_endpoint.status", s) for s in _BUSY_STATUSES)
-        )
-        deletable = (
-            sfn.Choice(self, "EndpointDeletable?")
-            .when(
-                sfn.Condition.and_(
-                    busy, sfn.Condition.number_less_than("$.teardown_polls.count", p.max_teardown_polls)
-                ),
-                teardown_count,
-            )
-            .otherwise(delete_endpoint)
-        )
-        init_teardown.next(teardown_describe).next(deletable)
-        teardown_count.next(teardown_wait).next(teardown_describe)
-        # If the describe itself fails, try the delete anyway: its own catch covers "not found".
-        teardown_describe.add_catch(delete_endpoint, result_path="$.teardown_error")
-
+        levels = self._levels()
+        init_teardown = self._teardown()
+        record_failure = self._record_failure(then=init_teardown)
         # Failure handling: every state that can fail records the failure and joins the teardown.
         for state in (create_model, create_config, create_endpoint, describe, levels):
             state.add_catch(record_failure, result_path="$.error")
-        record_failure.add_catch(mark_failed, result_path="$.record_error")
-        record_failure.next(mark_failed)
-        mark_failed.next(init_teardown)
         endpoint_failed.next(record_failure)
         deadline.next(record_failure)
-        # Teardown tolerates "not found" (a create that never happened) and goes on to the next delete.
-        delete_endpoint.add_catch(delete_config, result_path="$.teardown_error")
-        delete_config.add_catch(delete_model, result_path="$.teardown_error")
-        delete_model.add_catch(done, result_path="$.teardown_error")
-        delete_endpoint.next(delete_config).next(delete_model).next(done)
 
         in_service = (
             sfn.Choice(self, "EndpointInService?")
@@ -491,6 +427,112 @@ class BenchmarkStateMachine(Construct):
             .next(describe)
             .next(in_service)
         )
+
+    def _error(self, error: str, cause: str) -> sfn.Pass:
+        """A Pass state that puts an error at ``$.error`` as a Catch would."""
+        return sfn.Pass(
+            self, error, result=sfn.Result.from_object({"Error": error, "Cause": cause}), result_path="$.error"
+        )
+
+    def _levels(self) -> sfn.Map:
+        """Every concurrency level on the one endpoint, one at a time; each load test stores its own record."""
+        levels = sfn.Map(
+            self,
+            "RunLevels",
+            items_path="$.levels",
+            max_concurrency=1,  # one level at a time on the one endpoint
+            item_selector={
+                "concurrency.$": "$$.Map.Item.Value",
+                "endpoint_name.$": "$.names.name",
+                "run_id.$": "$.run_id",
+                "matrix.$": "$.matrix",
+                "configuration.$": "$.config",
+                "load.$": "$.load",
+            },
+            result_path="$.levels_done",
+        )
+        load_test = tasks.LambdaInvoke(
+            self,
+            "LoadTest",
+            lambda_function=self.props.load_test_function,
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+        )
+        levels.item_processor(load_test)
+        return levels
+
+    def _record_failure(self, *, then: sfn.IChainable) -> sfn.TaskStateBase:
+        """Store the failed configuration's state in the results bucket, mark it failed, go on to ``then``
+        (also when the record cannot be written: the report counts it from the outcome)."""
+        record_failure = tasks.CallAwsService(
+            self,
+            "RecordFailure",
+            service="s3",
+            action="putObject",
+            iam_action="s3:PutObject",
+            iam_resources=[self.props.results_bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
+            parameters={
+                "Bucket": self.props.results_bucket.bucket_name,
+                "Key.$": f"States.Format('{RESULTS_PREFIX}{{}}/failures/{{}}.json', $.run_id, $.config.id)",
+                "Body.$": "States.JsonToString($)",
+                "ContentType": "application/json",
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        mark_failed = sfn.Pass(self, "MarkFailed", result=sfn.Result.from_string("failed"), result_path="$.outcome")
+        record_failure.add_catch(mark_failed, result_path="$.record_error")
+        record_failure.next(mark_failed)
+        mark_failed.next(then)
+        return record_failure
+
+    def _teardown(self) -> sfn.IChainable:
+        """Wait until the endpoint can be deleted (bounded), then delete endpoint, config and model; each delete
+        tolerates "not found" (a create that never happened) and goes on to the next."""
+        delete_endpoint = self._sagemaker(
+            "DeleteEndpoint", "deleteEndpoint", "endpoint", {"EndpointName.$": "$.names.name"}
+        )
+        delete_config = self._sagemaker(
+            "DeleteEndpointConfig", "deleteEndpointConfig", "endpoint-config", {"EndpointConfigName.$": "$.names.name"}
+        )
+        delete_model = self._sagemaker("DeleteModel", "deleteModel", "model", {"ModelName.$": "$.names.name"})
+        done = sfn.Pass(
+            self,
+            "ConfigurationDone",
+            parameters={"id.$": "$.config.id", "name.$": "$.names.name", "outcome.$": "$.outcome"},
+        )
+
+        init_teardown = sfn.Pass(
+            self, "InitTeardownPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.teardown_polls"
+        )
+        teardown_describe = self._describe_endpoint("TeardownDescribeEndpoint", result_path="$.teardown_endpoint")
+        teardown_count = sfn.Pass(
+            self,
+            "CountTeardownPoll",
+            parameters={"count.$": "States.MathAdd($.teardown_polls.count, 1)"},
+            result_path="$.teardown_polls",
+        )
+        teardown_wait = sfn.Wait(self, "WaitUntilDeletable", time=sfn.WaitTime.duration(self.props.poll_interval))
+        busy = sfn.Condition.or_(*(sfn.Condition.string_equals("$.teardown_endpoint.status", s) for s in BUSY_STATUSES))
+        deletable = (
+            sfn.Choice(self, "EndpointDeletable?")
+            .when(
+                sfn.Condition.and_(
+                    busy, sfn.Condition.number_less_than("$.teardown_polls.count", self.props.max_teardown_polls)
+                ),
+                teardown_count,
+            )
+            .otherwise(delete_endpoint)
+        )
+        init_teardown.next(teardown_describe).next(deletable)
+        teardown_count.next(teardown_wait).next(teardown_describe)
+        # If the describe itself fails, try the delete anyway: its own catch covers "not found".
+        teardown_describe.add_catch(delete_endpoint, result_path="$.teardown_error")
+
+        delete_endpoint.add_catch(delete_config, result_path="$.teardown_error")
+        delete_config.add_catch(delete_model, result_path="$.teardown_error")
+        delete_model.add_catch(done, result_path="$.teardown_error")
+        delete_endpoint.next(delete_config).next(delete_model).next(done)
+        return init_teardown
 
     # --- permissions -------------------------------------------------------------------------------
 

@@ -7,11 +7,16 @@ from dataclasses import dataclass, field
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
 
+from benchmark.janitor import ENDED_WITHOUT_TEARDOWN, STATUS_CHANGE
 from benchmark.matrix import Matrix, load_matrix
 from constructs import Construct
 from constructs.benchmark_state_machine import (
@@ -120,14 +125,12 @@ class BenchmarkStack(cdk.Stack):
             "Runs one concurrency level against a benchmark endpoint and stores its record",
             timeout=cdk.Duration.minutes(15),
             memory_mb=1024,
-            reserved_concurrency=max(parallel, 1),
             environment={"RESULTS_BUCKET": bucket.bucket_name, "RESULTS_PREFIX": RESULTS_PREFIX},
         )
         self.aggregate = function(
             "aggregate",
             "Renders a benchmark run's report and publishes its headline metrics",
             timeout=cdk.Duration.minutes(5),
-            reserved_concurrency=2,
             environment={
                 "RESULTS_BUCKET": bucket.bucket_name,
                 "RESULTS_PREFIX": RESULTS_PREFIX,
@@ -136,9 +139,8 @@ class BenchmarkStack(cdk.Stack):
         )
         self.janitor = function(
             "janitor",
-            "Deletes benchmark endpoints, configs and models tagged llama-benchmark=true past their TTL",
+            "Deletes tagged benchmark endpoints, configs and models of a failed run, or past their TTL",
             timeout=cdk.Duration.minutes(5),
-            reserved_concurrency=1,
             environment={
                 "TAG_KEY": BENCHMARK_TAG,
                 "TTL_TAG_KEY": TTL_TAG,
@@ -210,9 +212,26 @@ class BenchmarkStack(cdk.Stack):
                 namespace=METRICS_NAMESPACE, threshold_pct=opts.regression_alarm_pct, topic=self.topic
             ),
         )
+        self.teardown_rule = _teardown_on_bad_end(self, self.state_machine.state_machine, self.janitor.function)
         _acknowledge(self, opts.prefix)
         cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "ResultsBucketName", value=bucket.bucket_name)
+
+
+def _teardown_on_bad_end(scope: Construct, machine: sfn.IStateMachine, janitor: lambda_.IFunction) -> events.Rule:
+    """An execution that ends ABORTED, TIMED_OUT or FAILED never reaches its own teardown: its status change
+    (Standard workflows send it to the default bus) invokes the janitor, which deletes what it created."""
+    return events.Rule(
+        scope,
+        "TeardownOnBadEnd",
+        description="Tear down the endpoints of a benchmark execution that ended without its own teardown",
+        event_pattern=events.EventPattern(
+            source=["aws.states"],
+            detail_type=[STATUS_CHANGE],
+            detail={"stateMachineArn": [machine.state_machine_arn], "status": list(ENDED_WITHOUT_TEARDOWN)},
+        ),
+        targets=[targets.LambdaFunction(janitor, retry_attempts=8, max_event_age=cdk.Duration.hours(2))],
+    )
 
 
 def _metric_read() -> iam.PolicyStatement:

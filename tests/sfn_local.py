@@ -3,7 +3,8 @@
 Why moto's interpreter: with ``execute_state_machine`` on, moto 5 runs definitions in its port of
 LocalStack's ASL interpreter (JSONPath, intrinsics, Map, Choice, Wait, Catch/Retry, ResultSelector), and
 its ``aws-sdk:*`` and ``sns:publish`` tasks reach moto's services through real boto3 calls. That is more
-faithful than an interpreter of our own, so the only code here fills the gaps that matter:
+faithful than an interpreter of our own, so the only code here fills the gaps that matter (and records
+what a test needs to see):
 
 1. ``lambda`` tasks: moto would run the function in Docker (none here). :class:`LocalLambdas` answers the
    interpreter's Lambda ``invoke`` in-process with OUR handlers (``lambda/<name>/handler.py``) and wraps
@@ -13,7 +14,15 @@ faithful than an interpreter of our own, so the only code here fills the gaps th
    replaces moto's (an unknown type is still refused).
 3. Endpoint status and faults (:class:`SageMakerStandIn`): endpoints start in the status the test asks
    for (``InService``, ``Creating`` forever, or ``Failed``), and named SageMaker or S3 calls fail with
-   the service's own error type, so a failure can be injected at every step.
+   the service's own error type, so a failure can be injected at every step, always or only the first
+   n times (a transient error). The stand-in also counts the endpoints alive at once.
+4. Error names as Step Functions gives them: moto names every failed ``aws-sdk:sagemaker`` call
+   ``sagemaker.sagemakerException``; Step Functions names an error the SDK does not model (SageMaker's
+   ValidationException and ThrottlingException) ``SageMaker.AmazonSageMakerException``
+   (aws/aws-step-functions-data-science-sdk-python#191) and a modeled one ``SageMaker.<Name>Exception``
+   (Step Functions developer guide, AWS SDK integrations: ``ServiceName.ErrorName``, "Exception" suffix).
+5. Retry waits are recorded instead of slept (:func:`record_retry_waits`), so a test sees the backoff.
+6. An execution stopped inside a Map ends ABORTED (:func:`aborts_stay_aborted`; moto ends it FAILED).
 
 Every patch is applied with pytest's ``monkeypatch`` by the fixtures of the test module, so it ends with
 the test. Wait states are set to 0 s and level durations shortened in the test's copy of the definition
@@ -30,8 +39,10 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,12 +80,25 @@ class LocalLambdas:
     handlers: dict[str, Handler]
     crash: Callable[[str, dict[str, Any]], BaseException | None] = lambda arn, event: None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0  # most invocations running at once
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, **parameters: Any) -> dict[str, Any]:
         name = str(parameters["FunctionName"])
         raw = parameters.get("Payload") or b"{}"
         event = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        self.calls.append((name, event))
+        with self._lock:
+            self.calls.append((name, event))
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return self._invoke(name, event)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _invoke(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
         handler = self.handlers.get(name)
         if handler is None:
             raise KeyError(f"no local handler for {name}")  # a test wiring error, not a Lambda failure
@@ -128,7 +152,11 @@ class SageMakerStandIn:
 
     endpoint_status: dict[str, str] = field(default_factory=dict)  # regex of names -> status it keeps
     fail: dict[str, str] = field(default_factory=dict)  # backend method -> regex of names that fail
+    fail_times: dict[str, int] = field(default_factory=dict)  # backend method -> fail only the first n matches
     describe_calls: int = 0
+    live_endpoints: set[str] = field(default_factory=set)
+    peak_endpoints: int = 0  # most endpoints in existence at once
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from moto.s3.exceptions import S3ClientError  # noqa: PLC0415
@@ -155,6 +183,7 @@ class SageMakerStandIn:
         monkeypatch.setattr(models.FakeEndpoint, "__init__", init)
 
         backend = models.SageMakerModelBackend
+        self._count_endpoints(monkeypatch, backend)
         for method, name_arg in (
             ("create_model", "model_name"),
             ("create_endpoint_config", "endpoint_config_name"),
@@ -173,6 +202,30 @@ class SageMakerStandIn:
 
         monkeypatch.setattr(S3Backend, "put_object", failing_put)
 
+    def _count_endpoints(self, monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
+        create, delete = backend.create_endpoint, backend.delete_endpoint
+        stand_in = self
+
+        def created(sagemaker: Any, *args: Any, **kwargs: Any) -> Any:
+            out = create(sagemaker, *args, **kwargs)
+            with stand_in._lock:
+                stand_in.live_endpoints.add(str(kwargs.get("endpoint_name", args[0] if args else "")))
+                stand_in.peak_endpoints = max(stand_in.peak_endpoints, len(stand_in.live_endpoints))
+            return out
+
+        def deleted(sagemaker: Any, endpoint_name: str) -> Any:
+            out = delete(sagemaker, endpoint_name)
+            with stand_in._lock:
+                stand_in.live_endpoints.discard(endpoint_name)
+            return out
+
+        monkeypatch.setattr(backend, "create_endpoint", created)
+        monkeypatch.setattr(backend, "delete_endpoint", deleted)
+
+    def set_status(self, sagemaker: Any, name: str, status: str) -> None:
+        """Change a live endpoint's status (``sagemaker``: the account's moto SageMaker backend)."""
+        sagemaker.endpoints[name].endpoint_status = status
+
     def status_for(self, name: str) -> str:
         return next((s for pattern, s in self.endpoint_status.items() if re.search(pattern, name)), "InService")
 
@@ -186,11 +239,75 @@ class SageMakerStandIn:
             if method == "describe_endpoint":
                 stand_in.describe_calls += 1
             pattern = stand_in.fail.get(method)
-            if pattern and re.search(pattern, name):
+            if pattern and re.search(pattern, name) and stand_in._take_failure(method):
                 raise ValidationError(message=f"injected: {method} failed for {name}")
             return original(backend, *args, **kwargs)
 
         return wrapper
+
+    def _take_failure(self, method: str) -> bool:
+        with self._lock:
+            left = self.fail_times.get(method)
+            if left is None:
+                return True
+            if left > 0:
+                self.fail_times[method] = left - 1
+            return left > 0
+
+
+# --- 4 and 5. Step Functions' error names, retry waits ---------------------------------------------------
+
+SAGEMAKER_UNMODELED = "SageMaker.AmazonSageMakerException"
+
+
+def aws_error_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Name failed ``aws-sdk:sagemaker`` calls as Step Functions does (see the module docstring)."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: PLC0415
+        state_task_service_aws_sdk as aws_sdk,
+    )
+
+    original = aws_sdk.StateTaskServiceAwsSdk._normalise_exception_name
+
+    def name(norm_service_name: str, ex: Exception) -> str:
+        if norm_service_name.lower() != "sagemaker":
+            return str(original(norm_service_name, ex))
+        if type(ex) is ClientError:  # botocore found no modeled error for the code
+            return SAGEMAKER_UNMODELED
+        modeled = type(ex).__name__
+        return f"SageMaker.{modeled}" if modeled.endswith("Exception") else f"SageMaker.{modeled}Exception"
+
+    monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_normalise_exception_name", staticmethod(name))
+
+
+def aborts_stay_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An aborted execution stays ABORTED, as in AWS. In moto 5.2.5 a Map iteration that is stopped raises a
+    failure, which ``set_error`` writes over the stop, so an execution stopped inside a Map ends FAILED."""
+    from moto.stepfunctions.parser.asl.eval import environment  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped  # noqa: PLC0415
+
+    set_error = environment.Environment.set_error
+
+    def keep_stop(env: Any, error: Any) -> None:
+        if not isinstance(env.program_state(), ProgramStopped):
+            set_error(env, error)
+
+    monkeypatch.setattr(environment.Environment, "set_error", keep_stop)
+
+
+def record_retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retriers' waits, in order, recorded instead of slept."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
+
+    waits: list[float] = []
+
+    class _Clock:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+    monkeypatch.setattr(retrier_decl, "time", _Clock)
+    return waits
 
 
 # --- running an execution ---------------------------------------------------------------------------------
@@ -198,6 +315,7 @@ class SageMakerStandIn:
 
 @dataclass(frozen=True)
 class Execution:
+    arn: str
     status: str
     output: Any
     error: str | None
@@ -217,7 +335,19 @@ def run_execution(
     sfn: Any, state_machine_arn: str, execution_input: Mapping[str, Any], *, timeout_s: float = 120.0
 ) -> Execution:
     """Start an execution and wait for it to end (moto runs it on a worker thread)."""
-    arn = sfn.start_execution(stateMachineArn=state_machine_arn, input=json.dumps(execution_input))["executionArn"]
+    return wait_for_end(sfn, start_execution(sfn, state_machine_arn, execution_input), timeout_s=timeout_s)
+
+
+def start_execution(sfn: Any, state_machine_arn: str, execution_input: Mapping[str, Any]) -> str:
+    """Its ARN. Named as AWS names an unnamed execution (a UUID); moto would name every one ``None``."""
+    started = sfn.start_execution(
+        stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=json.dumps(execution_input)
+    )
+    return str(started["executionArn"])
+
+
+def wait_for_end(sfn: Any, arn: str, *, timeout_s: float = 120.0) -> Execution:
+    """Wait until the execution is no longer RUNNING; its status, output and history."""
     deadline = time.monotonic() + timeout_s
     while True:
         described = sfn.describe_execution(executionArn=arn)
@@ -229,6 +359,7 @@ def run_execution(
     history = list(_history(sfn, arn))
     output = described.get("output")
     return Execution(
+        arn=arn,
         status=described["status"],
         output=json.loads(output) if output else None,
         error=described.get("error"),

@@ -1,16 +1,28 @@
-"""The janitor against moto's SageMaker with the real boto3 client: tagged and expired goes, the rest stays."""
+"""The janitor against moto's SageMaker with the real boto3 client: tagged and expired goes, the rest stays;
+an execution's teardown deletes exactly what carries its execution tag."""
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.sagemaker.models import sagemaker_backends
 
-from benchmark.janitor import TAG_KEY, TTL_TAG_KEY, sweep
+from benchmark.janitor import (
+    EXECUTION_TAG_KEY,
+    TAG_KEY,
+    TTL_TAG_KEY,
+    TeardownIncompleteError,
+    ended_execution,
+    execution_tag,
+    require_complete,
+    sweep,
+    teardown_execution,
+)
+from tests.lambda_handlers import load_handler
 
 ROLE = "arn:aws:iam::123456789012:role/sm"
 
@@ -69,10 +81,68 @@ def test_handler_runs_the_sweep(sagemaker, monkeypatch) -> None:
     monkeypatch.setenv("DEFAULT_TTL_HOURS", "0")
     _create(sagemaker, "llmbench-now", [{"Key": TAG_KEY, "Value": "true"}])
     _create(sagemaker, "other", [])
-    spec = importlib.util.spec_from_file_location("janitor_handler", Path("lambda/janitor/handler.py"))
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.handler({}, None)
+    scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}  # what the rate rule sends
+    out = load_handler("janitor").handler(scheduled, None)
     assert out["deleted_endpoints"] == ["llmbench-now"]
     assert "other" in out["kept"]
+
+
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:LlamaBenchmarkRunner:3f1c2a9e-run"
+OTHER = "arn:aws:states:us-east-1:123456789012:execution:LlamaBenchmarkRunner:other-run"
+
+
+def _of(execution_arn: str) -> list[dict[str, str]]:
+    return [{"Key": TAG_KEY, "Value": "true"}, {"Key": EXECUTION_TAG_KEY, "Value": execution_tag(execution_arn)}]
+
+
+def _names(client: Any) -> dict[str, set[str]]:
+    return {
+        "endpoints": {e["EndpointName"] for e in client.list_endpoints()["Endpoints"]},
+        "configs": {c["EndpointConfigName"] for c in client.list_endpoint_configs()["EndpointConfigs"]},
+        "models": {m["ModelName"] for m in client.list_models()["Models"]},
+    }
+
+
+def test_teardown_deletes_exactly_the_executions_tagged_resources(sagemaker) -> None:
+    _create(sagemaker, "llmbench-a1-7b", _of(EXECUTION))
+    _create(sagemaker, "llmbench-a1-13b", _of(EXECUTION))
+    _create(sagemaker, "llmbench-b2-7b", _of(OTHER))  # another execution's
+    _create(
+        sagemaker, "llmbench-c3-7b", [{"Key": EXECUTION_TAG_KEY, "Value": execution_tag(EXECUTION)}]
+    )  # not benchmark
+    _create(sagemaker, "production", _of(EXECUTION))  # outside the name prefix
+    report = teardown_execution(sagemaker, execution_arn=EXECUTION, name_prefix="llmbench-")
+    assert sorted(report.deleted_endpoints) == ["llmbench-a1-13b", "llmbench-a1-7b"]
+    assert sorted(report.deleted_configs) == sorted(report.deleted_models) == ["llmbench-a1-13b", "llmbench-a1-7b"]
+    left = {"llmbench-b2-7b", "llmbench-c3-7b", "production"}
+    assert _names(sagemaker) == {"endpoints": left, "configs": left, "models": left}
+    require_complete(report, execution_arn=EXECUTION)  # nothing pending, no errors
+
+
+def test_teardown_leaves_a_busy_endpoint_and_what_it_uses_pending(sagemaker) -> None:
+    _create(sagemaker, "llmbench-a1-7b", _of(EXECUTION))
+    _create(sagemaker, "llmbench-a1-13b", _of(EXECUTION))
+    sagemaker_backends["123456789012"]["us-east-1"].endpoints["llmbench-a1-13b"].endpoint_status = "Creating"
+    report = teardown_execution(sagemaker, execution_arn=EXECUTION, name_prefix="llmbench-")
+    assert report.pending == ["llmbench-a1-13b"] and report.deleted_endpoints == ["llmbench-a1-7b"]
+    kept = {"llmbench-a1-13b"}  # SageMaker: do not delete a config (or model) while CreateEndpoint runs
+    assert _names(sagemaker) == {"endpoints": kept, "configs": kept, "models": kept}
+    with pytest.raises(TeardownIncompleteError, match=r"pending \(busy\) \['llmbench-a1-13b'\]"):
+        require_complete(report, execution_arn=EXECUTION)
+
+
+def _status_change(**detail: Any) -> dict[str, Any]:
+    base = {"executionArn": EXECUTION, "stateMachineArn": EXECUTION.replace(":execution:", ":stateMachine:")}
+    return {"detail-type": "Step Functions Execution Status Change", "source": "aws.states", "detail": base | detail}
+
+
+def test_ended_execution_reads_the_status_change_and_refuses_what_the_rule_must_not_send() -> None:
+    ended = ended_execution(_status_change(status="TIMED_OUT"))
+    assert ended is not None and (ended.execution_arn, ended.status) == (EXECUTION, "TIMED_OUT")
+    assert ended_execution({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}) is None
+    with pytest.raises(ValueError, match=r"detail.status='SUCCEEDED': must be one of ABORTED, TIMED_OUT, FAILED"):
+        ended_execution(_status_change(status="SUCCEEDED"))
+    with pytest.raises(ValueError, match=r"detail.executionArn=None: must be an ARN"):
+        ended_execution(_status_change(status="FAILED", executionArn=None))
+    with pytest.raises(ValueError, match=r"source='aws.sagemaker'"):
+        ended_execution(_status_change(status="FAILED") | {"source": "aws.sagemaker"})

@@ -3,25 +3,43 @@
 Three configurations per run, two levels each, against the benchmark emulator; a failure is injected at
 one step for one configuration. Every execution must end, the other configurations must still run, no
 endpoint, endpoint config or model may be left in SageMaker, results written before the failure must be
-intact, and the failure must be recorded and reported.
+intact, and the failure must be recorded and reported. Executions that end ABORTED or TIMED_OUT mid-run
+are torn down by the janitor from the status-change event their EventBridge rule delivers.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.events.models import EventPattern
+from moto.sagemaker.models import sagemaker_backends
 
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
+from benchmark.janitor import TeardownIncompleteError
 from benchmark.results import LevelResult
-from tests.benchmark_fixtures import Built, build, definition_of
+from tests.benchmark_fixtures import Built, build, definition_of, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
-from tests.sfn_local import Execution, LocalLambdas, SageMakerStandIn, run_execution, zero_waits
+from tests.sfn_local import (
+    SAGEMAKER_UNMODELED,
+    Execution,
+    LocalLambdas,
+    SageMakerStandIn,
+    aborts_stay_aborted,
+    aws_error_names,
+    record_retry_waits,
+    run_execution,
+    start_execution,
+    wait_for_end,
+    zero_waits,
+)
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -79,9 +97,17 @@ class Harness:
     machine_arn: str
     stand_in: SageMakerStandIn
     lambdas: LocalLambdas
+    retry_waits: list[float]
 
-    def run(self) -> Execution:
-        return run_execution(self.sfn, self.machine_arn, {"matrix": "2023"})
+    def run(self, machine_arn: str | None = None) -> Execution:
+        return run_execution(self.sfn, machine_arn or self.machine_arn, {"matrix": "2023"})
+
+    def machine(self, name: str, definition: dict[str, Any]) -> str:
+        """Another state machine in this account (a variant of the definition)."""
+        arn = self.sfn.create_state_machine(
+            name=name, definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
+        )["stateMachineArn"]
+        return str(arn)
 
     def keys(self, prefix: str) -> list[str]:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
@@ -103,6 +129,9 @@ def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulato
     set_loadtest_env(monkeypatch, region=REGION, bucket=BUCKET, runtime_url=emulator.base_url)
     stand_in = SageMakerStandIn()
     stand_in.install(monkeypatch)
+    aws_error_names(monkeypatch)
+    aborts_stay_aborted(monkeypatch)
+    retry_waits = record_retry_waits(monkeypatch)
     lambdas = LocalLambdas({LOADTEST: load_handler("loadtest").handler, AGGREGATE: load_handler("aggregate").handler})
     lambdas.install(monkeypatch)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -118,9 +147,8 @@ def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulato
         machine_arn = sfn.create_state_machine(
             name="benchmark", definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
         )["stateMachineArn"]
-        yield Harness(
-            sfn, s3, boto3.client("sagemaker", region_name=REGION), sqs, queue_url, machine_arn, stand_in, lambdas
-        )
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        yield Harness(sfn, s3, sagemaker, sqs, queue_url, machine_arn, stand_in, lambdas, retry_waits)
 
 
 def outcomes(execution: Execution) -> dict[str, str]:
@@ -190,9 +218,40 @@ def test_create_failure_tears_down_what_was_created(harness: Harness, method: st
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
     record = failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")
-    # moto names aws-sdk errors "sagemaker.sagemakerException" (AWS: "SageMaker.<Exception>"); the cause is the API's
-    assert record["error"]["Error"] and f"injected: {method} failed" in record["error"]["Cause"]
+    assert record["error"]["Error"] == SAGEMAKER_UNMODELED  # a ValidationException, as Step Functions names it
+    assert f"injected: {method} failed" in record["error"]["Cause"]
     assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == []
+    # Only CreateEndpoint retries a validation error (bounded, doubling); a persistent one still fails.
+    assert harness.retry_waits == ([5, 10, 20] if method == "create_endpoint" else [])
+
+
+def test_create_endpoint_transient_validation_error_is_retried(harness: Harness) -> None:
+    """CreateEndpoint right after CreateEndpointConfig may not find the config yet (SageMaker API reference:
+    retry); one such failure costs one retry and nothing else."""
+    harness.stand_in.fail["create_endpoint"] = "13b-fp16-p4d-24xlarge"
+    harness.stand_in.fail_times["create_endpoint"] = 1
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed=None)
+    assert harness.retry_waits == [5]
+    assert harness.stand_in.fail_times["create_endpoint"] == 0  # the injected failure really happened
+    assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == LEVELS
+
+
+@pytest.mark.parametrize("bound", [None, 2])
+def test_parallel_endpoints_never_exceed_the_map_bound(
+    harness: Harness, definition: dict[str, Any], bound: int | None
+) -> None:
+    """Parallelism is bounded by the Map's MaxConcurrency (no reserved Lambda concurrency): the deployed
+    bound, and a bound of 2 to show that iterations do overlap up to it and not beyond."""
+    copy = json.loads(json.dumps(definition))
+    if bound is not None:
+        copy["States"]["ForEachConfiguration"]["MaxConcurrency"] = bound
+    limit = copy["States"]["ForEachConfiguration"]["MaxConcurrency"]
+    assert 1 <= limit < len(CONFIGURATIONS)
+    execution = harness.run(harness.machine(f"bounded-{bound}", copy))
+    assert_clean_end(harness, execution, failed=None)
+    assert harness.stand_in.peak_endpoints == limit
+    assert 1 <= harness.lambdas.peak_in_flight <= limit
 
 
 def test_endpoint_never_in_service_hits_the_deadline(harness: Harness, definition: dict[str, Any]) -> None:
@@ -214,6 +273,24 @@ def test_endpoint_never_in_service_hits_the_deadline(harness: Harness, definitio
     assert harness.stand_in.describe_calls == (max_polls + 1) + (max_teardown_polls + 1) + 2 * 2
 
 
+def test_describe_failure_in_the_poll_loop_is_caught_and_torn_down(harness: Harness) -> None:
+    harness.stand_in.fail["describe_endpoint"] = "7b-gptq-g5-2xlarge"
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="7b-gptq-g5-2xlarge")
+    record = failure_record(harness, run_id, "7b-gptq-g5-2xlarge")
+    assert "injected: describe_endpoint failed" in record["error"]["Cause"]
+    assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == []
+    assert harness.retry_waits == [5, 10, 20]  # retried as a throttled call would be, then caught
+
+
+def test_describe_throttled_once_in_the_poll_loop_is_retried(harness: Harness) -> None:
+    harness.stand_in.fail["describe_endpoint"] = "7b-gptq-g5-2xlarge"
+    harness.stand_in.fail_times["describe_endpoint"] = 1
+    execution = harness.run()
+    assert_clean_end(harness, execution, failed=None)
+    assert harness.retry_waits == [5] and harness.stand_in.fail_times["describe_endpoint"] == 0
+
+
 def test_endpoint_failed_is_recorded_and_torn_down(harness: Harness) -> None:
     harness.stand_in.endpoint_status["7b-gptq-g5-2xlarge"] = "Failed"
     execution = harness.run()
@@ -221,17 +298,37 @@ def test_endpoint_failed_is_recorded_and_torn_down(harness: Harness) -> None:
     assert failure_record(harness, run_id, "7b-gptq-g5-2xlarge")["error"]["Error"] == "EndpointFailed"
 
 
-def test_load_test_crash_on_level_two_keeps_level_one(harness: Harness) -> None:
-    def crash(arn: str, event: dict[str, Any]) -> BaseException | None:
-        if arn == LOADTEST and event["configuration"]["id"] == "13b-fp16-p4d-24xlarge" and event["concurrency"] == 5:
-            return MemoryError("injected: Runtime exited with error: signal: killed")
-        return None
+def crash_on(configuration: str, concurrency: int, error: BaseException) -> Any:
+    """A ``LocalLambdas.crash`` hook: the load test of that level fails with ``error``."""
 
-    harness.lambdas.crash = crash
+    def crash(arn: str, event: dict[str, Any]) -> BaseException | None:
+        hit = arn == LOADTEST and event["configuration"]["id"] == configuration
+        return error if hit and event["concurrency"] == concurrency else None
+
+    return crash
+
+
+def test_load_test_crash_on_level_two_keeps_level_one(harness: Harness) -> None:
+    killed = MemoryError("injected: Runtime exited with error: signal: killed")
+    harness.lambdas.crash = crash_on("13b-fp16-p4d-24xlarge", 5, killed)
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
     assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == [1]  # written before the crash, intact
     assert failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")["error"]["Error"] == "MemoryError"
+
+
+class LevelFailedError(RuntimeError):
+    """What the load-test Lambda raises when every request of a level failed (issue 9)."""
+
+
+def test_level_whose_requests_all_failed_fails_the_configuration(harness: Harness) -> None:
+    failed = LevelFailedError("all 12 requests failed: 12 x http_503")
+    harness.lambdas.crash = crash_on("7b-gptq-g5-2xlarge", 1, failed)
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="7b-gptq-g5-2xlarge")
+    record = failure_record(harness, run_id, "7b-gptq-g5-2xlarge")
+    assert record["error"]["Error"] == "LevelFailedError" and "all 12 requests failed" in record["error"]["Cause"]
+    assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == []
 
 
 def test_results_write_failure_keeps_earlier_levels(harness: Harness) -> None:
@@ -249,11 +346,176 @@ def test_failure_record_write_failing_still_tears_down(harness: Harness) -> None
     assert execution.status == "SUCCEEDED"
     assert outcomes(execution)["7b-gptq-g5-2xlarge"] == "failed"
     assert harness.leftovers() == {"endpoints": [], "configs": [], "models": []}
-    assert harness.keys(f"runs/{execution.output['run_id']}/failures/") == []
-    assert harness.notification()["report"]["configurations_failed"] == []  # the record never landed
+    run_id = execution.output["run_id"]
+    assert harness.keys(f"runs/{run_id}/failures/") == []  # the record never landed ...
+    assert harness.notification()["report"]["configurations_failed"] == ["7b-gptq-g5-2xlarge"]  # ... still failed
+    report = harness.s3.get_object(Bucket=BUCKET, Key=f"runs/{run_id}/report/report.md")["Body"].read().decode()
+    assert "7b-gptq-g5-2xlarge failed" in report
 
 
 def test_unknown_matrix_fails_without_creating_anything(harness: Harness) -> None:
     execution = run_execution(harness.sfn, harness.machine_arn, {"matrix": "nope"})
     assert execution.status == "FAILED" and execution.error == "UnknownMatrix"
     assert harness.leftovers() == {"endpoints": [], "configs": [], "models": []}
+
+
+# --- executions that end without their own teardown: the EventBridge rule and the janitor -----------------
+
+BYSTANDERS = ("llmbench-otherrun-7b-gptq-g5-2xlarge", "production-endpoint")
+
+
+def status_change_event(sfn: Any, execution_arn: str) -> dict[str, Any]:
+    """The event Step Functions sends to EventBridge when an execution's status changes, in the shape of the
+    Step Functions developer guide's examples ("EventBridge (CloudWatch Events) for Step Functions execution
+    status changes"), filled in from DescribeExecution."""
+    described = sfn.describe_execution(executionArn=execution_arn)
+
+    def millis(value: Any) -> int | None:
+        return int(value.timestamp() * 1000) if value else None
+
+    return {
+        "version": "0",
+        "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": ACCOUNT,
+        "time": "2026-12-02T16:00:00Z",
+        "region": REGION,
+        "resources": [execution_arn],
+        "detail": {
+            "executionArn": execution_arn,
+            "stateMachineArn": described["stateMachineArn"],
+            "name": described["name"],
+            "status": described["status"],
+            "startDate": millis(described.get("startDate")),
+            "stopDate": millis(described.get("stopDate")),
+            "input": described.get("input"),
+            "output": None,
+            "inputDetails": {"included": True},
+            "outputDetails": None,
+        },
+    }
+
+
+def rule_pattern(built: Built, machine_arn: str) -> dict[str, Any]:
+    """The synthesized teardown rule's event pattern, with the state machine reference resolved."""
+    stack = built.stack
+    machine = str(stack.get_logical_id(stack.state_machine.state_machine.node.default_child))  # type: ignore[arg-type]
+    rules = built.template.find_resources("AWS::Events::Rule")
+    (pattern,) = [r["Properties"]["EventPattern"] for r in rules.values() if "EventPattern" in r["Properties"]]
+    return render(pattern, {machine: machine_arn})  # type: ignore[no-any-return]
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's pattern matching as moto's EventBridge implements it for rules (its TestEventPattern
+    API is a stub)."""
+    return bool(EventPattern.load(json.dumps(pattern)).matches_event(cast(Any, event)))
+
+
+def create_bystanders(h: Harness) -> None:
+    """Another execution's tagged benchmark endpoint and an untagged endpoint: the teardown must keep both."""
+    other = [
+        {"Key": "llama-benchmark", "Value": "true"},
+        {"Key": "llama-benchmark-execution", "Value": "0" * 64},
+    ]
+    for name, tags in zip(BYSTANDERS, (other, []), strict=True):
+        h.sagemaker.create_model(
+            ModelName=name,
+            ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/sm",
+            PrimaryContainer={"Image": "i"},
+            Tags=tags,
+        )
+        variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge"}
+        h.sagemaker.create_endpoint_config(
+            EndpointConfigName=name, ProductionVariants=[dict(variant, InitialInstanceCount=1)], Tags=tags
+        )
+        h.sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
+
+
+def hold_load_test(h: Harness, configuration: str) -> tuple[threading.Event, threading.Event]:
+    """The configuration's first load test blocks until released: the run is mid-level, endpoint InService."""
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(arn: str, event: dict[str, Any]) -> BaseException | None:
+        if arn == LOADTEST and event["configuration"]["id"] == configuration:
+            reached.set()
+            release.wait(30)
+        return None
+
+    h.lambdas.crash = hold
+    return reached, release
+
+
+def end_mid_run(h: Harness, definition: dict[str, Any], status: str) -> str:
+    """Start an execution and make it end ``status`` mid-run; its ARN.
+
+    ABORTED: stopped while it polls an endpoint that is still Creating (a real 1 s poll wait in this copy;
+    moto fails a Map iteration stopped inside a Lambda task, which Step Functions does not).
+    TIMED_OUT: the execution's timeout (2 s in this copy) passes during a load test, endpoint InService.
+    FAILED: a defect, the poll loop's DescribeEndpoint without its Catch, meets a failing DescribeEndpoint."""
+    copy = json.loads(json.dumps(definition))
+    states = copy["States"]["ForEachConfiguration"]["ItemProcessor"]["States"]
+    release = threading.Event()
+    if status == "ABORTED":
+        states["WaitForEndpoint"]["Seconds"] = 1
+        h.stand_in.endpoint_status["7b-gptq-g5-2xlarge"] = "Creating"
+    elif status == "TIMED_OUT":
+        copy["TimeoutSeconds"] = 2
+        release = hold_load_test(h, "7b-gptq-g5-2xlarge")[1]
+    else:
+        del states["DescribeEndpoint"]["Catch"]
+        h.stand_in.fail["describe_endpoint"] = "13b-fp16-p4d-24xlarge"
+    machine = h.machine(f"ends-{status.lower().replace('_', '-')}", copy)
+    arn = start_execution(h.sfn, machine, {"matrix": "2023"})
+    if status == "ABORTED":
+        deadline = time.monotonic() + 30
+        while h.stand_in.describe_calls < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        h.sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped mid-run")
+    try:
+        ended = wait_for_end(h.sfn, arn, timeout_s=60)
+        assert ended.status == status, (ended.error, ended.cause)
+    finally:
+        release.set()
+    time.sleep(0.3)  # a held load test returns now; the ended execution must not go on
+    return arn
+
+
+@pytest.mark.parametrize("status", ["ABORTED", "TIMED_OUT", "FAILED"])
+def test_execution_ended_mid_run_is_torn_down_from_its_status_change(
+    harness: Harness, definition: dict[str, Any], built: Built, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    create_bystanders(harness)
+    arn = end_mid_run(harness, definition, status)
+    left = harness.leftovers()
+    own = {k: sorted(set(v) - set(BYSTANDERS)) for k, v in left.items()}
+    assert len(own["endpoints"]) == 1 and own["endpoints"] == own["configs"] == own["models"]  # no teardown ran
+
+    event = status_change_event(harness.sfn, arn)
+    assert event["detail"]["status"] == status
+    assert matches(rule_pattern(built, event["detail"]["stateMachineArn"]), event)
+    janitor = load_handler("janitor")
+    if status == "ABORTED":  # SageMaker cannot delete a Creating endpoint: left, with its config and model
+        with pytest.raises(TeardownIncompleteError, match="pending"):
+            janitor.handler(event, None)
+        assert harness.leftovers() == left
+        (name,) = own["endpoints"]
+        harness.stand_in.set_status(sagemaker_backends[ACCOUNT][REGION], name, "InService")
+    report = janitor.handler(event, None)  # Lambda's retry of the event, for ABORTED
+
+    assert report["deleted_endpoints"] == own["endpoints"] and report["pending"] == []
+    assert harness.leftovers() == {k: sorted(BYSTANDERS) for k in left}
+
+
+def test_teardown_rule_matches_only_this_machines_bad_endings(harness: Harness, built: Built) -> None:
+    event = status_change_event(harness.sfn, harness.run().arn)
+    pattern = rule_pattern(built, harness.machine_arn)
+    assert event["detail"]["status"] == "SUCCEEDED" and not matches(pattern, event)
+    for status in ("ABORTED", "TIMED_OUT", "FAILED"):
+        assert matches(pattern, {**event, "detail": {**event["detail"], "status": status}})
+    for status in ("RUNNING", "PENDING_REDRIVE"):
+        assert not matches(pattern, {**event, "detail": {**event["detail"], "status": status}})
+    other = {**event["detail"], "status": "FAILED", "stateMachineArn": harness.machine_arn + "-other"}
+    assert not matches(pattern, {**event, "detail": other})
+    assert not matches(pattern, {**event, "source": "aws.sagemaker", "detail": {**event["detail"], "status": "FAILED"}})

@@ -1,4 +1,7 @@
-"""Scheduled janitor: parse nothing, sweep, return what was deleted (logic in benchmark.janitor)."""
+"""Janitor: tear down an execution that ended without its own teardown, or sweep by TTL on the schedule.
+
+The logic is in benchmark.janitor. An incomplete teardown raises, so that Lambda retries the event.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,21 @@ from typing import Any
 
 import boto3
 
-from benchmark.janitor import sweep
+from benchmark.janitor import ended_execution, require_complete, sweep, teardown_execution
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    report = sweep(
-        boto3.client("sagemaker"),
-        now=datetime.now(UTC),
-        default_ttl_hours=float(os.environ.get("DEFAULT_TTL_HOURS", "6")),
-        name_prefix=os.environ.get("NAME_PREFIX", ""),
-    )
+    client = boto3.client("sagemaker")
+    prefix = os.environ.get("NAME_PREFIX", "")
+    ended = ended_execution(event)
+    if ended is None:
+        report = sweep(
+            client,
+            now=datetime.now(UTC),
+            default_ttl_hours=float(os.environ.get("DEFAULT_TTL_HOURS", "6")),
+            name_prefix=prefix,
+        )
+    else:
+        report = teardown_execution(client, execution_arn=ended.execution_arn, name_prefix=prefix)
+        require_complete(report, execution_arn=ended.execution_arn)
     return asdict(report)
