@@ -205,6 +205,14 @@ class JanitorSchedule(Construct):
                 conditions={"StringEquals": {f"aws:ResourceTag/{tag_key}": "true"}},
             )
         )
+        # Tearing down an ended execution reads which config and models a still-busy endpoint holds.
+        props.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig"],
+                resources=arns[:2],
+                conditions={"StringEquals": {f"aws:ResourceTag/{tag_key}": "true"}},
+            )
+        )
         self.rule = events.Rule(
             self, "Rule", schedule=events.Schedule.rate(props.rate), targets=[targets.LambdaFunction(props.function)]
         )

@@ -140,12 +140,23 @@ def _janitor(b: Benchmark, op: str) -> Iterator[Call]:
     role = b.role("JanitorRole")
     tagged = {"aws:ResourceTag/llama-benchmark": "true"}
     kinds = {"DeleteEndpoint": "endpoint", "DeleteEndpointConfig": "endpoint-config", "DeleteModel": "model"}
+    described = {"DescribeEndpoint": "endpoint", "DescribeEndpointConfig": "endpoint-config"}
     if op.startswith("List"):
         if op == "ListTags":
             resources = {"endpoint": {"EndpointName": RUN_NAME}}
             yield Call("janitor: read TTL tags", role, "sagemaker:ListTags", resources)
         else:
             yield Call("janitor: find benchmark resources", role, f"sagemaker:{op}")
+    elif op in described:
+        kind = described[op]
+        name_var = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName"}[kind]
+        yield Call(
+            f"janitor: what a busy {kind} of an ended execution holds",
+            role,
+            f"sagemaker:{op}",
+            {kind: {name_var: RUN_NAME}},
+            resource_context={kind: tagged},
+        )
     elif op in kinds:
         kind = kinds[op]
         name_var = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName", "model": "ModelName"}[kind]
@@ -182,6 +193,8 @@ HANDLER_CALLS: dict[str, tuple[HandlerCalls, set[tuple[str, str]]]] = {
                 "ListEndpointConfigs",
                 "ListModels",
                 "ListTags",
+                "DescribeEndpoint",
+                "DescribeEndpointConfig",
                 "DeleteEndpoint",
                 "DeleteEndpointConfig",
                 "DeleteModel",
@@ -383,6 +396,10 @@ def cli_calls(account: Account, role: Role, spec: dict[str, Any]) -> Iterator[Ca
                     continue
                 if words[1:3] == ["s3", "sync"]:
                     yield from upload_calls(account, role, prefix)
+                elif words[1:4] == ["s3", "cp", "-"]:
+                    # The staging record beside the weights, streamed from stdin: one small PutObject.
+                    record = _s3_object(bucket, prefix.rstrip("/") + ".staging.json")
+                    yield Call("staging: record the staged commit", role, "s3:PutObject", record)
                 elif words[1:3] == ["s3", "ls"]:
                     listing = {"bucket": {"BucketName": bucket}}
                     yield Call("staging: aws s3 ls", role, "s3:ListBucket", listing, {"s3:prefix": prefix})
