@@ -411,8 +411,9 @@ class EmulatorApp:
                 answer = [answer]  # the TGI container's /invocations answers with a list
         else:
             answer = render.openai_response(truth.request_id, truth.input_tokens, truth.tokens, parsed.max_new_tokens)
-        body = _MALFORMED_BODY if fault is FaultKind.MALFORMED else render.dumps(answer)
-        gen.done("malformed" if fault is FaultKind.MALFORMED else "ok")
+        broken = fault in (FaultKind.MALFORMED, FaultKind.TRUNCATE)
+        body = _MALFORMED_BODY if broken else render.dumps(answer)
+        gen.done(fault.value if broken and fault is not None else "ok")
         return await wire.body(body, "application/json", headers)
 
     async def _run_stream(
@@ -439,6 +440,9 @@ class EmulatorApp:
                     event = render.tgi_token_event(index, tokens, parsed.max_new_tokens, truth.input_tokens)
                     await wire.send_malformed(event, _MALFORMED_EVENT)
                     return await wire.finish()
+                elif fault is FaultKind.TRUNCATE:
+                    gen.done("truncate")
+                    return await wire.finish()
             last = index == tokens - 1
             if parsed.protocol == "tgi":
                 data = render.tgi_token_event(index, tokens, parsed.max_new_tokens, truth.input_tokens)
@@ -447,7 +451,8 @@ class EmulatorApp:
                 if last:
                     if parsed.include_usage:
                         data += render.openai_usage_chunk(truth.request_id, truth.input_tokens, tokens)
-                    data += render.sse(b"[DONE]")
+                    if self.engine.config.openai_done:
+                        data += render.sse(b"[DONE]")
             if last:
                 gen.done("ok")
             await wire.send(data)
