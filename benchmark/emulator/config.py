@@ -92,6 +92,10 @@ class EmulatorConfig:
     # OpenAI streams end with ``data: [DONE]`` (OpenAI, vLLM, SGLang, TGI); False ends them after the
     # ``finish_reason`` chunk, as ``transformers serve`` does.
     openai_done: bool = True
+    # Like ``--api-key`` of TGI and vLLM: requests without ``Authorization: Bearer <key>`` get 401.
+    api_key: str | None = None
+    # Like vLLM's served model name: an OpenAI request naming another model gets 404. None accepts any name.
+    model_name: str | None = None
 
     def __post_init__(self) -> None:
         issues = self.latency.issues()

@@ -356,10 +356,26 @@ class EmulatorApp:
 
     # --- one request ---------------------------------------------------------------------------------
 
+    def _refusal(self, request: web.Request, protocol: str, body: bytes) -> web.StreamResponse | None:
+        """401 without the configured API key; 404 for an OpenAI request naming another model (as vLLM)."""
+        config = self.engine.config
+        if config.api_key is not None and request.headers.get("Authorization") != f"Bearer {config.api_key}":
+            return web.Response(status=401, body=render.openai_error("Unauthorized", "unauthorized"))
+        if protocol == "openai" and config.model_name is not None:
+            with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                model = json.loads(body).get("model")
+                if model != config.model_name:
+                    message = f"The model `{model}` does not exist."
+                    return web.Response(status=404, body=render.openai_error(message, "NotFoundError"))
+        return None
+
     async def _serve(self, request: web.Request, wire: Wire, protocol: str, stream: bool | None) -> web.StreamResponse:
         error_body = render.openai_error if protocol == "openai" else render.tgi_error
+        body = await request.read()
+        if not isinstance(wire, SageMakerWire) and (refusal := self._refusal(request, protocol, body)) is not None:
+            return refusal
         try:
-            parsed = _parse(await request.read(), protocol, stream)
+            parsed = _parse(body, protocol, stream)
         except BadRequest as exc:
             return await wire.error(422, error_body(str(exc), "validation"))
         try:

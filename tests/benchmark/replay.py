@@ -81,11 +81,11 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
             length = int(value)
     if length:
         await reader.readexactly(length)
-    return head.split(b"\r\n", 1)[0]
+    return head
 
 
 class ReplayServer:
-    """Serve ``exchange`` to every request on a background thread; ``requests`` lists the request lines."""
+    """Serve ``exchange`` to every request on a background thread; ``requests`` keeps each request's head."""
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -101,9 +101,9 @@ class ReplayServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = (await _read_request(reader)).decode()
-            self.requests.append(line)
-            streaming = "/invocations-response-stream" in line
+            head = (await _read_request(reader)).decode("latin-1")
+            self.requests.append(head)
+            streaming = "/invocations-response-stream" in head.split("\r\n", 1)[0]
             writer.write(sagemaker_stream_response(self.exchange) if streaming else http_response(self.exchange))
             await writer.drain()
         finally:
