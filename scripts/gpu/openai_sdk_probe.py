@@ -55,7 +55,7 @@ async def level(url: str, model: str, concurrency: int, duration: float, max_tok
         while time.perf_counter() - t0 < duration:
             try:
                 result = await one(client, model, prompts[n % len(prompts)], max_tokens)
-            except Exception:  # noqa: BLE001 - counted, the level goes on
+            except Exception:  # counted; the level goes on
                 errors += 1
                 continue
             n += concurrency

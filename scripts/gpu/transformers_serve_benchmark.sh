@@ -11,7 +11,7 @@ if [ -n "${WHEELS:-}" ]; then
 else
   export PYTHONPATH=$PWD
 fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_UPDATE_CHECK=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import transformers, torch; print('transformers', transformers.__version__, 'torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
 mkdir -p /tmp/m && python3 scripts/gpu/make_random_llama.py /tmp/m/tgi
