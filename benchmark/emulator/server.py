@@ -2,7 +2,8 @@
 
 Routes:
 
-- TGI: ``POST /generate``, ``POST /generate_stream``, ``GET /health``, ``GET /info``
+- TGI: ``POST /`` (stream flag in the body), ``POST /generate``, ``POST /generate_stream``, ``GET /health``,
+  ``GET /info``
 - OpenAI-compatible: ``POST /v1/chat/completions`` (``stream`` true or false)
 - SageMaker runtime: ``POST /endpoints/{name}/invocations`` and ``.../invocations-response-stream``; the
   body is what the Hugging Face TGI container receives on ``/invocations`` (its ``stream`` flag chooses SSE
@@ -288,6 +289,7 @@ class EmulatorApp:
         self.app[_ENGINE_KEY] = self.engine
         self.app.add_routes(
             [
+                web.post("/", self._tgi_compat),
                 web.post("/generate", self._tgi_generate),
                 web.post("/generate_stream", self._tgi_generate_stream),
                 web.post("/v1/chat/completions", self._openai_chat),
@@ -307,6 +309,10 @@ class EmulatorApp:
 
     async def _tgi_generate(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, Wire(request), "tgi", stream=False)
+
+    async def _tgi_compat(self, request: web.Request) -> web.StreamResponse:
+        """TGI's ``POST /`` (``compat_generate``): the body's ``stream`` flag chooses SSE or JSON."""
+        return await self._serve(request, Wire(request), "tgi", stream=None)
 
     async def _tgi_generate_stream(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, Wire(request), "tgi", stream=True)
