@@ -26,16 +26,22 @@ done
 curl -sN -D "$OUT/chat_stream.headers" -o "$OUT/chat_stream.body" http://127.0.0.1:8000/v1/chat/completions \
   -H 'Content-Type: application/json' \
   -d '{"model":"tgi","messages":[{"role":"user","content":"w5 w6 w7"}],"max_tokens":8,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}'
-python3 -m benchmark run --target openai --url http://127.0.0.1:8000 --model-name tgi \
-  --instance ml.p4d.24xlarge --label h200-transformers-serve --concurrency "$LEVELS" --duration "$DURATION" \
-  --max-new-tokens "$TOKENS" --warmup 2 --results "$OUT/results.jsonl" 2>&1 | tee "$OUT/benchmark.log"
-python3 scripts/gpu/openai_sdk_probe.py http://127.0.0.1:8000 tgi "$LEVELS" "$DURATION" "$TOKENS" | tee "$OUT/openai_sdk.jsonl"
+# Warm the server up (first batches are slower), then alternate the two clients twice so that neither
+# always runs on a colder or warmer server.
+python3 scripts/gpu/openai_sdk_probe.py http://127.0.0.1:8000 tgi 32 15 "$TOKENS" > "$OUT/warmup.jsonl"
+for round in 1 2; do
+  python3 -m benchmark run --target openai --url http://127.0.0.1:8000 --model-name tgi \
+    --instance ml.p4d.24xlarge --label "h200-transformers-serve-r$round" --concurrency "$LEVELS" \
+    --duration "$DURATION" --max-new-tokens "$TOKENS" --warmup 2 --results "$OUT/results.jsonl" 2>&1 | tee -a "$OUT/benchmark.log"
+  python3 scripts/gpu/openai_sdk_probe.py http://127.0.0.1:8000 tgi "$LEVELS" "$DURATION" "$TOKENS" \
+    | sed "s/^{/{\"round\": $round, /" | tee -a "$OUT/openai_sdk.jsonl"
+done
 python3 - "$OUT/results.jsonl" <<'PY' | tee "$OUT/ours.jsonl"
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line); m = r["metrics"]
-    print(json.dumps({"client": "benchmark (openai-chat-stream)", "concurrency": m["concurrency"],
-        "requests_ok": m.get("requests_ok", m.get("ok")), "errors": m.get("errors_by_kind"),
+    print(json.dumps({"round": r["configuration"]["label"][-1], "client": "benchmark (openai-chat-stream)",
+        "concurrency": m["concurrency"], "requests_ok": m["requests_ok"], "errors": m["errors_by_kind"],
         "ttft_ms_median": m["ttft_ms"]["median"], "ms_per_token_median": m["ms_per_token"]["median"],
         "tokens_per_s": m["tokens_per_s"]}))
 PY
