@@ -3,7 +3,7 @@
 # Run from a folder holding benchmark/, catalog/, settings/ and scripts/gpu/; wheels for the serving extras
 # (openai, fastapi, uvicorn, pydantic, ...) in $WHEELS when the machine lacks them. Writes to $OUT.
 set -euo pipefail
-OUT=${OUT:-/tmp/out}; LEVELS=${LEVELS:-1,8,32}; DURATION=${DURATION:-30}; TOKENS=${TOKENS:-50}
+OUT=${OUT:-/tmp/out}; LEVELS=${LEVELS:-1,8,32}; DURATION=${DURATION:-30}; TOKENS=${TOKENS:-50}; ROUNDS=${ROUNDS:-2}
 mkdir -p "$OUT"
 if [ -n "${WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
@@ -26,10 +26,10 @@ done
 curl -sN -D "$OUT/chat_stream.headers" -o "$OUT/chat_stream.body" http://127.0.0.1:8000/v1/chat/completions \
   -H 'Content-Type: application/json' \
   -d '{"model":"tgi","messages":[{"role":"user","content":"w5 w6 w7"}],"max_tokens":8,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}'
-# Warm the server up (first batches are slower), then alternate the two clients twice so that neither
+# Warm the server up (first batches are slower), then alternate the two clients ROUNDS times so that neither
 # always runs on a colder or warmer server.
 python3 scripts/gpu/openai_sdk_probe.py http://127.0.0.1:8000 tgi 32 15 "$TOKENS" > "$OUT/warmup.jsonl"
-for round in 1 2; do
+for round in $(seq 1 "$ROUNDS"); do
   python3 -m benchmark run --target openai --url http://127.0.0.1:8000 --model-name tgi \
     --instance ml.p4d.24xlarge --label "h200-transformers-serve-r$round" --concurrency "$LEVELS" \
     --duration "$DURATION" --max-new-tokens "$TOKENS" --warmup 2 --results "$OUT/results.jsonl" 2>&1 | tee -a "$OUT/benchmark.log"
