@@ -133,6 +133,25 @@ def test_replayed_exchange(case: Case, kind: str) -> None:
             assert record.start <= record.token_times[0] <= record.token_times[-1] <= record.end
 
 
+@pytest.mark.parametrize(
+    ("cut", "detail"),
+    [
+        pytest.param(
+            lambda body: body[: body.rindex(b"data: ")], "without its final event after 12", id="before-finish"
+        ),
+        pytest.param(lambda body: body[: len(body) - 40], "inside an event", id="inside-finish-event"),
+    ],
+)
+def test_real_stream_cut_short_is_dropped(tmp_path: Path, cut: Any, detail: str) -> None:
+    """The captured stream, ended cleanly (a proper last chunk) before or inside its finish_reason event."""
+    exchange = Exchange.load(SERVE, "chat_stream")
+    (tmp_path / "cut.headers").write_bytes(exchange.head)
+    (tmp_path / "cut.body").write_bytes(cut(exchange.body))
+    record, _ = replay(Case(tmp_path, "cut", ("openai-chat-stream",)), "openai-chat-stream")
+    assert record.error is ErrorKind.DROPPED_STREAM
+    assert detail in record.error_detail
+
+
 def test_request_ids_come_from_the_recorded_headers() -> None:
     record, _ = replay(CASES[0], "openai-chat-stream")
     assert record.request_id == "9f3ba698-8f13-4bd5-baf8-96383f0723af"
