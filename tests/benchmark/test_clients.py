@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -161,27 +160,6 @@ def test_unknown_sagemaker_endpoint_is_a_4xx(fresh: EmulatorServer) -> None:
     record = send(make("sagemaker", fresh.base_url, endpoint="missing"), GenerationParams())
     assert record.error is ErrorKind.HTTP_4XX
     assert "not found" in record.error_detail
-
-
-def test_boto3_unchanged_client_works(fresh: EmulatorServer) -> None:
-    """Plain boto3, no wrapper: the emulator speaks the real SageMaker runtime wire protocol."""
-    runtime = boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=fresh.base_url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
-    body = b'{"inputs": "hi there", "parameters": {"max_new_tokens": 4, "details": true}, "stream": true}'
-    response = runtime.invoke_endpoint_with_response_stream(EndpointName="llama-ep", Body=body)
-    assert response["ContentType"] == "text/event-stream"
-    assert response["InvokedProductionVariant"] == "AllTraffic"
-    parts = [event["PayloadPart"]["Bytes"] for event in response["Body"]]
-    assert len(parts) == 4 * 3  # four events, each cut in three parts
-    assert b"".join(parts).count(b"\n\n") == 4
-    answer = runtime.invoke_endpoint(EndpointName="llama-ep", Body=body.replace(b"true}", b"false}"))
-    assert answer["ContentType"] == "application/json"
-    assert b'"generated_tokens":4' in answer["Body"].read()
 
 
 def _client_error(code: str, status: int, **extra: Any) -> ClientError:

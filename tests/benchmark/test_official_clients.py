@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import boto3
 import openai
@@ -16,6 +17,9 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import OverloadedError
 
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 TOKENS = 6
 LATENCY = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=TOKENS)
@@ -138,7 +142,7 @@ def test_inference_client_sees_tgi_overload(server: EmulatorServer) -> None:
 # --- boto3 ----------------------------------------------------------------------------------------------
 
 
-def runtime(server: EmulatorServer) -> object:
+def runtime(server: EmulatorServer) -> SageMakerRuntimeClient:
     return boto3.client(
         "sagemaker-runtime",
         endpoint_url=server.base_url,
@@ -151,9 +155,25 @@ def runtime(server: EmulatorServer) -> object:
 BODY = b'{"inputs": "hi there", "parameters": {"max_new_tokens": 20, "details": true}, "stream": true}'
 
 
+def test_boto3_streams_and_answers(server: EmulatorServer) -> None:
+    """Plain boto3, no wrapper: the emulator speaks the real SageMaker runtime wire protocol."""
+    server.configure(EmulatorConfig(latency=LATENCY, payload_split=3))
+    client = runtime(server)
+    body = b'{"inputs": "hi there", "parameters": {"max_new_tokens": 4, "details": true}, "stream": true}'
+    response = client.invoke_endpoint_with_response_stream(EndpointName="llama-ep", Body=body)
+    assert response["ContentType"] == "text/event-stream"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    parts = [event["PayloadPart"]["Bytes"] for event in response["Body"]]
+    assert len(parts) == 4 * 3  # four events, each cut in three parts
+    assert b"".join(parts).count(b"\n\n") == 4
+    answer = client.invoke_endpoint(EndpointName="llama-ep", Body=body.replace(b"true}", b"false}"))
+    assert answer["ContentType"] == "application/json"
+    assert b'"generated_tokens":4' in answer["Body"].read()
+
+
 def test_boto3_stream_error_is_a_model_stream_error(server: EmulatorServer) -> None:
     faulty(server, FaultKind.STREAM_ERROR)
-    response = runtime(server).invoke_endpoint_with_response_stream(EndpointName="ep", Body=BODY)  # type: ignore[attr-defined]
+    response = runtime(server).invoke_endpoint_with_response_stream(EndpointName="ep", Body=BODY)
     with pytest.raises(EventStreamError) as error:
         list(response["Body"])
     assert error.value.response["Error"]["Code"] == "ModelStreamError"
@@ -166,7 +186,7 @@ def test_boto3_stream_error_is_a_model_stream_error(server: EmulatorServer) -> N
 def test_boto3_modelled_errors(server: EmulatorServer, fault: FaultKind, code: str, status: int) -> None:
     faulty(server, fault)
     with pytest.raises(ClientError) as error:
-        runtime(server).invoke_endpoint(EndpointName="ep", Body=BODY.replace(b"true}", b"false}"))  # type: ignore[attr-defined]
+        runtime(server).invoke_endpoint(EndpointName="ep", Body=BODY.replace(b"true}", b"false}"))
     response = error.value.response
     assert response["Error"]["Code"] == code
     assert response["ResponseMetadata"]["HTTPStatusCode"] == status
