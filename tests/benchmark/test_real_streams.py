@@ -64,6 +64,20 @@ CASES = [
         ErrorKind.DROPPED_STREAM,
         detail="Incomplete generation stream",
     ),
+    Case(
+        VARIANTS,
+        "tgi-overloaded-429",
+        ("tgi-http", "tgi-http-stream", "openai-chat-stream"),
+        ErrorKind.THROTTLED,
+        detail="HTTP 429",
+    ),
+    Case(
+        VARIANTS,
+        "vllm-model-not-found-404",
+        ("openai-chat", "openai-chat-stream"),
+        ErrorKind.HTTP_4XX,
+        detail="does not exist",
+    ),
     Case(VARIANTS, "tgi-messages-stream", ("openai-chat-stream",), tokens=4, input_tokens=7, events=3),
     Case(
         VARIANTS,
