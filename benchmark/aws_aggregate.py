@@ -19,6 +19,7 @@ from benchmark.collect import collect_results
 from benchmark.recommend import recommend
 from benchmark.report import write_report
 from benchmark.results import LevelResult
+from benchmark.sizing.regression import run_over_run
 from catalog.errors import ConfigError, Issue
 
 # headline metric -> (CloudWatch metric name, unit)
@@ -150,7 +151,18 @@ def aggregate_run(
             key = f"{report_prefix(results_prefix, run_id)}{path.name}"
             s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=f"{content_type}; charset=utf-8")
             keys[path.suffix.lstrip(".")] = f"s3://{bucket}/{key}"
-    data = metric_data(results)
+    # Against the previous run of each configuration (benchmark/sizing/regression.py): change metrics + trend.
+    trend_key = f"{report_prefix(results_prefix, run_id)}trend.md"
+    compared = run_over_run(
+        results,
+        run_id=run_id,
+        bucket=bucket,
+        results_prefix=results_prefix,
+        s3=s3,
+        slo=event.get("slo"),
+        trend_key=trend_key,
+    )
+    data = metric_data(results) + compared.metric_data
     for batch in _batches(data, _PUT_BATCH):
         cloudwatch.put_metric_data(Namespace=namespace, MetricData=list(batch))
     outcomes = [str(c.get("outcome")) for c in event.get("configurations") or []]
@@ -163,4 +175,5 @@ def aggregate_run(
         "report": {"markdown": keys["md"], "html": keys["html"]},
         "metrics_published": len(data),
         "recommendations": recommendations(results),
+        "regression": compared.summary,
     }

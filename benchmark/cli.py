@@ -23,6 +23,7 @@ from benchmark.recommend import rules_with
 from benchmark.report import write_report
 from benchmark.results import LevelResult, open_store
 from benchmark.runner import ClientOpener, MatrixPlan, Progress, run_matrix
+from benchmark.sizing import cli as sizing_cli
 from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError, Issue
 
@@ -287,6 +288,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Other tools' results (the 2023 raw CSV included) into our results file, priced at import."""
+    from benchmark.external import import_file  # noqa: PLC0415
+
+    overrides = parse_price_overrides(args.price_override or [])
+    imported = [
+        result
+        for path in args.files
+        for result in import_file(path, default_region=args.region, price_overrides=overrides)
+    ]
+    store = open_store(args.results)
+    present = {(r.level_key, r.source) for r in store.load()}
+    new = [r for r in imported if (r.level_key, r.source) not in present]
+    for result in new:
+        store.append(result)
+    print(f"{len(new)} level(s) imported, {len(imported) - len(new)} already there; results in {store.location}")
+    if args.report_dir:
+        files = write_report(store.load(), args.report_dir)
+        print(f"report: {files.markdown} {files.html}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     run_args = build_parser().parse_args(
@@ -377,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", default="Llama 2 on SageMaker benchmark")
     report.set_defaults(func=cmd_report)
 
+    imports = sub.add_parser("import", help="other tools' results (CSV/JSONL, the 2023 raw CSV) -> our results file")
+    imports.add_argument("files", nargs="+", help="CSV or JSONL files in the import schema, or the 2023 sagemaker.csv")
+    imports.add_argument("--results", default="results/imported.jsonl", help="JSONL path or s3://bucket/prefix")
+    imports.add_argument("--region", help="region of rows that name none (default us-east-1; us-west-2 for 2023)")
+    imports.add_argument("--price-override", action="append", metavar="INSTANCE=USD", help="wins over every price")
+    imports.add_argument("--report-dir", help="also render the report of the whole results file here")
+    imports.set_defaults(func=cmd_import)
+
     demo = sub.add_parser("demo", help="a small matrix against the local emulator, then the report")
     demo.add_argument("--out", default="reports/demo")
     demo.add_argument("--concurrency", default="1,5,20")
@@ -388,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("plan", help="dry run: deployments, endpoint-hours, dollars of a matrix")
     )
     dry_run.set_defaults(func=cmd_plan)
+
+    sizing_cli.add_parser(sub)  # size sweep | size plan (benchmark/sizing/cli.py)
 
     emulator = sub.add_parser("emulator", help="serve the TGI/OpenAI/SageMaker emulator on a port")
     emulator.add_argument("--host", default="127.0.0.1")

@@ -14,7 +14,13 @@ from benchmark.external import Corrections, import_file, is_level_result_jsonl
 from benchmark.results import JsonlResultsStore, LevelResult, ResultsFileError, open_store
 
 
-def load_location(location: str, *, s3_client: Any = None, corrections: Corrections | None = None) -> list[LevelResult]:
+def load_location(
+    location: str,
+    *,
+    s3_client: Any = None,
+    corrections: Corrections | None = None,
+    price_overrides: Mapping[str, float] | None = None,
+) -> list[LevelResult]:
     if location.startswith("s3://"):
         return open_store(location, s3_client=s3_client).load()
     path = Path(location)
@@ -22,7 +28,7 @@ def load_location(location: str, *, s3_client: Any = None, corrections: Correcti
         raise ResultsFileError(location, 0, "path", location, "must be an existing results file or s3://bucket/prefix")
     if is_level_result_jsonl(path):
         return JsonlResultsStore(path).load()
-    return import_file(path, corrections=corrections)
+    return import_file(path, corrections=corrections, price_overrides=price_overrides)  # priced at import
 
 
 def collect_results(
@@ -35,7 +41,9 @@ def collect_results(
     """All results of all locations, repriced with the overrides, in a stable order."""
     results: list[LevelResult] = []
     for location in locations:
-        results.extend(load_location(location, s3_client=s3_client, corrections=corrections))
+        results.extend(
+            load_location(location, s3_client=s3_client, corrections=corrections, price_overrides=price_overrides)
+        )
     if price_overrides:
         results = [result.repriced(price_overrides) for result in results]
     return sorted(results, key=lambda r: (r.configuration.key, r.concurrency, r.source))

@@ -8,7 +8,7 @@ because prices change and a cost figure without them cannot be checked.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,30 @@ def price_for(instance_type: str, region: str, overrides: Mapping[str, float] | 
         if get_instance(key, field="price_override").name == name:
             return get_price(name, region, override_usd_per_hour=usd)
     return get_price(name, region)
+
+
+def import_price(
+    instance_type: str,
+    region: str,
+    overrides: Mapping[str, float] | None,
+    fail: Callable[[str, object, str], Exception],
+    *,
+    file_usd_per_hour: float | None = None,
+    file_source: str = "",
+) -> Price:
+    """Price of an imported row: the user's override, else the file's own price, else the catalog's.
+
+    ``fail(field, value, allowed)`` builds the error, so it can name the file and line being imported.
+    """
+    name = get_instance(instance_type).name
+    overridden = any(get_instance(key, field="price_override").name == name for key in overrides or {})
+    if file_usd_per_hour is not None and not overridden:
+        return Price(name, region, file_usd_per_hour, "from file", file_source)
+    try:
+        return price_for(name, region, overrides)
+    except ConfigError as err:
+        issue = err.issues[0]
+        raise fail(issue.field, issue.value, f"{issue.allowed}: --price-override {name}=USD_PER_HOUR") from None
 
 
 def parse_price_overrides(items: list[str]) -> dict[str, float]:

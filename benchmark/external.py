@@ -9,6 +9,10 @@ optional: region, tgi_version, label, usd_per_hour, ms_per_token_p90, ttft_ms_me
 Every value is checked; the first bad one raises :class:`~benchmark.results.ResultsFileError` naming the
 file, the line and the field. Known faults in a source can be mapped explicitly with ``corrections``
 (instance name -> (replacement, reason)); each use leaves a visible note on the row, never a silent fix.
+
+The 2023 benchmark's raw CSV (``results/sagemaker.csv``) is recognised by its header and imported by
+:mod:`benchmark.hf2023` with its own definitions. Prices: ``--price-override`` first, then the file's
+``usd_per_hour``, then the catalog.
 """
 
 from __future__ import annotations
@@ -21,30 +25,27 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmark import hf2023
 from benchmark.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
-from benchmark.cost import estimate, price_for
+from benchmark.cost import estimate, import_price
 from benchmark.headroom import headroom
 from benchmark.metrics import LevelMetrics
 from benchmark.percentiles import Distribution
 from benchmark.results import LevelResult, ResultsFileError, tool_version, utc_now
-from catalog import DEFAULT_REGION, Price
+from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError
 
 REQUIRED = ("model", "quantization", "instance", "concurrency", "ms_per_token_median", "tokens_per_s")
-OPTIONAL = (
-    "region",
-    "tgi_version",
-    "label",
-    "usd_per_hour",
-    "ms_per_token_p90",
-    "ttft_ms_median",
-    "e2e_ms_median",
-    "error_rate",
-    "requests",
-    "max_new_tokens",
-    "source",
-)
 Corrections = Mapping[str, tuple[str, str]]  # instance as written -> (instance to use, why)
+# The schema says what each figure is, not how the source tool measured it: the report must say so.
+DEFINITIONS: Mapping[str, str] = {
+    "all figures": "as the source tool reported them; how it measured them was not recorded with the file",
+}
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -131,15 +132,28 @@ def import_file(
     path: str | Path,
     *,
     corrections: Corrections | None = None,
-    default_region: str = DEFAULT_REGION,
+    default_region: str | None = None,
     source: str | None = None,
+    price_overrides: Mapping[str, float] | None = None,
 ) -> list[LevelResult]:
-    """Every row of an external results file as a LevelResult, priced from the catalog or its usd_per_hour."""
+    """Every row of an external results file as a LevelResult (the 2023 raw CSV is recognised and converted).
+
+    ``default_region`` applies to rows that name none (default: us-east-1; us-west-2 for the 2023 file).
+    """
     path = Path(path)
     if not path.is_file():
         raise ResultsFileError(str(path), 0, "path", str(path), "must be an existing file")
+    if path.suffix.lower() == ".csv" and hf2023.is_hf2023(_csv_header(path)):
+        return hf2023.import_2023(
+            path, region=default_region, price_overrides=price_overrides, source=source or hf2023.SOURCE
+        )
     return import_rows(
-        _rows(path), str(path), corrections=corrections, default_region=default_region, source=source or path.name
+        _rows(path),
+        str(path),
+        corrections=corrections,
+        default_region=default_region or DEFAULT_REGION,
+        source=source or path.name,
+        price_overrides=price_overrides,
     )
 
 
@@ -150,12 +164,24 @@ def import_rows(
     corrections: Corrections | None = None,
     default_region: str = DEFAULT_REGION,
     source: str,
+    price_overrides: Mapping[str, float] | None = None,
+    definitions: Mapping[str, str] = DEFINITIONS,
 ) -> list[LevelResult]:
     """(line number, row) pairs already read from ``location``, in the import schema."""
-    return [_import_row(_Row(data, location, line), corrections or {}, default_region, source) for line, data in rows]
+    return [
+        _import_row(_Row(data, location, line), corrections or {}, default_region, source, price_overrides, definitions)
+        for line, data in rows
+    ]
 
 
-def _import_row(row: _Row, corrections: Corrections, default_region: str, source: str) -> LevelResult:
+def _import_row(  # noqa: PLR0917  (one row plus the import's settings)
+    row: _Row,
+    corrections: Corrections,
+    default_region: str,
+    source: str,
+    price_overrides: Mapping[str, float] | None,
+    definitions: Mapping[str, str],
+) -> LevelResult:
     notes: list[str] = []
     instance = row.text("instance")
     if instance in corrections:
@@ -186,14 +212,14 @@ def _import_row(row: _Row, corrections: Corrections, default_region: str, source
     usd = row.number("usd_per_hour")
     if usd is not None and usd <= 0:
         raise row.fail("usd_per_hour", row.data.get("usd_per_hour"), "must be a positive number of USD per hour")
-    try:
-        if usd is not None:
-            price = Price(configuration.instance_type, configuration.region, usd, "from file", source)
-        else:
-            price = price_for(configuration.instance_type, configuration.region)
-    except ConfigError as err:
-        issue = err.issues[0]
-        raise row.fail(issue.field, issue.value, issue.allowed) from None
+    price = import_price(
+        configuration.instance_type,
+        configuration.region,
+        price_overrides,
+        row.fail,
+        file_usd_per_hour=usd,
+        file_source=source,
+    )
 
     def point(name: str) -> Distribution:
         value = row.number(name)
@@ -232,6 +258,7 @@ def _import_row(row: _Row, corrections: Corrections, default_region: str, source
         tool_version=tool_version(),
         source=row.text("source", source),
         notes=tuple(notes),
+        definitions=definitions,
     )
 
 

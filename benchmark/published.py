@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmark import hf2023
 from benchmark.external import import_rows
 from benchmark.results import LevelResult, ResultsFileError
 
@@ -34,6 +35,11 @@ _COLUMNS = {
     "concurrent_requests": "concurrency",
     "latency_ms_per_token_median": "ms_per_token_median",
     "throughput_tokens_per_s": "tokens_per_s",
+}
+# The printed figures come from the raw 2023 results, so they mean what those mean.
+DEFINITIONS = {
+    **{name: text for name, text in hf2023.DEFINITIONS.items() if name in {"tokens/s", "ms/token", "load"}},
+    "cost": "recomputed here from the printed tokens/s and the catalog's us-west-2 price; printed errors flagged",
 }
 
 
@@ -86,7 +92,7 @@ def load_published(path: str | Path) -> list[PublishedRow]:
         )
         for line, row in raw
     ]
-    results = import_rows(mapped, location, corrections=CORRECTIONS, source=SOURCE)
+    results = import_rows(mapped, location, corrections=CORRECTIONS, source=SOURCE, definitions=DEFINITIONS)
     published = []
     for (line, row), result in zip(raw, results, strict=True):
         flags = list(result.notes)

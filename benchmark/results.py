@@ -72,6 +72,9 @@ class LevelResult:
     source: str = MEASURED  # "measured", or the tool/file an imported row came from
     utilization: Mapping[str, float] | None = None  # CloudWatch GPU/GPU memory/CPU/memory %, added later
     notes: tuple[str, ...] = field(default=())
+    # What an imported row's figures mean where they differ from our method (metric -> definition); empty
+    # for measured rows, whose definitions are the report's Method section.
+    definitions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def concurrency(self) -> int:
@@ -101,6 +104,7 @@ class LevelResult:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "notes": list(self.notes),
+            "definitions": dict(self.definitions),
         }
 
     def to_json_line(self) -> str:
@@ -125,6 +129,7 @@ class LevelResult:
             source=str(data.get("source", MEASURED)),
             utilization=None if utilization is None else {str(k): float(v) for k, v in utilization.items()},
             notes=tuple(str(n) for n in data.get("notes", ())),
+            definitions={str(k): str(v) for k, v in (data.get("definitions") or {}).items()},
         )
 
     def with_utilization(self, utilization: Mapping[str, float]) -> LevelResult:

@@ -8,6 +8,9 @@ from types import MappingProxyType
 from catalog.errors import unknown
 
 GB = 1e9  # decimal gigabytes: GPU vendors and AWS quote memory and bandwidth this way
+# One rule for Hub ids and commits, used by the settings and by the staging job's shell checks (POSIX ERE).
+HUB_REPO_ID_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+HUB_COMMIT_PATTERN = r"^[0-9a-f]{40}$"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class ModelSpec:
     vocab_size: int
     context_length: int
     hub_ids: MappingProxyType[str, str]  # quantization -> Hub repository the weights are staged from
+    # quantization -> the Hub commit staged by default and expected beside the weights; None: none pinned yet.
+    hub_revisions: MappingProxyType[str, str | None]
 
     @property
     def head_dim(self) -> int:
@@ -53,6 +58,17 @@ def _hub(**ids: str) -> MappingProxyType[str, str]:
     return MappingProxyType(dict(ids))
 
 
+def _commits(**commits: str | None) -> MappingProxyType[str, str | None]:
+    return MappingProxyType(dict(commits))
+
+
+# Hub commits: each was found as the snapshot directory of that repository in several public code repositories
+# (a snapshot directory is named after the commit it holds). This machine cannot reach the Hub, so they are not
+# re-checked here: a commit that does not exist makes ``hf download --revision`` fail before anything is written.
+# No commit of TheBloke/Llama-2-70B-chat-GPTQ could be found offline: pass HF_REVISION when staging it, and set
+# hf_revision to the commit the staging job records.
+
+
 MODELS: MappingProxyType[str, ModelSpec] = MappingProxyType(
     {
         "7b": ModelSpec(
@@ -66,6 +82,9 @@ MODELS: MappingProxyType[str, ModelSpec] = MappingProxyType(
             vocab_size=32000,
             context_length=4096,
             hub_ids=_hub(fp16="meta-llama/Llama-2-7b-chat-hf", gptq="TheBloke/Llama-2-7B-Chat-GPTQ"),
+            hub_revisions=_commits(
+                fp16="f5db02db724555f92da89c216ac04704f23d4590", gptq="831af5b22d7f2eed9c37ca851675a2887cfeb399"
+            ),
         ),
         "13b": ModelSpec(
             size="13b",
@@ -78,6 +97,9 @@ MODELS: MappingProxyType[str, ModelSpec] = MappingProxyType(
             vocab_size=32000,
             context_length=4096,
             hub_ids=_hub(fp16="meta-llama/Llama-2-13b-chat-hf", gptq="TheBloke/Llama-2-13B-chat-GPTQ"),
+            hub_revisions=_commits(
+                fp16="a2cb7a712bb6e5e736ca7f8cd98167f81a0b5bd8", gptq="ea078917a7e91c896787c73dba935f032ae658e9"
+            ),
         ),
         "70b": ModelSpec(
             size="70b",
@@ -90,13 +112,14 @@ MODELS: MappingProxyType[str, ModelSpec] = MappingProxyType(
             vocab_size=32000,
             context_length=4096,
             hub_ids=_hub(fp16="meta-llama/Llama-2-70b-chat-hf", gptq="TheBloke/Llama-2-70B-chat-GPTQ"),
+            hub_revisions=_commits(fp16="e9149a12809580e8602995856f8098ce973d1080", gptq=None),
         ),
     }
 )
 
 QUANTIZATIONS: MappingProxyType[str, Quantization] = MappingProxyType(
     {
-        "fp16": Quantization("fp16", "None", 16.0, None, "0.9.3"),
+        "fp16": Quantization("fp16", "fp16", 16.0, None, "0.9.3"),  # the 2023 tables printed "None"
         # 4-bit weights plus an fp16 scale and a 4-bit zero per group of 128: 4 + 20/128 bits.
         "gptq": Quantization("gptq", "GPTQ", 4.0 + 20 / 128, "gptq", "0.9.3"),
     }

@@ -61,3 +61,85 @@ def get_price(instance_type: str, region: str = DEFAULT_REGION, *, override_usd_
             ]
         )
     return price
+
+
+# --- what the stacks cost besides instance hours (all-in monthly cost) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ServicePrice:
+    """One AWS unit price other than instance hours: ``usd`` per ``unit``, read on ``as_of`` from ``source``."""
+
+    name: str
+    region: str
+    usd: float
+    unit: str
+    as_of: str
+    source: str
+
+
+HOURS_PER_MONTH = 730.0  # AWS's pricing pages and calculator bill a month as 730 hours
+
+_PRIVATELINK = "https://aws.amazon.com/privatelink/pricing/ (interface endpoints, us-east-1)"
+_KMS = "https://aws.amazon.com/kms/pricing/ (key storage; rotation adds $1/month per rotated version)"
+_CLOUDWATCH = "https://aws.amazon.com/cloudwatch/pricing/ (paid tier, us-east-1)"
+_S3 = "https://aws.amazon.com/s3/pricing/ (S3 Standard, first 50 TB, us-east-1)"
+_SFN = "https://aws.amazon.com/step-functions/pricing/ (standard workflows, us-east-1)"
+_LAMBDA = "https://aws.amazon.com/lambda/pricing/ (x86, us-east-1)"
+_SECRETS = "https://aws.amazon.com/secrets-manager/pricing/"
+
+_SERVICE_PRICES: tuple[ServicePrice, ...] = (
+    ServicePrice("vpc_interface_endpoint_hour", "us-east-1", 0.01, "endpoint per AZ per hour", "2026-12", _PRIVATELINK),
+    ServicePrice("vpc_interface_endpoint_gb", "us-east-1", 0.01, "GB processed (first 1 PB)", "2026-12", _PRIVATELINK),
+    ServicePrice("kms_key_month", "us-east-1", 1.0, "customer-managed key per month", "2026-12", _KMS),
+    ServicePrice("kms_rotation_month", "us-east-1", 1.0, "rotated key version per month (first two)", "2026-12", _KMS),
+    ServicePrice(
+        "cloudwatch_alarm_metric_month",
+        "us-east-1",
+        0.10,
+        "standard-resolution alarm metric per month",
+        "2026-12",
+        _CLOUDWATCH,
+    ),
+    ServicePrice(
+        "cloudwatch_high_res_alarm_month", "us-east-1", 0.30, "high-resolution alarm per month", "2026-12", _CLOUDWATCH
+    ),
+    ServicePrice("cloudwatch_dashboard_month", "us-east-1", 3.0, "dashboard per month", "2026-12", _CLOUDWATCH),
+    ServicePrice(
+        "cloudwatch_custom_metric_month",
+        "us-east-1",
+        0.30,
+        "custom metric per month (first 10,000)",
+        "2026-12",
+        _CLOUDWATCH,
+    ),
+    ServicePrice(
+        "cloudwatch_logs_ingest_gb", "us-east-1", 0.50, "GB of logs ingested (standard class)", "2026-12", _CLOUDWATCH
+    ),
+    ServicePrice(
+        "cloudwatch_logs_storage_gb_month", "us-east-1", 0.03, "GB-month of logs stored", "2026-12", _CLOUDWATCH
+    ),
+    ServicePrice("s3_standard_gb_month", "us-east-1", 0.023, "GB-month stored", "2026-12", _S3),
+    ServicePrice("stepfunctions_transition", "us-east-1", 0.000025, "state transition (standard)", "2026-12", _SFN),
+    ServicePrice("lambda_gb_second", "us-east-1", 0.0000166667, "GB-second", "2026-12", _LAMBDA),
+    ServicePrice("lambda_request", "us-east-1", 0.0000002, "request", "2026-12", _LAMBDA),
+    ServicePrice("secretsmanager_secret_month", "us-east-1", 0.40, "secret per month", "2026-12", _SECRETS),
+)
+
+SERVICE_PRICES: MappingProxyType[tuple[str, str], ServicePrice] = MappingProxyType(
+    {(p.name, p.region): p for p in _SERVICE_PRICES}
+)
+
+
+def get_service_price(name: str, region: str = DEFAULT_REGION) -> ServicePrice:
+    """A dated unit price; a region without one is refused with the regions the catalog has."""
+    price = SERVICE_PRICES.get((name, region))
+    if price is None:
+        known = sorted({r for (n, r) in SERVICE_PRICES if n == name})
+        if not known:
+            names = sorted({n for (n, _) in SERVICE_PRICES})
+            raise ConfigError([Issue("service_price", name, f"must be one of {', '.join(names)}")])
+        raise ConfigError(
+            [Issue("region", region, f"no catalog price for {name} there (catalog has {', '.join(known)})")]
+        )
+    return price

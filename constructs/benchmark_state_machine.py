@@ -286,7 +286,9 @@ class BenchmarkStateMachine(Construct):
             service="sagemaker",
             action=action,
             iam_action=f"sagemaker:{action[0].upper()}{action[1:]}",
-            iam_resources=[self.arn_patterns[kind]],
+            # The Service Authorization Reference authorises CreateEndpoint on the endpoint and its endpoint config.
+            iam_resources=[self.arn_patterns[kind]]
+            + ([self.arn_patterns["endpoint-config"]] if action == "createEndpoint" else []),
             parameters=parameters,
             result_path=result_path,
             **kw,

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -19,6 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from catalog.tgi_images import get_image
 from constructs import Construct
 from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
+from constructs.execution_role import VpcAccess, acknowledge_scoped_wildcards
 from constructs.kms_bucket import kms_bucket
 
 _LOG_PREFIX = "benchmark-results/"
@@ -56,6 +58,7 @@ class ResultsBucket(Construct):
 @dataclass(frozen=True, kw_only=True)
 class ModelRoleProps:
     key: kms.IKey
+    vpc: ec2.IVpc  # benchmark models attach to it; their network interfaces are held to it
     weights_bucket_arn: str  # a plain ARN or an import, so that its nag finding id is predictable
     weights_prefix: str = "models/"  # every model's weights live under it
     tgi_versions: tuple[str, ...] = ()
@@ -118,22 +121,10 @@ class ModelRole(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": ["AWS/SageMaker", "/aws/sagemaker/*"]}},
             )
         )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],
-            )
-        )
+        vpc_access = VpcAccess(stack, props.vpc)  # the same statements as every endpoint's execution role
+        for statement in vpc_access.statements:
+            self.role.add_to_principal_policy(statement)
+        acknowledge_scoped_wildcards(self.role, vpc_access.wildcard_reasons)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,8 +194,6 @@ class JanitorSchedule(Construct):
                     "sagemaker:ListEndpointConfigs",
                     "sagemaker:ListModels",
                     "sagemaker:ListTags",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:DescribeEndpointConfig",
                 ],
                 resources=["*"],
             )

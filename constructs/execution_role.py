@@ -35,6 +35,48 @@ VPC_DESCRIBE_ACTIONS = (
 )
 
 
+class VpcAccess:
+    """What SageMaker needs to attach a model to a VPC, for every role a model runs as (one builder, one truth).
+
+    The ENI actions are held to the VPC by ``ec2:Vpc`` on every resource they authorise (the network interface,
+    its subnet and its security group), the pattern AWS documents for SageMaker VPC access; the ``Describe*``
+    calls have no resource-level permissions in the Service Authorization Reference, so they stay on ``*``.
+    """
+
+    def __init__(self, stack: cdk.Stack, vpc: ec2.IVpc) -> None:
+        eni, security_group, subnet = (
+            stack.format_arn(service="ec2", resource=kind, resource_name="*")
+            for kind in ("network-interface", "security-group", "subnet")
+        )
+        in_vpc = {"ArnEquals": {"ec2:Vpc": vpc.vpc_arn}}
+        self.statements = [
+            iam.PolicyStatement(
+                sid="CreateEniInVpc",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[eni, security_group, subnet],
+                conditions=in_vpc,
+            ),
+            iam.PolicyStatement(
+                sid="ManageEniInVpc", actions=list(ENI_MUTATE_ACTIONS), resources=[eni], conditions=in_vpc
+            ),
+            iam.PolicyStatement(sid="DescribeVpc", actions=list(VPC_DESCRIBE_ACTIONS), resources=["*"]),
+        ]
+        self.wildcard_reasons = {
+            eni: "SageMaker creates and deletes the endpoint's ENIs at run time, so their ids are unknown in advance; "
+            "the ec2:Vpc condition keeps them in this VPC",
+            security_group: "CreateNetworkInterface authorises the security group as a resource; the model's "
+            "VpcConfig fixes which one and the ec2:Vpc condition keeps it in this VPC",
+            subnet: "CreateNetworkInterface authorises the subnet as a resource; the model's VpcConfig fixes which "
+            "ones and the ec2:Vpc condition keeps them in this VPC",
+        }
+
+
+def acknowledge_scoped_wildcards(scope: Construct, reasons: dict[str, str]) -> None:
+    """cdk-nag names each wildcard resource by its resolved form, which for a resource of another stack is only
+    known once CDK has turned the reference into an import: acknowledge from validation, after that step."""
+    scope.node.add_validation(_AcknowledgeResolved(scope, reasons))
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExecutionRoleProps:
     endpoint_name: str
@@ -62,12 +104,8 @@ class ExecutionRole(Construct):
             resource_name=f"{ENDPOINT_LOG_GROUP_PREFIX}{props.endpoint_name}*",
             arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
         )
-        eni_resources = [
-            stack.format_arn(service="ec2", resource=kind, resource_name="*")
-            for kind in ("network-interface", "security-group", "subnet")
-        ]
-        in_vpc = {"ArnEquals": {"ec2:Vpc": props.vpc.vpc_arn}}
         weights_objects = props.weights_bucket.arn_for_objects(f"{prefix}*")
+        vpc_access = VpcAccess(stack, props.vpc)
         statements = [
             iam.PolicyStatement(sid="ReadWeights", actions=["s3:GetObject"], resources=[weights_objects]),
             iam.PolicyStatement(
@@ -76,9 +114,7 @@ class ExecutionRole(Construct):
                 resources=[props.weights_bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
             ),
-            iam.PolicyStatement(
-                sid="DecryptWeights", actions=["kms:Decrypt", "kms:DescribeKey"], resources=[props.key.key_arn]
-            ),
+            iam.PolicyStatement(sid="DecryptWeights", actions=["kms:Decrypt"], resources=[props.key.key_arn]),
             iam.PolicyStatement(
                 sid="PullImage", actions=list(ECR_PULL_ACTIONS), resources=[props.image_repository_arn]
             ),
@@ -94,16 +130,7 @@ class ExecutionRole(Construct):
                 resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": list(METRIC_NAMESPACES)}},
             ),
-            iam.PolicyStatement(
-                sid="CreateEniInVpc", actions=["ec2:CreateNetworkInterface"], resources=eni_resources, conditions=in_vpc
-            ),
-            iam.PolicyStatement(
-                sid="ManageEniInVpc",
-                actions=list(ENI_MUTATE_ACTIONS),
-                resources=[eni_resources[0]],
-                conditions=in_vpc,
-            ),
-            iam.PolicyStatement(sid="DescribeVpc", actions=list(VPC_DESCRIBE_ACTIONS), resources=["*"]),
+            *vpc_access.statements,
         ]
         # A customer-managed policy (not inline, per NIST AC-6), attached through the role's ManagedPolicyArns so
         # that the role resource, which the model depends on, only exists once its permissions do.
@@ -125,12 +152,7 @@ class ExecutionRole(Construct):
             "are only known once the weights are staged",
             log_group_arn: "SageMaker names the endpoint's log streams per instance at run time, inside the "
             "endpoint's own log group",
-            eni_resources[0]: "SageMaker creates and deletes the endpoint's ENIs at run time, so their ids are "
-            "unknown in advance; the ec2:Vpc condition keeps them in this VPC",
-            eni_resources[1]: "CreateNetworkInterface authorises the security group as a resource; the model's "
-            "VpcConfig fixes which one and the ec2:Vpc condition keeps it in this VPC",
-            eni_resources[2]: "CreateNetworkInterface authorises the subnet as a resource; the model's VpcConfig "
-            "fixes which ones and the ec2:Vpc condition keeps them in this VPC",
+            **vpc_access.wildcard_reasons,
         }
         ack = cdk.Validations.of(self)
         ack.acknowledge(
@@ -141,9 +163,7 @@ class ExecutionRole(Construct):
                 "SageMaker namespaces by condition",
             )
         )
-        # cdk-nag names each wildcard resource by its resolved form, which for a resource of another stack is only
-        # known once CDK has turned the reference into an import: acknowledge from validation, after that step.
-        self.node.add_validation(_AcknowledgeResolved(self, scoped_wildcards))
+        acknowledge_scoped_wildcards(self, scoped_wildcards)
 
 
 @jsii.implements(IValidation)

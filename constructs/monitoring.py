@@ -56,6 +56,57 @@ class EndpointMonitoringProps:
     key: kms.IKey  # encrypts the topic; its key policy must let cloudwatch.amazonaws.com use it
 
 
+@dataclass(frozen=True)
+class _Metrics:
+    """The endpoint's metrics, built with one set of dimensions so no widget or alarm can name another variant."""
+
+    dims: dict[str, str]
+    gpus: int
+
+    def get(
+        self,
+        name: str,
+        statistic: str,
+        *,
+        namespace: str = INVOCATION_NAMESPACE,
+        period: cdk.Duration = PERIOD,
+        label: str | None = None,
+    ) -> cw.Metric:
+        return cw.Metric(
+            namespace=namespace,
+            metric_name=name,
+            dimensions_map=self.dims,
+            statistic=statistic,
+            period=period,
+            label=label,
+        )
+
+    def utilisation(self, name: str) -> cw.Metric:
+        return self.get(name, "Average", namespace=INSTANCE_NAMESPACE, label=name)
+
+    def error_rate(self) -> cw.MathExpression:
+        return cw.MathExpression(
+            expression="IF(invocations > 0, 100 * FILL(errors, 0) / invocations, 0)",
+            using_metrics={
+                "invocations": self.get("Invocations", "Sum"),
+                "errors": self.get("Invocation5XXErrors", "Sum"),
+            },
+            period=PERIOD,
+            label="5xx errors (% of invocations)",
+        )
+
+    def latency_p90(self) -> cw.Metric:
+        return self.get("ModelLatency", "p90", label="ModelLatency p90 (us)")
+
+    def gpu_memory(self) -> cw.MathExpression:
+        return cw.MathExpression(
+            expression=f"gpumem / {self.gpus}",
+            using_metrics={"gpumem": self.get("GPUMemoryUtilization", "Maximum", namespace=INSTANCE_NAMESPACE)},
+            period=PERIOD,
+            label=f"GPU memory (% per GPU, {self.gpus} GPUs)",
+        )
+
+
 class EndpointMonitoring(Construct):
     """Exposes ``.alarms`` (by purpose), ``.alarm_names``, ``.topic`` and ``.dashboard``."""
 
@@ -63,97 +114,82 @@ class EndpointMonitoring(Construct):
         super().__init__(scope, construct_id)
         deployment = props.deployment
         endpoint_name = str(deployment.endpoint_name)
-        gpus = deployment.instance.gpu_count
-        dims = {"EndpointName": endpoint_name, "VariantName": props.variant_name}
+        metrics = _Metrics(
+            dims={"EndpointName": endpoint_name, "VariantName": props.variant_name},
+            gpus=deployment.instance.gpu_count,
+        )
         self.alarm_names = alarm_names(endpoint_name)
+        self.topic = self._topic(endpoint_name, props.key)
+        self._add_alarms(deployment, metrics, cw_actions.SnsAction(self.topic))
+        self.dashboard = self._dashboard(endpoint_name, deployment, metrics)
 
-        def metric(
-            name: str,
-            statistic: str,
-            *,
-            namespace: str = INVOCATION_NAMESPACE,
-            period: cdk.Duration = PERIOD,
-            label: str | None = None,
-        ) -> cw.Metric:
-            return cw.Metric(
-                namespace=namespace,
-                metric_name=name,
-                dimensions_map=dims,
-                statistic=statistic,
-                period=period,
-                label=label,
-            )
-
-        invocations = metric("Invocations", "Sum")
-        errors_4xx = metric("Invocation4XXErrors", "Sum")
-        errors_5xx = metric("Invocation5XXErrors", "Sum")
-        error_rate = cw.MathExpression(
-            expression="IF(invocations > 0, 100 * FILL(errors, 0) / invocations, 0)",
-            using_metrics={"invocations": invocations, "errors": errors_5xx},
-            period=PERIOD,
-            label="5xx errors (% of invocations)",
-        )
-        latency_p90 = metric("ModelLatency", "p90", label="ModelLatency p90 (us)")
-        gpu_memory = cw.MathExpression(
-            expression=f"gpumem / {gpus}",
-            using_metrics={"gpumem": metric("GPUMemoryUtilization", "Maximum", namespace=INSTANCE_NAMESPACE)},
-            period=PERIOD,
-            label=f"GPU memory (% per GPU, {gpus} GPUs)",
-        )
-
-        self.topic = sns.Topic(
-            self, "Topic", display_name=f"Alarms of endpoint {endpoint_name}", master_key=props.key, enforce_ssl=True
+    def _topic(self, endpoint_name: str, key: kms.IKey) -> sns.Topic:
+        topic = sns.Topic(
+            self, "Topic", display_name=f"Alarms of endpoint {endpoint_name}", master_key=key, enforce_ssl=True
         )
         # enforce_ssl replaces the default topic policy, so CloudWatch needs its own (account-scoped) allow.
-        self.topic.add_to_resource_policy(
+        topic.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="CloudWatchAlarms",
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
+                resources=[topic.topic_arn],
                 conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
             )
         )
-        action = cw_actions.SnsAction(self.topic)
+        return topic
 
-        def alarm(construct_id: str, name: str, source: cw.IMetric, threshold: float, description: str) -> cw.Alarm:
-            created = cw.Alarm(
-                self,
-                construct_id,
-                alarm_name=name,
-                alarm_description=description,
-                metric=source,
-                threshold=threshold,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=EVALUATION_PERIODS,
-                datapoints_to_alarm=DATAPOINTS_TO_ALARM,
-                # No traffic (or no instance metrics yet) is not a failure, and must not roll an update back.
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )
-            created.add_alarm_action(action)
-            created.add_ok_action(action)
-            return created
+    def _alarm(
+        self,
+        construct_id: str,
+        name: str,
+        source: cw.IMetric,
+        threshold: float,
+        description: str,
+        *,
+        action: cw.IAlarmAction,
+    ) -> cw.Alarm:
+        created = cw.Alarm(
+            self,
+            construct_id,
+            alarm_name=name,
+            alarm_description=description,
+            metric=source,
+            threshold=threshold,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=EVALUATION_PERIODS,
+            datapoints_to_alarm=DATAPOINTS_TO_ALARM,
+            # No traffic (or no instance metrics yet) is not a failure, and must not roll an update back.
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        created.add_alarm_action(action)
+        created.add_ok_action(action)
+        return created
 
-        self.error_rate_alarm = alarm(
+    def _add_alarms(self, deployment: DeploymentConfig, metrics: _Metrics, action: cw.IAlarmAction) -> None:
+        self.error_rate_alarm = self._alarm(
             "ErrorRate",
             self.alarm_names.error_rate,
-            error_rate,
+            metrics.error_rate(),
             deployment.alarm_5xx_rate_pct,
             f"More than {deployment.alarm_5xx_rate_pct}% of invocations returned 5xx; rolls back a blue/green update",
+            action=action,
         )
-        self.model_latency_alarm = alarm(
+        self.model_latency_alarm = self._alarm(
             "ModelLatency",
             self.alarm_names.model_latency,
-            latency_p90,
+            metrics.latency_p90(),
             deployment.alarm_model_latency_p90_ms * MICROSECONDS_PER_MS,
             f"ModelLatency p90 above {deployment.alarm_model_latency_p90_ms} ms; rolls back a blue/green update",
+            action=action,
         )
-        self.gpu_memory_alarm = alarm(
+        self.gpu_memory_alarm = self._alarm(
             "GpuMemory",
             self.alarm_names.gpu_memory,
-            gpu_memory,
+            metrics.gpu_memory(),
             deployment.alarm_gpu_memory_pct,
             f"GPU memory above {deployment.alarm_gpu_memory_pct}% per GPU on the busiest instance",
+            action=action,
         )
         self.alarms: dict[str, cw.Alarm] = {
             "error_rate": self.error_rate_alarm,
@@ -161,22 +197,26 @@ class EndpointMonitoring(Construct):
             "gpu_memory": self.gpu_memory_alarm,
         }
 
-        def utilisation(name: str) -> cw.Metric:
-            return metric(name, "Average", namespace=INSTANCE_NAMESPACE, label=name)
-
-        self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=endpoint_name)
-        self.dashboard.add_widgets(
+    def _dashboard(self, endpoint_name: str, deployment: DeploymentConfig, metrics: _Metrics) -> cw.Dashboard:
+        metric = metrics.get
+        gpus = metrics.gpus
+        dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=endpoint_name)
+        dashboard.add_widgets(
             cw.GraphWidget(
                 title="Invocations and errors",
-                left=[invocations, errors_4xx, errors_5xx],
-                right=[error_rate],
+                left=[
+                    metric("Invocations", "Sum"),
+                    metric("Invocation4XXErrors", "Sum"),
+                    metric("Invocation5XXErrors", "Sum"),
+                ],
+                right=[metrics.error_rate()],
                 width=12,
             ),
             cw.GraphWidget(
                 title="Latency (microseconds)",
                 left=[
                     metric("ModelLatency", "p50", label="ModelLatency p50"),
-                    latency_p90,
+                    metrics.latency_p90(),
                     metric("ModelLatency", "p99", label="ModelLatency p99"),
                     metric("OverheadLatency", "p90", label="OverheadLatency p90"),
                 ],
@@ -207,12 +247,17 @@ class EndpointMonitoring(Construct):
             ),
             cw.GraphWidget(
                 title=f"GPU (% summed over {gpus} GPUs)",
-                left=[utilisation("GPUUtilization"), utilisation("GPUMemoryUtilization")],
+                left=[metrics.utilisation("GPUUtilization"), metrics.utilisation("GPUMemoryUtilization")],
                 width=12,
             ),
             cw.GraphWidget(
                 title="Host",
-                left=[utilisation("CPUUtilization"), utilisation("MemoryUtilization"), utilisation("DiskUtilization")],
+                left=[
+                    metrics.utilisation("CPUUtilization"),
+                    metrics.utilisation("MemoryUtilization"),
+                    metrics.utilisation("DiskUtilization"),
+                ],
                 width=12,
             ),
         )
+        return dashboard

@@ -34,14 +34,24 @@ LAMBDA_SOURCE = PROJECT_ROOT / "lambda"
 BUILD_ROOT = PROJECT_ROOT / "build" / "lambda"
 _EXCLUDED_DIRS = {"__pycache__", "tests", ".mypy_cache", ".pytest_cache"}
 _EXCLUDED_SUFFIXES = {".pyc", ".pyo", ".so", ".pyd"}
-_RUNTIMES = {(3, 11): lambda_.Runtime.PYTHON_3_11, (3, 12): lambda_.Runtime.PYTHON_3_12}
+# Lambda's Python runtimes that are not deprecated; the bundle's pure-Python packages come from this interpreter.
+_RUNTIMES = {
+    (3, 11): lambda_.Runtime.PYTHON_3_11,
+    (3, 12): lambda_.Runtime.PYTHON_3_12,
+    (3, 13): lambda_.Runtime.PYTHON_3_13,
+    (3, 14): lambda_.Runtime.PYTHON_3_14,
+}
 
 
-def local_runtime() -> lambda_.Runtime:
-    """The Lambda runtime matching this interpreter (3.11 or 3.12)."""
-    key = sys.version_info[:2]
+def local_runtime(version: tuple[int, int] | None = None) -> lambda_.Runtime:
+    """The Lambda runtime matching this interpreter, so the bundle runs on the Python it was tested with."""
+    key = version or (sys.version_info.major, sys.version_info.minor)
     if key not in _RUNTIMES:
-        raise RuntimeError(f"no Lambda runtime configured for Python {key[0]}.{key[1]}")
+        supported = ", ".join(f"{major}.{minor}" for major, minor in _RUNTIMES)
+        raise RuntimeError(
+            f"Python {key[0]}.{key[1]} has no Lambda runtime here: synthesize with one of {supported} "
+            "(the bundled functions run on the Lambda runtime of the synthesizing interpreter)"
+        )
     return _RUNTIMES[key]
 
 
@@ -203,8 +213,11 @@ def _acknowledge(fn: PythonFunction) -> None:
     ack.acknowledge(
         cdk.Acknowledgment(
             id="AwsSolutions-IAM5[Resource::*]",
-            reason="ENI management for a function in a VPC and X-Ray PutTraceSegments have no resource-level "
-            "permissions; these are the actions of AWSLambdaVPCAccessExecutionRole, inline",
+            reason="Lambda creates a VPC function's network interfaces with this role and, when the function is "
+            "created or its VPC configuration changes, checks that the role may call the ENI actions without naming "
+            "a resource; a role whose ENI actions are scoped to subnets or a VPC fails that check "
+            "(aws/serverless-application-model#1074), so they stay on * as in AWSLambdaVPCAccessExecutionRole. "
+            "X-Ray PutTraceSegments and PutTelemetryRecords have no resource types",
         )
     )
     cdk.Validations.of(fn.function).acknowledge(

@@ -3,6 +3,12 @@
 Model and endpoint config have no fixed names, so a change creates new ones and CloudFormation updates the
 endpoint in place, which SageMaker performs blue/green. The endpoint name is fixed (from the deployment), so
 alarms, autoscaling and dashboards can name it without a reference cycle.
+
+The variant name is fixed too: blue/green updates require the new config to keep the old variant name, and
+``RetainAllVariantProperties`` carries the instance count of a variant of the same name into the new fleet.
+SageMaker refuses an update that changes the instance type of a variant registered with Application Auto
+Scaling, and CloudFormation would deregister the old target only after the endpoint update (cleanup runs
+last), so an instance-type change takes two deploys; docs/updates.md gives the steps.
 """
 
 from __future__ import annotations
@@ -137,6 +143,9 @@ class TgiEndpoint(Construct):
             "Endpoint",
             endpoint_name=self.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            # An update keeps the variant's current DesiredInstanceCount (what autoscaling scaled it to) instead
+            # of resetting it to InitialInstanceCount: the new fleet starts as large as the one serving now.
+            retain_all_variant_properties=True,
             deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
                 blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
                     traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(

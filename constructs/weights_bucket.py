@@ -82,29 +82,24 @@ class WeightsBucket(Construct):
                 )
             ],
         )
-        # Uploads that ask for another key or for SSE-S3 are refused, so every weight file is under the key.
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="DenyOtherEncryption",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["s3:PutObject"],
-                resources=[self.bucket.arn_for_objects("*")],
-                conditions={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+        # Uploads that ask for SSE-S3 or another key are refused, so every weight file is under the key. Only a
+        # header that is present and wrong is refused (the Null guard): ``aws s3 sync`` sends none, and the parts of
+        # a multipart upload cannot carry them, so those objects take the bucket's default (this key, bucket key on).
+        # A negated or ``...IfExists`` operator alone would match a request without the header and deny every upload.
+        for sid, header, value in (
+            ("DenyOtherEncryption", "s3:x-amz-server-side-encryption", "aws:kms"),
+            ("DenyOtherKeys", "s3:x-amz-server-side-encryption-aws-kms-key-id", props.key.key_arn),
+        ):
+            self.bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    effect=iam.Effect.DENY,
+                    principals=[iam.AnyPrincipal()],
+                    actions=["s3:PutObject"],
+                    resources=[self.bucket.arn_for_objects("*")],
+                    conditions={"StringNotEquals": {header: value}, "Null": {header: "false"}},
+                )
             )
-        )
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="DenyOtherKeys",
-                effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()],
-                actions=["s3:PutObject"],
-                resources=[self.bucket.arn_for_objects("*")],
-                conditions={
-                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": props.key.key_arn}
-                },
-            )
-        )
 
         self._acknowledge()
 

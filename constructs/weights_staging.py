@@ -12,16 +12,21 @@ model. A CodeBuild project does it: ``hf download`` into local disk, then ``aws 
 - The role may read that one secret, list and write under ``models/`` of the weights bucket, use the key,
   and write its own log group. Nothing else.
 - The model and the prefix are per build: ``aws codebuild start-build --environment-variables-override``
-  (see docs/staging-weights.md). The buildspec refuses a prefix outside ``models/``.
+  (see docs/staging-weights.md). The buildspec checks them with the settings' rules before downloading:
+  a Hub id, a prefix under ``models/``, a full commit id (the catalog's for that Hub id unless given).
+- It stages exactly one Hub commit and writes ``<prefix>.staging.json`` beside the weights, naming the Hub id
+  and the commit, for the preflight to compare with the deployment's ``hf_revision``.
 
 ``huggingface_hub`` is pinned to 0.36.2, the last 0.x release: its ``hf`` command is the one 1.x keeps
-(``huggingface-cli`` was removed in 1.0), and the pin keeps the download behaviour stable across builds.
+(``huggingface-cli`` was removed in 1.0). It and every dependency are installed from one wheel each, checked
+against its sha256 (``catalog/data/staging_requirements.txt``), with the Hub token removed from pip's environment.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -32,8 +37,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 
+from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, MODELS
 from constructs import Construct
 from constructs.weights_bucket import WEIGHTS_ROOT
+from settings.staging_record import RECORD_SUFFIX
 
 DEFAULT_TOKEN_SECRET_NAME = "llama2/hf-token"
 HUGGINGFACE_HUB_VERSION = "0.36.2"
@@ -69,8 +76,52 @@ class WeightsStagingProps:
             raise ValueError("timeout_minutes must be 5..2160 (the CodeBuild limits)")
 
 
+STAGING_REQUIREMENTS = Path(__file__).resolve().parent.parent / "catalog" / "data" / "staging_requirements.txt"
+_REQUIREMENTS_FILE = "/tmp/hub-requirements.txt"  # the build container's own scratch space
+_INCLUDE_PATTERN = r"^[A-Za-z0-9_.*?/ -]+$"
+
+
+def pinned_commits() -> dict[str, str]:
+    """Hub id -> the catalog's commit: what the job stages when no HF_REVISION is given."""
+    return {
+        model.hub_ids[quant]: commit
+        for model in MODELS.values()
+        for quant, commit in model.hub_revisions.items()
+        if commit is not None
+    }
+
+
+def _requirement_lines() -> list[str]:
+    lines = [line for line in STAGING_REQUIREMENTS.read_text().splitlines() if line and not line.startswith("#")]
+    if not all(re.fullmatch(r"[A-Za-z0-9_.-]+==[A-Za-z0-9_.+-]+ --hash=sha256:[0-9a-f]{64}", x) for x in lines):
+        raise ValueError(f"{STAGING_REQUIREMENTS.name}: every line must be name==version --hash=sha256:<64 hex>")
+    return lines
+
+
+def _validate_inputs() -> list[str]:
+    """Shell checks of the per-build inputs, with the settings' own rules; run before anything is downloaded."""
+    defaults = " ".join(f'["{repo}"]="{commit}"' for repo, commit in sorted(pinned_commits().items()))
+    return [
+        f"pattern='{HUB_REPO_ID_PATTERN}'; [[ \"$HF_MODEL_ID\" =~ $pattern ]] "
+        '|| { echo "HF_MODEL_ID must be a Hub repository id (owner/name), got: $HF_MODEL_ID"; exit 1; }',
+        f'[[ "$WEIGHTS_PREFIX" =~ ^{WEIGHTS_ROOT}[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$ ]] '
+        f'|| {{ echo "WEIGHTS_PREFIX must look like {WEIGHTS_ROOT}<name>/"; exit 1; }}',
+        f"declare -A pinned=({defaults}); "
+        'if [ -z "$HF_REVISION" ]; then HF_REVISION="${pinned[$HF_MODEL_ID]:-}"; fi; '
+        '[ -n "$HF_REVISION" ] || { echo "no commit pinned for $HF_MODEL_ID in the catalog: '
+        'pass HF_REVISION=<40-hex commit>"; exit 1; }',
+        f"pattern='{HUB_COMMIT_PATTERN}'; [[ \"$HF_REVISION\" =~ $pattern ]] "
+        '|| { echo "HF_REVISION must be a full commit id (40 hex digits), got: $HF_REVISION"; exit 1; }',
+        f"pattern='{_INCLUDE_PATTERN}'; [[ \"$HF_INCLUDE\" =~ $pattern ]] "
+        '|| { echo "HF_INCLUDE must be space-separated file patterns, got: $HF_INCLUDE"; exit 1; }',
+        'echo "staging $HF_MODEL_ID@$HF_REVISION to s3://$WEIGHTS_BUCKET/$WEIGHTS_PREFIX"',
+    ]
+
+
 def buildspec(*, token_secret_name: str) -> dict[str, Any]:
-    """The build: validate the inputs, download the repository snapshot, check it, sync it to the prefix."""
+    """The build: validate the inputs, download one Hub commit, check it, sync it, record the commit beside it."""
+    requirements = " ".join(f"'{line}'" for line in _requirement_lines())
+    record = '{"hf_model_id": "%s", "revision": "%s", "include": "%s", "build_id": "%s"}'  # all validated above
     return {
         "version": "0.2",
         "env": {
@@ -78,7 +129,7 @@ def buildspec(*, token_secret_name: str) -> dict[str, Any]:
             "variables": {
                 "HF_MODEL_ID": "",
                 "WEIGHTS_PREFIX": "",
-                "HF_REVISION": "main",
+                "HF_REVISION": "",  # empty: the catalog's commit for HF_MODEL_ID
                 "HF_INCLUDE": DEFAULT_INCLUDE,
                 "HF_HUB_DISABLE_TELEMETRY": "1",
             },
@@ -89,27 +140,27 @@ def buildspec(*, token_secret_name: str) -> dict[str, Any]:
             "install": {
                 "runtime-versions": {"python": "3.12"},
                 "commands": [
-                    f"pip install --quiet --disable-pip-version-check huggingface_hub=={HUGGINGFACE_HUB_VERSION}"
+                    f"printf '%s\\n' {requirements} > {_REQUIREMENTS_FILE}",
+                    # Every file checked against its hash, and pip never sees the Hub token.
+                    "env -u HF_TOKEN pip install --quiet --disable-pip-version-check --require-hashes --no-deps "
+                    f"--only-binary=:all: -r {_REQUIREMENTS_FILE}",
                 ],
             },
-            "pre_build": {
-                "commands": [
-                    'test -n "$HF_MODEL_ID" || { echo "set HF_MODEL_ID (a Hub repository id)"; exit 1; }',
-                    f'[[ "$WEIGHTS_PREFIX" =~ ^{WEIGHTS_ROOT}[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$ ]] '
-                    f'|| {{ echo "WEIGHTS_PREFIX must look like {WEIGHTS_ROOT}<name>/"; exit 1; }}',
-                    'echo "staging $HF_MODEL_ID@$HF_REVISION to s3://$WEIGHTS_BUCKET/$WEIGHTS_PREFIX"',
-                ],
-            },
+            "pre_build": {"commands": _validate_inputs()},
             "build": {
                 "commands": [
-                    # Patterns are unquoted on purpose (one argument each); globbing is off so the shell
-                    # never expands them against local files.
-                    f'set -f; hf download "$HF_MODEL_ID" --revision "$HF_REVISION" --include $HF_INCLUDE '
-                    f'--local-dir "{_LOCAL_DIR}"; set +f',
+                    # One quoted argument per pattern: no word splitting surprises, no globbing.
+                    'read -r -a patterns <<< "$HF_INCLUDE"; '
+                    f'hf download "$HF_MODEL_ID" --revision "$HF_REVISION" --include "${{patterns[@]}}" '
+                    f'--local-dir "{_LOCAL_DIR}"',
                     f'test -f "{_LOCAL_DIR}/config.json" || {{ echo "no config.json downloaded"; exit 1; }}',
                     f'ls "{_LOCAL_DIR}"/*.safetensors > /dev/null || {{ echo "no safetensors downloaded"; exit 1; }}',
                     f'aws s3 sync "{_LOCAL_DIR}" "s3://$WEIGHTS_BUCKET/$WEIGHTS_PREFIX" '
                     '--exclude ".cache/*" --only-show-errors',
+                    # Beside the prefix, not in it: what the preflight compares with the deployment's hf_revision.
+                    f'printf \'{record}\' "$HF_MODEL_ID" "$HF_REVISION" "$HF_INCLUDE" "$CODEBUILD_BUILD_ID" '
+                    f'| aws s3 cp - "s3://$WEIGHTS_BUCKET/${{WEIGHTS_PREFIX%/}}{RECORD_SUFFIX}" '
+                    "--content-type application/json --only-show-errors",
                 ],
             },
             "post_build": {
@@ -179,7 +230,7 @@ class WeightsStaging(Construct):
                 ),
                 iam.PolicyStatement(
                     sid="ReadHubToken",  # the name's ARN plus the random 6-character suffix Secrets Manager adds
-                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    actions=["secretsmanager:GetSecretValue"],
                     resources=[f"{secret.secret_arn}-??????"],
                 ),
                 iam.PolicyStatement(
@@ -190,7 +241,7 @@ class WeightsStaging(Construct):
                 ),
                 iam.PolicyStatement(
                     sid="WriteModelsPrefix",
-                    actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],  # aws s3 sync: no ListParts
                     resources=[props.bucket.arn_for_objects(f"{WEIGHTS_ROOT}*")],
                 ),
                 iam.PolicyStatement(

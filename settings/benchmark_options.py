@@ -24,6 +24,7 @@ _KEYS = {
     "max_parallel_endpoints",
     "ttl_hours",
     "prefix",
+    "regression_alarm_pct",
 }
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
@@ -39,6 +40,7 @@ class BenchmarkOptions:
     max_parallel_endpoints: int | None = None  # None: the smallest of the matrices' own limits
     ttl_hours: int = 6
     prefix: str = "llmbench"
+    regression_alarm_pct: float = 10.0  # alarm when a run is this much worse than the previous (benchmark/sizing)
 
 
 def _bool(key: str, value: Any, issues: list[Issue]) -> bool:
@@ -93,6 +95,13 @@ def parse_benchmark_option(raw: Any) -> BenchmarkOptions:
                 out[key] = number
             except (TypeError, ValueError):
                 issues.append(Issue(f"benchmark.{key}", values[key], "must be a positive whole number"))
+    if "regression_alarm_pct" in values:
+        try:
+            out["regression_alarm_pct"] = float(values["regression_alarm_pct"])
+            if not out["regression_alarm_pct"] > 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            issues.append(Issue("benchmark.regression_alarm_pct", values["regression_alarm_pct"], "must be > 0 (%)"))
     for key in ("schedule_matrix", "prefix"):
         if key in values:
             out[key] = str(values[key])

@@ -13,7 +13,7 @@ from typing import Any
 from catalog import MemoryPlan, get_image, get_instance, get_model, get_quantization, latest_version
 from catalog.errors import ConfigError, Issue
 from catalog.instances import InstanceSpec
-from catalog.models import ModelSpec, Quantization
+from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, ModelSpec, Quantization
 from catalog.tgi_images import DEFAULT_VERSION, TgiImage, at_least, max_input_env_name, resolve_version
 from settings.scenarios import SCENARIOS, get_profile
 
@@ -50,6 +50,9 @@ class DeploymentConfig:
     max_concurrent_requests: int = 128
     startup_health_check_timeout_s: int | None = None
     model_data_download_timeout_s: int | None = None
+    # Off removes the scalable target (deregisters the variant): the first of the two deploys that change the
+    # instance type of a deployed endpoint, which SageMaker refuses while the variant is registered.
+    autoscaling: bool = True
     autoscaling_target: float | None = None  # concurrent requests per instance
     scale_in_cooldown_s: int = 600
     scale_out_cooldown_s: int = 120
@@ -58,6 +61,9 @@ class DeploymentConfig:
     endpoint_name: str | None = None
     weights_prefix: str | None = None
     hf_model_id: str | None = None
+    # The Hub commit the weights must have been staged from (recorded beside them by the staging job); from the
+    # catalog for its own Hub id. Checked by the preflight (python -m settings.preflight), not by SageMaker.
+    hf_revision: str | None = None
     alarm_5xx_rate_pct: float = 1.0
     alarm_model_latency_p90_ms: float = 30000.0
     alarm_gpu_memory_pct: float = 98.0  # TGI pre-allocates KV cache, so ~90 % is the normal steady state
@@ -86,6 +92,8 @@ class DeploymentConfig:
         derived["endpoint_name"] = self.endpoint_name or f"llama2-{model.size}-{quant}-{self.scenario}"
         derived["weights_prefix"] = self.weights_prefix or f"models/llama-2-{model.size}-{quant}/"
         derived["hf_model_id"] = self.hf_model_id or model.hub_ids[quant]
+        catalog_id = derived["hf_model_id"] == model.hub_ids[quant]
+        derived["hf_revision"] = self.hf_revision or (model.hub_revisions.get(quant) if catalog_id else None)
         for name, value in derived.items():
             object.__setattr__(self, name, value)
 
@@ -275,9 +283,13 @@ def _check(cfg: DeploymentConfig) -> list[Issue]:
                 "must be an S3 key prefix under models/ ending with '/', e.g. models/llama-2-7b-fp16/",
             )
         )
-    if cfg.hf_model_id is not None and not re.match(r"^[\w.-]+/[\w.-]+$", cfg.hf_model_id):
+    if cfg.hf_model_id is not None and not re.match(HUB_REPO_ID_PATTERN, cfg.hf_model_id):
         issues.append(
             Issue("hf_model_id", cfg.hf_model_id, "must be a Hub repository id such as meta-llama/Llama-2-7b-chat-hf")
+        )
+    if cfg.hf_revision is not None and not re.match(HUB_COMMIT_PATTERN, cfg.hf_revision):
+        issues.append(
+            Issue("hf_revision", cfg.hf_revision, "must be a full Hub commit id: 40 lowercase hexadecimal digits")
         )
     if not 0 < cfg.alarm_5xx_rate_pct <= 100:
         issues.append(Issue("alarm_5xx_rate_pct", cfg.alarm_5xx_rate_pct, "must be in (0, 100]"))

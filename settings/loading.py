@@ -23,11 +23,12 @@ import yaml
 
 from catalog.errors import ConfigError, Issue
 from settings.deployment import DeploymentConfig
+from settings.network_options import parse_az_count
 from settings.scenarios import SCENARIOS
 
 DEPLOYMENT_KEYS: frozenset[str] = frozenset(f.name for f in fields(DeploymentConfig)) - {"scenario"}
 # App-level options read from context by app.py (not per deployment). Extend here when adding one.
-APP_OPTION_KEYS: frozenset[str] = frozenset({"config", "scenarios", "stages", "benchmark", "pipeline"})
+APP_OPTION_KEYS: frozenset[str] = frozenset({"config", "scenarios", "stages", "benchmark", "pipeline", "az_count"})
 FILE_SECTIONS: frozenset[str] = frozenset({"defaults", *SCENARIOS})
 
 
@@ -209,6 +210,10 @@ def load_settings(context: Mapping[str, Any], *, base_dir: Path | None = None) -
             deployments[scenario] = DeploymentConfig(scenario=scenario, **values)
         except ConfigError as err:
             issues.extend(Issue(f"{scenario}.{i.field}", i.value, i.allowed) for i in err.issues)
+    try:
+        parse_az_count(options.get("az_count"))  # checked with everything else, before any construct
+    except ConfigError as err:
+        issues.extend(err.issues)
     if issues:
         raise ConfigError(issues, context="settings")
     return Settings(deployments=types.MappingProxyType(deployments), options=types.MappingProxyType(options))

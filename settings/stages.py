@@ -26,6 +26,7 @@ import yaml
 from catalog.errors import ConfigError, Issue
 from settings.deployment import REGION, DeploymentConfig
 from settings.loading import FILE_SECTIONS, Settings, _coerce_section
+from settings.network_options import DEFAULT_AZ_COUNT, parse_az_count
 from settings.scenarios import SCENARIOS
 
 ACCOUNT = re.compile(r"^\d{12}$")
@@ -44,7 +45,17 @@ TOP_KEYS = frozenset({"pipeline", "defaults", "stages"})
 PIPELINE_KEYS = frozenset({"account", "region", "name", "source"})
 SOURCE_KEYS = frozenset({"provider", "repository", "branch", "connection_arn"})
 STAGE_KEYS = frozenset(
-    {"name", "account", "region", "requires_approval", "production", "scenarios", "deployments", "benchmark_schedule"}
+    {
+        "name",
+        "account",
+        "region",
+        "requires_approval",
+        "production",
+        "scenarios",
+        "deployments",
+        "benchmark_schedule",
+        "az_count",
+    }
 )
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
@@ -81,13 +92,16 @@ class StageConfig:
     scenarios: tuple[str, ...]
     deployments: Mapping[str, DeploymentConfig]
     benchmark_schedule: bool
+    az_count: int = DEFAULT_AZ_COUNT
 
     @property
     def settings(self) -> Settings:
         """What ``add_llama_stacks`` takes; the ``benchmark`` option carries the schedule switch."""
         return Settings(
             deployments=self.deployments,
-            options=types.MappingProxyType({"benchmark": {"enabled": self.benchmark_schedule}}),
+            options=types.MappingProxyType(
+                {"benchmark": {"enabled": self.benchmark_schedule}, "az_count": self.az_count}
+            ),
         )
 
 
@@ -285,6 +299,11 @@ def _stage(index: int, raw: Any, defaults: Mapping[str, Any], issues: list[Issue
     approval = _bool(f"{where}.requires_approval", raw.get("requires_approval"), False, issues)
     production = _bool(f"{where}.production", raw.get("production"), False, issues)
     schedule = _bool(f"{where}.benchmark_schedule", raw.get("benchmark_schedule"), False, issues)
+    try:
+        az_count = parse_az_count(raw.get("az_count"))
+    except ConfigError as err:
+        issues.extend(Issue(f"{where}.{i.field}", i.value, i.allowed) for i in err.issues)
+        az_count = DEFAULT_AZ_COUNT
     if (production or name.lower() in PRODUCTION_NAMES) and not approval:
         issues.append(
             Issue(f"{where}.requires_approval", approval, "must be true for a production stage: a human approves prod")
@@ -331,6 +350,7 @@ def _stage(index: int, raw: Any, defaults: Mapping[str, Any], issues: list[Issue
         scenarios=scenarios,
         deployments=types.MappingProxyType(deployments),
         benchmark_schedule=schedule,
+        az_count=az_count,
     )
 
 

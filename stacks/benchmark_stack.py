@@ -34,6 +34,7 @@ from constructs.benchmark_support import (
 from constructs.encryption import Encryption, EncryptionProps
 from constructs.execution_role import nag_name
 from constructs.python_function import PythonFunction, PythonFunctionProps
+from constructs.regression_alarm import RegressionAlarm, RegressionAlarmProps
 from settings.benchmark_options import BenchmarkOptions
 
 METRICS_NAMESPACE = "LlamaBenchmark"
@@ -62,7 +63,10 @@ class BenchmarkStack(cdk.Stack):
         # Step Functions) then never widen the foundation key's policy, and tearing down the benchmark
         # leaves the production key untouched.
         self.encryption = Encryption(
-            self, "Encryption", props=EncryptionProps(description="Llama 2 benchmark: results, logs, topic, runs")
+            self,
+            "Encryption",
+            # No alarm publishes to the benchmark's topic (the state machine does), so CloudWatch gets no key grant.
+            props=EncryptionProps(description="Llama 2 benchmark: results, logs, topic, runs", alarm_publishers=()),
         )
         key = self.encryption.key
         matrices = dict(props.matrices or {n: load_matrix(n, prefix=opts.prefix) for n in opts.matrices})
@@ -85,7 +89,11 @@ class BenchmarkStack(cdk.Stack):
             self,
             "ModelRole",
             props=ModelRoleProps(
-                key=props.weights_key, weights_bucket_arn=self.weights_arn, tgi_versions=versions, prefix=opts.prefix
+                key=props.weights_key,
+                vpc=props.vpc,
+                weights_bucket_arn=self.weights_arn,
+                tgi_versions=versions,
+                prefix=opts.prefix,
             ),
         )
 
@@ -150,10 +158,11 @@ class BenchmarkStack(cdk.Stack):
                 conditions={"StringLike": {"s3:prefix": [f"{RESULTS_PREFIX}*"]}},
             )
         )
-        for fn in (self.load_test, self.aggregate):
-            key.grant(fn.role, "kms:GenerateDataKey", "kms:Decrypt")  # results are SSE-KMS
-        for fn in (self.load_test, self.aggregate):
-            fn.role.add_to_principal_policy(_metric_read())
+        # Results are SSE-KMS, and each function's dead-letter queue is encrypted with the key: Lambda sends a failed
+        # asynchronous event there with the function's role, which SQS then needs to use the key for.
+        for fn in (self.load_test, self.aggregate, self.janitor):
+            key.grant(fn.role, "kms:GenerateDataKey", "kms:Decrypt")
+        self.load_test.role.add_to_principal_policy(_metric_read())  # the endpoint's utilisation after a level
         self.aggregate.role.add_to_principal_policy(_metric_put())
         self.load_test.role.add_to_principal_policy(_invoke_benchmark_endpoints(self, opts.prefix))
 
@@ -193,6 +202,13 @@ class BenchmarkStack(cdk.Stack):
             "JanitorSchedule",
             props=JanitorProps(function=self.janitor.function, role=self.janitor.role, rate=cdk.Duration.hours(1)),
             tag_key=BENCHMARK_TAG,
+        )
+        self.regression_alarm = RegressionAlarm(
+            self,
+            "RegressionAlarm",
+            props=RegressionAlarmProps(
+                namespace=METRICS_NAMESPACE, threshold_pct=opts.regression_alarm_pct, topic=self.topic
+            ),
         )
         _acknowledge(self, opts.prefix)
         cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine.state_machine_arn)
@@ -282,8 +298,9 @@ def _acknowledge(self: BenchmarkStack, prefix: str) -> None:
     cdk.Validations.of(model).acknowledge(
         cdk.Acknowledgment(
             id="AwsSolutions-IAM5[Resource::*]",
-            reason="ecr:GetAuthorizationToken, VPC ENI management and cloudwatch:PutMetricData (conditioned on "
-            "the SageMaker namespaces) have no resource-level permissions",
+            reason="ecr:GetAuthorizationToken, the ec2:Describe* calls SageMaker makes for a VpcConfig and "
+            "cloudwatch:PutMetricData (conditioned on the SageMaker namespaces) have no resource-level permissions; "
+            "the network-interface actions are held to the VPC by ec2:Vpc",
         ),
         cdk.Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::{self.weights_export or '<weights bucket>'}/models/*]",

@@ -15,9 +15,10 @@ from catalog.errors import ConfigError, Issue
 from constructs import Construct
 from settings import STACK_NAMES, Settings
 from settings.benchmark_options import parse_benchmark_option
+from settings.network_options import parse_az_count
 from stacks.benchmark_stack import BenchmarkStack, BenchmarkStackProps
 from stacks.endpoint_stack import LlamaEndpointStack, shared_resources
-from stacks.foundation_stack import LlamaFoundationStack
+from stacks.foundation_stack import FoundationProps, LlamaFoundationStack
 
 FOUNDATION_STACK_NAME = "LlamaFoundationStack"
 BENCHMARK_STACK_NAME = "LlamaBenchmarkStack"
@@ -49,7 +50,12 @@ def environment_for(settings: Settings, env: cdk.Environment | None) -> cdk.Envi
 
 def add_llama_stacks(scope: Construct, settings: Settings, *, env: cdk.Environment | None = None) -> LlamaStacks:
     environment = environment_for(settings, env)
-    foundation = LlamaFoundationStack(scope, FOUNDATION_STACK_NAME, env=environment)
+    foundation = LlamaFoundationStack(
+        scope,
+        FOUNDATION_STACK_NAME,
+        props=FoundationProps(max_azs=parse_az_count(settings.options.get("az_count"))),
+        env=environment,
+    )
     shared = shared_resources(foundation)
     endpoints = {
         scenario: LlamaEndpointStack(

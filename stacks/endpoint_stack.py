@@ -126,12 +126,17 @@ class LlamaEndpointStack(cdk.Stack):
         self.endpoint.endpoint.node.add_dependency(
             self.monitoring.error_rate_alarm, self.monitoring.model_latency_alarm
         )
-        self.autoscaling = EndpointAutoscaling(
-            self,
-            "Autoscaling",
-            props=EndpointAutoscalingProps(
-                deployment=deployment, endpoint=self.endpoint.endpoint, variant_name=self.endpoint.variant_name
-            ),
+        # ``autoscaling: false`` deregisters the variant (the first step of an instance-type change, docs/updates.md).
+        self.autoscaling = (
+            EndpointAutoscaling(
+                self,
+                "Autoscaling",
+                props=EndpointAutoscalingProps(
+                    deployment=deployment, endpoint=self.endpoint.endpoint, variant_name=self.endpoint.variant_name
+                ),
+            )
+            if deployment.autoscaling
+            else None
         )
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.endpoint_name, description="SageMaker endpoint name")
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn, description="Alarm notifications")

@@ -13,8 +13,11 @@ smoke-test role (``constructs/smoke_test_access.py``), which may only invoke tha
 
 from __future__ import annotations
 
+import json
+import re
 import types
 from collections.abc import Mapping
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
@@ -30,8 +33,22 @@ from settings.stages import SourceConfig, StageConfig, StagesConfig
 from stacks.llama_stage import LlamaStage, LlamaStageProps
 
 PIPELINE_STACK_NAME = "LlamaPipelineStack"
+PACKAGE_JSON = Path(__file__).resolve().parent.parent / "package.json"
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 PYTHON_RUNTIME = "3.11"
+
+
+def pinned_node_tool(name: str, *, package_json: Path = PACKAGE_JSON) -> str:
+    """The exact version package.json pins for a Node tool, so the pipeline installs what developers run.
+
+    CDK Pipelines otherwise installs ``aws-cdk@2`` for self-mutation and ``cdk-assets@latest`` for asset
+    publishing: whatever npm serves that day.
+    """
+    pins: dict[str, str] = json.loads(package_json.read_text()).get("devDependencies", {})
+    version = pins.get(name)
+    if version is None or not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise ValueError(f"{package_json.name} must pin {name} to an exact version (x.y.z), found {version!r}")
+    return version
 
 
 def synth_commands(stage_file: str) -> list[str]:
@@ -88,6 +105,8 @@ class LlamaPipelineStack(cdk.Stack):
             pipeline_name=p.name,
             synth=self.synth,
             self_mutation=True,
+            cli_version=pinned_node_tool("aws-cdk"),
+            cdk_assets_cli_version=pinned_node_tool("cdk-assets"),
             cross_account_keys=True,
             enable_key_rotation=True,
             code_build_defaults=pipelines.CodeBuildOptions(
@@ -115,6 +134,7 @@ class LlamaPipelineStack(cdk.Stack):
         self.smoke_runners: Mapping[str, iam.Role] = types.MappingProxyType(runners)
         self.smoke_steps: Mapping[str, pipelines.CodeBuildStep] = types.MappingProxyType(steps)
         self.pipeline.build_pipeline()  # now, so the generated resources exist for the acknowledgments below
+        _use_connection(self, p.source)
         self.artifacts = ArtifactBucketHardening(
             self, "Artifacts", props=ArtifactBucketHardeningProps(bucket=self.pipeline.pipeline.artifact_bucket)
         )
@@ -155,6 +175,20 @@ def _source(scope: Construct, source: SourceConfig) -> pipelines.CodePipelineSou
         return pipelines.CodePipelineSource.code_commit(repository, source.branch)
     return pipelines.CodePipelineSource.connection(
         source.repository, source.branch, connection_arn=str(source.connection_arn)
+    )
+
+
+def _use_connection(stack: LlamaPipelineStack, source: SourceConfig) -> None:
+    """CDK Pipelines grants ``codestar-connections:UseConnection``; IAM matches an action's service prefix with the
+    connection ARN's, so a ``codeconnections`` connection (the prefix since the rename) needs its own action."""
+    if source.provider != "connection":
+        return
+    service = str(source.connection_arn).split(":")[2]
+    (role,) = [
+        r for r in stack.pipeline.pipeline.node.find_all() if isinstance(r, iam.Role) and "/Source/" in r.node.path
+    ]
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=[f"{service}:UseConnection"], resources=[str(source.connection_arn)])
     )
 
 

@@ -19,7 +19,9 @@ import pytest
 from aws_cdk.assertions import Template
 
 from app import build_app
+from tests.iam.account import Account
 
+PIPELINE_STAGE_FILE = "stages.example.yaml"  # the promotion pipeline the tests build once per session
 TEST_CONTEXT: dict[str, Any] = {}  # the app's defaults: what `cdk synth` with no -c options deploys
 STACK_ARTIFACT = "aws:cloudformation:stack"
 NESTED_ASSEMBLY = "cdk:cloud-assembly"
@@ -66,9 +68,9 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cdk.out")
 
 
-@pytest.fixture(scope="session")
-def app_assembly(synth_dir: Path) -> AppAssembly:
-    app = build_app(dict(TEST_CONTEXT), outdir=str(synth_dir))
+def synthesize(context: dict[str, Any], directory: Path) -> AppAssembly:
+    """Build and synthesize the app; a nag finding keeps the templates (test_compliance reports it)."""
+    app = build_app(context, outdir=str(directory))
     error: Exception | None = None
     try:
         app.synth()
@@ -76,9 +78,14 @@ def app_assembly(synth_dir: Path) -> AppAssembly:
         if "ValidationFailed" not in str(err) and "Validation failed" not in str(err):
             raise
         error = err
-    assembly = AppAssembly(app=app, directory=synth_dir, validation_error=error)
-    assembly.stacks = {s.name: s for s in _collect(synth_dir)}
+    assembly = AppAssembly(app=app, directory=directory, validation_error=error)
+    assembly.stacks = {s.name: s for s in _collect(directory)}
     return assembly
+
+
+@pytest.fixture(scope="session")
+def app_assembly(synth_dir: Path) -> AppAssembly:
+    return synthesize(dict(TEST_CONTEXT), synth_dir)
 
 
 class LazyTemplates(Mapping[str, Template]):
@@ -103,3 +110,15 @@ class LazyTemplates(Mapping[str, Template]):
 @pytest.fixture(scope="session")
 def templates(app_assembly: AppAssembly) -> Mapping[str, Template]:
     return LazyTemplates(app_assembly)
+
+
+@pytest.fixture(scope="session")
+def pipeline_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
+    """The promotion pipeline and its stages, shared by the pipeline and the IAM tests."""
+    return synthesize({"stages": PIPELINE_STAGE_FILE}, tmp_path_factory.mktemp("cdk.out.pipeline"))
+
+
+@pytest.fixture(scope="session")
+def account(app_assembly: AppAssembly) -> Account:
+    """The default app's roles and resource policies, resolved for a fake account (tests/iam)."""
+    return Account({name: app_assembly.template_json(name) for name in app_assembly.stacks})

@@ -13,6 +13,8 @@ from aws_cdk.assertions import Match
 
 from benchmark.matrix import load_matrix
 from tests.benchmark_fixtures import Built, build
+from tests.iam.account import Account
+from tests.iam.calls import pass_role_call, sagemaker_call
 
 TEARDOWN = ("DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel")
 
@@ -128,18 +130,32 @@ def _policy_statements(built: Built, role_fragment: str) -> list[dict[str, Any]]
     return out
 
 
-def test_state_machine_iam_is_scoped_to_the_prefix(built: Built) -> None:
-    statements = _policy_statements(built, "RunnerStateMachineRole")
-    sagemaker = [s for s in statements if any(str(a).startswith("sagemaker:") for a in _list(s["Action"]))]
-    assert sagemaker
-    for s in sagemaker:
-        for resource in _list(s["Resource"]):
-            text = json.dumps(resource)
-            assert "llmbench-*" in text, s
-    passrole = [s for s in statements if s["Action"] == "iam:PassRole"]
-    assert len(passrole) == 1
-    assert passrole[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    assert "ModelRole" in json.dumps(passrole[0]["Resource"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("sagemaker:CreateEndpoint", "endpoint", "llmbench-r1-a", None, True),
+        ("sagemaker:CreateEndpoint", "endpoint", "llama2-7b-fp16-latency", None, False),
+        ("sagemaker:DeleteModel", "model", "llmbench-r1-a", None, True),
+        ("sagemaker:DeleteModel", "model", "llama2-7b-fp16-latency", None, False),
+        ("sagemaker:DeleteEndpointConfig", "endpoint-config", "prod-config", None, False),
+        ("iam:PassRole", "role", "model", "sagemaker.amazonaws.com", True),
+        ("iam:PassRole", "role", "model", "lambda.amazonaws.com", False),
+        ("iam:PassRole", "role", "loadtest", "sagemaker.amazonaws.com", False),
+    ],
+)
+def test_state_machine_iam_is_scoped_to_the_prefix(
+    account: Account, case: tuple[str, str, str, str | None, bool]
+) -> None:
+    """Evaluated over the synthesized role policy (tests/iam): names outside the prefix and any other role or
+    service for PassRole are refused."""
+    action, kind, name, passed_to, allowed = case
+    role = account.role("LlamaBenchmarkStack", "RunnerStateMachineRole")
+    if kind == "role":
+        passed = account.role("LlamaBenchmarkStack", "ModelRole" if name == "model" else "LoadtestRole")
+        call = pass_role_call(role, passed, str(passed_to))
+    else:
+        call = sagemaker_call(role, action, kind, name)
+    assert call.evaluate(account).allowed is allowed
 
 
 def _list(value: Any) -> list[Any]:

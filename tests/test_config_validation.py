@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from catalog.errors import ConfigError
 from settings import DeploymentConfig, load_settings, read_config_file
+from settings.network_options import parse_az_count
+from settings.stages import parse_stages
 
 
 def cfg(**kw: Any) -> Callable[[Path], object]:
@@ -95,6 +98,8 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
     ("unknown-model", cfg(model="34b"), "model", "13b"),
     ("unknown-quantization", cfg(quantization="awq"), "quantization", "gptq"),
     ("bad-hub-id", cfg(hf_model_id="not a repo"), "hf_model_id", "Hub repository id"),
+    ("hf-revision-branch", cfg(hf_revision="main"), "hf_revision", "40 lowercase hexadecimal"),
+    ("hf-revision-short", cfg(hf_revision="f5db02d"), "hf_revision", "40 lowercase hexadecimal"),
     ("context-key-typo", ctx(modle="13b"), "-c modle", "unknown context key"),
     ("context-non-integer", ctx(min_instances="two"), "min_instances (cdk context)", "whole number"),
     ("context-fraction", ctx(max_instances="2.5"), "max_instances (cdk context)", "whole number"),
@@ -107,6 +112,10 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
         "latency.instance_type",
         "ml.p4d.24xlarge",
     ),
+    ("context-bad-autoscaling", ctx(**{"latency.autoscaling": "sometimes"}), "autoscaling", "true or false"),
+    ("az-count-one", ctx(az_count="1"), "az_count", "from 2 to 6"),
+    ("az-count-seven", ctx(az_count=7), "az_count", "from 2 to 6"),
+    ("az-count-words", ctx(az_count="three"), "az_count", "whole number"),
     ("context-missing-config-file", ctx(config="no-such-file.yaml"), "config", "existing YAML or JSON file"),
     ("file-unknown-section", config_file("defaults: {}\nstaging: {model: 7b}\n"), "staging", "unknown section"),
     (
@@ -164,7 +173,34 @@ def test_good_inputs_pass_and_resolve() -> None:
     assert settings.deployments["throughput"].instance_type == "ml.p4d.24xlarge"
 
 
+def test_hf_revision_is_the_catalogs_commit_only_for_the_catalogs_hub_id() -> None:
+    latency = DeploymentConfig(scenario="latency", model="7b")
+    assert latency.hf_revision == latency.model_spec.hub_revisions["fp16"]
+    own = DeploymentConfig(scenario="latency", model="7b", hf_model_id="me/my-llama")
+    assert own.hf_revision is None, "another repository's commit is not the catalog's to guess"
+    pinned = DeploymentConfig(scenario="latency", model="7b", hf_model_id="me/my-llama", hf_revision="a" * 40)
+    assert pinned.hf_revision == "a" * 40
+
+
+def test_az_count_defaults_to_three_and_accepts_a_cli_string() -> None:
+    assert parse_az_count(load_settings({}).options.get("az_count")) == 3
+    assert parse_az_count(load_settings({"az_count": "4"}).options["az_count"]) == 4
+
+
 def test_example_config_file_is_valid_and_states_the_defaults() -> None:
     root = Path(__file__).resolve().parents[1]
     from_file = load_settings({"config": "config.example.yaml"}, base_dir=root)
     assert dict(from_file.deployments) == dict(load_settings({}).deployments)
+
+
+def test_a_stage_may_set_its_az_count_and_a_bad_one_names_the_stage() -> None:
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "stages.example.yaml").read_text())
+    assert parse_stages(data).stages[0].settings.options["az_count"] == 3
+    data["stages"][0]["az_count"] = 4
+    first = parse_stages(data).stages[0]
+    assert first.settings.options["az_count"] == 4
+    data["stages"][0]["az_count"] = 9
+    with pytest.raises(ConfigError) as caught:
+        parse_stages(data)
+    assert f"stages.{first.name}.az_count" in caught.value.fields

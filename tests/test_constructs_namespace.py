@@ -46,3 +46,30 @@ def test_fresh_interpreter_sees_both() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "constructs"
+
+
+def test_library_imported_first_then_stacks_merges_the_folder() -> None:
+    """The order the issue found broken: the library first, the project root on sys.path only later."""
+    code = (
+        "import os, sys, constructs; "
+        # Forget any folder merged at import (the venv's constructs.pkg), as if the project were unknown then.
+        "constructs.__path__[:] = [p for p in constructs.__path__ if os.path.isdir(os.path.join(p, '_jsii'))]; "
+        f"sys.path.insert(0, {str(ROOT)!r}); "
+        "import stacks, constructs.tgi_image as m; print(m.__file__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(PROJECT_DIR / "tgi_image.py")
+
+
+def test_setup_makes_direct_imports_work_in_any_order() -> None:
+    """scripts/setup writes constructs.pkg into the venv, which pkgutil.extend_path reads at library import."""
+    code = (
+        "import sys, constructs; "
+        f"sys.path.insert(0, {str(ROOT)!r}); "
+        "import constructs.tgi_image as m; print(m.__file__); print(constructs.Construct.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
+    module_file, construct_module = out.stdout.split()
+    assert Path(module_file).name == "tgi_image.py"
+    assert Path(module_file).parent != _library_dir()
+    assert construct_module == "constructs"

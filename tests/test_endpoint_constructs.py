@@ -30,6 +30,7 @@ from constructs.execution_role import nag_name
 from constructs.monitoring import alarm_names
 from constructs.tgi_endpoint import EXECUTION_MARGIN_S, TERMINATION_WAIT_S, TgiEndpointProps, execution_timeout_s
 from settings import STACK_NAMES, DeploymentConfig
+from settings.network_options import DEFAULT_AZ_COUNT
 from stacks.endpoint_stack import LlamaEndpointStack, SharedResources
 from tests.fixtures_endpoint import MODELS, SCENARIOS, deployment, only, resources, synth_model
 
@@ -84,7 +85,7 @@ class TestEveryScenarioAndModel:
         assert source["S3Uri"]["Fn::Join"][1][-1] == f"/{cfg.weights_prefix}"
         assert "ModelDataUrl" not in props["PrimaryContainer"]
         vpc = props["VpcConfig"]
-        assert len(vpc["Subnets"]) == 2 and len(vpc["SecurityGroupIds"]) == 1
+        assert len(vpc["Subnets"]) == DEFAULT_AZ_COUNT and len(vpc["SecurityGroupIds"]) == 1
         assert "EndpointSecurityGroup" in flat(vpc["SecurityGroupIds"])
 
     def test_endpoint_config_respects_nvme_and_timeouts(self, scenario: str, model: str) -> None:
@@ -120,6 +121,14 @@ class TestEveryScenarioAndModel:
         alarms = {v["Properties"]["AlarmName"]: k for k, v in resources(t, "AWS::CloudWatch::Alarm").items()}
         assert set(rollback) <= set(alarms)
         assert {alarms[n] for n in rollback} <= set(endpoint["DependsOn"])
+
+    def test_an_update_keeps_the_variant_name_and_its_scaled_out_count(self, scenario: str, model: str) -> None:
+        # Blue/green needs the same variant name in the new config; RetainAllVariantProperties makes SageMaker
+        # start the new fleet at the variant's current DesiredInstanceCount, not InitialInstanceCount.
+        props = only(template_of(scenario, model), "AWS::SageMaker::Endpoint")["Properties"]
+        assert props["RetainAllVariantProperties"] is True
+        assert "ExcludeRetainedVariantProperties" not in props, "no property may fall back to the config's"
+        assert variant(template_of(scenario, model))["VariantName"] == tgi_endpoint.VARIANT_NAME
 
     def test_autoscaling_on_concurrent_requests(self, scenario: str, model: str) -> None:
         cfg = deployment(scenario, model)
@@ -157,7 +166,7 @@ class TestEveryScenarioAndModel:
         assert st["ListWeights"]["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}
         bucket = flat(st["ListWeights"]["Resource"])
         assert "WeightsBucket" in bucket and "Fn::Join" not in bucket, "the bucket itself, not a key"
-        assert sorted(st["DecryptWeights"]["Action"]) == ["kms:Decrypt", "kms:DescribeKey"]
+        assert st["DecryptWeights"]["Action"] == "kms:Decrypt"
         assert "EncryptionKey" in flat(st["DecryptWeights"]["Resource"])
         assert sorted(st["PullImage"]["Action"]) == [
             "ecr:BatchCheckLayerAvailability",

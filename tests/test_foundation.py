@@ -24,8 +24,13 @@ from constructs.network import DEFAULT_INTERFACE_ENDPOINTS, NetworkProps
 from constructs.weights_bucket import check_weights_prefix
 from constructs.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStagingProps, buildspec
 from settings import DeploymentConfig
+from settings.network_options import DEFAULT_AZ_COUNT
 from settings.scenarios import SCENARIOS
 from stacks.foundation_stack import FoundationProps, LlamaFoundationStack
+from tests.iam.account import Account
+from tests.iam.calls import Call, _s3_object
+from tests.iam.components import weights_bucket
+from tests.iam.evaluator import Principal
 
 FOUNDATION = "LlamaFoundationStack"
 HTTPS = 443
@@ -112,9 +117,9 @@ def test_no_internet_path(template: Template) -> None:
         template.resource_count_is(kind, 0)
 
 
-def test_only_isolated_subnets_across_two_zones(resources: dict[str, dict[str, Any]]) -> None:
+def test_only_isolated_subnets_across_the_default_zone_count(resources: dict[str, dict[str, Any]]) -> None:
     subnets = _of_type(resources, "AWS::EC2::Subnet")
-    assert len(subnets) == 2
+    assert len(subnets) == DEFAULT_AZ_COUNT == 3
     zones = []
     for subnet in subnets.values():
         props = subnet["Properties"]
@@ -122,7 +127,7 @@ def test_only_isolated_subnets_across_two_zones(resources: dict[str, dict[str, A
         tags = {t["Key"]: t["Value"] for t in props["Tags"]}
         assert tags["aws-cdk:subnet-type"] == "Isolated"
         zones.append(props["AvailabilityZone"])
-    assert zones == [{"Fn::Select": [i, {"Fn::GetAZs": ""}]} for i in range(2)]
+    assert zones == [{"Fn::Select": [i, {"Fn::GetAZs": ""}]} for i in range(DEFAULT_AZ_COUNT)]
 
 
 def test_interface_endpoints_are_the_configured_list_with_private_dns(resources: dict[str, dict[str, Any]]) -> None:
@@ -136,7 +141,7 @@ def test_interface_endpoints_are_the_configured_list_with_private_dns(resources:
         assert props["SecurityGroupIds"] == [{"Fn::GetAtt": [sg_id, "GroupId"]}]
     gateway = [e["Properties"] for e in endpoints if e["Properties"].get("VpcEndpointType") == "Gateway"]
     assert len(gateway) == 1 and ".s3" in json.dumps(gateway[0]["ServiceName"])
-    assert len(gateway[0]["RouteTableIds"]) == 2
+    assert len(gateway[0]["RouteTableIds"]) == DEFAULT_AZ_COUNT  # one route table per isolated subnet
 
 
 def test_workload_groups_accept_no_ingress_and_send_only_https(resources: dict[str, dict[str, Any]]) -> None:
@@ -214,7 +219,7 @@ def _denies_plain_http(statements: list[dict[str, Any]]) -> bool:
 
 
 def test_weights_bucket_is_encrypted_with_the_key_and_locked_down(resources: dict[str, dict[str, Any]]) -> None:
-    bucket_id, bucket = _bucket(resources, "WeightsBucket")
+    _, bucket = _bucket(resources, "WeightsBucket")
     props = bucket["Properties"]
     rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert rule["ServerSideEncryptionByDefault"] == {
@@ -236,12 +241,35 @@ def test_weights_bucket_is_encrypted_with_the_key_and_locked_down(resources: dic
     assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 30 for r in lifecycle)
     assert bucket["DeletionPolicy"] == "Retain"
 
-    statements = _bucket_policy(resources, bucket_id)
-    assert _denies_plain_http(statements)
-    other_keys = [s for s in statements if s.get("Sid") == "DenyOtherKeys"]
-    assert other_keys and other_keys[0]["Effect"] == "Deny"
-    # Nothing in the policy allows anyone: the bucket is reached through IAM grants only.
-    assert all(s["Effect"] == "Deny" for s in statements)
+
+@pytest.mark.parametrize(
+    ("request_context", "allowed"),
+    [
+        ({}, True),  # aws s3 sync: no encryption headers, the bucket's default key applies
+        ({"s3:x-amz-server-side-encryption": "aws:kms"}, True),
+        ({"s3:x-amz-server-side-encryption": "AES256"}, False),
+        (
+            {"s3:x-amz-server-side-encryption": "aws:kms", "s3:x-amz-server-side-encryption-aws-kms-key-id": "OTHER"},
+            False,
+        ),
+        ({"aws:SecureTransport": False}, False),
+        ({"s3:TlsVersion": 1.0}, False),
+    ],
+)
+def test_weights_bucket_policy_evaluated_for_the_staging_upload(
+    account: Account, request_context: dict[str, Any], allowed: bool
+) -> None:
+    """The synthesized bucket, role and key policies evaluated together (tests/iam), not inspected."""
+    role = account.role("LlamaFoundationStack", "StagingRole")
+    bucket = weights_bucket(account)
+    context = {
+        k: ("arn:aws:kms:us-east-1:111122223333:key/other" if v == "OTHER" else v) for k, v in request_context.items()
+    }
+    upload = Call("upload", role, "s3:PutObject", _s3_object(bucket, "models/llama-2-7b-fp16/config.json"), context)
+    assert upload.evaluate(account).allowed is allowed
+    # Nothing in the bucket policy allows anyone: a principal with no IAM grant is refused the same upload.
+    nobody = Principal("arn:aws:iam::111122223333:role/no-grants", "111122223333")
+    assert not Call("upload", nobody, "s3:PutObject", upload.resources).evaluate(account).allowed
 
 
 def test_access_log_bucket_uses_sse_s3_and_accepts_only_this_accounts_deliveries(
@@ -358,10 +386,7 @@ def test_staging_iam_is_scoped_to_the_secret_the_models_prefix_and_the_key(
 
     secret_arn = json.dumps(by_sid["ReadHubToken"]["Resource"])
     assert re.search(r':secret:llama2/hf-token-\?\?\?\?\?\?"', secret_arn), secret_arn
-    assert sorted(by_sid["ReadHubToken"]["Action"]) == [
-        "secretsmanager:DescribeSecret",
-        "secretsmanager:GetSecretValue",
-    ]
+    assert by_sid["ReadHubToken"]["Action"] == "secretsmanager:GetSecretValue"
 
     assert by_sid["WriteModelsPrefix"]["Resource"] == {
         "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/models/*"]]

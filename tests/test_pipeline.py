@@ -14,35 +14,18 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from app import build_app
 from settings.stages import StagesConfig, load_stages
-from stacks.pipeline_stack import PIPELINE_STACK_NAME
-from tests.conftest import AppAssembly, _collect
+from stacks.pipeline_stack import PIPELINE_STACK_NAME, pinned_node_tool
+from tests.conftest import PIPELINE_STAGE_FILE, AppAssembly
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGE_FILE = "stages.example.yaml"
+STAGE_FILE = PIPELINE_STAGE_FILE
 PIPELINE_ACCOUNT = "111111111111"
 
 
 @pytest.fixture(scope="session")
 def stages() -> StagesConfig:
     return load_stages(STAGE_FILE, base_dir=ROOT)
-
-
-@pytest.fixture(scope="session")
-def pipeline_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
-    directory = tmp_path_factory.mktemp("cdk.out.pipeline")
-    app = build_app({"stages": STAGE_FILE}, outdir=str(directory))
-    error: Exception | None = None
-    try:
-        app.synth()
-    except RuntimeError as err:  # a nag finding: keep the templates, fail test_nag_clean with the report
-        if "Validation failed" not in str(err) and "ValidationFailed" not in str(err):
-            raise
-        error = err
-    assembly = AppAssembly(app=app, directory=directory, validation_error=error)
-    assembly.stacks = {s.name: s for s in _collect(directory)}
-    return assembly
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +120,34 @@ def test_the_synth_step_runs_the_tests_and_nag_then_synthesizes_with_the_stage_f
     assert commands[-1].endswith(f"cdk synth --quiet -c stages={STAGE_FILE}")
     (mutate,) = _stage(pipeline_stages, "UpdatePipeline")
     assert mutate["Name"] == "SelfMutate"
+
+
+def _install_commands(template: Mapping[str, Any]) -> list[str]:
+    """Every npm/pip install any CodeBuild project of the pipeline runs, from its buildspec."""
+    commands: list[str] = []
+    for project in _of_type(template, "AWS::CodeBuild::Project").values():
+        spec = json.loads(project["Properties"]["Source"]["BuildSpec"])
+        for phase in spec.get("phases", {}).values():
+            commands += [c for c in phase.get("commands", []) if "install" in c]
+    return commands
+
+
+def test_every_node_tool_the_pipeline_installs_is_the_version_package_lock_resolves(
+    pipeline_json: dict[str, Any],
+) -> None:
+    # package-lock.json is what `npm ci` installs for developers (scripts/setup); the pipeline must match it.
+    lock = json.loads((ROOT / "package-lock.json").read_text())["packages"]
+    installs = [c for c in _install_commands(pipeline_json) if c.startswith("npm install")]
+    tools = {"aws-cdk", "cdk-assets"}
+    seen = set()
+    for command in installs:
+        for arg in command.split()[3:]:
+            name, _, version = arg.rpartition("@")
+            assert name in tools, f"unexpected global npm install in the pipeline: {command}"
+            assert version == lock[f"node_modules/{name}"]["version"], command
+            seen.add(name)
+    assert seen == tools, f"self-mutation and asset publishing both install a pinned tool: {installs}"
+    assert not any("@latest" in c or c.endswith("aws-cdk@2") for c in installs)
 
 
 def test_the_source_is_the_configured_connection(pipeline_stages: list[dict[str, Any]], stages: StagesConfig) -> None:
@@ -297,3 +308,12 @@ def test_nag_clean_for_the_pipeline_and_every_stage_stack(pipeline_assembly: App
 def test_without_stages_the_app_builds_no_pipeline_and_needs_no_account(app_assembly: AppAssembly) -> None:
     assert PIPELINE_STACK_NAME not in app_assembly.stacks
     assert not any(name.startswith(("dev-", "prod-")) for name in app_assembly.stacks)
+
+
+def test_a_node_tool_without_an_exact_pin_stops_synth_naming_it(tmp_path: Path) -> None:
+    package = tmp_path / "package.json"
+    package.write_text(json.dumps({"devDependencies": {"aws-cdk": "^2.1148.1"}}))
+    with pytest.raises(ValueError, match=r"must pin aws-cdk to an exact version.*'\^2\.1148\.1'"):
+        pinned_node_tool("aws-cdk", package_json=package)
+    with pytest.raises(ValueError, match=r"must pin cdk-assets.*None"):
+        pinned_node_tool("cdk-assets", package_json=package)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
 import aws_cdk as cdk
+import botocore.session
 import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
+from botocore.model import StringShape
 
-from constructs.python_function import STALE_AFTER_S, PythonFunctionProps, stage_bundle
+from constructs.python_function import STALE_AFTER_S, PythonFunctionProps, local_runtime, stage_bundle
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +58,30 @@ def test_same_sources_reuse_the_bundle_and_stale_ones_are_pruned(props: PythonFu
     assert not old.exists(), "a stale bundle of the same function is removed"
     assert recent.exists(), "a recent one may be in use by a parallel synth"
     assert other.exists(), "other functions' bundles are left alone"
+
+
+# The Python versions the README says synth is tested on; each must map to a runtime Lambda accepts.
+README_TESTED_PYTHONS = ((3, 11), (3, 12), (3, 13))
+
+
+@pytest.mark.parametrize("version", README_TESTED_PYTHONS, ids=lambda v: f"{v[0]}.{v[1]}")
+def test_every_tested_python_maps_to_a_runtime_lambda_accepts(version: tuple[int, int]) -> None:
+    # botocore's Lambda service model lists the runtime identifiers CreateFunction accepts.
+    shape = botocore.session.get_session().get_service_model("lambda").shape_for("Runtime")
+    assert isinstance(shape, StringShape)
+    accepted = shape.enum
+    runtime = local_runtime(version)
+    assert runtime.name == f"python{version[0]}.{version[1]}"
+    assert runtime.name in accepted
+
+
+def test_the_running_interpreter_has_a_runtime_and_an_unknown_one_is_refused_with_the_choices() -> None:
+    assert local_runtime().name == f"python{sys.version_info.major}.{sys.version_info.minor}"
+    with pytest.raises(RuntimeError, match=r"Python 3\.10 has no Lambda runtime.*3\.11, 3\.12, 3\.13"):
+        local_runtime((3, 10))
+
+
+def test_the_readme_names_the_tested_pythons() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    tested = ", ".join(f"{major}.{minor}" for major, minor in README_TESTED_PYTHONS)
+    assert f"Tested on Python {tested}" in readme

@@ -12,7 +12,7 @@ import pytest
 
 from benchmark.cli import main, parse_concurrency
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored 2023 data
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -67,16 +67,15 @@ def test_bad_price_override_is_refused(capsys: pytest.CaptureFixture[str], tmp_p
     assert line.startswith("error: price_override='ml.g5.2xlarge=free'")
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference folder absent")
 def test_report_command_prices_with_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = REFERENCE / "published_llama2_sagemaker_results.csv"
     out = tmp_path / "report"
     assert main(["report", "--published", str(csv), "--price-override", "ml.g5.2xlarge=3.03", "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     # 7B GPTQ at 120.0941633 tokens/s, $3.03/h: 1e6 / 120.0941633 / 3600 x 3.03 = $7.01 per 1M
-    assert "| Llama 2 7B | GPTQ | ml.g5.2xlarge (published 2023) | 5 | 34.25 | 120.09 | 3.030 | 138.78 | 7.01 |" in md
+    assert "| Llama 2 7B | GPTQ | ml.g5.2xlarge (published 2023) | 5 | 34.25‡ | 120.09‡ | 3.030 | 138.78 | 7.01 |" in md
     assert "| ml.g5.2xlarge | us-west-2 | 3.030 | user override | user override |" in md
-    assert (out / "report.html").read_text().count("<svg") == 2
+    assert (out / "report.html").read_text().count("<svg") == 4  # a scatter chart per model size, cost bars
 
 
 def test_module_entry_point_reports_errors_with_exit_code_2() -> None:

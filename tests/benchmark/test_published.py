@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,9 @@ from benchmark.external import import_file
 from benchmark.published import load_published
 from benchmark.results import ResultsFileError
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
-CSV = REFERENCE / "published_llama2_sagemaker_results.csv"
-
-pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference folder absent")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored: see its README.md
+CSV = FIXTURES / "published_llama2_sagemaker_results.csv"
+RAW = FIXTURES / "sagemaker.csv"  # the 2023 raw results the published tables were taken from
 
 # Computed by hand: minutes = 1e6 / tokens_per_s / 60, $ = 1e6 / tokens_per_s / 3600 x $/h with the
 # unrounded prices $1.515 (g5.2xlarge), $7.09 (g5.12xlarge), $37.688 (p4d.24xlarge).
@@ -65,9 +65,38 @@ def test_wrong_rows_are_flagged_and_the_rest_are_not() -> None:
 
 def test_unknown_instance_without_a_correction_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "published.csv"
-    lines = CSV.read_text().splitlines()
     header = "model,quantization,instance,concurrency,ms_per_token_median,tokens_per_s"
     bad.write_text(header + "\n" + "Llama 2 13B,None,ml.p4d.12xlarge,20,67.4,668.0\n")
     with pytest.raises(ResultsFileError, match=r"instance='ml\.p4d\.12xlarge'"):
         import_file(bad)
-    assert len(lines) == 10
+
+
+def _raw_rows() -> dict[tuple[str, str, str, int], dict[str, str]]:
+    """The raw 2023 rows keyed by (model size, quantization, instance, users)."""
+    with RAW.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    keyed = {}
+    for row in rows:
+        size = row["Model Id"].lower().split("llama-2-")[1].split("-")[0]  # ".../Llama-2-13B-GPTQ" -> "13b"
+        quant = "gptq" if row["quantization"] == "gptq" else "fp16"
+        keyed[size, quant, row["Instance"], int(row["Virtual Users"])] = row
+    assert len(keyed) == len(rows) == 60  # 15 model/instance pairs x 1, 5, 10, 20 users, no duplicates
+    return keyed
+
+
+def test_every_published_figure_traces_to_the_raw_results_except_the_mixed_13b_row() -> None:
+    # Independent check of the published table against the raw CSV it was built from: each printed
+    # (ms/token, tokens/s) pair is the raw row of the same configuration, except the 13B throughput row,
+    # whose 67.40 ms/token belongs to ml.g5.12xlarge (its tokens/s is ml.p4d.24xlarge's).
+    raw = _raw_rows()
+    mismatched = []
+    for row in load_published(CSV):
+        c = row.result.configuration
+        source = raw[c.model, c.quantization, c.instance_type, row.result.concurrency]
+        assert float(source["Thorughput (tokens/second)"]) == pytest.approx(row.result.metrics.tokens_per_s, rel=1e-9)
+        if float(source["Latency (ms/token) med"]) != pytest.approx(row.result.metrics.ms_per_token.median, rel=1e-6):
+            mismatched.append((row.scenario, c.model, c.instance_type))
+    assert mismatched == [("throughput", "13b", "ml.p4d.24xlarge")]
+    g5 = raw["13b", "fp16", "ml.g5.12xlarge", 20]
+    assert float(g5["Latency (ms/token) med"]) == pytest.approx(67.402746, rel=1e-6)
+    assert float(raw["13b", "fp16", "ml.p4d.24xlarge", 20]["Latency (ms/token) med"]) == pytest.approx(28.61, abs=0.01)

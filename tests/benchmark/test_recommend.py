@@ -62,3 +62,23 @@ def test_ties_are_broken_by_secondary_metric_then_key() -> None:
     cost = DEFAULT_RULES[0]
     for order in ([a, b, c], [c, b, a], [b, a, c]):
         assert recommend_one(cost, "7b", order).winner is c  # same $ -> lower ms/token -> key "…/a" < "…/c"
+
+
+def test_a_candidate_exactly_at_a_limit_qualifies_and_one_just_above_does_not() -> None:
+    # The rule text says "<=": a limit is the worst value still accepted (0.25 and 40.0 are exact in binary).
+    (cost, _, _) = rules_with(max_ms_per_token=40.0, max_error_rate=0.25)
+    at_limit = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 40.0, error_rate=0.25)
+    rec = recommend_one(cost, "7b", [at_limit])
+    assert rec.winner is at_limit and rec.qualified == 1
+
+    slow = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 40.000001, error_rate=0.25)
+    noisy = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 40.0, error_rate=0.250001)
+    assert recommend_one(cost, "7b", [slow]).winner is None
+    assert recommend_one(cost, "7b", [noisy]).winner is None
+    assert "error rate 25.00% > 25.00%" in recommend_one(cost, "7b", [noisy]).explanation
+
+
+def test_an_unknown_error_rate_is_not_held_against_a_candidate() -> None:
+    (cost, _, _) = rules_with(max_ms_per_token=40.0, max_error_rate=0.0)
+    unknown_rate = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 30.0, error_rate=None)  # type: ignore[arg-type]
+    assert recommend_one(cost, "7b", [unknown_rate]).winner is unknown_rate

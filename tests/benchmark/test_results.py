@@ -243,3 +243,30 @@ def test_external_csv_without_required_column(tmp_path: Path) -> None:
 def test_missing_results_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ResultsFileError, match=r"nope\.jsonl"):
         collect_results([str(tmp_path / "nope.jsonl")])
+
+
+def test_a_price_override_applies_at_import_and_wins_over_the_file(tmp_path: Path) -> None:
+    # us-west-2 has no catalog price for ml.g5.48xlarge: without an override the import stops and says how
+    path = tmp_path / "other.csv"
+    path.write_text(
+        CSV_HEADER + "7b,fp16,ml.g5.48xlarge,1,17.9,56.5,us-west-2,,\n7b,gptq,g5.2xlarge,5,34.2,120.0,,9.0,\n"
+    )
+    with pytest.raises(ResultsFileError, match=r"other\.csv:2: region='us-west-2'.*--price-override ml\.g5\.48xlarge="):
+        import_file(path)
+    g5_48, g5_2 = import_file(path, price_overrides={"ml.g5.48xlarge": 20.36, "g5.2xlarge": 1.0})  # short name too
+    assert g5_48.cost is not None and g5_48.cost.usd_per_hour == 20.36
+    assert g5_48.cost.usd_per_1m_tokens == pytest.approx(1e6 / 56.5 / 3600 * 20.36)  # $100.10
+    assert g5_2.cost is not None and g5_2.cost.usd_per_hour == 1.0  # the override beats the file's $9/h
+    (via_collect, _) = collect_results([str(path)], price_overrides={"ml.g5.48xlarge": 20.36})
+    assert via_collect.cost is not None and via_collect.cost.usd_per_hour == 20.36
+
+
+def test_imported_rows_say_their_figures_are_the_source_tools_and_keep_it_through_json(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text(CSV_HEADER + "7b,fp16,ml.g5.12xlarge,1,16.8,61.5,,,\n")
+    (imported,) = import_file(path)
+    assert set(imported.definitions) == {"all figures"}
+    assert LevelResult.from_dict(json.loads(imported.to_json_line())) == imported
+    old_record = json.loads(imported.to_json_line())
+    del old_record["definitions"]  # written before the field existed
+    assert LevelResult.from_dict(old_record).definitions == {}

@@ -1,0 +1,144 @@
+"""What a deployment costs per month besides instance hours, from dated catalog prices.
+
+A platform team compares totals: at low traffic the fixed part (VPC interface endpoints in every AZ, keys,
+alarms, dashboards, logs, the weights in S3, the scheduled benchmark's own endpoints) can rival the instances.
+The counts come from :class:`StackInventory`, which a test holds equal to the synthesized templates; the usage
+figures (log and endpoint traffic volume) are inputs with stated defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmark.configuration import BenchmarkConfiguration
+from catalog import get_model, get_quantization
+from catalog.errors import ConfigError, Issue
+from catalog.models import GB
+from catalog.prices import HOURS_PER_MONTH, get_service_price
+
+
+@dataclass(frozen=True)
+class StackInventory:
+    """Billable things the stacks create: the foundation once, then per endpoint stack (see the test)."""
+
+    interface_endpoints: int = 9  # constructs/network.py DEFAULT_INTERFACE_ENDPOINTS
+    availability_zones: int = 2  # NetworkProps.max_azs: each interface endpoint is billed in each AZ
+    kms_keys: int = 1  # the foundation's key
+    secrets: int = 1  # the Hub token the staging job reads (created by you, read by the stack)
+    alarm_metrics_per_endpoint: int = 4  # 5xx rate (2 metrics), model latency p90, GPU memory
+    high_res_alarms_per_endpoint: int = 2  # target tracking's high and low alarms on the 10-second metric
+    dashboards_per_endpoint: int = 1
+    benchmark_kms_keys: int = 1  # the benchmark stack's key (only when the benchmark runs)
+    benchmark_metrics_per_level: int = 7  # benchmark/aws_aggregate.py metric_data, per configuration x level
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Traffic-dependent volumes; defaults are stated assumptions, not measurements."""
+
+    kb_per_request: float = 4.0  # prompt + response through the sagemaker.runtime interface endpoint
+    log_bytes_per_request: float = 300.0  # TGI's one access line per request in CloudWatch Logs
+    log_retention_months: float = 3.0  # the endpoint log group keeps 90 days
+    benchmark_runs_per_month: float = 0.0  # scheduled benchmark runs (0: schedule off, the default)
+    benchmark_usd_per_run: float = 0.0  # endpoint-hours of one run, from `benchmark plan <matrix>`
+    benchmark_levels_per_run: int = 0  # configurations x concurrency levels of the matrix
+
+    def __post_init__(self) -> None:
+        bad = [Issue(n, getattr(self, n), "must be >= 0") for n in self.__dataclass_fields__ if getattr(self, n) < 0]
+        if bad:
+            raise ConfigError(bad, context="all-in cost usage")
+
+
+@dataclass(frozen=True)
+class CostLine:
+    item: str
+    quantity: float
+    unit: str
+    usd_per_unit: float
+    usd_per_month: float
+    as_of: str
+    source: str
+
+
+def weights_gb(configuration: BenchmarkConfiguration) -> float:
+    model = get_model(configuration.model)
+    return get_quantization(configuration.quantization).weight_bytes(model) / GB
+
+
+def _line(item: str, quantity: float, price_name: str, region: str) -> CostLine:
+    price = get_service_price(price_name, region)
+    return CostLine(item, quantity, price.unit, price.usd, quantity * price.usd, price.as_of, price.source)
+
+
+def monthly_lines(
+    configuration: BenchmarkConfiguration,
+    *,
+    requests_per_month: float,
+    inventory: StackInventory | None = None,
+    usage: Usage | None = None,
+    region: str | None = None,
+) -> list[CostLine]:
+    """Every monthly line besides instance hours, for one endpoint stack plus the foundation it shares."""
+    inv = inventory or StackInventory()
+    use = usage or Usage()
+    where = region or configuration.region
+    endpoint_hours = inv.interface_endpoints * inv.availability_zones * HOURS_PER_MONTH
+    log_gb = requests_per_month * use.log_bytes_per_request / GB
+    lines = [
+        _line(
+            "VPC interface endpoints (per endpoint, per AZ, per hour)",
+            endpoint_hours,
+            "vpc_interface_endpoint_hour",
+            where,
+        ),
+        _line(
+            "VPC interface endpoint data processed",
+            requests_per_month * use.kb_per_request / 1e6,
+            "vpc_interface_endpoint_gb",
+            where,
+        ),
+        _line("KMS customer-managed keys", inv.kms_keys, "kms_key_month", where),
+        _line("Secrets Manager secret (Hub token)", inv.secrets, "secretsmanager_secret_month", where),
+        _line("CloudWatch alarm metrics", inv.alarm_metrics_per_endpoint, "cloudwatch_alarm_metric_month", where),
+        _line(
+            "CloudWatch high-resolution alarms (autoscaling)",
+            inv.high_res_alarms_per_endpoint,
+            "cloudwatch_high_res_alarm_month",
+            where,
+        ),
+        _line("CloudWatch dashboards", inv.dashboards_per_endpoint, "cloudwatch_dashboard_month", where),
+        _line("CloudWatch Logs ingested", log_gb, "cloudwatch_logs_ingest_gb", where),
+        _line("CloudWatch Logs stored", log_gb * use.log_retention_months, "cloudwatch_logs_storage_gb_month", where),
+        _line("Weights in S3", weights_gb(configuration), "s3_standard_gb_month", where),
+    ]
+    if use.benchmark_runs_per_month > 0:
+        lines += _benchmark_lines(inv, use, where)
+    return lines
+
+
+def _benchmark_lines(inv: StackInventory, use: Usage, region: str) -> list[CostLine]:
+    runs = use.benchmark_runs_per_month
+    levels = use.benchmark_levels_per_run * runs
+    return [
+        CostLine(
+            "Scheduled benchmark endpoints (`benchmark plan`)",
+            runs,
+            "run",
+            use.benchmark_usd_per_run,
+            runs * use.benchmark_usd_per_run,
+            "catalog instance prices",
+            "benchmark/plan.py",
+        ),
+        _line("Benchmark KMS key", inv.benchmark_kms_keys, "kms_key_month", region),
+        _line(
+            "Benchmark custom metrics",
+            inv.benchmark_metrics_per_level * use.benchmark_levels_per_run,
+            "cloudwatch_custom_metric_month",
+            region,
+        ),
+        # About 10 state transitions per level (invoke, retry bookkeeping, Map iteration) and 1 GB x 100 s of Lambda.
+        _line(
+            "Benchmark Step Functions transitions (about 10 per level)", levels * 10, "stepfunctions_transition", region
+        ),
+        _line("Benchmark Lambda (about 100 GB-s per level)", levels * 100, "lambda_gb_second", region),
+    ]
