@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 import time
 
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+import torch  # type: ignore[import-not-found]  # on the GPU machine only
+from tokenizers import Tokenizer, models, pre_tokenizers  # type: ignore[import-not-found]
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # type: ignore[import-not-found]
 
 VOCAB = 32000
 
