@@ -105,8 +105,38 @@ def make_client(args: argparse.Namespace, address: str, concurrency: int) -> Any
     from benchmark.clients import create_client  # noqa: PLC0415
 
     kind = CLIENT_KINDS[args.target] + ("" if args.no_stream else "-stream")
-    options: dict[str, Any] = {"region_name": args.region} if args.target == "sagemaker" else {}
-    return create_client(kind, address, concurrency=concurrency, timeout_s=args.timeout, **options)
+    return create_client(kind, address, concurrency=concurrency, timeout_s=args.timeout, **target_options(args))
+
+
+def target_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Client options for the target: request model name, API key (environment only), SageMaker endpoint URL."""
+    from benchmark.clients.base import api_key_from_env, redact_url  # noqa: PLC0415 - clients are imported late
+
+    if args.target == "sagemaker":
+        return {"region_name": args.region, "endpoint_url": args.endpoint_url}
+    if args.endpoint_url:
+        raise ConfigError([Issue("endpoint_url", redact_url(args.endpoint_url), "applies to --target sagemaker only")])
+    options: dict[str, Any] = {}
+    if args.target in ("tgi", "openai"):
+        options["api_key"] = api_key_from_env(args.api_key_env)
+    if args.target == "openai":
+        if not args.model_name.strip():
+            raise ConfigError([Issue("model_name", args.model_name, "must be a non-empty model name")])
+        options["model"] = args.model_name
+    return options
+
+
+def persisted_target(args: argparse.Namespace) -> str:
+    """What results record as ``load.target``: never a credential from a URL."""
+    from benchmark.clients.base import redact_url  # noqa: PLC0415 - clients are imported late
+
+    if args.target == "emulator":
+        return "emulator"
+    if args.target == "sagemaker":
+        via = f" via {redact_url(args.endpoint_url)}" if args.endpoint_url else ""
+        return f"sagemaker:{args.endpoint}{via}"
+    name = f" model={args.model_name}" if args.target == "openai" else ""
+    return f"{args.target}:{redact_url(args.url or '')}{name}"
 
 
 def client_opener(args: argparse.Namespace, concurrency: int) -> ClientOpener:
@@ -132,9 +162,17 @@ def client_opener(args: argparse.Namespace, concurrency: int) -> ClientOpener:
     if args.target == "sagemaker":
         if not args.endpoint:
             raise ConfigError([Issue("endpoint", None, "is required with --target sagemaker")])
+        if args.endpoint_url:
+            from benchmark.clients.base import split_credentials  # noqa: PLC0415 - clients are imported late
+
+            split_credentials(args.endpoint_url, "endpoint_url")
         return opener(lambda c, _: make_client(args, args.endpoint, concurrency), emulate=False)
     if not args.url:
         raise ConfigError([Issue("url", None, f"is required with --target {args.target}")])
+    from benchmark.clients.base import split_credentials  # noqa: PLC0415 - clients are imported late
+
+    split_credentials(args.url)  # a malformed URL stops the run before any level starts
+    target_options(args)
     return opener(lambda c, _: make_client(args, args.url, concurrency), emulate=False)
 
 
@@ -200,7 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for c in concurrency
     ]
     store = open_store(args.results)
-    target = args.target if args.target == "emulator" else f"{args.target}:{args.endpoint or args.url}"
+    target = persisted_target(args)
     new = run_matrix(
         MatrixPlan(configurations, specs),
         opener,
@@ -319,7 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run configurations x concurrency levels against a target (resumes)")
     run.add_argument("--target", choices=TARGETS, default="emulator")
     run.add_argument("--endpoint", help="SageMaker endpoint name (--target sagemaker)")
-    run.add_argument("--url", help="base URL (--target tgi or openai)")
+    run.add_argument("--url", help="base URL (--target tgi or openai); user:password@ in it is sent, never recorded")
+    run.add_argument("--endpoint-url", help="SageMaker runtime URL (--target sagemaker), e.g. a VPC endpoint")
+    run.add_argument("--model-name", default="tgi", help="request model name (--target openai; TGI accepts tgi)")
+    run.add_argument(
+        "--api-key-env",
+        metavar="VARIABLE",
+        help="environment variable holding the API key sent as Bearer (--target tgi/openai; "
+        "default: BENCHMARK_API_KEY when set); the key itself is never a flag",
+    )
     run.add_argument("--region", default=DEFAULT_REGION)
     run.add_argument("--config", action="append", help="model=7b,quantization=gptq,instance=ml.g5.2xlarge (repeat)")
     run.add_argument("--model")

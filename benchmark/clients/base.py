@@ -6,11 +6,14 @@ records the failure with its :class:`ErrorKind`, so that errors are counted and 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Protocol
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from benchmark.prompts import GenerationParams, Prompt
 from benchmark.records import ErrorKind, RequestRecord
+from catalog.errors import ConfigError, Issue
 
 # Server timing headers kept in ``RequestRecord.server_timings`` (all milliseconds in every TGI version).
 # ``x-compute-time`` is left out on purpose: TGI 1.x sent milliseconds, later versions seconds.
@@ -81,3 +84,47 @@ def read_headers(record: RequestRecord, headers: Mapping[str, str]) -> None:
         if name in lower:
             record.request_id = lower[name]
             break
+
+
+DEFAULT_API_KEY_ENV = "BENCHMARK_API_KEY"
+
+
+def api_key_from_env(variable: str | None) -> str | None:
+    """The API key lives only in the environment: a flag value would land in shell history and results.
+
+    ``variable`` None reads :data:`DEFAULT_API_KEY_ENV` when it is set; a variable named explicitly must be set.
+    """
+    if variable is None:
+        return os.environ.get(DEFAULT_API_KEY_ENV) or None
+    if not variable.replace("_", "").isalnum() or variable[0].isdigit():
+        raise ConfigError([Issue("api_key_env", variable, "must be an environment variable name, not a key")])
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError([Issue("api_key_env", variable, "names an environment variable that is unset or empty")])
+    return value
+
+
+def _parts(url: str, field: str) -> SplitResult:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError([Issue(field, redact_url(url), "must be an http:// or https:// URL with a host")])
+    return parts
+
+
+def split_credentials(url: str, field: str = "url") -> tuple[str, tuple[str, str] | None]:
+    """``http://user:pass@host/`` -> (``http://host/``, (user, pass)); the URL kept never holds a secret."""
+    parts = _parts(url, field)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc)), (parts.username or "", parts.password or "")
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be written to results and logs: user, password and query values replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(f"{pair.partition('=')[0]}=***" for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -13,26 +13,35 @@ from typing import Any
 
 import aiohttp
 
-from benchmark.clients.base import RequestFailed, fail, read_headers, status_error_kind
+from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, split_credentials, status_error_kind
 from benchmark.clients.protocol import StreamReader
 from benchmark.records import ErrorKind, RequestRecord
+from catalog.errors import ConfigError, Issue
 
 
 class HttpTransport:
     def __init__(
         self, base_url: str, *, concurrency: int, timeout_s: float, headers: Mapping[str, str] | None = None
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        url, credentials = split_credentials(base_url)
+        self.base_url = url.rstrip("/")  # never holds credentials, so error details cannot leak them
         self._limit = max(1, concurrency)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 10.0))
         self._headers = {"Content-Type": "application/json", **dict(headers or {})}
+        if credentials is not None:
+            if any(k.lower() == "authorization" for k in self._headers):
+                raise ConfigError([Issue("url", redact_url(base_url), "carries credentials and an API key is set too")])
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(*credentials)
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers=self._headers, auto_decompress=False
+                connector=connector,
+                timeout=self._timeout,
+                headers=self._headers,
+                auto_decompress=False,
             )
         return self._session
 

@@ -42,15 +42,21 @@ def _json(data: str | bytes, what: str) -> Any:
 
 
 def _stream_error(obj: dict[str, Any]) -> RequestFailed:
-    """An error inside an already-started stream: TGI ``{"error", "error_type"}``, OpenAI ``{"error": {...}}``."""
+    """An error inside an already-started stream, in each server's shape.
+
+    TGI ``/generate_stream``: ``{"error", "error_type"}``. vLLM and SGLang: ``{"error": {"message", "type",
+    "code"}}``. TGI's Messages API: ``{"error": {"message", "http_status_code": 422}}`` whatever the cause,
+    so its overload is recognised by TGI's own message, "Model is overloaded".
+    """
     error = obj.get("error")
+    code: object = None
     if isinstance(error, dict):
-        kind_name, message = str(error.get("type", "")), str(error.get("message", error))
+        kind_name, message, code = str(error.get("type", "")), str(error.get("message", error)), error.get("code")
     else:
         kind_name, message = str(obj.get("error_type", "")), str(error)
-    if kind_name == "overloaded":
+    if kind_name == "overloaded" or code == 429 or message.startswith("Model is overloaded"):
         return RequestFailed(ErrorKind.THROTTLED, f"in-stream error: {message}")
-    if kind_name == "validation":
+    if kind_name == "validation" or (isinstance(code, int) and 400 <= code < 500):
         return RequestFailed(ErrorKind.HTTP_4XX, f"in-stream error: {message}")
     return RequestFailed(ErrorKind.DROPPED_STREAM, f"in-stream error ({kind_name or 'unknown'}): {message}")
 
@@ -111,6 +117,9 @@ class StreamReader:
             raise RequestFailed(ErrorKind.MALFORMED_FRAME, str(exc)) from None
         for event in events:
             self._on_event(event, self.record.token_times[-1] if self.record.token_times else self.record.start)
+        if self._parser.has_partial:
+            got = len(self.record.token_times)
+            raise RequestFailed(ErrorKind.DROPPED_STREAM, f"stream ended inside an event after {got} tokens")
         if not self.finished:
             got = len(self.record.token_times)
             raise RequestFailed(ErrorKind.DROPPED_STREAM, f"stream ended without its final event after {got} tokens")
@@ -148,7 +157,12 @@ class TgiStreamReader(StreamReader):
 
 
 class OpenAIStreamReader(StreamReader):
-    """OpenAI chat chunks: a token per non-empty ``delta.content``, usage in the last chunk, then ``[DONE]``."""
+    """OpenAI chat chunks: a token per non-empty ``delta.content``, ``finish_reason`` on the last choice.
+
+    The stream is complete once a choice carries ``finish_reason`` (then usage, then ``[DONE]`` may follow):
+    OpenAI, vLLM, SGLang and TGI send ``[DONE]``, ``transformers serve`` closes the body without it. A
+    body that ends before ``finish_reason`` (and before ``[DONE]``) was dropped.
+    """
 
     def _on_event(self, event: Event, at: float) -> None:
         if event.data.strip() == DONE:
@@ -163,4 +177,6 @@ class OpenAIStreamReader(StreamReader):
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if isinstance(delta, dict) and delta.get("content"):
                 self._token(at)
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.finished = True
         _read_usage(self.record, obj.get("usage"))

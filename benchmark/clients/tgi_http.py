@@ -20,10 +20,14 @@ class TgiHttpClient:
         concurrency: int = 1,
         timeout_s: float = 120.0,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.streaming = streaming
         self.name = f"tgi-http{'-stream' if streaming else ''}"
-        self._http = HttpTransport(base_url, concurrency=concurrency, timeout_s=timeout_s, headers=headers)
+        auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = HttpTransport(
+            base_url, concurrency=concurrency, timeout_s=timeout_s, headers={**dict(headers or {}), **auth}
+        )
 
     async def send(self, prompt: Prompt, params: GenerationParams, *, user: int) -> RequestRecord:
         record = RequestRecord(user=user, start=time.perf_counter(), end=0.0, prompt_id=prompt.id or None)

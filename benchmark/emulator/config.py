@@ -56,6 +56,9 @@ class FaultKind(StrEnum):
     STREAM_ERROR = "stream_error"  # error event mid-stream: SSE error object / SageMaker ModelStreamError
     STALL = "stall"  # no bytes for stall_s (after the first token when streaming)
     MALFORMED = "malformed"  # bad CRC frame (SageMaker stream), bad JSON event or body (otherwise)
+    # The stream ends cleanly (last chunk, end of the event stream) half-way, without its final event;
+    # not streamed: a body cut short with a matching Content-Length.
+    TRUNCATE = "truncate"
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,13 @@ class EmulatorConfig:
     seed: int = 0
     payload_split: int = 1  # SageMaker stream: PayloadParts each SSE event is cut into (tests reassembly)
     endpoint_names: tuple[str, ...] | None = None  # SageMaker endpoints that exist; None accepts any name
+    # OpenAI streams end with ``data: [DONE]`` (OpenAI, vLLM, SGLang, TGI); False ends them after the
+    # ``finish_reason`` chunk, as ``transformers serve`` does.
+    openai_done: bool = True
+    # Like ``--api-key`` of TGI and vLLM: requests without ``Authorization: Bearer <key>`` get 401.
+    api_key: str | None = None
+    # Like vLLM's served model name: an OpenAI request naming another model gets 404. None accepts any name.
+    model_name: str | None = None
 
     def __post_init__(self) -> None:
         issues = self.latency.issues()

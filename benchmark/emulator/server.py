@@ -2,7 +2,8 @@
 
 Routes:
 
-- TGI: ``POST /generate``, ``POST /generate_stream``, ``GET /health``, ``GET /info``
+- TGI: ``POST /`` (stream flag in the body), ``POST /generate``, ``POST /generate_stream``, ``GET /health``,
+  ``GET /info``
 - OpenAI-compatible: ``POST /v1/chat/completions`` (``stream`` true or false)
 - SageMaker runtime: ``POST /endpoints/{name}/invocations`` and ``.../invocations-response-stream``; the
   body is what the Hugging Face TGI container receives on ``/invocations`` (its ``stream`` flag chooses SSE
@@ -288,6 +289,7 @@ class EmulatorApp:
         self.app[_ENGINE_KEY] = self.engine
         self.app.add_routes(
             [
+                web.post("/", self._tgi_compat),
                 web.post("/generate", self._tgi_generate),
                 web.post("/generate_stream", self._tgi_generate_stream),
                 web.post("/v1/chat/completions", self._openai_chat),
@@ -307,6 +309,10 @@ class EmulatorApp:
 
     async def _tgi_generate(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, Wire(request), "tgi", stream=False)
+
+    async def _tgi_compat(self, request: web.Request) -> web.StreamResponse:
+        """TGI's ``POST /`` (``compat_generate``): the body's ``stream`` flag chooses SSE or JSON."""
+        return await self._serve(request, Wire(request), "tgi", stream=None)
 
     async def _tgi_generate_stream(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, Wire(request), "tgi", stream=True)
@@ -356,10 +362,26 @@ class EmulatorApp:
 
     # --- one request ---------------------------------------------------------------------------------
 
+    def _refusal(self, request: web.Request, protocol: str, body: bytes) -> web.StreamResponse | None:
+        """401 without the configured API key; 404 for an OpenAI request naming another model (as vLLM)."""
+        config = self.engine.config
+        if config.api_key is not None and request.headers.get("Authorization") != f"Bearer {config.api_key}":
+            return web.Response(status=401, body=render.openai_error("Unauthorized", "unauthorized"))
+        if protocol == "openai" and config.model_name is not None:
+            with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                model = json.loads(body).get("model")
+                if model != config.model_name:
+                    message = f"The model `{model}` does not exist."
+                    return web.Response(status=404, body=render.openai_error(message, "NotFoundError"))
+        return None
+
     async def _serve(self, request: web.Request, wire: Wire, protocol: str, stream: bool | None) -> web.StreamResponse:
         error_body = render.openai_error if protocol == "openai" else render.tgi_error
+        body = await request.read()
+        if not isinstance(wire, SageMakerWire) and (refusal := self._refusal(request, protocol, body)) is not None:
+            return refusal
         try:
-            parsed = _parse(await request.read(), protocol, stream)
+            parsed = _parse(body, protocol, stream)
         except BadRequest as exc:
             return await wire.error(422, error_body(str(exc), "validation"))
         try:
@@ -411,8 +433,9 @@ class EmulatorApp:
                 answer = [answer]  # the TGI container's /invocations answers with a list
         else:
             answer = render.openai_response(truth.request_id, truth.input_tokens, truth.tokens, parsed.max_new_tokens)
-        body = _MALFORMED_BODY if fault is FaultKind.MALFORMED else render.dumps(answer)
-        gen.done("malformed" if fault is FaultKind.MALFORMED else "ok")
+        broken = fault in (FaultKind.MALFORMED, FaultKind.TRUNCATE)
+        body = _MALFORMED_BODY if broken else render.dumps(answer)
+        gen.done(fault.value if broken and fault is not None else "ok")
         return await wire.body(body, "application/json", headers)
 
     async def _run_stream(
@@ -439,6 +462,9 @@ class EmulatorApp:
                     event = render.tgi_token_event(index, tokens, parsed.max_new_tokens, truth.input_tokens)
                     await wire.send_malformed(event, _MALFORMED_EVENT)
                     return await wire.finish()
+                elif fault is FaultKind.TRUNCATE:
+                    gen.done("truncate")
+                    return await wire.finish()
             last = index == tokens - 1
             if parsed.protocol == "tgi":
                 data = render.tgi_token_event(index, tokens, parsed.max_new_tokens, truth.input_tokens)
@@ -447,7 +473,8 @@ class EmulatorApp:
                 if last:
                     if parsed.include_usage:
                         data += render.openai_usage_chunk(truth.request_id, truth.input_tokens, tokens)
-                    data += render.sse(b"[DONE]")
+                    if self.engine.config.openai_done:
+                        data += render.sse(b"[DONE]")
             if last:
                 gen.done("ok")
             await wire.send(data)

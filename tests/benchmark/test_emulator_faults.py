@@ -44,6 +44,7 @@ EXPECTED: dict[FaultKind, ErrorKind] = {
     FaultKind.STREAM_ERROR: ErrorKind.DROPPED_STREAM,  # a 5xx when the request is not streamed
     FaultKind.STALL: ErrorKind.TIMEOUT,
     FaultKind.MALFORMED: ErrorKind.MALFORMED_FRAME,
+    FaultKind.TRUNCATE: ErrorKind.DROPPED_STREAM,  # a malformed body when the request is not streamed
 }
 
 
@@ -92,6 +93,8 @@ def test_fault_is_counted_with_its_kind(emulator: EmulatorServer, kind: str, fau
     expected = EXPECTED[fault]
     if fault is FaultKind.STREAM_ERROR and not kind.endswith("-stream"):
         expected = ErrorKind.HTTP_5XX
+    if fault is FaultKind.TRUNCATE and not kind.endswith("-stream"):
+        expected = ErrorKind.MALFORMED_FRAME
     errors = Counter(r.error for r in records if not r.ok)
     details = [r.error_detail for r in records if not r.ok]
     assert errors == {expected: REQUESTS // EVERY}, details
@@ -100,6 +103,15 @@ def test_fault_is_counted_with_its_kind(emulator: EmulatorServer, kind: str, fau
     # The server agrees on which requests it broke.
     outcomes = Counter(t.outcome for t in emulator.truth())
     assert outcomes["ok"] == REQUESTS - REQUESTS // EVERY
+
+
+def test_openai_stream_without_done_is_complete(emulator: EmulatorServer) -> None:
+    """``transformers serve`` ends after the ``finish_reason`` chunk, without ``[DONE]``: every request is ok."""
+    emulator.configure(EmulatorConfig(latency=LATENCY, openai_done=False))
+    emulator.reset()
+    result = run("openai-chat-stream", emulator.base_url, LoadSpec(concurrency=3, duration_s=None, max_requests=6))
+    assert [r.error for r in result.records] == [None] * 6
+    assert [r.generated_tokens for r in result.records] == [LATENCY.tokens] * 6
 
 
 @pytest.mark.parametrize("kind", ["tgi-http-stream", "sagemaker"])
