@@ -15,6 +15,7 @@ from catalog import get_model, get_quantization
 from catalog.errors import ConfigError, Issue
 from catalog.models import GB
 from catalog.prices import HOURS_PER_MONTH, get_service_price
+from settings.network_options import DEFAULT_AZ_COUNT
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class StackInventory:
     """Billable things the stacks create: the foundation once, then per endpoint stack (see the test)."""
 
     interface_endpoints: int = 9  # constructs/network.py DEFAULT_INTERFACE_ENDPOINTS
-    availability_zones: int = 2  # NetworkProps.max_azs: each interface endpoint is billed in each AZ
+    availability_zones: int = DEFAULT_AZ_COUNT  # the az_count setting: each interface endpoint is billed per AZ
     kms_keys: int = 1  # the foundation's key
     secrets: int = 1  # the Hub token the staging job reads (created by you, read by the stack)
     alarm_metrics_per_endpoint: int = 4  # 5xx rate (2 metrics), model latency p90, GPU memory

@@ -85,7 +85,7 @@ def test_all_in_lines_are_the_catalog_prices_times_the_inventory() -> None:
     configuration = BenchmarkConfiguration(model="7b", quantization="fp16", instance_type="ml.g5.12xlarge")
     lines = {x.item: x for x in monthly_lines(configuration, requests_per_month=1e6)}
     endpoints = lines["VPC interface endpoints (per endpoint, per AZ, per hour)"]
-    assert endpoints.usd_per_month == pytest.approx(9 * 2 * 730 * 0.01)  # $131.40: PrivateLink $0.01/AZ-hour
+    assert endpoints.usd_per_month == pytest.approx(9 * 3 * 730 * 0.01)  # $197.10: PrivateLink $0.01/AZ-hour, 3 AZs
     assert lines["KMS customer-managed keys"].usd_per_month == pytest.approx(1.0)
     assert lines["CloudWatch dashboards"].usd_per_month == pytest.approx(3.0)
     assert lines["VPC interface endpoint data processed"].quantity == pytest.approx(1e6 * 4.0 / 1e6)  # 4 GB
