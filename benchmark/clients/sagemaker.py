@@ -85,7 +85,7 @@ def classify_exception(exc: BaseException) -> ErrorKind:
             return ErrorKind.TIMEOUT
         return ErrorKind.DROPPED_STREAM
     if isinstance(exc, EndpointConnectionError):
-        return ErrorKind.CLIENT
+        return ErrorKind.CONNECTION
     return ErrorKind.CLIENT
 
 
