@@ -108,6 +108,10 @@ def make_client(args: argparse.Namespace, address: str, concurrency: int) -> Any
 
     kind = CLIENT_KINDS[args.target] + ("" if args.no_stream else "-stream")
     options: dict[str, Any] = {"region_name": args.region} if args.target == "sagemaker" else {}
+    if getattr(args, "workers", 0):  # each worker process builds its own client from this description
+        from benchmark.workers import ClientSpec  # noqa: PLC0415
+
+        return ClientSpec(kind, address, concurrency=concurrency, timeout_s=args.timeout, options=options)
     return create_client(kind, address, concurrency=concurrency, timeout_s=args.timeout, **options)
 
 
@@ -217,6 +221,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset=args.dataset or "built-in",
         price_overrides=overrides,
         progress=Progress(len(configurations) * len(specs)),
+        level_runner=_worker_runner(args),
+        uvloop=args.uvloop,
     )
     if args.json:
         for result in new:
@@ -233,8 +239,19 @@ def _check_abort_options(args: argparse.Namespace) -> None:
         raise ConfigError([Issue("fail_fast", args.fail_fast, "must be zero (off) or a positive integer")])
     if args.abort_error_rate is not None and not 0.0 <= args.abort_error_rate < 1.0:
         raise ConfigError([Issue("abort_error_rate", args.abort_error_rate, "must be within [0, 1), e.g. 0.5")])
+    if args.workers < 0:
+        raise ConfigError([Issue("workers", args.workers, "must be zero (in this process) or a positive integer")])
     if not args.ramp_up >= 0:
         raise ConfigError([Issue("ramp_up", args.ramp_up, "must be zero or a positive number of seconds")])
+
+
+def _worker_runner(args: argparse.Namespace) -> Any:
+    """With ``--workers N``: levels spread over N processes (benchmark.workers), else the runner's default."""
+    if not args.workers:
+        return None
+    from benchmark.workers import worker_level_runner  # noqa: PLC0415
+
+    return worker_level_runner(args.workers, uvloop=args.uvloop)
 
 
 def _aborted_target(args: argparse.Namespace) -> str:
@@ -350,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop with exit 3 when a level's error rate passes RATE (0-1), judged after max(20, concurrency)",
     )
     run.add_argument("--ramp-up", type=float, default=0.0, metavar="S", help="stagger users' first requests over S s")
+    run.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="spread each level's users over N processes (0: one)"
+    )
+    run.add_argument("--uvloop", action="store_true", help="run the load generator on uvloop (less CPU per event)")
     run.add_argument("--dataset", help="JSONL prompts (default: built-in set)")
     run.add_argument("--max-new-tokens", type=int, default=50)
     run.add_argument("--no-stream", action="store_true", help="non-streaming requests, as in 2023")

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from benchmark.clients import create_client
 from benchmark.loadgen import LevelRun, LoadSpec, run_level
 from benchmark.prompts import GenerationParams, Prompt
+from benchmark.runner import run_async
 from catalog.errors import ConfigError, Issue
 
 
@@ -37,6 +38,20 @@ class ClientSpec:
 
     def create(self, concurrency: int) -> Any:
         return create_client(self.kind, self.target, concurrency=concurrency, timeout_s=self.timeout_s, **self.options)
+
+    async def aclose(self) -> None:
+        """Nothing to close here: each worker closes the client it built (the runner's opener calls this)."""
+
+
+def worker_level_runner(workers: int, *, uvloop: bool = False) -> Callable[..., Awaitable[LevelRun]]:
+    """A ``level_runner`` for :mod:`benchmark.runner` whose "client" is a :class:`ClientSpec`."""
+
+    async def run(
+        client_spec: ClientSpec, prompts: Sequence[Prompt], params: GenerationParams, spec: LoadSpec
+    ) -> LevelRun:
+        return await asyncio.to_thread(run_level_in_workers, client_spec, prompts, params, spec, workers, uvloop=uvloop)
+
+    return run
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -65,16 +80,6 @@ async def _run(
         await client.aclose()
 
 
-def run_in_loop(coroutine: Coroutine[Any, Any, LevelRun], *, uvloop: bool) -> LevelRun:
-    """``asyncio.run``, on uvloop when asked (libuv's loop spends less CPU per socket event)."""
-    if not uvloop:
-        return asyncio.run(coroutine)
-    import uvloop as uv  # noqa: PLC0415 - optional dependency
-
-    with asyncio.Runner(loop_factory=uv.new_event_loop) as runner:
-        return runner.run(coroutine)
-
-
 @dataclass(frozen=True)
 class _Job:
     index: int
@@ -93,7 +98,7 @@ def _worker(job: _Job, barrier: Any, results: Any) -> None:
     if spec.ramp_up_s:
         time.sleep(spec.ramp_up_s * index / spec.concurrency)  # interleave: worker i's user u is global u*parts+i
     try:
-        run = run_in_loop(_run(job.client_spec, job.prompts, job.params, own), uvloop=job.uvloop)
+        run = run_async(_run(job.client_spec, job.prompts, job.params, own), uvloop=job.uvloop)
     except Exception as exc:  # sent back and raised in the parent
         results.put((index, exc))
         return
@@ -115,7 +120,7 @@ def run_level_in_workers(
     if workers < 0:
         raise ConfigError([Issue("workers", workers, "must be >= 0 (0: in this process)")])
     if workers == 0:
-        return run_in_loop(_run(client_spec, prompts, params, spec), uvloop=uvloop)
+        return run_async(_run(client_spec, prompts, params, spec), uvloop=uvloop)
     if spec.open_loop:
         raise ConfigError([Issue("workers", workers, "applies to closed-loop levels only (request_rate unset)")])
     parts = min(workers, spec.concurrency)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from benchmark.cli import main
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
 from benchmark.loadgen import LoadSpec
 from benchmark.prompts import GenerationParams, builtin_prompts
@@ -55,3 +59,15 @@ def test_two_workers_measure_one_level_against_the_emulator() -> None:
     assert sorted(r.request_id or "" for r in run.records) == sorted(t.request_id for t in truths)
     assert all(r.start < r.first_token_at < r.end for r in run.records if r.first_token_at)
     assert run.window_start < run.window_end
+
+
+def test_cli_runs_a_level_in_worker_processes(tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    argv = ["run", "--target", "emulator", "--config", "model=7b,quantization=fp16,instance=ml.g5.12xlarge"]
+    argv += ["--concurrency", "4", "--duration", "1", "--warmup", "4", "--workers", "2", "--uvloop"]
+    assert main([*argv, "--results", str(results)]) == 0
+    (line,) = results.read_text().splitlines()
+    metrics = json.loads(line)["metrics"]
+    assert metrics["requests_failed"] == 0 and metrics["requests_ok"] >= 4
+    assert metrics["tokens_per_s"] > 0 and metrics["steady_start_s"] is not None
+    assert main([*argv[:-3], "--workers", "-1", "--results", str(results)]) == 2
