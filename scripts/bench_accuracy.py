@@ -16,7 +16,8 @@ Each (client, level) runs ``--repeat`` times; the table gives every run's errors
 Also printed: the client's CPU time per token (this process and its workers) and the machine's load.
 
 Rerunnable, never asserted: ``python scripts/bench_accuracy.py [--levels 1,20,64,256] [--duration 20]
-[--repeat 3] [--clients tgi-http-stream,openai-chat-stream,sagemaker-stream] [--ramp-up auto] [--workers N]``.
+[--repeat 3] [--clients tgi-http-stream,openai-chat-stream,sagemaker-stream] [--ramp-up auto] [--workers auto]
+[--loop uvloop]``. The same settings exist on ``python -m benchmark run``: ``--ramp-up``, ``--workers``, ``--uvloop``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from benchmark.prompts import GenerationParams, builtin_prompts  # noqa: E402
 from benchmark.workers import ClientSpec, run_level_in_workers  # noqa: E402
 
 CLIENTS = ("tgi-http-stream", "openai-chat-stream", "sagemaker-stream")
+TRUTH_TOKENS = 50  # what scripts/truth_server.py generates per request
 
 
 @dataclass
@@ -63,6 +66,25 @@ class Row:
 
     def errors(self) -> tuple[float, float, float]:
         return (_err(self.ttft, self.ttft_truth), _err(self.tpot, self.tpot_truth), _err(self.tps, self.tps_truth))
+
+
+@dataclass
+class GuideRow:
+    """GuideLLM's medians for one level next to the truth of the requests it completed."""
+
+    concurrency: int
+    requests: int
+    itl_p50: float  # GuideLLM ITL: (last - first token) / (n - 1) per request, median weighted by tokens
+    itl_p50_truth: float
+    tpot_p50: float  # GuideLLM TPOT: request latency / output tokens (includes TTFT)
+    tpot_p50_truth: float
+    ttft_p50: float
+    ttft_p50_truth: float
+    errors: int
+
+
+def _fmt_err(measured: float, truth: float) -> str:
+    return f"{_err(measured, truth):+6.2f}%"
 
 
 def _err(measured: float, truth: float) -> float:
@@ -138,8 +160,8 @@ def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace
         prompts,
         GenerationParams(max_new_tokens=50),
         spec,
-        args.workers,
-        uvloop=args.uvloop,
+        workers_for(args.workers, concurrency),
+        uvloop=args.loop == "uvloop",
     )
     cpu = _cpu_s() - cpu_before
     metrics = compute_metrics(run)
@@ -167,6 +189,11 @@ def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace
         cpu_us_per_token=cpu / max(1, tokens) * 1e6,
         load=(load_before + os.getloadavg()[0]) / 2,
     )
+
+
+def workers_for(setting: str, concurrency: int) -> int:
+    """``auto``: one worker process per 32 streams, at most 8, none below 64 streams."""
+    return min(8, concurrency // 32) if setting == "auto" else int(setting)
 
 
 def _cpu_s() -> float:
@@ -201,6 +228,80 @@ def print_rows(rows: list[Row], repeat: int) -> None:
             print(f"{client:<20}{concurrency:>5}" + "".join(f"{m:>+9.2f}%" for m in medians))
 
 
+def run_guidellm(binary: str, tokenizer: str, base_url: str, concurrency: int, duration_s: float) -> dict[str, Any]:
+    """One GuideLLM concurrent run at ``concurrency`` streams; returns its first benchmark from the JSON output."""
+    with tempfile.TemporaryDirectory(prefix="guidellm-") as workdir:
+        out = Path(workdir) / "guidellm.json"
+        command = [
+            binary,
+            "run",
+            "--backend",
+            f"kind=openai_http,target={base_url},model=truth",
+            "--profile",
+            f"kind=concurrent,streams={concurrency}",
+            "--constraint",
+            f"kind=max_duration,seconds={duration_s:g}",
+            "--tokenizer",
+            f"kind=huggingface_auto,model={tokenizer}",
+            "--data",
+            f"kind=synthetic_text,prompt_tokens=192,output_tokens={TRUTH_TOKENS}",
+            "--output",
+            f"kind=json,path={out}",
+            "--disable-console",
+        ]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not out.exists():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-15:]
+            raise SystemExit(f"guidellm failed (exit {done.returncode}):\n" + "\n".join(tail))
+        benchmark: dict[str, Any] = json.loads(out.read_text())["benchmarks"][0]
+        return benchmark
+
+
+def analyse_guidellm(concurrency: int, benchmark: dict[str, Any], truths: list[dict[str, Any]]) -> GuideRow:
+    """GuideLLM sends no id the server can join on: compare with every request the truth server completed."""
+    metrics = benchmark["metrics"]
+
+    def gl_median(name: str) -> float:
+        value = metrics[name]["successful"].get("median")
+        return float(value) if value is not None else float("nan")
+
+    done = [t for t in truths if len(t["writes"]) > 1]
+    itl_truth = [(t["writes"][-1] - t["writes"][0]) / (len(t["writes"]) - 1) * 1e3 for t in done]
+    return GuideRow(
+        concurrency=concurrency,
+        requests=len(benchmark["requests"]["successful"]),
+        itl_p50=gl_median("inter_token_latency_ms"),
+        itl_p50_truth=statistics.median(itl_truth),
+        tpot_p50=gl_median("time_per_output_token_ms"),
+        tpot_p50_truth=statistics.median((t["writes"][-1] - t["arrival"]) / len(t["writes"]) * 1e3 for t in done),
+        ttft_p50=gl_median("time_to_first_token_ms"),
+        ttft_p50_truth=statistics.median((t["writes"][0] - t["arrival"]) * 1e3 for t in done),
+        errors=len(benchmark["requests"]["errored"]),
+    )
+
+
+def print_guidellm_table(rows: list[GuideRow]) -> None:
+    header = (
+        f"{'client':<18}{'conc':>5}{'reqs':>6}{'ITL p50':>9}{'truth':>8}{'err':>9}{'TPOT p50':>10}{'truth':>8}"
+        f"{'err':>9}{'TTFT p50':>10}{'truth':>8}{'err':>9}{'errors':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{'guidellm':<18}{r.concurrency:>5}{r.requests:>6}"
+            f"{r.itl_p50:>9.2f}{r.itl_p50_truth:>8.2f}{_fmt_err(r.itl_p50, r.itl_p50_truth):>9}"
+            f"{r.tpot_p50:>10.2f}{r.tpot_p50_truth:>8.2f}{_fmt_err(r.tpot_p50, r.tpot_p50_truth):>9}"
+            f"{r.ttft_p50:>10.2f}{r.ttft_p50_truth:>8.2f}{_fmt_err(r.ttft_p50, r.ttft_p50_truth):>9}"
+            f"{r.errors:>7}"
+        )
+    print(
+        "guidellm ITL: per-request (last - first token) / (n - 1), token-weighted median (truth: per-request mean\n"
+        "scheduled gap, median over completed requests); TPOT: latency / output tokens (truth: (TTFT + gaps) / tokens)."
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,20,64,256")
@@ -208,24 +309,42 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per (client, level); the median is reported")
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--ramp-up", default="auto", help="seconds, or auto (concurrency / 100 s)")
-    parser.add_argument("--workers", type=int, default=0, help="client worker processes (0: in this process)")
-    parser.add_argument("--uvloop", action="store_true", help="run the client's event loop on uvloop")
+    parser.add_argument(
+        "--workers", default="auto", help="client worker processes (0: in this process; auto: concurrency // 32, <= 8)"
+    )
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the client's event loop")
+    parser.add_argument(
+        "--guidellm", default=os.environ.get("GUIDELLM_BIN"), help="also run GuideLLM (env GUIDELLM_BIN)"
+    )
+    parser.add_argument(
+        "--guidellm-tokenizer",
+        default=os.environ.get("GUIDELLM_TOKENIZER"),
+        metavar="DIR",
+        help="local Hugging Face tokenizer folder for GuideLLM (env GUIDELLM_TOKENIZER)",
+    )
     args = parser.parse_args()
+    if args.guidellm and not args.guidellm_tokenizer:
+        parser.error("--guidellm needs --guidellm-tokenizer (or env GUIDELLM_TOKENIZER): a local tokenizer folder")
     levels = [int(x) for x in args.levels.split(",")]
     print(f"cores: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))}); python {sys.version.split()[0]}")
     print(
         f"duration {args.duration:g} s per level after {max(levels)} warm-up requests at most; "
-        f"ramp-up {args.ramp_up}; workers {args.workers}; uvloop {args.uvloop}; repeat {args.repeat}; "
+        f"ramp-up {args.ramp_up}; workers {args.workers}; loop {args.loop}; repeat {args.repeat}; "
         f"load {os.getloadavg()[0]:.1f}"
     )
     process, base_url = start_server()
     rows: list[Row] = []
+    guide_rows: list[GuideRow] = []
     try:
         for _ in range(args.repeat):
             for kind in args.clients.split(","):
                 for concurrency in levels:
                     rows.append(measure(kind, base_url, concurrency, args))
                     print(f"  done {kind} x {concurrency}", file=sys.stderr, flush=True)
+        for concurrency in levels if args.guidellm else ():
+            call(base_url, "/reset", "POST")
+            benchmark = run_guidellm(args.guidellm, args.guidellm_tokenizer, base_url, concurrency, args.duration)
+            guide_rows.append(analyse_guidellm(concurrency, benchmark, call(base_url, "/truth")))
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -237,6 +356,9 @@ def main() -> int:
         "send / read: median ms from the client's start stamp to the request's arrival at the server, and from\n"
         "the server writing the first token to the client's stamp of it (where a TTFT error comes from)."
     )
+    if guide_rows:
+        print()
+        print_guidellm_table(guide_rows)
     return 0
 
 

@@ -120,6 +120,8 @@ class Connection:
     def handle(self, method: str, path: str, body: bytes, arrived: float) -> None:
         if path == "/truth":
             self.reply(200, json.dumps(self.log.requests).encode())
+        elif path in {"/health", "/v1/models"}:  # what OpenAI-compatible benchmarks (GuideLLM) probe first
+            self.reply(200, b'{"object":"list","data":[{"id":"truth","object":"model"}]}')
         elif path == "/reset":
             self.log.requests.clear()
             self.reply(200, b"{}")
