@@ -203,13 +203,17 @@ def _cpu_s() -> float:
     return own + children.children_user + children.children_system
 
 
+def _print_header(header: str) -> None:
+    print(header)
+    print("-" * len(header))
+
+
 def print_rows(rows: list[Row], repeat: int) -> None:
     header = (
         f"{'client':<20}{'conc':>5}{'reqs':>6}{'TTFT p50':>10}{'truth':>8}{'err':>8}{'ms/tok':>8}{'truth':>8}"
         f"{'err':>8}{'tok/s':>9}{'truth':>9}{'err':>8}{'window':>8}{'send':>7}{'read':>7}{'CPU us/tok':>11}{'load':>6}"
     )
-    print(header)
-    print("-" * len(header))
+    _print_header(header)
     for r in rows:
         e = r.errors()
         print(
@@ -286,8 +290,7 @@ def print_guidellm_table(rows: list[GuideRow]) -> None:
         f"{'client':<18}{'conc':>5}{'reqs':>6}{'ITL p50':>9}{'truth':>8}{'err':>9}{'TPOT p50':>10}{'truth':>8}"
         f"{'err':>9}{'TTFT p50':>10}{'truth':>8}{'err':>9}{'errors':>7}"
     )
-    print(header)
-    print("-" * len(header))
+    _print_header(header)
     for r in rows:
         print(
             f"{'guidellm':<18}{r.concurrency:>5}{r.requests:>6}"
