@@ -146,9 +146,12 @@ def run_level_in_workers(
         for process in processes:
             process.join(timeout=30)
     ordered = [runs[i] for i in range(parts)]
+    # The measurement window of the whole level, as one process would have had it: from the first measured
+    # request to the last. (Intersecting the workers' windows can be empty when one worker finishes its
+    # share of a request-bounded level before another leaves warm-up.)
     return LevelRun(
         spec=spec,
-        window_start=max(run.window_start for run in ordered),
-        window_end=min(run.window_end for run in ordered),
+        window_start=min(run.window_start for run in ordered),
+        window_end=max(run.window_end for run in ordered),
         records=[record for run in ordered for record in run.records],
     )
