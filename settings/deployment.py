@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from catalog import MemoryPlan, get_image, get_instance, get_model, get_quantization, latest_version
+from catalog import MemoryPlan, get_image, get_instance, get_model, get_quantization
 from catalog.errors import ConfigError, Issue
 from catalog.instances import InstanceSpec
 from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, ModelSpec, Quantization
@@ -300,4 +300,4 @@ def _check(cfg: DeploymentConfig) -> list[Issue]:
     return issues
 
 
-__all__ = ["DEFAULT_TGI_VERSION", "DeploymentConfig", "latest_version"]
+__all__ = ["DEFAULT_TGI_VERSION", "DeploymentConfig"]
