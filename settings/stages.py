@@ -24,9 +24,11 @@ from typing import Any
 import yaml
 
 from catalog.errors import ConfigError, Issue
+from settings.benchmark_options import BenchmarkOptions
+from settings.coercion import FILE_SECTIONS, coerce_section
 from settings.deployment import REGION, DeploymentConfig
-from settings.loading import FILE_SECTIONS, Settings, _coerce_section
 from settings.network_options import DEFAULT_AZ_COUNT, parse_az_count
+from settings.options import AppOptions, Settings
 from settings.scenarios import SCENARIOS
 
 ACCOUNT = re.compile(r"^\d{12}$")
@@ -97,12 +99,12 @@ class StageConfig:
     @property
     def settings(self) -> Settings:
         """What ``add_llama_stacks`` takes; the ``benchmark`` option carries the schedule switch."""
-        return Settings(
-            deployments=self.deployments,
-            options=types.MappingProxyType(
-                {"benchmark": {"enabled": self.benchmark_schedule}, "az_count": self.az_count}
-            ),
+        options = AppOptions(
+            scenarios=self.scenarios,
+            benchmark=BenchmarkOptions(enabled=self.benchmark_schedule),
+            az_count=self.az_count,
         )
+        return Settings(deployments=self.deployments, options=options)
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ def _section(where: str, value: Any, issues: list[Issue]) -> dict[str, Any]:
         issues.append(Issue(f"{where}.region", value["region"], "must not be set here: a stage's region decides it"))
         value = {k: v for k, v in value.items() if k != "region"}
     try:
-        return _coerce_section(value, where)
+        return coerce_section(value, where)
     except ConfigError as err:
         issues.extend(err.issues)
         return {}

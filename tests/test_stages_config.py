@@ -49,8 +49,8 @@ def test_each_stage_gets_its_own_validated_deployments() -> None:
 
 def test_the_benchmark_schedule_switch_reaches_the_stage_settings() -> None:
     config = load_stages(EXAMPLE)
-    assert config.stage("dev").settings.options["benchmark"] == {"enabled": True}
-    assert config.stage("prod").settings.options["benchmark"] == {"enabled": False}
+    assert config.stage("dev").settings.options.benchmark.enabled is True
+    assert config.stage("prod").settings.options.benchmark.enabled is False
     assert list(config.stage("staging").settings.deployments) == ["cost", "latency"]
 
 
