@@ -22,8 +22,7 @@ import yaml
 
 from catalog.errors import ConfigError, Issue
 from settings.benchmark_options import parse_benchmark_option
-from settings.coercion import DEPLOYMENT_KEYS as DEPLOYMENT_KEYS  # re-exported: benchmark/matrix.py reads it here
-from settings.coercion import FILE_SECTIONS, coerce_section
+from settings.coercion import DEPLOYMENT_KEYS, FILE_SECTIONS, coerce_section
 from settings.deployment import DeploymentConfig
 from settings.network_options import parse_az_count
 from settings.options import AppOptions, Settings
@@ -176,3 +175,15 @@ def load_settings(context: Mapping[str, Any], *, base_dir: Path | None = None) -
     if issues:
         raise ConfigError(issues, context="settings")
     return Settings(deployments=types.MappingProxyType(deployments), options=options)
+
+
+# DEPLOYMENT_KEYS: benchmark/matrix.py reads it here.
+__all__ = [
+    "APP_OPTION_KEYS",
+    "DEPLOYMENT_KEYS",
+    "ContextValues",
+    "load_settings",
+    "read_config_file",
+    "selected_scenarios",
+    "split_context",
+]

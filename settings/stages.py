@@ -24,9 +24,10 @@ from typing import Any
 import yaml
 
 from catalog.errors import ConfigError, Issue
+from catalog.regions import REGION
 from settings.benchmark_options import BenchmarkOptions
 from settings.coercion import FILE_SECTIONS, coerce_section
-from settings.deployment import REGION, DeploymentConfig
+from settings.deployment import DeploymentConfig
 from settings.network_options import DEFAULT_AZ_COUNT, parse_az_count
 from settings.options import AppOptions, Settings
 from settings.scenarios import SCENARIOS
