@@ -6,7 +6,7 @@ at once with the field, the value and what is allowed (``catalog.errors.ConfigEr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from catalog import get_image, get_instance, get_model, get_quantization
@@ -108,9 +108,6 @@ class DeploymentConfig(CatalogViews):
         if self.max_batch_total_tokens is not None:
             env["MAX_BATCH_TOTAL_TOKENS"] = str(self.max_batch_total_tokens)
         return env
-
-    def summary(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 __all__ = ["MAX_INSTANCES_CAP", "DeploymentConfig"]  # MAX_INSTANCES_CAP: benchmark/sizing/plan.py reads it here
