@@ -11,19 +11,17 @@ error naming the key when that fails. Keys we do not know are refused so that a 
 
 from __future__ import annotations
 
-import json
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from catalog.errors import ConfigError, Issue
 from settings.benchmark_options import parse_benchmark_option
 from settings.coercion import DEPLOYMENT_KEYS, FILE_SECTIONS, coerce_section
 from settings.deployment import DeploymentConfig
+from settings.files import read_data_file
 from settings.network_options import parse_az_count
 from settings.options import AppOptions, Settings
 from settings.scenarios import SCENARIOS
@@ -41,15 +39,7 @@ def _is_cdk_internal(key: str) -> bool:
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """Parse and check a config file: sections ``defaults`` and one per scenario."""
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError([Issue("config", str(path), "must name an existing YAML or JSON file")])
-    text = file.read_text()
-    try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(
-            [Issue("config", str(path), f"is not valid {file.suffix.lstrip('.') or 'YAML'}: {err}")]
-        ) from None
+    data = read_data_file(file, field="config", kind="file")
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError([Issue("config", str(path), "must hold a mapping of sections")])

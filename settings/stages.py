@@ -13,7 +13,6 @@ marked ``production: true``) must require a manual approval.
 
 from __future__ import annotations
 
-import json
 import re
 import types
 from collections.abc import Mapping
@@ -21,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from catalog.errors import ConfigError, Issue
 from catalog.regions import REGION
 from settings.benchmark_options import BenchmarkOptions
 from settings.coercion import FILE_SECTIONS, coerce_section
 from settings.deployment import DeploymentConfig
+from settings.files import read_data_file
 from settings.network_options import DEFAULT_AZ_COUNT, parse_az_count
 from settings.options import AppOptions, Settings
 from settings.scenarios import SCENARIOS
@@ -123,16 +121,7 @@ class StagesConfig:
 
 def load_stages(path: str | Path, *, base_dir: Path | None = None) -> StagesConfig:
     """Read and validate a stage file (YAML or JSON); relative paths are taken from ``base_dir``."""
-    file = Path(path)
-    if base_dir is not None and not file.is_absolute():
-        file = base_dir / file
-    if not file.is_file():
-        raise ConfigError([Issue("stages", str(path), "must name an existing YAML or JSON stage file")])
-    text = file.read_text()
-    try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError([Issue("stages", str(path), f"is not valid YAML/JSON: {err}")]) from None
+    data = read_data_file(path, field="stages", kind="stage file", base_dir=base_dir)
     return parse_stages(data, file=str(path))
 
 
