@@ -131,8 +131,7 @@ def _app_options(options: Mapping[str, Any], *, base_dir: Path | None) -> AppOpt
             issues.extend(err.issues)
     if issues:
         raise ConfigError(issues, context="settings")
-    config = options.get("config")
-    return AppOptions(config=str(config) if config else None, **parsed)
+    return AppOptions(**parsed)
 
 
 def load_settings(context: Mapping[str, Any], *, base_dir: Path | None = None) -> Settings:

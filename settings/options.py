@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class AppOptions:
-    """The app-level cdk context keys (``-c scenarios=...``, ``-c benchmark=...``, ...), validated."""
+    """The app-level cdk context keys, validated (``-c config=...`` is read into the deployments instead)."""
 
-    config: str | None = None  # the config file as given (-c config=...)
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
     stages: StagesConfig | None = None  # -c stages=<file>: also the promotion pipeline
     benchmark: BenchmarkOptions = field(default_factory=BenchmarkOptions)
