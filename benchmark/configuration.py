@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalog import DEFAULT_REGION, get_instance, get_model, get_quantization, resolve_version
-from catalog.errors import ConfigError, Issue
+from catalog.errors import ConfigError, Issue, collect
 from catalog.regions import region_issue
 from catalog.tgi_images import DEFAULT_VERSION as DEFAULT_TGI_VERSION
 from catalog.views import CatalogViews
@@ -45,10 +45,9 @@ class BenchmarkConfiguration(CatalogViews):
         resolved: dict[str, Any] = {}
 
         def lookup(name: str, canonical: Any, value: Any) -> None:
-            try:
-                resolved[name] = canonical(value, field=name)
-            except ConfigError as err:
-                issues.extend(err.issues)
+            found = collect(canonical, value, name, issues)
+            if found is not None:
+                resolved[name] = found
 
         lookup("model", lambda v, field: get_model(v, field=field).size, self.model)
         lookup("quantization", lambda v, field: get_quantization(v, field=field).name, self.quantization)

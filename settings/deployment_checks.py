@@ -7,11 +7,10 @@ that needs an entry that could not be looked up is skipped, since the lookup alr
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from catalog import MemoryPlan, get_image, get_instance, get_model, get_quantization
-from catalog.errors import ConfigError, Issue
+from catalog.errors import ConfigError, Issue, collect
 from catalog.instances import InstanceSpec
 from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, ModelSpec, Quantization
 from catalog.regions import region_issue
@@ -31,13 +30,13 @@ def check(cfg: DeploymentConfig) -> list[Issue]:
     if cfg.scenario not in SCENARIOS:
         return [Issue("scenario", cfg.scenario, f"must be one of {', '.join(SCENARIOS)}")]
     issues: list[Issue] = []
-    model = _lookup(get_model, cfg.model, "model", issues)
+    model = collect(get_model, cfg.model, "model", issues)
     if model is None:
         return issues
     profile = get_profile(cfg.scenario, model.size)
-    quant = _lookup(get_quantization, cfg.quantization or profile.quantization, "quantization", issues)
-    instance = _lookup(get_instance, cfg.instance_type or profile.instance_type, "instance_type", issues)
-    version = _lookup(resolve_version, cfg.tgi_version, "tgi_version", issues)
+    quant = collect(get_quantization, cfg.quantization or profile.quantization, "quantization", issues)
+    instance = collect(get_instance, cfg.instance_type or profile.instance_type, "instance_type", issues)
+    version = collect(resolve_version, cfg.tgi_version, "tgi_version", issues)
     issues += _versions(cfg, model, quant, version)
     issues += _token_limits(cfg, model)
     issues += _sagemaker_limits(cfg)
@@ -50,14 +49,6 @@ def check(cfg: DeploymentConfig) -> list[Issue]:
     issues += _names(cfg)
     issues += _alarms(cfg)
     return issues
-
-
-def _lookup(fn: Callable[..., Any], value: Any, field: str, issues: list[Issue]) -> Any:
-    try:
-        return fn(value, field=field)
-    except ConfigError as err:
-        issues.extend(err.issues)
-        return None
 
 
 def _versions(cfg: DeploymentConfig, model: ModelSpec, quant: Quantization | None, version: str | None) -> list[Issue]:
