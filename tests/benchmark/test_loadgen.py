@@ -118,11 +118,14 @@ def test_open_loop_constant_rate_keeps_the_schedule() -> None:
     assert len(starts) == 8
     # Each record starts at its scheduled arrival ...
     assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([0.01] * 7, abs=1e-9)
-    # ... and, by the client's own clock, really went out then (user = request number here): the loop
-    # kept up, so the lateness it reports is under one arrival gap.
+    # ... and, by the client's own clock, really went out then (user = request number here), never early; the
+    # lateness is what the loop reports. The bound is loose (a busy 2-core CI machine can deschedule the loop
+    # for a few ms); falling behind for real is tested with a deterministic stall below.
     sent = [client.sent_at[user] for user in range(8)]
-    assert all(0 <= actual - scheduled < 0.01 for actual, scheduled in zip(sent, starts, strict=True))
-    assert len(result.dispatch_lag_s) == 8 and max(result.dispatch_lag_s) < 0.01
+    lateness = [actual - scheduled for actual, scheduled in zip(sent, starts, strict=True)]
+    assert all(0 <= late < 0.05 for late in lateness)
+    assert len(result.dispatch_lag_s) == 8
+    assert all(0 <= lag < 0.05 for lag in result.dispatch_lag_s)
     assert client.max_in_flight > 1
 
 
