@@ -12,13 +12,13 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Template
 
-from app import build_app
+if TYPE_CHECKING:  # imported lazily: tests that never synthesize (most of tests/benchmark) skip loading CDK
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
 
 TEST_CONTEXT: dict[str, Any] = {}  # the app's defaults: what `cdk synth` with no -c options deploys
 STACK_ARTIFACT = "aws:cloudformation:stack"
@@ -68,6 +68,8 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def app_assembly(synth_dir: Path) -> AppAssembly:
+    from app import build_app  # noqa: PLC0415 (CDK loads only when a test synthesizes)
+
     app = build_app(dict(TEST_CONTEXT), outdir=str(synth_dir))
     error: Exception | None = None
     try:
@@ -81,7 +83,7 @@ def app_assembly(synth_dir: Path) -> AppAssembly:
     return assembly
 
 
-class LazyTemplates(Mapping[str, Template]):
+class LazyTemplates(Mapping[str, "Template"]):
     """Stack name -> ``Template``, each built on first access (a Template costs a jsii round trip)."""
 
     def __init__(self, assembly: AppAssembly) -> None:
@@ -89,6 +91,8 @@ class LazyTemplates(Mapping[str, Template]):
         self._cache: dict[str, Template] = {}
 
     def __getitem__(self, name: str) -> Template:
+        from aws_cdk.assertions import Template  # noqa: PLC0415
+
         if name not in self._cache:
             self._cache[name] = Template.from_json(self._assembly.template_json(name))
         return self._cache[name]

@@ -14,6 +14,7 @@ from aws_cdk.assertions import Match
 from benchmark.matrix import load_matrix
 from tests.benchmark_fixtures import Built, build
 
+ROOT = Path(__file__).resolve().parents[1]
 TEARDOWN = ("DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel")
 
 
@@ -195,7 +196,7 @@ def test_results_bucket_is_kms_tls_versioned_logged(built: Built) -> None:
 
 
 def test_rendered_definition_is_valid_asl(built: Built, tmp_path: Path) -> None:
-    validator = Path("node_modules/.bin/asl-validator")
+    validator = ROOT / "node_modules" / ".bin" / "asl-validator"
     if not validator.exists() or shutil.which("node") is None:
         pytest.fail("asl-validator is not installed: run scripts/setup")
     file = tmp_path / "definition.json"
