@@ -61,6 +61,25 @@ def _collect(directory: Path) -> Iterator[StackArtifact]:
             yield from _collect(directory / props["directoryName"])
 
 
+# Test files that share a session-scoped synth. Under xdist with ``--dist loadgroup`` (scripts/test) each group
+# runs on one worker, so every app is synthesized once per run instead of once per worker.
+SYNTH_GROUPS = {
+    "test_compliance.py": "whole-app",
+    "test_foundation.py": "whole-app",
+    "test_pipeline.py": "whole-app",
+    "test_endpoint_constructs.py": "model-apps",
+    "test_benchmark_stack.py": "benchmark-stack",
+    "test_state_machine_local.py": "benchmark-stack",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = SYNTH_GROUPS.get(item.path.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cdk.out")
