@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
@@ -190,6 +190,8 @@ def test_memory_plan_arithmetic() -> None:
     assert plan.kv_bytes_per_gpu_one_sequence == pytest.approx(335_544_320)
     assert plan.usable_bytes_per_gpu == pytest.approx(22.08e9)
     assert plan.required_bytes_per_gpu == pytest.approx(34.49e9 + 335_544_320)
+    with pytest.raises(FrozenInstanceError):
+        plan.max_total_tokens = 1  # type: ignore[misc]
     (issue,) = plan.issues(field="stages.dev.cost.instance_type")
     assert issue.field == "stages.dev.cost.instance_type"
     assert issue.value == "ml.g5.12xlarge"

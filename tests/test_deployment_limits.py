@@ -7,6 +7,7 @@ here, not read from the code under test. Pure Python, no synth: fast enough for 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ def refused(**kw: Any) -> ConfigError:
 
 # (field, last accepted values, first refused values, other settings that keep the rest valid)
 EDGES: list[tuple[str, list[Any], list[Any], dict[str, Any]]] = [
-    ("max_input_tokens", [1, 4095], [0, 4096], {"max_total_tokens": 4096}),  # 1 <= input < total
+    ("max_input_tokens", [1, 2999], [0, 3000, 3001], {"max_total_tokens": 3000}),  # 1 <= input < total
     ("max_total_tokens", [2049, 4096], [4097], {}),  # input (2048) < total <= the 4096-token context
     ("max_batch_prefill_tokens", [2048], [2047], {}),  # prefill >= input (2048)
     ("max_batch_total_tokens", [4096], [4095], {}),  # >= total (4096) and prefill (4096)
@@ -41,8 +42,8 @@ EDGES: list[tuple[str, list[Any], list[Any], dict[str, Any]]] = [
     ("scale_in_cooldown_s", [0, 3600], [-1, 3601], {}),
     ("scale_out_cooldown_s", [0, 3600], [-1, 3601], {}),
     ("deployment_wait_s", [0, 3600], [-1, 3601], {}),
-    ("alarm_5xx_rate_pct", [0.01, 100.0], [0.0, 100.01], {}),
-    ("alarm_gpu_memory_pct", [0.01, 100.0], [0.0, 100.01], {}),
+    ("alarm_5xx_rate_pct", [0.01, 100.0], [0.0, -5.0, 100.01], {}),
+    ("alarm_gpu_memory_pct", [0.01, 100.0], [0.0, -5.0, 100.01], {}),
     ("alarm_model_latency_p90_ms", [0.5], [0.0, -1.0], {}),
     ("endpoint_name", ["a", "a-b", "a--b", "A" * 63], ["-a", "a-", "a" * 64, "a_b", ""], {}),
     ("weights_prefix", ["models/x/", "models/llama-2-7b-fp16/v2/"], ["models/x", "/models/x/", "x/", "models/"], {}),
@@ -81,6 +82,14 @@ def test_grouped_query_attention_needs_tgi_0_9_3() -> None:
     assert any(i.field == "tgi_version" and i.allowed == gqa for i in issues)
     assert not any("grouped-query" in i.allowed for i in refused(model="7b", tgi_version="0.8.2").issues)
     make(model="70b", tgi_version="0.9.3")
+
+
+def test_settings_are_keyword_only_and_cannot_change_after_validation() -> None:
+    with pytest.raises(TypeError):
+        DeploymentConfig("latency")  # type: ignore[call-arg]
+    cfg = make()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.max_instances = 50  # type: ignore[misc]
 
 
 def test_several_problems_are_reported_together() -> None:
