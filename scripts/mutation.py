@@ -37,8 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "mutation"
 BIN = Path(sys.executable).parent
 # Plugins the guarded tests do not need; loading them costs more than most tests take.
-PYTEST = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark"]
-PYTEST += ["-p", "no:xdist", "-p", "no:timeout"]
+PYTEST = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:xdist"]
 EXCLUDED_OPERATORS = [r"core/ReplaceBinaryOperator_.*_(BitAnd|BitOr|BitXor|LShift|RShift)$"]
 
 
