@@ -3,7 +3,7 @@
 Not a test: timings depend on the machine and its load, so they are measured and printed here
 (aims: whole-app synth under 20 s, test suite under 120 s on a 2-core machine), never asserted.
 
-    python scripts/bench_timings.py            # in-process synth x3, CLI synth x1, test suite x1
+    python scripts/bench_timings.py            # in-process synth x3, CLI synth x1, test suite serial and -n 2
     python scripts/bench_timings.py --no-tests # synth only
 """
 
@@ -44,7 +44,14 @@ def main() -> int:
             ("whole app, npx cdk synth -q", _run(["npx", "--no-install", "cdk", "synth", "-q", "-o", out], env=env))
         )
     if not args.no_tests:
-        rows.append(("test suite, pytest", _run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider"], env=env)))
+        suite = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        rows.append(("test suite, pytest (serial)", _run(suite, env=env)))
+        rows.append(
+            (
+                "test suite, pytest -n 2 --dist loadgroup (scripts/test)",
+                _run([*suite, "-n", "2", "--dist", "loadgroup"], env=env),
+            )
+        )
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
     for name, seconds in rows:
         print(f"{name:<50} {seconds:7.1f} s")

@@ -6,7 +6,10 @@ so these tests do not depend on LlamaFoundationStack's other resources.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -72,7 +75,12 @@ def definition_of(template: Template, refs: dict[str, str] | None = None) -> dic
 
 
 @cache
-def build(outdir: str = "cdk.out.benchmark-tests") -> Built:
+def build(outdir: str | None = None) -> Built:
+    """Synthesize once per process; by default into a fresh temp dir, so xdist workers and runs from another
+    directory never share or litter an output folder."""
+    if outdir is None:
+        outdir = tempfile.mkdtemp(prefix="cdk.out.benchmark-tests-")
+        atexit.register(shutil.rmtree, outdir, ignore_errors=True)
     app = cdk.App(outdir=outdir)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
     foundation = cdk.Stack(app, "StandInFoundation")

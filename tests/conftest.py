@@ -12,14 +12,15 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Template
 
-from app import build_app
 from tests.iam.account import Account
+
+if TYPE_CHECKING:  # imported lazily: tests that never synthesize (most of tests/benchmark) skip loading CDK
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
 
 PIPELINE_STAGE_FILE = "stages.example.yaml"  # the promotion pipeline the tests build once per session
 TEST_CONTEXT: dict[str, Any] = {}  # the app's defaults: what `cdk synth` with no -c options deploys
@@ -63,6 +64,25 @@ def _collect(directory: Path) -> Iterator[StackArtifact]:
             yield from _collect(directory / props["directoryName"])
 
 
+# Test files that share a session-scoped synth. Under xdist with ``--dist loadgroup`` (scripts/test) each group
+# runs on one worker, so every app is synthesized once per run instead of once per worker.
+SYNTH_GROUPS = {
+    "test_compliance.py": "whole-app",
+    "test_foundation.py": "whole-app",
+    "test_pipeline.py": "whole-app",
+    "test_endpoint_constructs.py": "model-apps",
+    "test_benchmark_stack.py": "benchmark-stack",
+    "test_state_machine_local.py": "benchmark-stack",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = SYNTH_GROUPS.get(item.path.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cdk.out")
@@ -70,6 +90,8 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def synthesize(context: dict[str, Any], directory: Path) -> AppAssembly:
     """Build and synthesize the app; a nag finding keeps the templates (test_compliance reports it)."""
+    from app import build_app  # noqa: PLC0415 (CDK loads only when a test synthesizes)
+
     app = build_app(context, outdir=str(directory))
     error: Exception | None = None
     try:
@@ -88,7 +110,7 @@ def app_assembly(synth_dir: Path) -> AppAssembly:
     return synthesize(dict(TEST_CONTEXT), synth_dir)
 
 
-class LazyTemplates(Mapping[str, Template]):
+class LazyTemplates(Mapping[str, "Template"]):
     """Stack name -> ``Template``, each built on first access (a Template costs a jsii round trip)."""
 
     def __init__(self, assembly: AppAssembly) -> None:
@@ -96,6 +118,8 @@ class LazyTemplates(Mapping[str, Template]):
         self._cache: dict[str, Template] = {}
 
     def __getitem__(self, name: str) -> Template:
+        from aws_cdk.assertions import Template  # noqa: PLC0415
+
         if name not in self._cache:
             self._cache[name] = Template.from_json(self._assembly.template_json(name))
         return self._cache[name]

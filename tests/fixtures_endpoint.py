@@ -6,6 +6,8 @@ a synth that raises (a config error or an unacknowledged cdk-nag finding) fails 
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ class Synthesized:
 @cache
 def synth_model(model: str, **context: str) -> Synthesized:
     outdir = tempfile.mkdtemp(prefix=f"llama-{model}-")
+    atexit.register(shutil.rmtree, outdir, ignore_errors=True)
     assembly = build_app({"model": model, **context}, outdir=outdir).synth()
     return Synthesized({s.stack_name: s.template for s in assembly.stacks}, outdir)
 

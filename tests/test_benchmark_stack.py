@@ -16,6 +16,7 @@ from tests.benchmark_fixtures import Built, build
 from tests.iam.account import Account
 from tests.iam.calls import pass_role_call, sagemaker_call
 
+ROOT = Path(__file__).resolve().parents[1]
 TEARDOWN = ("DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel")
 
 
@@ -110,12 +111,31 @@ def test_poll_deadline(built: Built) -> None:
     assert deadline and deadline[0]["NumericGreaterThanEquals"] == 120
 
 
+# GPUs per instance from the AWS instance pages; TGI uses all of them (SM_NUM_GPUS, tensor parallel).
+GPUS = {"ml.g5.2xlarge": "1", "ml.g5.12xlarge": "4", "ml.g5.48xlarge": "8", "ml.p4d.24xlarge": "8"}
+# The 2023 method (AWS_FACTS): TGI 1.0.3, which reads MAX_INPUT_LENGTH (renamed MAX_INPUT_TOKENS in 2.0), 1024
+# input and 2048 total tokens; prefill and concurrency keep their defaults.
+TGI_1_0_3_ENV = {
+    "HF_MODEL_ID": "/opt/ml/model",
+    "MAX_INPUT_LENGTH": "1024",
+    "MAX_TOTAL_TOKENS": "2048",
+    "MAX_BATCH_PREFILL_TOKENS": "4096",
+    "MAX_CONCURRENT_REQUESTS": "128",
+}
+
+
 def test_matrix_items_carry_container_settings_from_deployment_config(built: Built) -> None:
     payload = built.definition["States"]["Matrix-2023"]["Result"]
     matrix = load_matrix("2023")
     assert [c["id"] for c in payload["configurations"]] == [c.id for c in matrix.configurations]
     for item, config in zip(payload["configurations"], matrix.configurations, strict=True):
-        assert item["container"]["Environment"] == config.deployment.container_environment()
+        d = config.deployment
+        quantize = {"HF_MODEL_QUANTIZE": "gptq"} if d.quantization == "gptq" else {}
+        assert item["container"]["Environment"] == {
+            **TGI_1_0_3_ENV,
+            "SM_NUM_GPUS": GPUS[str(d.instance_type)],
+            **quantize,
+        }
         assert item["container"]["ModelDataSource"]["S3DataSource"]["CompressionType"] == "None"
         assert "VolumeSizeInGB" not in item["variant"] and "KmsKeyId" not in item["variant"]
         assert item["container"]["Image"].endswith(":2.0.1-tgi1.0.3-gpu-py39-cu118-ubuntu20.04")
@@ -211,7 +231,7 @@ def test_results_bucket_is_kms_tls_versioned_logged(built: Built) -> None:
 
 
 def test_rendered_definition_is_valid_asl(built: Built, tmp_path: Path) -> None:
-    validator = Path("node_modules/.bin/asl-validator")
+    validator = ROOT / "node_modules" / ".bin" / "asl-validator"
     if not validator.exists() or shutil.which("node") is None:
         pytest.fail("asl-validator is not installed: run scripts/setup")
     file = tmp_path / "definition.json"

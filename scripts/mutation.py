@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Mutation score of the core modules, each against only the fast tests meant to guard it.
+
+Uses cosmic-ray (pinned in requirements-dev.txt). It mutates the file on disk and runs a test command per
+mutant, so every module gets its own scratch copy of the project under ``build/mutation/<module>/``: the
+checkout is never touched, and modules can run side by side (``--jobs``). mutmut 3 was the other candidate;
+it skips ``@property`` methods, decorated functions and module constants, which is where much of this
+project's logic lives (``MemoryPlan.fits``, ``USABLE_MEMORY_FRACTION``).
+
+Operators that swap arithmetic for bitwise or shift operators are left out: on floats they only raise a
+TypeError, which any test notices, so they would pad the score without testing anything.
+
+    python scripts/mutation.py                         # every module, then the overall score
+    python scripts/mutation.py catalog/fit.py          # some modules only
+    python scripts/mutation.py --survivors catalog/fit.py   # also print each surviving mutant's diff
+
+A rerun continues an unfinished session when neither the module nor its tests changed. Not part of CI:
+the score is a benchmark, not a gate (README: Testing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+BIN = Path(sys.executable).parent
+# Plugins the guarded tests do not need; loading them costs more than most tests take.
+PYTEST = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:xdist"]
+EXCLUDED_OPERATORS = [r"core/ReplaceBinaryOperator_.*_(BitAnd|BitOr|BitXor|LShift|RShift)$"]
+
+
+@dataclass(frozen=True)
+class Target:
+    module: str  # the file to mutate
+    tests: tuple[str, ...]  # the fast test files that guard it
+    select: str = ""  # a pytest -k expression, where only part of a slow (synthesizing) file guards the module
+
+
+TARGETS = (
+    Target("benchmark/metrics.py", ("tests/benchmark/test_metrics.py",)),
+    Target("benchmark/percentiles.py", ("tests/benchmark/test_metrics.py",)),
+    Target("benchmark/cost.py", ("tests/benchmark/test_cost.py",)),
+    Target("benchmark/recommend.py", ("tests/benchmark/test_recommend.py",)),
+    Target("catalog/fit.py", ("tests/test_catalog.py", "tests/test_config_validation.py")),
+    Target(
+        "settings/deployment.py",
+        ("tests/test_config_validation.py", "tests/test_deployment_limits.py", "tests/test_catalog.py"),
+    ),
+    Target("benchmark/clients/protocol.py", ("tests/benchmark/test_clients.py",)),
+    Target("benchmark/sse.py", ("tests/benchmark/test_sse.py",)),
+    # The policy builders are only visible in synthesized templates: each mutant costs a synth.
+    Target("constructs/weights_bucket.py", ("tests/test_foundation.py",), "weights or prefix or model_data"),
+    Target(
+        "constructs/execution_role.py",
+        ("tests/test_endpoint_constructs.py",),
+        "(execution_role_statements or no_broad_permissions) and (latency-7b or cost-70b) or nag_names",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Score:
+    module: str
+    killed: int
+    survived: int
+    skipped: int
+    seconds: float
+    survivors: str = ""  # cr-report's diffs, when asked for
+
+    @property
+    def total(self) -> int:
+        return self.killed + self.survived
+
+    def line(self, name: str | None = None) -> str:
+        pct = f"{100.0 * self.killed / self.total:5.1f} %" if self.total else "  n/a  "
+        return (
+            f"{name or self.module:32} {self.killed:5d}/{self.total:<5d} killed {pct}  {self.seconds:6.0f} s"
+            f"  ({self.skipped} filtered out)"
+        )
+
+
+def tests_of(target: Target) -> list[str]:
+    """The target's test files that exist in this checkout (another branch may not have them yet)."""
+    return [t for t in target.tests if (ROOT / t).is_file()]
+
+
+def _project_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [f for f in listed if (ROOT / f).is_file() and not f.startswith(("build/", "node_modules", ".venv"))]
+
+
+def prepare(target: Target) -> tuple[Path, bool]:
+    """Refresh the module's scratch copy; True when an earlier session there is still valid."""
+    work = WORK / target.module.replace("/", "__").removesuffix(".py")
+    digest = hashlib.sha256()
+    for name in _project_files():
+        data = (ROOT / name).read_bytes()
+        digest.update(name.encode() + b"\0" + data)
+        destination = work / name
+        if not destination.exists() or destination.read_bytes() != data:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, destination)
+    if not (work / "node_modules").exists() and (ROOT / "node_modules").exists():
+        (work / "node_modules").symlink_to(ROOT / "node_modules")
+    stamp, fingerprint = work / "fingerprint", digest.hexdigest()
+    reusable = stamp.exists() and stamp.read_text() == fingerprint and (work / "session.sqlite").exists()
+    stamp.write_text(fingerprint)
+    return work, reusable
+
+
+def pytest_command(target: Target) -> list[str]:
+    select = ["-k", target.select] if target.select else []
+    return [sys.executable, "-m", "pytest", *PYTEST, *select, *tests_of(target)]
+
+
+def _config(target: Target, timeout_s: float) -> str:
+    command = shlex.join(pytest_command(target))
+    return "\n".join(
+        [
+            "[cosmic-ray]",
+            f"module-path = {json.dumps(target.module)}",
+            f"timeout = {timeout_s:.0f}",
+            "excluded-modules = []",
+            f"test-command = {json.dumps(command)}",
+            "",
+            "[cosmic-ray.distributor]",
+            'name = "local"',
+            "",
+            "[cosmic-ray.filters.operators-filter]",
+            f"exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}",
+            "",
+        ]
+    )
+
+
+def _cr(work: Path, *args: str) -> str:
+    tool = args[0] if args[0].startswith("cr-") else "cosmic-ray"
+    rest = args[1:] if tool != "cosmic-ray" else args
+    out = subprocess.run([str(BIN / tool), *rest], cwd=work, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{tool} {' '.join(rest)} failed in {work}:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def baseline_seconds(target: Target, work: Path) -> float:
+    """Run the tests once unmutated: they must pass, and their time sets the per-mutant timeout."""
+    start = time.monotonic()
+    out = subprocess.run(pytest_command(target), cwd=work, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"tests fail without any mutation in {work}:\n{out.stdout[-3000:]}")
+    return time.monotonic() - start
+
+
+def count(work: Path) -> tuple[int, int, int]:
+    """(killed, survived, skipped) from the session; a timeout or crash of the mutant counts as killed."""
+    killed = survived = skipped = 0
+    for line in _cr(work, "dump", "session.sqlite").splitlines():
+        _item, result = json.loads(line)
+        if not result:
+            continue
+        if result["worker_outcome"] == "skipped":
+            skipped += 1
+        elif result["test_outcome"] == "survived":
+            survived += 1
+        else:
+            killed += 1
+    return killed, survived, skipped
+
+
+def run(target: Target, *, survivors: bool) -> Score:
+    start = time.monotonic()
+    work, reusable = prepare(target)
+    if not reusable:
+        (work / "session.sqlite").unlink(missing_ok=True)
+        timeout_s = max(30.0, 10 * baseline_seconds(target, work))
+        (work / "cosmic-ray.toml").write_text(_config(target, timeout_s))
+        _cr(work, "init", "cosmic-ray.toml", "session.sqlite")
+        _cr(work, "cr-filter-operators", "session.sqlite", "cosmic-ray.toml")
+    _cr(work, "exec", "cosmic-ray.toml", "session.sqlite")
+    killed, survived, skipped = count(work)
+    diffs = _cr(work, "cr-report", "--show-diff", "--surviving-only", "session.sqlite") if survivors else ""
+    return Score(target.module, killed, survived, skipped, time.monotonic() - start, diffs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("modules", nargs="*", help="module paths (default: all of them)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="modules mutated side by side")
+    parser.add_argument("--fresh", action="store_true", help="discard earlier sessions and start over")
+    parser.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant")
+    args = parser.parse_args(argv)
+    known = {t.module: t for t in TARGETS}
+    unknown = [m for m in args.modules if m not in known]
+    if unknown:
+        parser.error(f"modules={unknown}: must be among {', '.join(known)}")
+    chosen = [known[m] for m in args.modules] if args.modules else list(TARGETS)
+    for target in [t for t in chosen if not tests_of(t)]:
+        print(f"{target.module:32} skipped: none of {', '.join(target.tests)} exists")
+    chosen = [t for t in chosen if tests_of(t)]
+    if args.fresh:
+        for target in chosen:
+            shutil.rmtree(WORK / target.module.replace("/", "__").removesuffix(".py"), ignore_errors=True)
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(run, t, survivors=args.survivors) for t in chosen]
+        scores = []
+        failed = 0
+        for target, future in zip(chosen, futures, strict=True):
+            try:
+                scores.append(future.result())
+            except RuntimeError as err:  # this module's tests fail unmutated, or cosmic-ray failed: go on
+                failed += 1
+                print(f"{target.module:32} not measured: {err}", flush=True)
+                continue
+            print(scores[-1].survivors + scores[-1].line(), flush=True)
+    killed, survived, skipped = (sum(getattr(s, k) for s in scores) for k in ("killed", "survived", "skipped"))
+    total = Score("", killed, survived, skipped, time.monotonic() - start)
+    print(total.line("overall"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
