@@ -11,10 +11,11 @@ import pytest
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
+from benchmark.aws.contract import BENCHMARK_TAG as TAG_KEY
+from benchmark.aws.contract import EXECUTION_TAG as EXECUTION_TAG_KEY
+from benchmark.aws.contract import TTL_TAG as TTL_TAG_KEY
+from benchmark.aws.contract import LambdaEnvironmentError
 from benchmark.janitor import (
-    EXECUTION_TAG_KEY,
-    TAG_KEY,
-    TTL_TAG_KEY,
     TeardownIncompleteError,
     ended_execution,
     execution_tag,
@@ -79,12 +80,32 @@ def test_default_ttl_applies_without_ttl_tag(sagemaker) -> None:
 
 def test_handler_runs_the_sweep(sagemaker, monkeypatch) -> None:
     monkeypatch.setenv("DEFAULT_TTL_HOURS", "0")
+    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
     _create(sagemaker, "llmbench-now", [{"Key": TAG_KEY, "Value": "true"}])
     _create(sagemaker, "other", [])
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}  # what the rate rule sends
     out = load_handler("janitor").handler(scheduled, None)
     assert out["deleted_endpoints"] == ["llmbench-now"]
     assert "other" in out["kept"]
+
+
+@pytest.mark.parametrize("missing", ["DEFAULT_TTL_HOURS", "NAME_PREFIX"])
+def test_handler_refuses_to_start_without_its_environment(sagemaker, monkeypatch, missing: str) -> None:
+    """No silent default (a sweep with the wrong TTL or prefix deletes the wrong things): the error names it."""
+    monkeypatch.setenv("DEFAULT_TTL_HOURS", "6")
+    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    monkeypatch.delenv(missing)
+    _create(sagemaker, "llmbench-now", [{"Key": TAG_KEY, "Value": "true"}])
+    with pytest.raises(LambdaEnvironmentError, match=missing):
+        load_handler("janitor").handler({}, None)
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == ["llmbench-now"]
+
+
+def test_handler_refuses_a_ttl_that_is_not_a_number(monkeypatch) -> None:
+    monkeypatch.setenv("DEFAULT_TTL_HOURS", "six")
+    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    with pytest.raises(LambdaEnvironmentError, match="DEFAULT_TTL_HOURS='six': must be a number"):
+        load_handler("janitor").handler({}, None)
 
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:LlamaBenchmarkRunner:3f1c2a9e-run"
