@@ -51,6 +51,9 @@ class BenchmarkStackProps:
 
 
 class BenchmarkStack(cdk.Stack):
+    """Exposes each construct it composes: ``.results``, ``.topic``, ``.model_role``, ``.load_test``, ``.aggregate``,
+    ``.janitor``, ``.state_machine``, ``.schedule``, ``.janitor_schedule``, ``.regression_alarm``, ``.teardown``."""
+
     def __init__(self, scope: Construct, construct_id: str, *, props: BenchmarkStackProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         opts = props.options
@@ -68,14 +71,7 @@ class BenchmarkStack(cdk.Stack):
         parallel = opts.max_parallel_endpoints or min(m.max_parallel_endpoints for m in matrices.values())
         versions = tuple(sorted({str(c.deployment.tgi_version) for m in matrices.values() for c in m.configurations}))
 
-        # A named export when the weights bucket lives in another stack, so the IAM finding id is stable.
-        owner = cdk.Stack.of(props.weights_bucket)
-        self.weights_export = f"{self.stack_name}-WeightsBucketArn" if owner is not self else None
-        self.weights_arn = (
-            owner.export_value(props.weights_bucket.bucket_arn, name=self.weights_export)
-            if self.weights_export
-            else props.weights_bucket.bucket_arn
-        )
+        self.weights_export, self.weights_arn = self._weights_arn(props.weights_bucket)
         self.results = ResultsBucket(
             self, "Results", props=ResultsBucketProps(key=key, access_log_bucket=props.access_log_bucket)
         )
@@ -93,6 +89,39 @@ class BenchmarkStack(cdk.Stack):
                 prefix=opts.prefix,
             ),
         )
+        self._functions(props, key)
+        self.state_machine = BenchmarkStateMachine(
+            self,
+            "Runner",
+            props=BenchmarkStateMachineProps(
+                matrices=matrices,
+                key=key,
+                vpc=props.vpc,
+                subnets=props.subnets,
+                endpoint_security_group=props.endpoint_security_group,
+                weights_bucket=props.weights_bucket,
+                results_bucket=self.results.bucket,
+                execution_role=self.model_role.role,
+                load_test_function=self.load_test.function,
+                aggregate_function=self.aggregate.function,
+                topic=self.topic,
+                max_parallel_endpoints=parallel,
+                prefix=opts.prefix,
+                endpoint_ttl_hours=opts.ttl_hours,
+            ),
+        )
+        self._triggers(opts, key)
+        cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine.state_machine_arn)
+        cdk.CfnOutput(self, "ResultsBucketName", value=self.results.bucket.bucket_name)
+
+    def _weights_arn(self, bucket: s3.IBucket) -> tuple[str | None, str]:
+        """A named export when the weights bucket lives in another stack, so the IAM finding id is stable."""
+        owner = cdk.Stack.of(bucket)
+        export = f"{self.stack_name}-WeightsBucketArn" if owner is not self else None
+        return export, owner.export_value(bucket.bucket_arn, name=export) if export else bucket.bucket_arn
+
+    def _functions(self, props: BenchmarkStackProps, key: kms.IKey) -> None:
+        opts = props.options
         placement = FunctionPlacement(
             key=key, vpc=props.vpc, subnets=props.subnets, security_group=props.lambda_security_group
         )
@@ -110,26 +139,9 @@ class BenchmarkStack(cdk.Stack):
             "Janitor",
             props=JanitorFunctionProps(placement=placement, ttl_hours=opts.ttl_hours, prefix=opts.prefix),
         )
-        self.state_machine = BenchmarkStateMachine(
-            self,
-            "Runner",
-            props=BenchmarkStateMachineProps(
-                matrices=matrices,
-                key=key,
-                vpc=props.vpc,
-                subnets=props.subnets,
-                endpoint_security_group=props.endpoint_security_group,
-                weights_bucket=props.weights_bucket,
-                results_bucket=bucket,
-                execution_role=self.model_role.role,
-                load_test_function=self.load_test.function,
-                aggregate_function=self.aggregate.function,
-                topic=self.topic,
-                max_parallel_endpoints=parallel,
-                prefix=opts.prefix,
-                endpoint_ttl_hours=opts.ttl_hours,
-            ),
-        )
+
+    def _triggers(self, opts: BenchmarkOptions, key: kms.IKey) -> None:
+        """What starts the machine and the janitor, and what watches the runs' results."""
         self.schedule = BenchmarkSchedule(
             self,
             "Schedule",
@@ -159,5 +171,3 @@ class BenchmarkStack(cdk.Stack):
             props=TeardownOnBadEndProps(state_machine=self.state_machine.state_machine, function=self.janitor.function),
         )
         self.teardown_rule = self.teardown.rule
-        cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine.state_machine_arn)
-        cdk.CfnOutput(self, "ResultsBucketName", value=bucket.bucket_name)
