@@ -71,7 +71,7 @@ def _delete(report: JanitorReport, bucket: list[str], name: str, call: Any, **kw
             report.errors.append(f"{name}: {err}")
 
 
-def sweep(client: Any, *, now: datetime, default_ttl_hours: float = 6.0, name_prefix: str = "") -> JanitorReport:
+def sweep(client: Any, *, now: datetime, default_ttl_hours: float, name_prefix: str) -> JanitorReport:
     """One pass over endpoints, then over orphan configs and models (from creates that failed half-way)."""
     report = JanitorReport()
     for page in client.get_paginator("list_endpoints").paginate():

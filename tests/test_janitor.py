@@ -53,7 +53,7 @@ def test_deletes_only_tagged_expired_resources(sagemaker) -> None:
     _create(sagemaker, "production-endpoint", [])  # untagged: never touched, even when old
     _create(sagemaker, "llmbench-false", [{"Key": TAG_KEY, "Value": "false"}])
     now = datetime.now(UTC) + timedelta(hours=3)
-    report = sweep(sagemaker, now=now, name_prefix="")
+    report = sweep(sagemaker, now=now, default_ttl_hours=6, name_prefix="")
     assert report.deleted_endpoints == ["llmbench-old"]
     assert report.deleted_configs == ["llmbench-old"]
     assert report.deleted_models == ["llmbench-old"]
@@ -64,18 +64,23 @@ def test_deletes_only_tagged_expired_resources(sagemaker) -> None:
 
 def test_keeps_tagged_endpoints_within_their_ttl(sagemaker) -> None:
     _create(sagemaker, "llmbench-young", [{"Key": TAG_KEY, "Value": "true"}, {"Key": TTL_TAG_KEY, "Value": "5"}])
-    report = sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=4))
+    report = sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=4), default_ttl_hours=6, name_prefix="")
     assert report.deleted_endpoints == [] and report.kept == ["llmbench-young"]
-    report = sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=6))
+    report = sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=6), default_ttl_hours=6, name_prefix="")
     assert report.deleted_endpoints == ["llmbench-young"]
 
 
 def test_default_ttl_applies_without_ttl_tag(sagemaker) -> None:
     _create(sagemaker, "llmbench-notl", [{"Key": TAG_KEY, "Value": "true"}])
-    assert sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=5), default_ttl_hours=6).deleted_endpoints == []
-    assert sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=7), default_ttl_hours=6).deleted_endpoints == [
-        "llmbench-notl"
-    ]
+    assert (
+        sweep(
+            sagemaker, now=datetime.now(UTC) + timedelta(hours=5), default_ttl_hours=6, name_prefix=""
+        ).deleted_endpoints
+        == []
+    )
+    assert sweep(
+        sagemaker, now=datetime.now(UTC) + timedelta(hours=7), default_ttl_hours=6, name_prefix=""
+    ).deleted_endpoints == ["llmbench-notl"]
 
 
 def test_handler_runs_the_sweep(sagemaker, monkeypatch) -> None:
