@@ -265,34 +265,8 @@ class BenchmarkStateMachine(Construct):
             payload_response_only=True,
             result_path="$.report",
         )
-        notify = tasks.SnsPublish(
-            self,
-            "Notify",
-            topic=props.topic,
-            subject="Llama 2 benchmark finished",
-            message=sfn.TaskInput.from_object(
-                {
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "matrix": sfn.JsonPath.string_at("$.matrix"),
-                    "report": sfn.JsonPath.object_at("$.report"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        notify_failure = tasks.SnsPublish(
-            self,
-            "NotifyFailure",
-            topic=props.topic,
-            subject="Llama 2 benchmark failed",
-            message=sfn.TaskInput.from_object(
-                {
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "matrix": sfn.JsonPath.string_at("$.matrix"),
-                    "error": sfn.JsonPath.object_at("$.error"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
-        )
+        notify = self._notify("Notify", "Llama 2 benchmark finished", "report")
+        notify_failure = self._notify("NotifyFailure", "Llama 2 benchmark failed", "error")
         failed = sfn.Fail(self, "RunFailed", error="BenchmarkFailed", cause="see the SNS notification and the logs")
         notify_failure.next(failed)
         run_configurations.add_catch(notify_failure, result_path="$.error")
@@ -301,6 +275,23 @@ class BenchmarkStateMachine(Construct):
 
         aggregate.next(notify).next(sfn.Succeed(self, "Done"))
         return aggregate
+
+    def _notify(self, state_id: str, subject: str, field: str) -> tasks.SnsPublish:
+        """Publish the run, its matrix and the object at ``$.<field>`` (the report, or the error) to the topic."""
+        return tasks.SnsPublish(
+            self,
+            state_id,
+            topic=self.props.topic,
+            subject=subject,
+            message=sfn.TaskInput.from_object(
+                {
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "matrix": sfn.JsonPath.string_at("$.matrix"),
+                    field: sfn.JsonPath.object_at(f"$.{field}"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
 
     # --- per configuration -------------------------------------------------------------------------
 
