@@ -30,7 +30,11 @@ from constructs.benchmark_state_machine import matrix_items
 from tests.benchmark_fixtures import Built, build
 
 LAMBDA = Path(__file__).resolve().parent.parent / "lambda"
-CONTRACTS = {"loadtest": LoadTestEnvironment, "aggregate": AggregateEnvironment, "janitor": JanitorEnvironment}
+CONTRACTS: dict[str, type[LoadTestEnvironment | AggregateEnvironment | JanitorEnvironment]] = {
+    "loadtest": LoadTestEnvironment,
+    "aggregate": AggregateEnvironment,
+    "janitor": JanitorEnvironment,
+}
 SET_BY_LAMBDA = {"AWS_REGION", "AWS_DEFAULT_REGION"}  # reserved: the runtime sets them, a stack cannot
 
 
