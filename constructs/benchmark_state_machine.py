@@ -111,6 +111,20 @@ class BenchmarkStateMachineProps:
                 raise ValueError(f"matrix name {name!r}: letters, digits, '-' and '_' only")
 
 
+def _event(shape: type[Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """An event payload with exactly the fields its contract (``benchmark.aws.contract``) requires."""
+    if set(fields) != set(required_fields(shape)):
+        raise ValueError(
+            f"{shape.__name__} needs fields {required_fields(shape)}, the state machine sends {tuple(fields)}"
+        )
+    return fields
+
+
+def _paths(shape: type[Any], paths: dict[str, str]) -> dict[str, str]:
+    """JSONPath parameters (``key.$``) building a contract event or result from the state's input."""
+    return {f"{key}.$": path for key, path in _event(shape, paths).items()}
+
+
 def _version_key(version: str) -> str:
     return "tgi" + version.replace(".", "")
 
@@ -562,23 +576,6 @@ class BenchmarkStateMachine(Construct):
         assert isinstance(policy, cdk.CfnResource) and isinstance(machine, cdk.CfnResource)
         machine.add_override("DependsOn", [cdk.Stack.of(self).resolve(policy.logical_id)])
 
-    def _grant(self) -> None:
-        p = self.props
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:AddTags"],
-                resources=list(self.arn_patterns.values()),
-            )
-        )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[p.execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
-        )
-        p.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")  # results objects are SSE-KMS
-
     def _acknowledge(self) -> None:
         """What remains after scoping every statement to this machine's resources, with the reason."""
         p = self.props
@@ -607,19 +604,22 @@ class BenchmarkStateMachine(Construct):
             )
         )
 
-
-def _event(shape: type[Any], fields: dict[str, Any]) -> dict[str, Any]:
-    """An event payload with exactly the fields its contract (``benchmark.aws.contract``) requires."""
-    if set(fields) != set(required_fields(shape)):
-        raise ValueError(
-            f"{shape.__name__} needs fields {required_fields(shape)}, the state machine sends {tuple(fields)}"
+    def _grant(self) -> None:
+        p = self.props
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:AddTags"],
+                resources=list(self.arn_patterns.values()),
+            )
         )
-    return fields
-
-
-def _paths(shape: type[Any], paths: dict[str, str]) -> dict[str, str]:
-    """JSONPath parameters (``key.$``) building a contract event or result from the state's input."""
-    return {f"{key}.$": path for key, path in _event(shape, paths).items()}
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[p.execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        p.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")  # results objects are SSE-KMS
 
 
 def _selection(selection: ec2.SubnetSelection) -> dict[str, Any]:
