@@ -15,7 +15,6 @@ import aws_cdk as cdk
 
 from catalog.errors import ConfigError
 from settings import load_settings
-from settings.stages import load_stages
 from stacks.compliance import apply_compliance
 from stacks.composition import add_llama_stacks
 from stacks.pipeline_stack import PIPELINE_STACK_NAME, LlamaPipelineStack
@@ -33,11 +32,10 @@ def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = Non
     # Context given here is the default; the CLI's (-c and cdk.json, via the environment) takes precedence.
     app = cdk.App(context={**project_context(), **(context or {})}, outdir=outdir)
     settings = load_settings(app.node.get_all_context(), base_dir=ROOT)
-    # -c stages=<file>: also the promotion pipeline (docs/promotion.md); without it, nothing needs an account.
-    stages = load_stages(str(settings.options["stages"]), base_dir=ROOT) if settings.options.get("stages") else None
     add_llama_stacks(app, settings)
-    if stages is not None:
-        LlamaPipelineStack(app, PIPELINE_STACK_NAME, config=stages)
+    # -c stages=<file>: also the promotion pipeline (docs/promotion.md); without it, nothing needs an account.
+    if settings.options.stages is not None:
+        LlamaPipelineStack(app, PIPELINE_STACK_NAME, config=settings.options.stages)
     apply_compliance(app)
     return app
 

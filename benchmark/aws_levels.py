@@ -19,6 +19,7 @@ from typing import Any
 from benchmark.aws.contract import levels_prefix
 from benchmark.clients.sagemaker import SageMakerClient
 from benchmark.configuration import BenchmarkConfiguration
+from benchmark.failfast import LevelAborted
 from benchmark.loadgen import LoadSpec
 from benchmark.metrics import headline
 from benchmark.prompts import GenerationParams, builtin_prompts
@@ -72,6 +73,8 @@ def parse_event(event: Mapping[str, Any], *, region: str) -> LevelRequest:
             max_requests=load.get("max_requests"),
             warmup_requests=int(load.get("warmup_requests") or 0),
             timeout_s=float(load.get("timeout_s") or 120.0),
+            fail_fast_requests=int(load.get("fail_fast_requests", 10)),
+            max_error_rate=None if load.get("max_error_rate") is None else float(load["max_error_rate"]),
         )
         return LevelRequest(
             run_id=str(event["run_id"]),
@@ -157,6 +160,9 @@ def run_level(
 ) -> dict[str, Any]:
     """Run the level, store its record, add utilisation, store it again; returns a summary for the map's output.
 
+    A level whose target fails fast raises :class:`LevelAborted` (the Lambda's error type) and stores
+    nothing, so the state machine sees a failed level instead of an empty one.
+
     ``settle_s``: how long to keep asking CloudWatch for the window's last minute (metrics arrive with a
     delay of about a minute); whatever has arrived by then is recorded, and a missing metric is noted.
     """
@@ -181,6 +187,8 @@ def run_level(
             store=store,
             target=f"sagemaker:{request.endpoint_name}",
         )
+    except LevelAborted as err:  # raised by name, so the state machine records a failed level
+        raise err.within(f"endpoint {request.endpoint_name}") from None
     finally:
         asyncio.run(client.aclose())
     start, end = metric_window(result.started_at, result.finished_at)

@@ -12,11 +12,13 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from benchmark import plan
 from benchmark.collect import collect_results
 from benchmark.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
 from benchmark.cost import parse_price_overrides
+from benchmark.failfast import LevelAborted
 from benchmark.headroom import headroom
 from benchmark.published import load_published
 from benchmark.recommend import rules_with
@@ -31,6 +33,7 @@ if TYPE_CHECKING:  # the emulator needs aiohttp; `report` (and the Lambda) must 
     from benchmark.emulator import EmulatorConfig
 
 EXIT_BAD_INPUT = 2
+EXIT_ABORTED = 3  # a level failed fast (target unreachable, every first request failed, error-rate limit)
 TARGETS = ("emulator", "sagemaker", "tgi", "openai")
 # The demo's matrix: small enough to finish in seconds against the emulator, wide enough for three tables.
 DEMO_CONFIGURATIONS = (
@@ -105,7 +108,12 @@ def make_client(args: argparse.Namespace, address: str, concurrency: int) -> Any
     from benchmark.clients import create_client  # noqa: PLC0415
 
     kind = CLIENT_KINDS[args.target] + ("" if args.no_stream else "-stream")
-    return create_client(kind, address, concurrency=concurrency, timeout_s=args.timeout, **target_options(args))
+    options = target_options(args)
+    if getattr(args, "workers", 0):  # each worker process builds its own client from this description
+        from benchmark.workers import ClientSpec  # noqa: PLC0415
+
+        return ClientSpec(kind, address, concurrency=concurrency, timeout_s=args.timeout, options=options)
+    return create_client(kind, address, concurrency=concurrency, timeout_s=args.timeout, **options)
 
 
 def target_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -217,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError([Issue("max_requests", args.max_requests, "must be a positive integer")])
     if args.warmup < 0:
         raise ConfigError([Issue("warmup", args.warmup, "must be zero or a positive integer")])
+    _check_abort_options(args)
     overrides = parse_price_overrides(args.price_override or [])
     configurations = _configurations(args)
     prompts = load_jsonl(args.dataset) if args.dataset else builtin_prompts()
@@ -234,6 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_requests=args.max_requests,
             warmup_requests=args.warmup,
             timeout_s=args.timeout,
+            fail_fast_requests=args.fail_fast,
+            max_error_rate=args.abort_error_rate,
+            ramp_up_s=args.ramp_up,
         )
         for c in concurrency
     ]
@@ -249,6 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset=args.dataset or "built-in",
         price_overrides=overrides,
         progress=Progress(len(configurations) * len(specs)),
+        level_runner=_worker_runner(args),
+        uvloop=args.uvloop,
     )
     if args.json:
         for result in new:
@@ -258,6 +272,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         files = write_report(store.load(), args.report_dir)
         print(f"report: {files.markdown} {files.html}", file=sys.stderr)
     return 0
+
+
+def _check_abort_options(args: argparse.Namespace) -> None:
+    if args.fail_fast < 0:
+        raise ConfigError([Issue("fail_fast", args.fail_fast, "must be zero (off) or a positive integer")])
+    if args.abort_error_rate is not None and not 0.0 <= args.abort_error_rate < 1.0:
+        raise ConfigError([Issue("abort_error_rate", args.abort_error_rate, "must be within [0, 1), e.g. 0.5")])
+    if args.workers < 0:
+        raise ConfigError([Issue("workers", args.workers, "must be zero (in this process) or a positive integer")])
+    if not args.ramp_up >= 0:
+        raise ConfigError([Issue("ramp_up", args.ramp_up, "must be zero or a positive number of seconds")])
+
+
+def _worker_runner(args: argparse.Namespace) -> Any:
+    """With ``--workers N``: levels spread over N processes (benchmark.workers), else the runner's default."""
+    if not args.workers:
+        return None
+    from benchmark.workers import worker_level_runner  # noqa: PLC0415
+
+    return worker_level_runner(args.workers, uvloop=args.uvloop)
+
+
+def _aborted_target(args: argparse.Namespace) -> str:
+    """What the abort message names: the URL (without credentials), the endpoint, or the emulator."""
+    if args.target == "sagemaker":
+        return f"SageMaker endpoint {args.endpoint} ({args.region})"
+    if args.target == "emulator" or not args.url:
+        return "the local emulator"
+    parts = urlsplit(args.url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return str(urlunsplit(parts._replace(netloc=netloc)))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -378,6 +423,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-requests", type=int)
     run.add_argument("--warmup", type=int, default=0, help="warm-up requests per level, not measured")
     run.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    run.add_argument(
+        "--fail-fast",
+        type=int,
+        default=10,
+        metavar="N",
+        help="stop with exit 3 when the first N requests of a level all fail (throttling aside); 0: never",
+    )
+    run.add_argument(
+        "--abort-error-rate",
+        type=float,
+        metavar="RATE",
+        help="stop with exit 3 when a level's error rate passes RATE (0-1), judged after max(20, concurrency)",
+    )
+    run.add_argument("--ramp-up", type=float, default=0.0, metavar="S", help="stagger users' first requests over S s")
+    run.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="spread each level's users over N processes (0: one)"
+    )
+    run.add_argument("--uvloop", action="store_true", help="run the load generator on uvloop (less CPU per event)")
     run.add_argument("--dataset", help="JSONL prompts (default: built-in set)")
     run.add_argument("--max-new-tokens", type=int, default=50)
     run.add_argument("--no-stream", action="store_true", help="non-streaming requests, as in 2023")
@@ -440,6 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for issue in err.issues:
             print(f"error: {issue}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except LevelAborted as err:
+        print(f"error: run aborted against {_aborted_target(args)}: {err.reason}", file=sys.stderr)
+        return EXIT_ABORTED
     return code
 
 

@@ -12,30 +12,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog import (
-    DEFAULT_REGION,
-    InstanceSpec,
-    MemoryPlan,
-    ModelSpec,
-    Quantization,
-    get_instance,
-    get_model,
-    get_quantization,
-    resolve_version,
-)
-from catalog.errors import ConfigError, Issue
-from catalog.tgi_images import DEFAULT_VERSION
+from catalog import DEFAULT_REGION, get_instance, get_model, get_quantization, resolve_version
+from catalog.errors import ConfigError, Issue, collect
+from catalog.regions import region_issue
+from catalog.tgi_images import DEFAULT_VERSION as DEFAULT_TGI_VERSION
+from catalog.views import CatalogViews
 
-DEFAULT_TGI_VERSION = DEFAULT_VERSION
 # The 2023 benchmark ran with MAX_TOTAL_TOKENS 2048; used for the memory-fit check when settings do not say.
 DEFAULT_MAX_TOTAL_TOKENS = 2048
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _LABEL = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
 _SETTING_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 @dataclass(frozen=True, kw_only=True)
-class BenchmarkConfiguration:
+class BenchmarkConfiguration(CatalogViews):
     """Model size, quantization, instance, TGI version and region, plus an optional label and TGI settings.
 
     ``settings`` holds extra container settings that change performance (e.g. ``MAX_BATCH_TOTAL_TOKENS``);
@@ -55,17 +45,16 @@ class BenchmarkConfiguration:
         resolved: dict[str, Any] = {}
 
         def lookup(name: str, canonical: Any, value: Any) -> None:
-            try:
-                resolved[name] = canonical(value, field=name)
-            except ConfigError as err:
-                issues.extend(err.issues)
+            found = collect(canonical, value, name, issues)
+            if found is not None:
+                resolved[name] = found
 
         lookup("model", lambda v, field: get_model(v, field=field).size, self.model)
         lookup("quantization", lambda v, field: get_quantization(v, field=field).name, self.quantization)
         lookup("instance_type", lambda v, field: get_instance(v, field=field).name, self.instance_type)
         lookup("tgi_version", resolve_version, self.tgi_version)
-        if not _REGION.match(str(self.region)):
-            issues.append(Issue("region", self.region, "must be an AWS region name such as us-east-1"))
+        malformed = region_issue(self.region)
+        issues += [malformed] if malformed else []
         if not _LABEL.match(str(self.label)):
             issues.append(Issue("label", self.label, "must be at most 64 letters, digits, '.', '_' or '-'"))
         settings = tuple(sorted((str(k), str(v)) for k, v in self.settings))
@@ -75,15 +64,10 @@ class BenchmarkConfiguration:
         if len({name for name, _ in settings}) != len(settings):
             issues.append(Issue("settings", dict(settings), "each setting may appear only once"))
         if "model" in resolved and "quantization" in resolved:
-            model = get_model(resolved["model"])
-            if resolved["quantization"] not in model.hub_ids:
-                issues.append(
-                    Issue(
-                        "quantization",
-                        self.quantization,
-                        f"{model.display_name} is available as {', '.join(model.hub_ids)}",
-                    )
-                )
+            unavailable = get_model(resolved["model"]).availability_issue(
+                resolved["quantization"], given=self.quantization
+            )
+            issues += [unavailable] if unavailable else []
         if issues:
             raise ConfigError(issues, context="benchmark configuration")
         for name, value in resolved.items():
@@ -135,28 +119,19 @@ class BenchmarkConfiguration:
         return f"{text} [{self.label}]" if self.label else text
 
     @property
-    def model_spec(self) -> ModelSpec:
-        return get_model(self.model)
-
-    @property
-    def quantization_spec(self) -> Quantization:
-        return get_quantization(self.quantization)
-
-    @property
-    def instance(self) -> InstanceSpec:
-        return get_instance(self.instance_type)
-
-    @property
     def max_total_tokens(self) -> int:
         value = dict(self.settings).get("MAX_TOTAL_TOKENS")
         return int(value) if value and value.isdigit() else DEFAULT_MAX_TOTAL_TOKENS
-
-    @property
-    def memory_plan(self) -> MemoryPlan:
-        return MemoryPlan(self.model_spec, self.quantization_spec, self.instance, self.max_total_tokens)
 
     def check_deployable(self) -> None:
         """Refuse a configuration whose weights cannot fit or shard: no point starting an endpoint for it."""
         issues = self.memory_plan.issues()
         if issues:
             raise ConfigError(issues, context=f"benchmark configuration {self.key}")
+
+
+__all__ = [
+    "DEFAULT_MAX_TOTAL_TOKENS",
+    "DEFAULT_TGI_VERSION",
+    "BenchmarkConfiguration",
+]  # the CLI reads the default here

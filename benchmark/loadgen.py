@@ -9,21 +9,36 @@ Warm-up requests are the first ``warmup_requests`` sent; they are recorded with 
 measurement window opens when the first measured request is sent, so the warm-up load is still running
 (steady state) when measuring starts. The window closes ``duration_s`` later or, when ``max_requests``
 stops the run first, when the last measured request ends. Requests still in flight at the close are
-awaited and kept (they end after the window, which metrics handle). Errors never stop a run.
+awaited and kept (they end after the window, which metrics handle).
+
+Failing fast, as k6 thresholds with ``abortOnFail`` do: a level raises :class:`LevelAborted` when its first
+``fail_fast_requests`` finished requests all failed (a refused connection, a wrong URL, key or model name:
+anything but throttling, which is a measurement), or when its error rate passes ``max_error_rate`` once
+``max(20, concurrency)`` requests have finished. A virtual user whose connection failed backs off (50 ms,
+doubling, at most 0.5 s) instead of spinning. Any other error is recorded and the run goes on.
+
+``ramp_up_s`` staggers the closed loop's first requests evenly over that many seconds (as LLMPerf and
+GuideLLM stagger theirs), so 256 users do not all send in the same event-loop turn, which inflates the
+TTFT the client measures; the steady-state throughput window starts after the ramp anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from benchmark.clients.base import Client
+from benchmark.failfast import FailFast, LevelAborted, backoff_s
 from benchmark.prompts import GenerationParams, Prompt
 from benchmark.records import ErrorKind, RequestRecord
 from catalog.errors import ConfigError, Issue
+
+__all__ = ["ARRIVALS", "LevelAborted", "LevelRun", "LoadSpec", "run_level"]
 
 ARRIVALS = ("poisson", "constant")
 # The loop's own per-request deadline, beyond the client's: a backstop if a client ignores its timeout.
@@ -40,6 +55,9 @@ class LoadSpec:
     timeout_s: float = 120.0
     arrival: str = "poisson"  # open loop only
     seed: int = 0
+    fail_fast_requests: int = 10  # abort when this many first finished requests all failed; 0: never
+    max_error_rate: float | None = None  # abort when the error rate passes this share; None: no limit
+    ramp_up_s: float = 0.0  # closed loop: first requests spread evenly over this many seconds
 
     def __post_init__(self) -> None:
         issues: list[Issue] = []
@@ -59,6 +77,12 @@ class LoadSpec:
             issues.append(Issue("timeout_s", self.timeout_s, "must be > 0"))
         if self.arrival not in ARRIVALS:
             issues.append(Issue("arrival", self.arrival, f"must be one of {', '.join(ARRIVALS)}"))
+        if not isinstance(self.fail_fast_requests, int) or self.fail_fast_requests < 0:
+            issues.append(Issue("fail_fast_requests", self.fail_fast_requests, "must be an integer >= 0 (0: off)"))
+        if self.max_error_rate is not None and not 0.0 <= self.max_error_rate < 1.0:
+            issues.append(Issue("max_error_rate", self.max_error_rate, "must be within [0, 1) or unset"))
+        if not self.ramp_up_s >= 0:
+            issues.append(Issue("ramp_up_s", self.ramp_up_s, "must be >= 0 seconds"))
         if issues:
             raise ConfigError(issues, context="load specification")
 
@@ -73,6 +97,9 @@ class LevelRun:
     window_start: float
     window_end: float
     records: list[RequestRecord] = field(default_factory=list)  # warm-up records flagged warmup=True
+    # Open loop: how late each request was handed to the client after its scheduled arrival (seconds).
+    # Its latency is measured from the schedule, so lateness counts; this says how much there was.
+    dispatch_lag_s: list[float] = field(default_factory=list)
 
     @property
     def measured(self) -> list[RequestRecord]:
@@ -119,14 +146,21 @@ async def run_level(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> LevelRun:
-    """Run one level; ``progress`` is called with the number of measured requests finished so far."""
+    """Run one level; ``progress`` is called with the number of measured requests finished so far.
+
+    Raises :class:`LevelAborted` when the target fails fast (see the module docstring); requests still
+    in flight then are cancelled, so a dead target ends the level within moments.
+    """
     if not prompts:
         raise ConfigError([Issue("prompts", 0, "at least one prompt is needed")], context="load generator")
     tickets = _Tickets(spec)
+    guard = FailFast(spec.concurrency, spec.fail_fast_requests, spec.max_error_rate)
+    aborted = asyncio.Event()
     records: list[RequestRecord] = []
+    lags: list[float] = []
     done = 0
 
-    async def one(user: int, number: int, warmup: bool, scheduled: float | None = None) -> None:
+    async def one(user: int, number: int, warmup: bool, scheduled: float | None = None) -> RequestRecord:
         nonlocal done
         prompt = prompts[number % len(prompts)]
         started = time.perf_counter()
@@ -140,23 +174,37 @@ async def run_level(
             record = RequestRecord(user=user, start=started, end=time.perf_counter(), prompt_id=prompt.id or None)
             record.error, record.error_detail = ErrorKind.CLIENT, f"{type(exc).__name__}: {exc}"
         if scheduled is not None and scheduled < record.start:
-            record.start = scheduled
+            record.start = scheduled  # open loop: waiting for a free slot is latency (no coordinated omission)
         record.warmup = warmup
         records.append(record)
+        guard.check(record)
+        if guard.reason is not None:
+            tickets.stopped = True
+            aborted.set()
         if not warmup:
             done += 1
             if progress is not None:
                 progress(done)
+        return record
 
+    async def user_loop(user: int) -> None:
+        if spec.ramp_up_s:
+            await asyncio.sleep(spec.ramp_up_s * user / spec.concurrency)
+        connection_failures = 0
+        while (ticket := tickets.take()) is not None:
+            record = await one(user, *ticket)
+            connection_failures = connection_failures + 1 if record.error is ErrorKind.CONNECTION else 0
+            if connection_failures:
+                await asyncio.sleep(backoff_s(connection_failures))
+
+    work: asyncio.Future[Any]
     if spec.open_loop:
-        await _open_loop(spec, tickets, one)
+        work = asyncio.ensure_future(_open_loop(spec, tickets, one, lags))
     else:
-
-        async def user_loop(user: int) -> None:
-            while (ticket := tickets.take()) is not None:
-                await one(user, *ticket)
-
-        await asyncio.gather(*(user_loop(user) for user in range(spec.concurrency)))
+        work = asyncio.ensure_future(asyncio.gather(*(user_loop(user) for user in range(spec.concurrency))))
+    await _until_done_or_aborted(work, aborted)
+    if guard.reason is not None:
+        raise LevelAborted(guard.reason, records)
 
     end = time.perf_counter()
     start = tickets.window_start if tickets.window_start is not None else end
@@ -164,10 +212,26 @@ async def run_level(
         window_end = tickets.deadline
     else:
         window_end = max((r.end for r in records if not r.warmup), default=end)
-    return LevelRun(spec=spec, window_start=start, window_end=window_end, records=records)
+    return LevelRun(spec=spec, window_start=start, window_end=window_end, records=records, dispatch_lag_s=lags)
 
 
-async def _open_loop(spec: LoadSpec, tickets: _Tickets, one: Callable[..., Awaitable[None]]) -> None:
+async def _until_done_or_aborted(work: asyncio.Future[Any], aborted: asyncio.Event) -> None:
+    """Await ``work``; when ``aborted`` is set first, cancel it (and every request in flight)."""
+    watcher = asyncio.ensure_future(aborted.wait())
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not work.done():
+            work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+
+
+async def _open_loop(
+    spec: LoadSpec, tickets: _Tickets, one: Callable[..., Awaitable[RequestRecord]], lags: list[float]
+) -> None:
+    """Arrivals on schedule; ``lags`` gets how late the loop was for each (a loop falling behind shows there)."""
     assert spec.request_rate is not None
     rng = random.Random(spec.seed)
     slots = asyncio.Semaphore(spec.concurrency)
@@ -186,10 +250,15 @@ async def _open_loop(spec: LoadSpec, tickets: _Tickets, one: Callable[..., Await
         ticket = tickets.take()
         if ticket is None:
             break
+        lags.append(time.perf_counter() - next_at)
         task = loop.create_task(bounded(*ticket, next_at))
         pending.add(task)
         task.add_done_callback(pending.discard)
         gap = rng.expovariate(spec.request_rate) if spec.arrival == "poisson" else 1.0 / spec.request_rate
         next_at += gap
-    if pending:
-        await asyncio.gather(*pending)
+    try:
+        if pending:
+            await asyncio.gather(*pending)
+    finally:
+        for task in pending:
+            task.cancel()

@@ -3,10 +3,17 @@
 Rules (each chosen so the number means what its name says):
 
 - Only measured requests count: warm-up records are dropped. A request is *in the window* when it ended
-  within ``[window_start, window_end]``; successful in-window requests feed throughput and latency.
-- ``tokens_per_s`` = server-counted generated tokens of successful in-window requests / window length.
-  Counted, not derived. Token counts come from the server; a streamed request without a final count
-  falls back to the number of token events it received.
+  within ``[window_start, window_end]``; successful in-window requests feed latency and the
+  completed-request throughput.
+- ``tokens_per_s`` = tokens of successful measured requests that *arrived* inside the steady-state window
+  / its length (see :func:`steady_window`): the ramp-up (every user's cold first request) and the ramp-down
+  (users going idle after the deadline) are left out, so the figure is the rate the server sustains at
+  this concurrency. Streams count each token at its arrival; a request without token times counts its
+  tokens when it completes. Counted, not derived. Token counts come from the server; a streamed request
+  without a final count falls back to the number of token events it received.
+- ``completed_tokens_per_s`` = tokens of successful in-window requests / window length: the older,
+  completion-counted figure, biased low at high concurrency (a request in flight at either edge of the
+  window is lost); kept as a labelled comparison column.
 - ``ms_per_token`` is per request, the time per output token *after the first*, from the best source
   available (see :class:`TokenTimeSource`); percentiles are over requests.
 - ``inter_token_ms`` pools every gap between consecutive streamed tokens (streaming only).
@@ -86,6 +93,46 @@ def ms_per_token(record: RequestRecord) -> tuple[float, TokenTimeSource] | None:
     return None
 
 
+def steady_window(records: Iterable[RequestRecord]) -> tuple[float, float] | None:
+    """The interval during which every virtual user was inside a measured request cycle.
+
+    It opens when the last user receives the first counted output (first token event, else the end) of
+    its first measured request, so nobody is still waiting out the cold start or a warm-up request; it
+    closes when the first user finishes its last request and goes idle. Tokens are counted in
+    ``(opens, closes]``: the events after the opening one, as a rate between two events is measured.
+    None when the two do not overlap (too few requests per user to have a steady state).
+    """
+    by_user: dict[int, list[RequestRecord]] = {}
+    for record in records:
+        if not record.warmup:
+            by_user.setdefault(record.user, []).append(record)
+    if not by_user:
+        return None
+    opens = max(_first_output(min(rs, key=lambda r: r.start)) for rs in by_user.values())
+    closes = min(max(r.end for r in rs) for rs in by_user.values())
+    return (opens, closes) if closes > opens else None
+
+
+def _first_output(record: RequestRecord) -> float:
+    """When a request's first counted token arrives: its first token event, or its end without any."""
+    return record.token_times[0] if record.token_times else record.end
+
+
+def tokens_between(record: RequestRecord, start: float, end: float) -> float:
+    """Server-counted tokens of one request that arrived within ``(start, end]``.
+
+    Each token event carries ``output_tokens / events`` tokens (1 when the server's count matches the
+    events); without token times the whole count lands at the request's end.
+    """
+    n = output_tokens(record)
+    if not n:
+        return 0.0
+    if record.token_times:
+        inside = sum(1 for t in record.token_times if start < t <= end)
+        return inside * n / len(record.token_times)
+    return float(n) if start < record.end <= end else 0.0
+
+
 @dataclass(frozen=True)
 class LevelMetrics:
     """Everything measured at one concurrency level for one configuration."""
@@ -98,7 +145,7 @@ class LevelMetrics:
     errors_by_kind: Mapping[str, int]
     error_rate: float | None
     output_tokens: int  # server-counted tokens of the successful in-window requests
-    tokens_per_s: float | None
+    tokens_per_s: float | None  # steady state: tokens arrived inside the steady window / its length
     requests_per_min: float | None
     ms_per_token: Distribution
     ms_per_token_sources: Mapping[str, int]
@@ -108,6 +155,15 @@ class LevelMetrics:
     derived_tokens_per_s_2023: float | None
     max_new_tokens: int | None
     notes: tuple[str, ...] = field(default=())
+    completed_tokens_per_s: float | None = None  # output_tokens / window_s (completion-counted, comparison)
+    steady_start_s: float | None = None  # the steady window, in seconds from the measurement window's start
+    steady_end_s: float | None = None
+
+    @property
+    def steady_window_s(self) -> float | None:
+        if self.steady_start_s is None or self.steady_end_s is None:
+            return None
+        return self.steady_end_s - self.steady_start_s
 
     @property
     def ms_per_token_source(self) -> str:
@@ -135,6 +191,9 @@ class LevelMetrics:
             "derived_tokens_per_s_2023": self.derived_tokens_per_s_2023,
             "max_new_tokens": self.max_new_tokens,
             "notes": list(self.notes),
+            "completed_tokens_per_s": self.completed_tokens_per_s,
+            "steady_start_s": self.steady_start_s,
+            "steady_end_s": self.steady_end_s,
         }
 
     @classmethod
@@ -163,6 +222,9 @@ class LevelMetrics:
             derived_tokens_per_s_2023=opt("derived_tokens_per_s_2023"),
             max_new_tokens=None if max_new is None else int(max_new),
             notes=tuple(str(n) for n in data.get("notes", ())),
+            completed_tokens_per_s=opt("completed_tokens_per_s"),
+            steady_start_s=opt("steady_start_s"),
+            steady_end_s=opt("steady_end_s"),
         )
 
 
@@ -214,6 +276,14 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
     e2es = [r.e2e_s * 1000.0 for r in ok]
     by_kind = Counter(str(r.error.value) for r in failed if r.error is not None)
     has_window = window_s > 0
+    completed = tokens / window_s if has_window else None
+    steady = steady_window(measured)
+    if steady is None:
+        notes.append("no steady state (too few requests per user): tokens/s counts completed requests only")
+        tokens_per_s = completed
+    else:
+        arrived = math.fsum(tokens_between(r, *steady) for r in measured if r.ok)
+        tokens_per_s = arrived / (steady[1] - steady[0])
 
     return LevelMetrics(
         concurrency=run.spec.concurrency,
@@ -224,7 +294,7 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
         errors_by_kind={kind.value: by_kind.get(kind.value, 0) for kind in ErrorKind if by_kind.get(kind.value)},
         error_rate=len(failed) / len(measured) if measured else None,
         output_tokens=tokens,
-        tokens_per_s=tokens / window_s if has_window else None,
+        tokens_per_s=tokens_per_s,
         requests_per_min=len(ok) / window_s * 60.0 if has_window else None,
         ms_per_token=Distribution.of(per_token),
         ms_per_token_sources=dict(sorted(sources.items())),
@@ -236,6 +306,9 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
         ),
         max_new_tokens=max_new_tokens,
         notes=tuple(notes),
+        completed_tokens_per_s=completed,
+        steady_start_s=None if steady is None else steady[0] - run.window_start,
+        steady_end_s=None if steady is None else steady[1] - run.window_start,
     )
 
 

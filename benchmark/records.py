@@ -17,6 +17,7 @@ class ErrorKind(StrEnum):
     HTTP_5XX = "http_5xx"
     THROTTLED = "throttled"  # HTTP 429 or SageMaker ThrottlingException
     TIMEOUT = "timeout"
+    CONNECTION = "connection"  # refused, reset or unresolvable before any response: nothing reached the server
     DROPPED_STREAM = "dropped_stream"  # connection closed before the final event
     MALFORMED_FRAME = "malformed_frame"  # bad event-stream CRC/prelude, bad SSE JSON
     CLIENT = "client"  # anything else raised on our side

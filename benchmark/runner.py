@@ -13,13 +13,16 @@ import dataclasses
 import importlib
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 from benchmark.configuration import BenchmarkConfiguration
+from benchmark.failfast import LevelAborted
 from benchmark.metrics import LevelRunLike, compute_metrics
 from benchmark.results import LevelResult, ResultsStore, build_result, finished_levels, utc_now
+
+T = TypeVar("T")
 
 
 class LoadSpecLike(Protocol):
@@ -68,9 +71,16 @@ async def arun_one_level(
     price_overrides: Mapping[str, float] | None = None,
     level_runner: LevelRunner | None = None,
 ) -> LevelResult:
-    """Measure one level, compute its metrics, cost and headroom, and append it to the store at once."""
+    """Measure one level, compute its metrics, cost and headroom, and append it to the store at once.
+
+    A level the load generator aborts (:class:`LevelAborted`: the target fails fast) is not stored; the
+    error goes up with the configuration and concurrency in its reason.
+    """
     started_at = utc_now()
-    run = await (level_runner or _default_level_runner())(client, prompts, params, spec)
+    try:
+        run = await (level_runner or _default_level_runner())(client, prompts, params, spec)
+    except LevelAborted as err:
+        raise err.within(f"{configuration.key} at concurrency {spec.concurrency}") from None
     metrics = compute_metrics(run, max_new_tokens=params.max_new_tokens)
     result = build_result(
         configuration,
@@ -206,7 +216,7 @@ async def arun_matrix(
                 if progress is not None:
                     m = result.metrics
                     progress.line(
-                        f"{configuration.key} c={spec.concurrency}: {_num(m.tokens_per_s)} tokens/s, "
+                        f"{configuration.key} c={spec.concurrency}: {_num(m.tokens_per_s)} tokens/s (steady), "
                         f"{_num(m.ms_per_token.median)} ms/token, {m.requests_ok} ok, {m.requests_failed} failed",
                         final=True,
                     )
@@ -228,7 +238,19 @@ def run_matrix(
     prompts: Sequence[Any],
     params: ParamsLike,
     store: ResultsStore,
+    *,
+    uvloop: bool = False,
     **options: Any,
 ) -> list[LevelResult]:
-    """Synchronous :func:`arun_matrix`."""
-    return asyncio.run(arun_matrix(plan, open_client, prompts, params, store, **options))
+    """Synchronous :func:`arun_matrix`; ``uvloop=True`` runs it on uvloop's event loop."""
+    return run_async(arun_matrix(plan, open_client, prompts, params, store, **options), uvloop=uvloop)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T], *, uvloop: bool) -> T:
+    """``asyncio.run``, on uvloop when asked (libuv's loop spends less CPU per socket event)."""
+    if not uvloop:
+        return asyncio.run(coroutine)
+    import uvloop as uv  # noqa: PLC0415 - optional: only the load generator needs it
+
+    with asyncio.Runner(loop_factory=uv.new_event_loop) as runner:
+        return runner.run(coroutine)

@@ -8,7 +8,7 @@ from catalog.fit import MemoryPlan, bandwidth_bound_ms_per_token
 from catalog.instances import INSTANCES, GpuSpec, InstanceSpec, get_instance
 from catalog.models import MODELS, QUANTIZATIONS, ModelSpec, Quantization, get_model, get_quantization
 from catalog.prices import DEFAULT_REGION, PRICES, Price, get_price
-from catalog.tgi_images import TgiImage, get_image, known_versions, latest_version, resolve_version
+from catalog.tgi_images import TgiImage, get_image, known_versions, resolve_version
 
 __all__ = [
     "DEFAULT_REGION",
@@ -32,6 +32,5 @@ __all__ = [
     "get_price",
     "get_quantization",
     "known_versions",
-    "latest_version",
     "resolve_version",
 ]

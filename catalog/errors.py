@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,12 @@ class ConfigError(ValueError):
 def unknown(field: str, value: object, choices: Iterable[str]) -> ConfigError:
     """The common case: a name that is not in a table."""
     return ConfigError([Issue(field, value, f"must be one of {', '.join(sorted(choices))}")])
+
+
+def collect(lookup: Callable[..., Any], value: object, field: str, issues: list[Issue]) -> Any:
+    """``lookup(value, field=field)``, or None with its issues added, so validation goes on to report them all."""
+    try:
+        return lookup(value, field=field)
+    except ConfigError as err:
+        issues.extend(err.issues)
+        return None

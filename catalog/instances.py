@@ -33,10 +33,6 @@ class InstanceSpec:
         """SageMaker rejects VolumeSizeInGB and an endpoint-config KmsKeyId on these instances."""
         return self.local_nvme_gb > 0
 
-    @property
-    def total_gpu_memory_bytes(self) -> float:
-        return self.gpu.memory_bytes * self.gpu_count
-
 
 A10G = GpuSpec("NVIDIA A10G", 24 * GB, 600 * GB)
 A100_40GB = GpuSpec("NVIDIA A100 40GB", 40 * GB, 1555 * GB)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from catalog.errors import unknown
+from catalog.errors import Issue, unknown
 
 GB = 1e9  # decimal gigabytes: GPU vendors and AWS quote memory and bandwidth this way
 # One rule for Hub ids and commits, used by the settings and by the staging job's shell checks (POSIX ERE).
@@ -29,6 +29,12 @@ class ModelSpec:
     hub_ids: MappingProxyType[str, str]  # quantization -> Hub repository the weights are staged from
     # quantization -> the Hub commit staged by default and expected beside the weights; None: none pinned yet.
     hub_revisions: MappingProxyType[str, str | None]
+
+    def availability_issue(self, quantization: str, *, given: object, field: str = "quantization") -> Issue | None:
+        """A quantization this size has no Hub weights for (e.g. one the catalog lists for another size only)."""
+        if quantization in self.hub_ids:
+            return None
+        return Issue(field, given, f"{self.display_name} is available as {', '.join(self.hub_ids)}")
 
     @property
     def head_dim(self) -> int:

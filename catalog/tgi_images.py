@@ -30,6 +30,10 @@ def ecr_domain(region: str) -> str:
     return "amazonaws.com"
 
 
+def partition(region: str) -> str:
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
 def vendor_table(sdk: dict[str, Any], *, source: str) -> dict[str, Any]:
     """Reduce the SDK's huggingface-llm.json to what we need: version -> tag and region -> account."""
     inference = sdk["inference"]
@@ -58,10 +62,6 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 def known_versions() -> list[str]:
     return sorted(_table()["versions"], key=_version_key)
-
-
-def latest_version() -> str:
-    return known_versions()[-1]
 
 
 def resolve_version(version: str, *, field: str = "tgi_version") -> str:
@@ -99,11 +99,18 @@ class TgiImage:
         return self.registries[region]
 
     def uri(self, region: str) -> str:
-        return f"{self.account(region)}.dkr.ecr.{region}.{ecr_domain(region)}/{self.repository}:{self.tag}"
+        return self.uri_in(account=self.account(region), region=region, domain=ecr_domain(region))
+
+    def uri_in(self, *, account: str, region: str, domain: str) -> str:
+        """The URI's one format; parts may be deploy-time tokens (``AWS::Region``, ``AWS::URLSuffix``)."""
+        return f"{account}.dkr.ecr.{region}.{domain}/{self.repository}:{self.tag}"
 
     def repository_arn(self, region: str) -> str:
-        partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
-        return f"arn:{partition}:ecr:{region}:{self.account(region)}:repository/{self.repository}"
+        return self.repository_arn_in(partition=partition(region), region=region, account=self.account(region))
+
+    def repository_arn_in(self, *, partition: str, region: str, account: str) -> str:
+        """The repository ARN's one format; parts may be deploy-time tokens."""
+        return f"arn:{partition}:ecr:{region}:{account}:repository/{self.repository}"
 
 
 def get_image(version: str, *, field: str = "tgi_version") -> TgiImage:

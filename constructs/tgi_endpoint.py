@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -28,9 +27,14 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 from constructs.execution_role import ENDPOINT_LOG_GROUP_PREFIX
 from settings import DeploymentConfig
+from settings.sagemaker_requests import (
+    VARIANT_NAME,
+    cfn_properties,
+    endpoint_config_request,
+    model_request,
+)
+from settings.subnets import selection_kwargs
 
-VARIANT_NAME = "AllTraffic"
-ROUTING_STRATEGY = "LEAST_OUTSTANDING_REQUESTS"  # a long generation must not queue short ones behind it
 # Keep the old fleet this long after traffic moved, so streamed generations in flight there can finish.
 TERMINATION_WAIT_S = 300
 EXECUTION_MARGIN_S = 600  # instance provisioning and SageMaker's own steps, beyond the configured waits
@@ -88,46 +92,29 @@ class TgiEndpoint(Construct):
             retention=props.log_retention,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
-        subnet_ids = props.vpc.select_subnets(**_selection_kwargs(props.subnets)).subnet_ids
+        subnet_ids = props.vpc.select_subnets(**selection_kwargs(props.subnets)).subnet_ids
         self.model = sagemaker.CfnModel(
             self,
             "Model",
-            execution_role_arn=props.role.role_arn,
-            enable_network_isolation=True,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=props.image_uri,
-                environment=deployment.container_environment(),
-                model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
-                    s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
-                        s3_uri=f"s3://{props.weights_bucket.bucket_name}/{deployment.weights_prefix}",
-                        s3_data_type="S3Prefix",
-                        compression_type="None",
-                    )
-                ),
+            **cfn_properties(
+                model_request(
+                    deployment,
+                    role_arn=props.role.role_arn,
+                    image_uri=props.image_uri,
+                    bucket_name=props.weights_bucket.bucket_name,
+                    subnet_ids=subnet_ids,
+                    security_group_ids=[props.security_group.security_group_id],
+                )
             ),
-            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
-                subnets=subnet_ids, security_group_ids=[props.security_group.security_group_id]
-            ),
-        )
-
-        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-            variant_name=VARIANT_NAME,
-            model_name=self.model.attr_model_name,
-            instance_type=instance.name,
-            initial_instance_count=deployment.min_instances,
-            initial_variant_weight=1.0,
-            container_startup_health_check_timeout_in_seconds=deployment.startup_health_check_timeout_s,
-            model_data_download_timeout_in_seconds=deployment.model_data_download_timeout_s,
-            # VolumeSizeInGB is refused by SageMaker on local-NVMe instances (validated in DeploymentConfig).
-            volume_size_in_gb=None if instance.has_local_nvme else deployment.volume_size_gb,
-            routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(routing_strategy=ROUTING_STRATEGY),
         )
         self.endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "Config",
-            production_variants=[variant],
-            # SageMaker rejects KmsKeyId on local-NVMe instances, whose storage is hardware-encrypted.
-            kms_key_id=None if instance.has_local_nvme or not deployment.endpoint_config_kms else props.key.key_arn,
+            **cfn_properties(
+                endpoint_config_request(
+                    deployment, model_name=self.model.attr_model_name, kms_key_arn=props.key.key_arn
+                )
+            ),
         )
         if instance.has_local_nvme:
             cdk.Validations.of(self.endpoint_config).acknowledge(
@@ -160,9 +147,3 @@ class TgiEndpoint(Construct):
             ),
         )
         self.endpoint.node.add_dependency(self.log_group)
-
-
-def _selection_kwargs(selection: ec2.SubnetSelection) -> dict[str, Any]:
-    """``IVpc.select_subnets`` takes the selection's fields as keyword arguments in Python."""
-    keys = ("availability_zones", "one_per_az", "subnet_filters", "subnet_group_name", "subnets", "subnet_type")
-    return {k: getattr(selection, k) for k in keys if getattr(selection, k) is not None}

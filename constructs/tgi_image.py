@@ -33,13 +33,9 @@ class TgiImageLocation(Construct):
             mapping={name: {"account": account} for name, account in sorted(image.registries.items())},
         )
         account = self.mapping.find_in_map(cdk.Aws.REGION, "account")
-        self.uri = cdk.Fn.join(
-            "",
-            [account, ".dkr.ecr.", cdk.Aws.REGION, ".", cdk.Aws.URL_SUFFIX, f"/{image.repository}:{image.tag}"],
-        )
-        self.repository_arn = cdk.Fn.join(
-            "",
-            ["arn:", cdk.Aws.PARTITION, ":ecr:", cdk.Aws.REGION, ":", account, f":repository/{image.repository}"],
+        self.uri = image.uri_in(account=account, region=cdk.Aws.REGION, domain=cdk.Aws.URL_SUFFIX)
+        self.repository_arn = image.repository_arn_in(
+            partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=account
         )
         cdk.CfnRule(
             self,

@@ -1,27 +1,28 @@
 #!/usr/bin/env python
-"""How accurate are the benchmark's latency numbers? Measure the emulator, compare with its ground truth.
+"""How accurate is the benchmark? Our clients and metrics against an independent ground-truth server.
 
-The emulator runs in its own process (it must not share the GIL with the client being measured) with a
-known latency model; at each concurrency the client reports median ms/token (per request, after the first
-token), the pooled median inter-token gap and median TTFT, and the emulator reports what it scheduled for
-the very same requests (joined by request id). Also printed: the client's CPU time per token (process
-time of this process / tokens received) and the emulator's worst lateness against its own deadlines, which
-tells whether an error comes from the server side or the client side.
+``scripts/truth_server.py`` runs in its own process and shares no code with the benchmark: it logs when
+each request's bytes reached the kernel (socket receive timestamps) and when each token's bytes were
+written, on the clock every process shares (``CLOCK_MONOTONIC``). At each level the benchmark's own
+numbers, computed by ``benchmark.metrics.compute_metrics`` from what the client saw, are compared with
+figures this script computes from that log alone, for the very same requests (joined by request id):
 
-With ``--guidellm PATH`` (or env ``GUIDELLM_BIN``) GuideLLM, a maintained third-party benchmark, is run as
-a separate process against the same emulator at each level (concurrent profile, same duration, OpenAI chat
-streaming) and its JSON medians are compared with the emulator's ground truth for the requests it completed.
-GuideLLM needs a Hugging Face tokenizer; offline, pass a local folder with ``--guidellm-tokenizer`` (or env
-``GUIDELLM_TOKENIZER``). GuideLLM is not a project dependency: install it in a throwaway venv.
+- TTFT median: client ``first token - send``; truth ``first token written - request arrived``;
+- ms/token median: client per-request ``(last - first token) / (n - 1)``; truth the same over write times;
+- tokens/s: client steady-state throughput; truth = tokens the server wrote inside the same steady window
+  (an interval of the shared clock) / its length.
 
-Rerunnable, never asserted: ``python scripts/bench_accuracy.py [--levels 1,20,64,256] [--duration 6]
-[--guidellm /tmp/glvenv/bin/guidellm --guidellm-tokenizer /path/to/tokenizer]``.
+Each (client, level) runs ``--repeat`` times; the table gives every run's errors and their median.
+Also printed: the client's CPU time per token (this process and its workers) and the machine's load.
+
+Rerunnable, never asserted: ``python scripts/bench_accuracy.py [--levels 1,20,64,256] [--duration 20]
+[--repeat 3] [--clients tgi-http-stream,openai-chat-stream,sagemaker-stream] [--ramp-up auto] [--workers auto]
+[--loop uvloop]``. The same settings exist on ``python -m benchmark run``: ``--ramp-up``, ``--workers``, ``--uvloop``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -29,25 +30,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from benchmark.clients import create_client
-from benchmark.emulator import EmulatorConfig, LatencyModel, RequestTruth, fetch_truth, reset
-from benchmark.loadgen import LevelRun, LoadSpec, run_level
-from benchmark.prompts import GenerationParams, builtin_prompts
+from benchmark.loadgen import LevelRun, LoadSpec  # noqa: E402
+from benchmark.metrics import compute_metrics  # noqa: E402
+from benchmark.prompts import GenerationParams, builtin_prompts  # noqa: E402
+from benchmark.workers import ClientSpec, run_level_in_workers  # noqa: E402
 
-LATENCY = LatencyModel(
-    prefill_base_ms=40.0,
-    prefill_ms_per_token=0.1,
-    tpot_base_ms=20.0,
-    tpot_slope_ms=0.1,  # 20.1 ms/token alone, 45.6 ms/token with 256 in the batch
-    max_batch=256,
-    tokens=50,
-)
+CLIENTS = ("tgi-http-stream", "openai-chat-stream", "sagemaker-stream")
+TRUTH_TOKENS = 50  # what scripts/truth_server.py generates per request
 
 
 @dataclass
@@ -55,20 +52,20 @@ class Row:
     client: str
     concurrency: int
     requests: int
-    tokens: int
-    ms_per_token: float
-    ms_per_token_truth: float
-    itl_p50: float
-    itl_p50_truth: float
-    ttft_p50: float
-    ttft_p50_truth: float
+    ttft: float
+    ttft_truth: float
+    tpot: float
+    tpot_truth: float
+    tps: float
+    tps_truth: float
+    window_s: float
+    send_lag_ms: float  # median: request arrived at the server - client's start stamp
+    read_lag_ms: float  # median: client's first-token stamp - server's first token write
     cpu_us_per_token: float
-    server_lag_p99_ms: float
-    errors: int
+    load: float
 
-    @staticmethod
-    def err(measured: float, truth: float) -> str:
-        return f"{(measured - truth) / truth * 100:+6.2f}%"
+    def errors(self) -> tuple[float, float, float]:
+        return (_err(self.ttft, self.ttft_truth), _err(self.tpot, self.tpot_truth), _err(self.tps, self.tps_truth))
 
 
 @dataclass
@@ -83,84 +80,156 @@ class GuideRow:
     tpot_p50_truth: float
     ttft_p50: float
     ttft_p50_truth: float
-    server_lag_p99_ms: float
     errors: int
 
 
-def start_emulator(config: EmulatorConfig) -> tuple[subprocess.Popen[str], str]:
+def _fmt_err(measured: float, truth: float) -> str:
+    return f"{_err(measured, truth):+6.2f}%"
+
+
+def _err(measured: float, truth: float) -> float:
+    return (measured - truth) / truth * 100 if truth else float("nan")
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmark.emulator", "--port", "0", "--config", json.dumps(config.to_dict())],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        [sys.executable, str(ROOT / "scripts" / "truth_server.py")], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     assert process.stdout is not None
     line = process.stdout.readline()
     if "listening on" not in line:
         process.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
+        raise SystemExit(f"truth server did not start: {line!r}")
     return process, line.strip().rsplit(" ", 1)[-1]
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+def call(base_url: str, path: str, method: str = "GET") -> Any:
+    data = b"{}" if method == "POST" else None
+    with urllib.request.urlopen(urllib.request.Request(base_url + path, data=data, method=method), timeout=60) as r:
+        return json.loads(r.read())
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def measure(kind: str, base_url: str, concurrency: int, duration_s: float) -> tuple[LevelRun, float]:
-    options: dict[str, Any] = {}
-    target = base_url
+def client_spec(kind: str, base_url: str, concurrency: int) -> ClientSpec:
     if kind.startswith("sagemaker"):
-        target = "bench-endpoint"
         options = {
             "endpoint_url": base_url,
             "region_name": "us-east-1",
             "client_kwargs": {"aws_access_key_id": "x", "aws_secret_access_key": "x"},
         }
-    client = create_client(kind, target, concurrency=concurrency, timeout_s=60, **options)
-    spec = LoadSpec(concurrency=concurrency, duration_s=duration_s, warmup_requests=concurrency)
+        return ClientSpec(kind, "bench-endpoint", concurrency=concurrency, timeout_s=60, options=options)
+    return ClientSpec(kind, base_url, concurrency=concurrency, timeout_s=60)
+
+
+def lags(run: LevelRun, truths: list[dict[str, Any]]) -> tuple[float, float]:
+    """Where a TTFT error comes from: median send lag and first-token read lag (ms), from log and records."""
+    by_id = {t["id"]: t for t in truths}
+    pairs = [(r, by_id[r.request_id]) for r in run.records if r.ok and r.request_id in by_id and r.first_token_at]
+    send = statistics.median((t["arrival"] - r.start) * 1000 for r, t in pairs)
+    read = statistics.median(((r.first_token_at or 0.0) - t["writes"][0]) * 1000 for r, t in pairs)
+    return send, read
+
+
+def truth_figures(run: LevelRun, truths: list[dict[str, Any]]) -> tuple[int, float, float, float, float, float]:
+    """(requests, TTFT and ms/token truth medians, tokens/s truth, steady window length, its start), from the log."""
+    metrics = compute_metrics(run)
+    by_id = {t["id"]: t for t in truths}
+    # The requests the metrics used: measured, successful, ended inside the load window.
+    used = [
+        by_id[r.request_id]
+        for r in run.records
+        if not r.warmup and r.ok and r.request_id in by_id and run.window_start <= r.end <= run.window_end + 1e-9
+    ]
+    ttft = statistics.median((t["writes"][0] - t["arrival"]) * 1000 for t in used)
+    tpot = statistics.median((t["writes"][-1] - t["writes"][0]) / (len(t["writes"]) - 1) * 1000 for t in used)
+    assert metrics.steady_start_s is not None and metrics.steady_end_s is not None, "no steady state: run longer"
+    opens = run.window_start + metrics.steady_start_s
+    closes = run.window_start + metrics.steady_end_s
+    written = sum(1 for t in truths for w in t["writes"] if opens < w <= closes)
+    return len(used), ttft, tpot, written / (closes - opens), closes - opens, opens
+
+
+def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace) -> Row:
+    call(base_url, "/reset", "POST")
+    ramp = (concurrency / 100.0 if args.ramp_up == "auto" else float(args.ramp_up)) if concurrency > 1 else 0.0
+    spec = LoadSpec(concurrency=concurrency, duration_s=args.duration, warmup_requests=concurrency, ramp_up_s=ramp)
     prompts = builtin_prompts((128, 256), per_length=8)
-    try:
-        cpu = time.process_time()
-        run = await run_level(client, prompts, GenerationParams(max_new_tokens=50), spec)
-        cpu = time.process_time() - cpu
-    finally:
-        await client.aclose()
-    return run, cpu
-
-
-def analyse(kind: str, concurrency: int, run: LevelRun, cpu_s: float, truths: list[RequestTruth]) -> Row:
-    by_id = {truth.request_id: truth for truth in truths}
-    measured = [r for r in run.records if not r.warmup and r.ok and r.request_id in by_id and len(r.token_times) > 1]
-    pairs = [(r, by_id[r.request_id or ""]) for r in measured]
-    per_request = [(r.token_times[-1] - r.token_times[0]) / (len(r.token_times) - 1) * 1000 for r, _ in pairs]
-    per_request_truth = [t.tpot_ms or 0.0 for _, t in pairs]
-    gaps = [g * 1000 for r, _ in pairs for g in r.inter_token_gaps_s]
-    gaps_truth = [g for _, t in pairs for g in t.gaps_ms]
-    ttft = [(r.ttft_s or 0.0) * 1000 for r, _ in pairs]
-    ttft_truth = [t.ttft_ms or 0.0 for _, t in pairs]
-    all_tokens = sum(len(r.token_times) for r in run.records)
+    load_before = os.getloadavg()[0]
+    cpu_before = _cpu_s()
+    run = run_level_in_workers(
+        client_spec(kind, base_url, concurrency),
+        prompts,
+        GenerationParams(max_new_tokens=50),
+        spec,
+        workers_for(args.workers, concurrency),
+        uvloop=args.loop == "uvloop",
+    )
+    cpu = _cpu_s() - cpu_before
+    metrics = compute_metrics(run)
+    truths = call(base_url, "/truth")
+    requests, ttft_truth, tpot_truth, tps_truth, window, _ = truth_figures(run, truths)
+    tokens = sum(len(r.token_times) for r in run.records)
+    send_lag, read_lag = lags(run, truths)
+    assert metrics.ttft_ms.median and metrics.ms_per_token.median and metrics.tokens_per_s
+    failed = sum(1 for r in run.records if not r.ok)
+    if failed:
+        print(f"  {kind} x {concurrency}: {failed} failed requests", file=sys.stderr)
     return Row(
         client=kind,
         concurrency=concurrency,
-        requests=len(pairs),
-        tokens=all_tokens,
-        ms_per_token=median(per_request),
-        ms_per_token_truth=median(per_request_truth),
-        itl_p50=median(gaps),
-        itl_p50_truth=median(gaps_truth),
-        ttft_p50=median(ttft),
-        ttft_p50_truth=median(ttft_truth),
-        cpu_us_per_token=cpu_s / max(1, all_tokens) * 1e6,
-        server_lag_p99_ms=percentile([t.max_lag_ms for _, t in pairs], 0.99),
-        errors=sum(1 for r in run.records if not r.ok),
+        requests=requests,
+        ttft=metrics.ttft_ms.median,
+        ttft_truth=ttft_truth,
+        tpot=metrics.ms_per_token.median,
+        tpot_truth=tpot_truth,
+        tps=metrics.tokens_per_s,
+        tps_truth=tps_truth,
+        window_s=window,
+        send_lag_ms=send_lag,
+        read_lag_ms=read_lag,
+        cpu_us_per_token=cpu / max(1, tokens) * 1e6,
+        load=(load_before + os.getloadavg()[0]) / 2,
     )
+
+
+def workers_for(setting: str, concurrency: int) -> int:
+    """``auto``: one worker process per 32 streams, at most 8, none below 64 streams."""
+    return min(8, concurrency // 32) if setting == "auto" else int(setting)
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the workers)."""
+    own = time.process_time()
+    children = os.times()
+    return own + children.children_user + children.children_system
+
+
+def _print_header(header: str) -> None:
+    print(header)
+    print("-" * len(header))
+
+
+def print_rows(rows: list[Row], repeat: int) -> None:
+    header = (
+        f"{'client':<20}{'conc':>5}{'reqs':>6}{'TTFT p50':>10}{'truth':>8}{'err':>8}{'ms/tok':>8}{'truth':>8}"
+        f"{'err':>8}{'tok/s':>9}{'truth':>9}{'err':>8}{'window':>8}{'send':>7}{'read':>7}{'CPU us/tok':>11}{'load':>6}"
+    )
+    _print_header(header)
+    for r in rows:
+        e = r.errors()
+        print(
+            f"{r.client:<20}{r.concurrency:>5}{r.requests:>6}{r.ttft:>10.2f}{r.ttft_truth:>8.2f}{e[0]:>+7.2f}%"
+            f"{r.tpot:>8.2f}{r.tpot_truth:>8.2f}{e[1]:>+7.2f}%{r.tps:>9.1f}{r.tps_truth:>9.1f}{e[2]:>+7.2f}%"
+            f"{r.window_s:>7.1f}s{r.send_lag_ms:>7.2f}{r.read_lag_ms:>7.2f}{r.cpu_us_per_token:>11.1f}{r.load:>6.1f}"
+        )
+    if repeat > 1:
+        print()
+        print(f"median error of {repeat} runs")
+        print(f"{'client':<20}{'conc':>5}{'TTFT p50':>10}{'ms/token':>10}{'tokens/s':>10}")
+        keys = sorted({(r.client, r.concurrency) for r in rows}, key=lambda k: (CLIENTS.index(k[0]), k[1]))
+        for client, concurrency in keys:
+            errs = [r.errors() for r in rows if (r.client, r.concurrency) == (client, concurrency)]
+            medians = [statistics.median(e[i] for e in errs) for i in range(3)]
+            print(f"{client:<20}{concurrency:>5}" + "".join(f"{m:>+9.2f}%" for m in medians))
 
 
 def run_guidellm(binary: str, tokenizer: str, base_url: str, concurrency: int, duration_s: float) -> dict[str, Any]:
@@ -171,7 +240,7 @@ def run_guidellm(binary: str, tokenizer: str, base_url: str, concurrency: int, d
             binary,
             "run",
             "--backend",
-            f"kind=openai_http,target={base_url},model=emulator",
+            f"kind=openai_http,target={base_url},model=truth",
             "--profile",
             f"kind=concurrent,streams={concurrency}",
             "--constraint",
@@ -179,7 +248,7 @@ def run_guidellm(binary: str, tokenizer: str, base_url: str, concurrency: int, d
             "--tokenizer",
             f"kind=huggingface_auto,model={tokenizer}",
             "--data",
-            f"kind=synthetic_text,prompt_tokens=192,output_tokens={LATENCY.tokens}",
+            f"kind=synthetic_text,prompt_tokens=192,output_tokens={TRUTH_TOKENS}",
             "--output",
             f"kind=json,path={out}",
             "--disable-console",
@@ -193,25 +262,25 @@ def run_guidellm(binary: str, tokenizer: str, base_url: str, concurrency: int, d
         return benchmark
 
 
-def analyse_guidellm(concurrency: int, benchmark: dict[str, Any], truths: list[RequestTruth]) -> GuideRow:
-    """GuideLLM sends no id the emulator can join on: compare with every request the emulator completed."""
+def analyse_guidellm(concurrency: int, benchmark: dict[str, Any], truths: list[dict[str, Any]]) -> GuideRow:
+    """GuideLLM sends no id the server can join on: compare with every request the truth server completed."""
     metrics = benchmark["metrics"]
 
     def gl_median(name: str) -> float:
         value = metrics[name]["successful"].get("median")
         return float(value) if value is not None else float("nan")
 
-    done = [t for t in truths if t.outcome == "ok" and t.gaps_ms and t.ttft_ms is not None]
+    done = [t for t in truths if len(t["writes"]) > 1]
+    itl_truth = [(t["writes"][-1] - t["writes"][0]) / (len(t["writes"]) - 1) * 1e3 for t in done]
     return GuideRow(
         concurrency=concurrency,
         requests=len(benchmark["requests"]["successful"]),
         itl_p50=gl_median("inter_token_latency_ms"),
-        itl_p50_truth=median([t.tpot_ms or 0.0 for t in done]),
+        itl_p50_truth=statistics.median(itl_truth),
         tpot_p50=gl_median("time_per_output_token_ms"),
-        tpot_p50_truth=median([((t.ttft_ms or 0.0) + sum(t.gaps_ms)) / t.tokens for t in done]),
+        tpot_p50_truth=statistics.median((t["writes"][-1] - t["arrival"]) / len(t["writes"]) * 1e3 for t in done),
         ttft_p50=gl_median("time_to_first_token_ms"),
-        ttft_p50_truth=median([t.ttft_ms or 0.0 for t in done]),
-        server_lag_p99_ms=percentile([t.max_lag_ms for t in done], 0.99),
+        ttft_p50_truth=statistics.median((t["writes"][0] - t["arrival"]) * 1e3 for t in done),
         errors=len(benchmark["requests"]["errored"]),
     )
 
@@ -219,17 +288,16 @@ def analyse_guidellm(concurrency: int, benchmark: dict[str, Any], truths: list[R
 def print_guidellm_table(rows: list[GuideRow]) -> None:
     header = (
         f"{'client':<18}{'conc':>5}{'reqs':>6}{'ITL p50':>9}{'truth':>8}{'err':>9}{'TPOT p50':>10}{'truth':>8}"
-        f"{'err':>9}{'TTFT p50':>10}{'truth':>8}{'err':>9}{'srv lag p99':>12}{'errors':>7}"
+        f"{'err':>9}{'TTFT p50':>10}{'truth':>8}{'err':>9}{'errors':>7}"
     )
-    print(header)
-    print("-" * len(header))
+    _print_header(header)
     for r in rows:
         print(
             f"{'guidellm':<18}{r.concurrency:>5}{r.requests:>6}"
-            f"{r.itl_p50:>9.2f}{r.itl_p50_truth:>8.2f}{Row.err(r.itl_p50, r.itl_p50_truth):>9}"
-            f"{r.tpot_p50:>10.2f}{r.tpot_p50_truth:>8.2f}{Row.err(r.tpot_p50, r.tpot_p50_truth):>9}"
-            f"{r.ttft_p50:>10.2f}{r.ttft_p50_truth:>8.2f}{Row.err(r.ttft_p50, r.ttft_p50_truth):>9}"
-            f"{r.server_lag_p99_ms:>12.2f}{r.errors:>7}"
+            f"{r.itl_p50:>9.2f}{r.itl_p50_truth:>8.2f}{_fmt_err(r.itl_p50, r.itl_p50_truth):>9}"
+            f"{r.tpot_p50:>10.2f}{r.tpot_p50_truth:>8.2f}{_fmt_err(r.tpot_p50, r.tpot_p50_truth):>9}"
+            f"{r.ttft_p50:>10.2f}{r.ttft_p50_truth:>8.2f}{_fmt_err(r.ttft_p50, r.ttft_p50_truth):>9}"
+            f"{r.errors:>7}"
         )
     print(
         "guidellm ITL: per-request (last - first token) / (n - 1), token-weighted median (truth: per-request mean\n"
@@ -237,33 +305,19 @@ def print_guidellm_table(rows: list[GuideRow]) -> None:
     )
 
 
-def print_table(rows: list[Row]) -> None:
-    header = (
-        f"{'client':<18}{'conc':>5}{'reqs':>6}{'ms/tok':>9}{'truth':>8}{'err':>9}{'ITL p50':>9}{'err':>9}"
-        f"{'TTFT p50':>10}{'truth':>8}{'err':>9}{'CPU us/tok':>11}{'srv lag p99':>12}{'errors':>7}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(
-            f"{r.client:<18}{r.concurrency:>5}{r.requests:>6}{r.ms_per_token:>9.2f}{r.ms_per_token_truth:>8.2f}"
-            f"{Row.err(r.ms_per_token, r.ms_per_token_truth):>9}"
-            f"{r.itl_p50:>9.2f}{Row.err(r.itl_p50, r.itl_p50_truth):>9}"
-            f"{r.ttft_p50:>10.2f}{r.ttft_p50_truth:>8.2f}{Row.err(r.ttft_p50, r.ttft_p50_truth):>9}"
-            f"{r.cpu_us_per_token:>11.1f}{r.server_lag_p99_ms:>12.2f}{r.errors:>7}"
-        )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,20,64,256")
-    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per level")
-    parser.add_argument("--clients", default="tgi-http-stream,sagemaker-stream")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per level")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per (client, level); the median is reported")
+    parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument("--ramp-up", default="auto", help="seconds, or auto (concurrency / 100 s)")
     parser.add_argument(
-        "--guidellm",
-        default=os.environ.get("GUIDELLM_BIN"),
-        metavar="PATH_TO_GUIDELLM_BIN",
-        help="also run GuideLLM at each level (env GUIDELLM_BIN)",
+        "--workers", default="auto", help="client worker processes (0: in this process; auto: concurrency // 32, <= 8)"
+    )
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the client's event loop")
+    parser.add_argument(
+        "--guidellm", default=os.environ.get("GUIDELLM_BIN"), help="also run GuideLLM (env GUIDELLM_BIN)"
     )
     parser.add_argument(
         "--guidellm-tokenizer",
@@ -276,30 +330,34 @@ def main() -> int:
         parser.error("--guidellm needs --guidellm-tokenizer (or env GUIDELLM_TOKENIZER): a local tokenizer folder")
     levels = [int(x) for x in args.levels.split(",")]
     print(f"cores: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))}); python {sys.version.split()[0]}")
-    print(f"latency model: {LATENCY}")
-    process, base_url = start_emulator(EmulatorConfig(latency=LATENCY))
+    print(
+        f"duration {args.duration:g} s per level after {max(levels)} warm-up requests at most; "
+        f"ramp-up {args.ramp_up}; workers {args.workers}; loop {args.loop}; repeat {args.repeat}; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    process, base_url = start_server()
     rows: list[Row] = []
     guide_rows: list[GuideRow] = []
     try:
-        for kind in args.clients.split(","):
-            for concurrency in levels:
-                reset(base_url)
-                run, cpu = asyncio.run(measure(kind, base_url, concurrency, args.duration))
-                rows.append(analyse(kind, concurrency, run, cpu, fetch_truth(base_url)))
-                print(f"  done {kind} x {concurrency}", file=sys.stderr, flush=True)
-        if args.guidellm:
-            for concurrency in levels:
-                reset(base_url)
-                benchmark = run_guidellm(args.guidellm, args.guidellm_tokenizer, base_url, concurrency, args.duration)
-                guide_rows.append(analyse_guidellm(concurrency, benchmark, fetch_truth(base_url)))
-                print(f"  done guidellm x {concurrency}", file=sys.stderr, flush=True)
+        for _ in range(args.repeat):
+            for kind in args.clients.split(","):
+                for concurrency in levels:
+                    rows.append(measure(kind, base_url, concurrency, args))
+                    print(f"  done {kind} x {concurrency}", file=sys.stderr, flush=True)
+        for concurrency in levels if args.guidellm else ():
+            call(base_url, "/reset", "POST")
+            benchmark = run_guidellm(args.guidellm, args.guidellm_tokenizer, base_url, concurrency, args.duration)
+            guide_rows.append(analyse_guidellm(concurrency, benchmark, call(base_url, "/truth")))
     finally:
         process.terminate()
         process.wait(timeout=10)
-    print_table(rows)
+    rows.sort(key=lambda r: (CLIENTS.index(r.client), r.concurrency))
+    print_rows(rows, args.repeat)
     print(
-        "ms/tok: per-request (last - first token) / (n - 1), median over requests; ITL: pooled inter-token gaps;\n"
-        "truth: what the emulator scheduled for the same requests; srv lag: emulator lateness vs its deadlines."
+        "TTFT p50 / ms/tok: the benchmark's medians over the level's requests, truth over the same requests from\n"
+        "the server's log; tok/s: steady-state throughput, truth = tokens written in the same window / window.\n"
+        "send / read: median ms from the client's start stamp to the request's arrival at the server, and from\n"
+        "the server writing the first token to the client's stamp of it (where a TTFT error comes from)."
     )
     if guide_rows:
         print()

@@ -1,13 +1,14 @@
 """Validated configuration: deployments per scenario, read once in app.py and passed down explicitly."""
 
-from settings.deployment import DEFAULT_TGI_VERSION, DeploymentConfig
-from settings.loading import Settings, load_settings, read_config_file, selected_scenarios, split_context
+from settings.deployment import DeploymentConfig
+from settings.loading import load_settings, read_config_file, selected_scenarios, split_context
+from settings.options import AppOptions, Settings
 from settings.scenarios import SCENARIOS, STACK_NAMES, Profile, get_profile
 
 __all__ = [
-    "DEFAULT_TGI_VERSION",
     "SCENARIOS",
     "STACK_NAMES",
+    "AppOptions",
     "DeploymentConfig",
     "Profile",
     "Settings",

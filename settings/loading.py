@@ -11,25 +11,24 @@ error naming the key when that fails. Keys we do not know are refused so that a 
 
 from __future__ import annotations
 
-import json
 import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from catalog.errors import ConfigError, Issue
+from settings.benchmark_options import parse_benchmark_option
+from settings.coercion import DEPLOYMENT_KEYS, FILE_SECTIONS, coerce_section
 from settings.deployment import DeploymentConfig
+from settings.files import read_data_file
 from settings.network_options import parse_az_count
+from settings.options import AppOptions, Settings
 from settings.scenarios import SCENARIOS
+from settings.stages import load_stages
 
-DEPLOYMENT_KEYS: frozenset[str] = frozenset(f.name for f in fields(DeploymentConfig)) - {"scenario"}
-# App-level options read from context by app.py (not per deployment). Extend here when adding one.
-APP_OPTION_KEYS: frozenset[str] = frozenset({"config", "scenarios", "stages", "benchmark", "pipeline", "az_count"})
-FILE_SECTIONS: frozenset[str] = frozenset({"defaults", *SCENARIOS})
+# App-level options (not per deployment), parsed into ``AppOptions``. Extend here and in ``_app_options``.
+APP_OPTION_KEYS: frozenset[str] = frozenset({"config", "scenarios", "stages", "benchmark", "az_count"})
 
 
 def _is_cdk_internal(key: str) -> bool:
@@ -37,76 +36,10 @@ def _is_cdk_internal(key: str) -> bool:
     return "@" in key or ":" in key
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(DeploymentConfig)
-    return {name: hints[name] for name in DEPLOYMENT_KEYS}
-
-
-def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:
-    """Turn a CLI string (or YAML scalar) into the field's type."""
-    args = typing.get_args(annotation)
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            return None
-        annotation = next(a for a in args if a is not type(None))
-    where = f"{key} ({source})"
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError([Issue(where, value, "must be true or false")])
-    if annotation is int:
-        if isinstance(value, bool):
-            raise ConfigError([Issue(where, value, "must be a whole number")])
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError([Issue(where, value, "must be a whole number")]) from None
-        if not number.is_integer():
-            raise ConfigError([Issue(where, value, "must be a whole number")])
-        return int(number)
-    if annotation is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError([Issue(where, value, "must be a number")]) from None
-    if annotation is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError([Issue(where, value, "must be a single value")])
-        return str(value)
-    raise TypeError(f"no coercion for {annotation!r}")  # a new field type needs a rule above
-
-
-def _coerce_section(section: Mapping[str, Any], source: str) -> dict[str, Any]:
-    types_ = _field_types()
-    issues: list[Issue] = []
-    out: dict[str, Any] = {}
-    for key, value in section.items():
-        if key not in types_:
-            issues.append(Issue(f"{key} ({source})", value, f"unknown setting; known: {', '.join(sorted(types_))}"))
-            continue
-        try:
-            out[key] = _coerce(key, value, types_[key], source)
-        except ConfigError as err:
-            issues.extend(err.issues)
-    if issues:
-        raise ConfigError(issues, context="settings")
-    return out
-
-
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """Parse and check a config file: sections ``defaults`` and one per scenario."""
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError([Issue("config", str(path), "must name an existing YAML or JSON file")])
-    text = file.read_text()
-    try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(
-            [Issue("config", str(path), f"is not valid {file.suffix.lstrip('.') or 'YAML'}: {err}")]
-        ) from None
+    data = read_data_file(file, field="config", kind="file")
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError([Issue("config", str(path), "must hold a mapping of sections")])
@@ -122,7 +55,7 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     ]
     if issues:
         raise ConfigError(issues, context="config file")
-    return {name: _coerce_section(section or {}, f"{file.name}:{name}") for name, section in data.items()}
+    return {name: coerce_section(section or {}, f"{file.name}:{name}") for name, section in data.items()}
 
 
 @dataclass(frozen=True)
@@ -163,8 +96,8 @@ def split_context(context: Mapping[str, Any]) -> ContextValues:
     if issues:
         raise ConfigError(issues, context="cdk context")
     return ContextValues(
-        everywhere=_coerce_section(everywhere, "cdk context"),
-        per_scenario={s: _coerce_section(v, f"cdk context {s}.*") for s, v in scoped.items()},
+        everywhere=coerce_section(everywhere, "cdk context"),
+        per_scenario={s: coerce_section(v, f"cdk context {s}.*") for s, v in scoped.items()},
         options=options,
     )
 
@@ -181,25 +114,43 @@ def selected_scenarios(options: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
-@dataclass(frozen=True)
-class Settings:
-    deployments: Mapping[str, DeploymentConfig]
-    options: Mapping[str, Any]
+def _app_options(options: Mapping[str, Any], *, base_dir: Path | None) -> AppOptions:
+    """Parse every app option once, reporting all their problems together."""
+    issues: list[Issue] = []
+    parsed: dict[str, Any] = {}
+    parsers: dict[str, Any] = {
+        "scenarios": selected_scenarios,
+        "benchmark": parse_benchmark_option,
+        "az_count": parse_az_count,
+        "stages": lambda raw: load_stages(str(raw), base_dir=base_dir) if raw else None,
+    }
+    for key, parse in parsers.items():
+        try:
+            parsed[key] = parse(options) if key == "scenarios" else parse(options.get(key))
+        except ConfigError as err:
+            issues.extend(err.issues)
+    if issues:
+        raise ConfigError(issues, context="settings")
+    return AppOptions(**parsed)
 
 
 def load_settings(context: Mapping[str, Any], *, base_dir: Path | None = None) -> Settings:
     """Everything app.py needs, resolved and validated for every scenario before any stack is built."""
     ctx = split_context(context)
-    options = ctx.options
     file_sections: dict[str, dict[str, Any]] = {}
-    if options.get("config"):
-        path = Path(str(options["config"]))
+    if ctx.options.get("config"):
+        path = Path(str(ctx.options["config"]))
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
         file_sections = read_config_file(path)
     deployments: dict[str, DeploymentConfig] = {}
     issues: list[Issue] = []
-    for scenario in selected_scenarios(options):
+    try:
+        options = _app_options(ctx.options, base_dir=base_dir)
+    except ConfigError as err:
+        issues.extend(err.issues)
+        options = AppOptions()
+    for scenario in options.scenarios:
         values = {
             **file_sections.get("defaults", {}),
             **file_sections.get(scenario, {}),
@@ -210,10 +161,18 @@ def load_settings(context: Mapping[str, Any], *, base_dir: Path | None = None) -
             deployments[scenario] = DeploymentConfig(scenario=scenario, **values)
         except ConfigError as err:
             issues.extend(Issue(f"{scenario}.{i.field}", i.value, i.allowed) for i in err.issues)
-    try:
-        parse_az_count(options.get("az_count"))  # checked with everything else, before any construct
-    except ConfigError as err:
-        issues.extend(err.issues)
     if issues:
         raise ConfigError(issues, context="settings")
-    return Settings(deployments=types.MappingProxyType(deployments), options=types.MappingProxyType(options))
+    return Settings(deployments=types.MappingProxyType(deployments), options=options)
+
+
+# DEPLOYMENT_KEYS: benchmark/matrix.py reads it here.
+__all__ = [
+    "APP_OPTION_KEYS",
+    "DEPLOYMENT_KEYS",
+    "ContextValues",
+    "load_settings",
+    "read_config_file",
+    "selected_scenarios",
+    "split_context",
+]

@@ -1,18 +1,24 @@
-"""SageMaker CreateModel / CreateEndpointConfig request fragments derived from a ``DeploymentConfig``.
+"""The one shape of SageMaker's CreateModel and CreateEndpointConfig requests for a ``DeploymentConfig``.
 
-One pure function per request part, so the benchmark state machine (which calls the SageMaker API
-itself) and the endpoint stacks send the same container settings: environment from
-``DeploymentConfig.container_environment()``, weights as an uncompressed S3 prefix, SageMaker's timeouts,
-and never ``VolumeSizeInGB`` or ``KmsKeyId`` on instances with local NVMe. Values may be CDK tokens.
+The endpoint stacks (through CloudFormation) and the benchmark state machine (through the SageMaker API) must
+start the same container the same way: environment from ``DeploymentConfig.container_environment()``, weights
+as an uncompressed S3 prefix under network isolation, SageMaker's timeouts, least-outstanding-requests
+routing, and never ``VolumeSizeInGB`` or ``KmsKeyId`` on instances with local NVMe. Keys are the API's own
+names; ``cfn_properties`` derives CloudFormation's (the same names) in the form the CDK L1 classes take.
+Values may be CDK tokens.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from settings.deployment import DeploymentConfig
 
+# Blue/green updates need the new config to keep the variant name; alarms and autoscaling name it too.
 VARIANT_NAME = "AllTraffic"
+ROUTING_STRATEGY = "LEAST_OUTSTANDING_REQUESTS"  # a long generation must not queue short ones behind it
 
 
 def primary_container(deployment: DeploymentConfig, *, image_uri: str, model_data_uri: str) -> dict[str, Any]:
@@ -26,20 +32,97 @@ def primary_container(deployment: DeploymentConfig, *, image_uri: str, model_dat
     }
 
 
-def production_variant(deployment: DeploymentConfig, *, instance_count: int = 1) -> dict[str, Any]:
-    """``CreateEndpointConfig.ProductionVariants[0]`` without ``ModelName`` (added by the caller)."""
+def model_data_uri(deployment: DeploymentConfig, *, bucket_name: str) -> str:
+    return f"s3://{bucket_name}/{deployment.weights_prefix}"
+
+
+def vpc_config(*, subnet_ids: Sequence[str], security_group_ids: Sequence[str]) -> dict[str, Any]:
+    """``CreateModel.VpcConfig``: the container's network interfaces live in these subnets only."""
+    return {"Subnets": list(subnet_ids), "SecurityGroupIds": list(security_group_ids)}
+
+
+def model_request(
+    deployment: DeploymentConfig,
+    *,
+    role_arn: str,
+    image_uri: str,
+    bucket_name: str,
+    subnet_ids: Sequence[str],
+    security_group_ids: Sequence[str],
+) -> dict[str, Any]:
+    """``CreateModel`` without ``ModelName`` (CloudFormation names it; the state machine adds its own)."""
+    return {
+        "ExecutionRoleArn": role_arn,
+        "EnableNetworkIsolation": True,
+        "PrimaryContainer": primary_container(
+            deployment, image_uri=image_uri, model_data_uri=model_data_uri(deployment, bucket_name=bucket_name)
+        ),
+        "VpcConfig": vpc_config(subnet_ids=subnet_ids, security_group_ids=security_group_ids),
+    }
+
+
+def production_variant(deployment: DeploymentConfig, *, instance_count: int | None = None) -> dict[str, Any]:
+    """``CreateEndpointConfig.ProductionVariants[0]`` without ``ModelName`` (added by the caller).
+
+    ``instance_count`` defaults to the deployment's ``min_instances``.
+    """
     variant: dict[str, Any] = {
         "VariantName": VARIANT_NAME,
         "InstanceType": deployment.instance_type,
-        "InitialInstanceCount": instance_count,
+        "InitialInstanceCount": deployment.min_instances if instance_count is None else instance_count,
+        "InitialVariantWeight": 1.0,
         "ContainerStartupHealthCheckTimeoutInSeconds": deployment.startup_health_check_timeout_s,
         "ModelDataDownloadTimeoutInSeconds": deployment.model_data_download_timeout_s,
+        "RoutingConfig": {"RoutingStrategy": ROUTING_STRATEGY},
     }
+    # SageMaker rejects VolumeSizeInGB on local-NVMe instances (DeploymentConfig refuses setting it there).
     if deployment.volume_size_gb is not None and not deployment.instance.has_local_nvme:
         variant["VolumeSizeInGB"] = deployment.volume_size_gb
     return variant
 
 
-def endpoint_config_kms_allowed(deployment: DeploymentConfig) -> bool:
-    """SageMaker rejects an endpoint-config ``KmsKeyId`` on instances with local (hardware-encrypted) NVMe."""
-    return deployment.endpoint_config_kms and not deployment.instance.has_local_nvme
+def endpoint_config_request(
+    deployment: DeploymentConfig, *, model_name: str, kms_key_arn: str | None = None
+) -> dict[str, Any]:
+    """``CreateEndpointConfig`` without its name: one variant; ``KmsKeyId`` only where SageMaker accepts it.
+
+    SageMaker rejects ``KmsKeyId`` on local-NVMe instances, whose storage is hardware-encrypted, and
+    ``DeploymentConfig`` refuses ``endpoint_config_kms`` there.
+    """
+    request: dict[str, Any] = {"ProductionVariants": [{**production_variant(deployment), "ModelName": model_name}]}
+    if kms_key_arn is not None and deployment.endpoint_config_kms and not deployment.instance.has_local_nvme:
+        request["KmsKeyId"] = kms_key_arn
+    return request
+
+
+_WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_name(api_name: str) -> str:
+    """``VolumeSizeInGB`` -> ``volume_size_in_gb``: the Python name CDK gives a CloudFormation property."""
+    return _WORD_BOUNDARY.sub("_", api_name).lower()
+
+
+def _camel_name(api_name: str) -> str:
+    first, *rest = snake_name(api_name).split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def cfn_properties(request: dict[str, Any], *, keep: Sequence[str] = ("Environment",)) -> dict[str, Any]:
+    """A request as keyword arguments of a CDK L1 class (``CfnModel``, ``CfnEndpointConfig``).
+
+    Top-level names become Python keywords; nested structures are passed as JSON objects, which the L1 classes
+    read by their (camel-case) JavaScript names. Maps whose keys are data, not property names (the container
+    ``Environment``), keep their keys.
+    """
+
+    def convert(key: str, value: Any) -> Any:
+        if key in keep:
+            return value
+        if isinstance(value, dict):
+            return {_camel_name(k): convert(k, v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert("", item) for item in value]
+        return value
+
+    return {snake_name(k): convert(k, v) for k, v in request.items()}

@@ -13,7 +13,6 @@ marked ``production: true``) must require a manual approval.
 
 from __future__ import annotations
 
-import json
 import re
 import types
 from collections.abc import Mapping
@@ -21,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from catalog.errors import ConfigError, Issue
-from settings.deployment import REGION, DeploymentConfig
-from settings.loading import FILE_SECTIONS, Settings, _coerce_section
+from catalog.regions import REGION
+from settings.benchmark_options import BenchmarkOptions
+from settings.coercion import FILE_SECTIONS, coerce_section
+from settings.deployment import DeploymentConfig
+from settings.files import read_data_file
 from settings.network_options import DEFAULT_AZ_COUNT, parse_az_count
+from settings.options import AppOptions, Settings
 from settings.scenarios import SCENARIOS
 
 ACCOUNT = re.compile(r"^\d{12}$")
@@ -97,12 +98,12 @@ class StageConfig:
     @property
     def settings(self) -> Settings:
         """What ``add_llama_stacks`` takes; the ``benchmark`` option carries the schedule switch."""
-        return Settings(
-            deployments=self.deployments,
-            options=types.MappingProxyType(
-                {"benchmark": {"enabled": self.benchmark_schedule}, "az_count": self.az_count}
-            ),
+        options = AppOptions(
+            scenarios=self.scenarios,
+            benchmark=BenchmarkOptions(enabled=self.benchmark_schedule),
+            az_count=self.az_count,
         )
+        return Settings(deployments=self.deployments, options=options)
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,7 @@ class StagesConfig:
 
 def load_stages(path: str | Path, *, base_dir: Path | None = None) -> StagesConfig:
     """Read and validate a stage file (YAML or JSON); relative paths are taken from ``base_dir``."""
-    file = Path(path)
-    if base_dir is not None and not file.is_absolute():
-        file = base_dir / file
-    if not file.is_file():
-        raise ConfigError([Issue("stages", str(path), "must name an existing YAML or JSON stage file")])
-    text = file.read_text()
-    try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError([Issue("stages", str(path), f"is not valid YAML/JSON: {err}")]) from None
+    data = read_data_file(path, field="stages", kind="stage file", base_dir=base_dir)
     return parse_stages(data, file=str(path))
 
 
@@ -199,7 +191,7 @@ def _section(where: str, value: Any, issues: list[Issue]) -> dict[str, Any]:
         issues.append(Issue(f"{where}.region", value["region"], "must not be set here: a stage's region decides it"))
         value = {k: v for k, v in value.items() if k != "region"}
     try:
-        return _coerce_section(value, where)
+        return coerce_section(value, where)
     except ConfigError as err:
         issues.extend(err.issues)
         return {}

@@ -14,8 +14,6 @@ import aws_cdk as cdk
 from catalog.errors import ConfigError, Issue
 from constructs import Construct
 from settings import STACK_NAMES, Settings
-from settings.benchmark_options import parse_benchmark_option
-from settings.network_options import parse_az_count
 from stacks.benchmark_stack import BenchmarkStack, BenchmarkStackProps
 from stacks.endpoint_stack import LlamaEndpointStack, shared_resources
 from stacks.foundation_stack import FoundationProps, LlamaFoundationStack
@@ -53,7 +51,7 @@ def add_llama_stacks(scope: Construct, settings: Settings, *, env: cdk.Environme
     foundation = LlamaFoundationStack(
         scope,
         FOUNDATION_STACK_NAME,
-        props=FoundationProps(max_azs=parse_az_count(settings.options.get("az_count"))),
+        props=FoundationProps(max_azs=settings.options.az_count),
         env=environment,
     )
     shared = shared_resources(foundation)
@@ -72,7 +70,7 @@ def add_llama_stacks(scope: Construct, settings: Settings, *, env: cdk.Environme
 def _benchmark_stack(
     scope: Construct, foundation: LlamaFoundationStack, settings: Settings, env: cdk.Environment | None
 ) -> BenchmarkStack | None:
-    options = parse_benchmark_option(settings.options.get("benchmark"))
+    options = settings.options.benchmark
     if not options.include:
         return None
     network = foundation.network

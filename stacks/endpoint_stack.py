@@ -18,9 +18,10 @@ from constructs import Construct
 from constructs.autoscaling import EndpointAutoscaling, EndpointAutoscalingProps
 from constructs.execution_role import ExecutionRole, ExecutionRoleProps
 from constructs.monitoring import EndpointMonitoring, EndpointMonitoringProps
-from constructs.tgi_endpoint import VARIANT_NAME, TgiEndpoint, TgiEndpointProps
+from constructs.tgi_endpoint import TgiEndpoint, TgiEndpointProps
 from constructs.tgi_image import TgiImageLocation
 from settings import DeploymentConfig
+from settings.sagemaker_requests import VARIANT_NAME
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,10 @@ import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
+import botocore.session
 import pytest
 
+from benchmark.configuration import BenchmarkConfiguration
 from catalog import (
     INSTANCES,
     MemoryPlan,
@@ -22,7 +24,9 @@ from catalog import (
     resolve_version,
 )
 from catalog.errors import ConfigError
+from catalog.regions import region_issue
 from catalog.tgi_images import SDK_JSON_MEMBER, VENDORED_PATH, max_input_env_name, vendor_table
+from settings import DeploymentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,3 +145,19 @@ def test_prices_carry_date_and_source_and_can_be_overridden() -> None:
         get_price("ml.g5.2xlarge", "eu-west-1")
     with pytest.raises(ConfigError, match="price_usd_per_hour=0"):
         get_price("ml.g5.2xlarge", override_usd_per_hour=0)
+
+
+def test_region_rule_accepts_every_region_botocore_knows_and_both_configurations_share_it() -> None:
+    session = botocore.session.get_session()
+    known = {r for p in ("aws", "aws-cn", "aws-us-gov") for r in session.get_available_regions("sagemaker", p)}
+    assert len(known) > 25
+    assert [r for r in known if region_issue(r) is not None] == []
+    for bad in ("us-east", "US-EAST-1", "useast1", "us-east-1a"):
+        issue = region_issue(bad)
+        assert issue is not None and issue.field == "region"
+        with pytest.raises(ConfigError) as deployment_error:
+            DeploymentConfig(scenario="latency", region=bad)
+        with pytest.raises(ConfigError) as benchmark_error:
+            BenchmarkConfiguration(model="7b", instance_type="ml.g5.2xlarge", region=bad)
+        assert issue in deployment_error.value.issues
+        assert issue in benchmark_error.value.issues

@@ -15,7 +15,6 @@ import yaml
 
 from catalog.errors import ConfigError
 from settings import DeploymentConfig, load_settings, read_config_file
-from settings.network_options import parse_az_count
 from settings.stages import parse_stages
 
 
@@ -101,6 +100,9 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
     ("hf-revision-branch", cfg(hf_revision="main"), "hf_revision", "40 lowercase hexadecimal"),
     ("hf-revision-short", cfg(hf_revision="f5db02d"), "hf_revision", "40 lowercase hexadecimal"),
     ("context-key-typo", ctx(modle="13b"), "-c modle", "unknown context key"),
+    ("pipeline-is-not-a-context-key", ctx(pipeline="true"), "-c pipeline", "unknown context key"),
+    ("benchmark-option-unknown-key", ctx(benchmark="nope=1"), "benchmark.nope", "unknown key"),
+    ("stage-file-missing", ctx(stages="no-such-stages.yaml"), "stages", "existing YAML or JSON stage file"),
     ("context-non-integer", ctx(min_instances="two"), "min_instances (cdk context)", "whole number"),
     ("context-fraction", ctx(max_instances="2.5"), "max_instances (cdk context)", "whole number"),
     ("context-bad-bool", ctx(endpoint_config_kms="maybe"), "endpoint_config_kms (cdk context)", "true or false"),
@@ -183,8 +185,8 @@ def test_hf_revision_is_the_catalogs_commit_only_for_the_catalogs_hub_id() -> No
 
 
 def test_az_count_defaults_to_three_and_accepts_a_cli_string() -> None:
-    assert parse_az_count(load_settings({}).options.get("az_count")) == 3
-    assert parse_az_count(load_settings({"az_count": "4"}).options["az_count"]) == 4
+    assert load_settings({}).options.az_count == 3
+    assert load_settings({"az_count": "4"}).options.az_count == 4
 
 
 def test_example_config_file_is_valid_and_states_the_defaults() -> None:
@@ -196,10 +198,10 @@ def test_example_config_file_is_valid_and_states_the_defaults() -> None:
 def test_a_stage_may_set_its_az_count_and_a_bad_one_names_the_stage() -> None:
     root = Path(__file__).resolve().parents[1]
     data = yaml.safe_load((root / "stages.example.yaml").read_text())
-    assert parse_stages(data).stages[0].settings.options["az_count"] == 3
+    assert parse_stages(data).stages[0].settings.options.az_count == 3
     data["stages"][0]["az_count"] = 4
     first = parse_stages(data).stages[0]
-    assert first.settings.options["az_count"] == 4
+    assert first.settings.options.az_count == 4
     data["stages"][0]["az_count"] = 9
     with pytest.raises(ConfigError) as caught:
         parse_stages(data)

@@ -31,6 +31,7 @@ from constructs.monitoring import alarm_names
 from constructs.tgi_endpoint import EXECUTION_MARGIN_S, TERMINATION_WAIT_S, TgiEndpointProps, execution_timeout_s
 from settings import STACK_NAMES, DeploymentConfig
 from settings.network_options import DEFAULT_AZ_COUNT
+from settings.sagemaker_requests import VARIANT_NAME
 from stacks.endpoint_stack import LlamaEndpointStack, SharedResources
 from tests.fixtures_endpoint import MODELS, SCENARIOS, deployment, only, resources, synth_model
 
@@ -128,7 +129,7 @@ class TestEveryScenarioAndModel:
         props = only(template_of(scenario, model), "AWS::SageMaker::Endpoint")["Properties"]
         assert props["RetainAllVariantProperties"] is True
         assert "ExcludeRetainedVariantProperties" not in props, "no property may fall back to the config's"
-        assert variant(template_of(scenario, model))["VariantName"] == tgi_endpoint.VARIANT_NAME
+        assert variant(template_of(scenario, model))["VariantName"] == VARIANT_NAME
 
     def test_autoscaling_on_concurrent_requests(self, scenario: str, model: str) -> None:
         cfg = deployment(scenario, model)

@@ -18,8 +18,10 @@ from moto import mock_aws
 
 from benchmark.aws_levels import NAMESPACE, levels_prefix, metric_window
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
+from benchmark.failfast import LevelAborted
 from benchmark.matrix import load_matrix
 from benchmark.results import LevelResult
+from catalog.errors import ConfigError
 from constructs.benchmark_state_machine import matrix_items
 from tests.lambda_handlers import load_handler, set_loadtest_env
 
@@ -74,6 +76,7 @@ def stored(s3: Any, key: str) -> LevelResult:
 
 
 def test_level_record_lands_in_s3_with_metrics_and_utilization(aws: dict[str, Any], emulator) -> None:
+    emulator.reset()
     # ml.g5.2xlarge: 1 GPU, 8 vCPUs; SageMaker sums CPU over vCPUs, so 400 % is 50 % of the instance.
     put_utilization(
         aws["cloudwatch"],
@@ -90,8 +93,13 @@ def test_level_record_lands_in_s3_with_metrics_and_utilization(aws: dict[str, An
     assert dict(record.configuration.settings)["MAX_TOTAL_TOKENS"] == "2048"
     assert record.load["target"] == f"sagemaker:{ENDPOINT}"
     m = record.metrics
-    assert m.requests_ok > 0 and m.requests_failed == 0 and m.tokens_per_s and m.tokens_per_s > 0
-    assert m.ttft_ms.median is not None  # streamed: first-token times came through the event stream
+    assert m.requests_ok > 0 and m.requests_failed == 0
+    # The emulator generates FAST.tokens per request and one token per ms per stream, no faster: the
+    # count is exact, and two streams cannot receive more than 2 x 1000 tokens/s.
+    assert m.output_tokens == FAST.tokens * m.requests_ok
+    assert m.tokens_per_s is not None and m.steady_window_s is not None
+    assert 0.2 * 2000 < m.tokens_per_s <= 2000 * 1.02
+    assert m.ttft_ms.median is not None and m.ttft_ms.median >= FAST.prefill_base_ms  # prefill comes first
     assert record.utilization == {
         "GPUUtilization": 80.0,
         "GPUMemoryUtilization": 60.0,
@@ -100,7 +108,10 @@ def test_level_record_lands_in_s3_with_metrics_and_utilization(aws: dict[str, An
     }
     assert record.cost is not None and record.cost.instance_type == "ml.g5.2xlarge"
     assert out["headline"]["tokens_per_s"] == m.tokens_per_s and out["utilization"] == record.utilization
-    assert emulator.stats()  # the requests really went to the emulator
+    # Every measured request reached the emulator and finished there, none more.
+    truths = emulator.truth()
+    assert len(truths) == m.requests_total and {t.outcome for t in truths} == {"ok"}
+    assert {t.tokens for t in truths} == {FAST.tokens}
 
 
 def test_missing_utilization_is_noted_and_errors_are_recorded(aws: dict[str, Any], emulator) -> None:
@@ -117,11 +128,31 @@ def test_missing_utilization_is_noted_and_errors_are_recorded(aws: dict[str, Any
     assert record.metrics.requests_failed > 0 and record.metrics.errors_by_kind
 
 
-def test_unknown_endpoint_fails_every_request_but_still_records(aws: dict[str, Any]) -> None:
+def test_unknown_endpoint_aborts_the_level_by_name_and_stores_nothing(aws: dict[str, Any]) -> None:
     event = dict(level_event(1), endpoint_name="llmbench-run1-missing")
-    out = load_handler("loadtest").handler(event, None)
-    record = stored(aws["s3"], out["record"].removeprefix(f"s3://{BUCKET}/"))
-    assert record.metrics.requests_ok == 0 and record.metrics.requests_failed > 0
+    with pytest.raises(LevelAborted) as err:
+        load_handler("loadtest").handler(event, None)
+    # Lambda reports the exception's class name as the error type the state machine's Catch sees.
+    assert type(err.value).__name__ == "LevelAborted"
+    message = str(err.value)
+    assert message.startswith("endpoint llmbench-run1-missing: 7b/gptq/ml.g5.2xlarge/")
+    assert "at concurrency 1: " in message
+    assert "the first 10 requests all failed" in message and "Endpoint llmbench-run1-missing" in message
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_error_rate_limit_from_the_event_aborts_the_level(aws: dict[str, Any], emulator) -> None:
+    emulator.configure(
+        EmulatorConfig(
+            latency=FAST, endpoint_names=(ENDPOINT,), faults=(FaultRule(FaultKind.SERVER_ERROR, every_nth=2),)
+        )
+    )
+    emulator.reset()  # fault count from 1: requests 2, 4, 6, ... fail
+    event = level_event(1, streaming=False)
+    event["load"] = dict(event["load"], duration_s=5.0, max_error_rate=0.25)
+    with pytest.raises(LevelAborted, match=r"error rate 50% of 20 requests exceeds the limit 25%"):
+        load_handler("loadtest").handler(event, None)
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="runs/")
 
 
 def test_results_write_failure_raises(aws: dict[str, Any]) -> None:
@@ -133,8 +164,10 @@ def test_results_write_failure_raises(aws: dict[str, Any]) -> None:
 def test_bad_event_names_the_field(aws: dict[str, Any]) -> None:
     event = level_event(1)
     del event["endpoint_name"]
-    with pytest.raises(Exception, match="endpoint_name"):
+    with pytest.raises(ConfigError) as err:
         load_handler("loadtest").handler(event, None)
+    assert err.value.fields == ("endpoint_name",)
+    assert "endpoint_name=None: is required" in str(err.value)
 
 
 def test_aggregate_writes_report_metrics_and_summary(aws: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import yaml
 
 from app import build_app
 from catalog.errors import ConfigError
+from settings import load_settings
 from settings.stages import load_stages, parse_stages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +50,8 @@ def test_each_stage_gets_its_own_validated_deployments() -> None:
 
 def test_the_benchmark_schedule_switch_reaches_the_stage_settings() -> None:
     config = load_stages(EXAMPLE)
-    assert config.stage("dev").settings.options["benchmark"] == {"enabled": True}
-    assert config.stage("prod").settings.options["benchmark"] == {"enabled": False}
+    assert config.stage("dev").settings.options.benchmark.enabled is True
+    assert config.stage("prod").settings.options.benchmark.enabled is False
     assert list(config.stage("staging").settings.deployments) == ["cost", "latency"]
 
 
@@ -165,3 +166,10 @@ def test_the_app_refuses_a_bad_stage_file_before_building_any_stack(
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="requires_approval"):
         build_app({"stages": str(path)}, outdir=str(tmp_path / "out"))
+
+
+def test_the_stage_file_is_read_with_the_other_settings() -> None:
+    """``-c stages=...`` is parsed by settings loading, once, not by the app."""
+    settings = load_settings({"stages": "stages.example.yaml"}, base_dir=ROOT)
+    assert settings.options.stages == load_stages("stages.example.yaml", base_dir=ROOT)
+    assert load_settings({}).options.stages is None

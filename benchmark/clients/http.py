@@ -74,6 +74,8 @@ class HttpTransport:
             return fail(record, exc.kind, exc.detail, time.perf_counter())
         except TimeoutError as exc:
             return fail(record, ErrorKind.TIMEOUT, f"{type(exc).__name__}: {exc}", time.perf_counter())
+        except aiohttp.ClientConnectorError as exc:
+            return fail(record, ErrorKind.CONNECTION, f"{type(exc).__name__}: {exc}", time.perf_counter())
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
             return fail(record, ErrorKind.DROPPED_STREAM, f"{type(exc).__name__}: {exc}", time.perf_counter())
         except aiohttp.ClientResponseError as exc:

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmark.metrics import LevelMetrics, TokenTimeSource, compute_metrics, derived_tokens_per_s_2023, ms_per_token
+from benchmark.metrics import (
+    LevelMetrics,
+    TokenTimeSource,
+    compute_metrics,
+    derived_tokens_per_s_2023,
+    ms_per_token,
+    output_tokens,
+    steady_window,
+)
 from benchmark.percentiles import Distribution, min_samples, percentile
 from benchmark.records import ErrorKind, RequestRecord
 
@@ -26,9 +34,18 @@ class Run:
     records: list[RequestRecord] = field(default_factory=list)
 
 
-def stream(start: float, first: float, gap: float, n: int, end: float) -> RequestRecord:
+def stream(
+    start: float, first: float, gap: float, n: int, end: float, *, user: int = 0, counted: bool = True
+) -> RequestRecord:
     times = [first + i * gap for i in range(n)]
-    return RequestRecord(user=0, start=start, end=end, generated_tokens=n, first_token_at=first, token_times=times)
+    return RequestRecord(
+        user=user,
+        start=start,
+        end=end,
+        generated_tokens=n if counted else None,
+        first_token_at=first,
+        token_times=times,
+    )
 
 
 # --- percentiles -----------------------------------------------------------------------------------------
@@ -104,7 +121,8 @@ def test_ms_per_token_prefers_stream_times_then_ttft_then_server_then_e2e() -> N
 @pytest.fixture
 def level() -> Run:
     records = [
-        RequestRecord(user=0, start=-3.0, end=-1.0, generated_tokens=50, warmup=True),
+        # A warm-up request that ends inside the window: it must count nowhere.
+        RequestRecord(user=3, start=-1.0, end=1.0, generated_tokens=50, first_token_at=-0.5, warmup=True),
         stream(0.0, 0.5, 0.03, 50, 2.0),  # 30 ms/token, TTFT 500, e2e 2000
         stream(1.0, 1.4, 0.05, 50, 4.0),  # 50 ms/token, TTFT 400, e2e 3000
         RequestRecord(user=2, start=2.0, end=5.0, generated_tokens=40, server_timings={"x-time-per-token": 70.0}),
@@ -126,8 +144,11 @@ def test_level_metrics_match_ground_truth(level: Run) -> None:
     assert m.error_rate == pytest.approx(3 / 9)
     assert m.errors_by_kind == {"throttled": 2, "timeout": 1}
     assert m.output_tokens == 186  # 50 + 50 + 40 + 26 + 20; warm-up and late request excluded
-    assert m.tokens_per_s == pytest.approx(18.6)
+    assert m.completed_tokens_per_s == pytest.approx(18.6)
     assert m.requests_per_min == pytest.approx(30.0)
+    # Users' first outputs (0.5, 8.0, 5.0, 3.5) come after the first idle user (6.1): no steady state.
+    assert m.steady_start_s is None and m.tokens_per_s == m.completed_tokens_per_s
+    assert any("no steady state" in note for note in m.notes)
 
     # per-request ms/token: [30, 50, 70, 100, 200]
     assert m.ms_per_token.count == 5
@@ -141,8 +162,9 @@ def test_level_metrics_match_ground_truth(level: Run) -> None:
 
     assert m.inter_token_ms.count == 98
     assert m.inter_token_ms.median == pytest.approx(40.0)  # 49 gaps of 30 ms and 49 of 50 ms
-    assert m.ttft_ms.count == 3
+    assert m.ttft_ms.count == 3  # the warm-up's TTFT (500 ms) is not among them
     assert m.ttft_ms.median == pytest.approx(500.0)
+    assert m.ttft_ms.mean == pytest.approx(1400 / 3)  # (500 + 400 + 500) / 3
     assert m.e2e_ms.mean == pytest.approx(3000.0)
     assert m.derived_tokens_per_s_2023 == pytest.approx(4 * 50 * 1000 / 3000)
     assert any("outside the measurement window" in note for note in m.notes)
@@ -166,3 +188,92 @@ def test_all_failed_level_has_no_throughput_or_latency() -> None:
 def test_derived_2023_formula() -> None:
     assert derived_tokens_per_s_2023(20, 50, [2000.0, 2500.0]) == pytest.approx(20 * 50 * 1000 / 2250)
     assert derived_tokens_per_s_2023(1, 50, []) is None
+
+
+# --- steady-state throughput ------------------------------------------------------------------------------
+
+
+def cycle(user: int, first_start: float, requests: int, *, counted: bool = True) -> list[RequestRecord]:
+    """A closed-loop user: first token 0.5 s after sending, 8 tokens 0.125 s apart, next request at once.
+
+    Binary-exact times, so the window edges below are exact ties, not float accidents.
+    """
+    records = []
+    start = first_start
+    for _ in range(requests):
+        end = start + 0.5 + 7 * 0.125
+        records.append(stream(start, start + 0.5, 0.125, 8, end, user=user, counted=counted))
+        start = end
+    return records
+
+
+@pytest.fixture
+def steady_level() -> Run:
+    # User 0 sends at 0, 1.375, ..., ends at 6.875; user 1 at 0.25, ..., ends at 7.125.
+    return Run(Spec(concurrency=2), 0.0, 7.0, [*cycle(0, 0.0, 5), *cycle(1, 0.25, 5)])
+
+
+def test_steady_window_opens_after_every_cold_start_and_closes_when_a_user_goes_idle(steady_level: Run) -> None:
+    # Opens at user 1's first token (0.75); closes when user 0 finishes its last request (6.875).
+    assert steady_window(steady_level.records) == (0.75, 6.875)
+    m = compute_metrics(steady_level)
+    assert (m.steady_start_s, m.steady_end_s, m.steady_window_s) == (0.75, 6.875, 6.125)
+    # Counted in (0.75, 6.875]: user 0 loses 0.5, 0.625 and 0.75 of its 40 tokens; user 1 its opening
+    # token (0.75) and the two after 6.875 (7.0, 7.125). The true rate is 2 x 8 / 1.375 = 11.6 tokens/s.
+    assert m.tokens_per_s == pytest.approx(74 / 6.125)
+    # Completion-counted over the load window [0, 7]: all 10 requests ended by 7.0 except user 1's last.
+    assert m.completed_tokens_per_s == pytest.approx(72 / 7.0)
+    assert not any("steady" in note for note in m.notes)
+
+
+def test_warmup_tokens_inside_the_steady_window_do_not_count(steady_level: Run) -> None:
+    warmup = stream(1.0, 1.5, 0.125, 8, 2.375, user=2)
+    warmup.warmup = True
+    steady_level.records.append(warmup)
+    m = compute_metrics(steady_level)
+    assert (m.steady_start_s, m.steady_end_s) == (0.75, 6.875)
+    assert m.tokens_per_s == pytest.approx(74 / 6.125)
+    assert m.completed_tokens_per_s == pytest.approx(72 / 7.0)
+    assert m.requests_total == 10
+
+
+def test_failed_requests_shape_the_window_but_add_no_tokens(steady_level: Run) -> None:
+    # User 1's third request fails after 5 of its 8 tokens: they are not delivered output.
+    failed = steady_level.records[7]
+    failed.error = ErrorKind.DROPPED_STREAM
+    m = compute_metrics(steady_level)
+    assert steady_window(steady_level.records) == (0.75, 6.875)
+    assert m.tokens_per_s == pytest.approx(66 / 6.125)
+
+
+def test_stream_without_a_server_count_counts_its_token_events() -> None:
+    record = stream(0.0, 0.5, 0.125, 7, 1.25, counted=False)
+    assert output_tokens(record) == 7
+    assert output_tokens(RequestRecord(user=0, start=0.0, end=1.0)) is None
+    run = Run(Spec(concurrency=2), 0.0, 7.0, [*cycle(0, 0.0, 5, counted=False), *cycle(1, 0.25, 5, counted=False)])
+    m = compute_metrics(run)
+    assert m.output_tokens == 72  # 9 completed requests x 8 token events
+    assert m.tokens_per_s == pytest.approx(74 / 6.125)
+
+
+def test_server_count_spreads_over_the_token_events() -> None:
+    # The server counted 16 tokens for 8 events (two tokens per chunk): each event carries two.
+    records = [*cycle(0, 0.0, 5), *cycle(1, 0.25, 5)]
+    for record in records:
+        record.generated_tokens = 16
+    m = compute_metrics(Run(Spec(concurrency=2), 0.0, 7.0, records))
+    assert m.tokens_per_s == pytest.approx(148 / 6.125)
+
+
+def test_requests_without_token_times_count_at_completion_inside_the_steady_window() -> None:
+    # Non-streaming closed loop: each request takes 1 s and returns 10 tokens; user 1 offset by 0.5 s.
+    records = [
+        RequestRecord(user=u, start=u * 0.5 + k, end=u * 0.5 + k + 1.0, generated_tokens=10)
+        for u in (0, 1)
+        for k in range(6)
+    ]
+    m = compute_metrics(Run(Spec(concurrency=2), 0.0, 6.0, records))
+    # Opens at user 1's first completion (1.5), closes at user 0's last (6.0); completions in (1.5, 6.0]:
+    # 2, 3, 4, 5, 6 (user 0) and 2.5, 3.5, 4.5, 5.5 (user 1) = 9 requests in 4.5 s: exactly 2 x 10 tokens/s.
+    assert (m.steady_start_s, m.steady_end_s) == (1.5, 6.0)
+    assert m.tokens_per_s == pytest.approx(20.0)

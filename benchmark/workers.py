@@ -1,0 +1,157 @@
+"""One level spread over worker processes, each with its own event loop and client (as GuideLLM does).
+
+At hundreds of streams one Python event loop spends enough time per token event that a request's send
+or a token's read waits behind the others, which the client then measures as latency. Splitting the
+virtual users over processes gives each loop fewer streams. Every process stamps times with
+``time.perf_counter()``, which on Linux is ``CLOCK_MONOTONIC``, shared by all processes, so the
+records merge into one :class:`LevelRun` as if one process had measured them.
+
+Workers are started with ``spawn`` (no inherited event loop or client state), build their client, wait at
+a barrier so that all start together, run their share of the level and send back their records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from benchmark.clients import create_client
+from benchmark.loadgen import LevelRun, LoadSpec, run_level
+from benchmark.prompts import GenerationParams, Prompt
+from benchmark.runner import run_async
+from catalog.errors import ConfigError, Issue
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What a worker needs to build its own client: ``create_client(kind, target, ...)`` arguments."""
+
+    kind: str
+    target: str
+    concurrency: int = 1
+    timeout_s: float = 120.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def create(self, concurrency: int) -> Any:
+        return create_client(self.kind, self.target, concurrency=concurrency, timeout_s=self.timeout_s, **self.options)
+
+    async def aclose(self) -> None:
+        """Nothing to close here: each worker closes the client it built (the runner's opener calls this)."""
+
+
+def worker_level_runner(workers: int, *, uvloop: bool = False) -> Callable[..., Awaitable[LevelRun]]:
+    """A ``level_runner`` for :mod:`benchmark.runner` whose "client" is a :class:`ClientSpec`."""
+
+    async def run(
+        client_spec: ClientSpec, prompts: Sequence[Prompt], params: GenerationParams, spec: LoadSpec
+    ) -> LevelRun:
+        return await asyncio.to_thread(run_level_in_workers, client_spec, prompts, params, spec, workers, uvloop=uvloop)
+
+    return run
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` near-equal positive shares, larger first: 10 over 3 is [4, 3, 3]."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if index < extra else 0) for index in range(parts)]
+
+
+def share(spec: LoadSpec, index: int, parts: int) -> LoadSpec:
+    """Worker ``index``'s part of a closed-loop level: its users, warm-up and request budget."""
+    users = split(spec.concurrency, parts)[index]
+    warmup = split(spec.warmup_requests, parts)[index] if spec.warmup_requests else 0
+    max_requests = max(1, split(spec.max_requests, parts)[index]) if spec.max_requests else None
+    # The ramp keeps its pace per user: worker i's users start interleaved with the others' (see _worker).
+    ramp = spec.ramp_up_s * parts * users / spec.concurrency
+    return replace(spec, concurrency=users, warmup_requests=warmup, max_requests=max_requests, ramp_up_s=ramp)
+
+
+async def _run(
+    client_spec: ClientSpec, prompts: Sequence[Prompt], params: GenerationParams, spec: LoadSpec
+) -> LevelRun:
+    client = client_spec.create(spec.concurrency)
+    try:
+        return await run_level(client, prompts, params, spec)
+    finally:
+        await client.aclose()
+
+
+@dataclass(frozen=True)
+class _Job:
+    index: int
+    parts: int
+    client_spec: ClientSpec
+    prompts: Sequence[Prompt]
+    params: GenerationParams
+    spec: LoadSpec
+    uvloop: bool
+
+
+def _worker(job: _Job, barrier: Any, results: Any) -> None:
+    spec, index, parts = job.spec, job.index, job.parts
+    own = share(spec, index, parts)
+    barrier.wait()
+    if spec.ramp_up_s:
+        time.sleep(spec.ramp_up_s * index / spec.concurrency)  # interleave: worker i's user u is global u*parts+i
+    try:
+        run = run_async(_run(job.client_spec, job.prompts, job.params, own), uvloop=job.uvloop)
+    except Exception as exc:  # sent back and raised in the parent
+        results.put((index, exc))
+        return
+    for record in run.records:
+        record.user = record.user * parts + index
+    results.put((index, run))
+
+
+def run_level_in_workers(
+    client_spec: ClientSpec,
+    prompts: Sequence[Prompt],
+    params: GenerationParams,
+    spec: LoadSpec,
+    workers: int,
+    *,
+    uvloop: bool = False,
+) -> LevelRun:
+    """Run one closed-loop level in ``workers`` processes (0: in this process) and merge the records."""
+    if workers < 0:
+        raise ConfigError([Issue("workers", workers, "must be >= 0 (0: in this process)")])
+    if workers == 0:
+        return run_async(_run(client_spec, prompts, params, spec), uvloop=uvloop)
+    if spec.open_loop:
+        raise ConfigError([Issue("workers", workers, "applies to closed-loop levels only (request_rate unset)")])
+    parts = min(workers, spec.concurrency)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(parts)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=_worker, args=(_Job(i, parts, client_spec, prompts, params, spec, uvloop), barrier, results)
+        )
+        for i in range(parts)
+    ]
+    for process in processes:
+        process.start()
+    runs: dict[int, LevelRun] = {}
+    try:
+        for _ in processes:
+            index, outcome = results.get()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            runs[index] = outcome
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+    ordered = [runs[i] for i in range(parts)]
+    # The measurement window of the whole level, as one process would have had it: from the first measured
+    # request to the last. (Intersecting the workers' windows can be empty when one worker finishes its
+    # share of a request-bounded level before another leaves warm-up.)
+    return LevelRun(
+        spec=spec,
+        window_start=min(run.window_start for run in ordered),
+        window_end=max(run.window_end for run in ordered),
+        records=[record for run in ordered for record in run.records],
+    )

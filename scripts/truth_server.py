@@ -1,0 +1,315 @@
+#!/usr/bin/env python
+"""An independent ground-truth LLM server for ``scripts/bench_accuracy.py``: it logs what really happened.
+
+It shares no code with the benchmark or its emulator: raw non-blocking sockets on an asyncio loop, its own
+HTTP/1.1, SSE and AWS event-stream framing. For every request it logs
+
+- ``arrival``: when the request's last bytes reached the kernel (the socket's ``SO_TIMESTAMPNS`` receive
+  timestamp, so the server's own event-loop lag cannot shift it), and
+- ``writes``: when each token's bytes were handed to the kernel (the clock read right after ``send``
+  returned; on loopback the bytes are in the client's receive queue by then),
+
+all on ``time.perf_counter()``, which on Linux is ``CLOCK_MONOTONIC`` and so the same clock in every
+process. The truth figures are computed from this log, never from what the server meant to do.
+
+Latency model: like TGI's continuous batching, a prefill of ``40 + 0.1 x input tokens`` ms, then one token
+every ``20 + 0.1 x active`` ms per request (``active`` = requests decoding), 50 tokens. Each request keeps
+its own schedule (tokens of different requests are not emitted in lockstep).
+
+Routes: ``POST /generate_stream`` (TGI SSE), ``POST /v1/chat/completions`` (OpenAI SSE, streamed),
+``POST /endpoints/NAME/invocations-response-stream`` (SageMaker: TGI SSE in event-stream PayloadParts),
+``GET /truth`` (the log as JSON), ``POST /reset``. Prints ``truth server listening on URL`` when ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import binascii
+import json
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; Python does not export it
+PREFILL_BASE_MS = 40.0
+PREFILL_PER_TOKEN_MS = 0.1
+TPOT_BASE_MS = 20.0
+TPOT_PER_ACTIVE_MS = 0.1
+TOKENS = 50
+SAGEMAKER_CONTENT_TYPE = {"X-Amzn-SageMaker-Content-Type": "text/event-stream"}
+EVENT_HEADERS = (
+    (":event-type", "PayloadPart"),
+    (":content-type", "application/octet-stream"),
+    (":message-type", "event"),
+)
+
+
+def realtime_offset() -> float:
+    """``time.time() - time.perf_counter()``, from the tightest of many bracketed samples."""
+    best: tuple[float, float] | None = None
+    for _ in range(200):
+        before = time.perf_counter()
+        wall = time.time()
+        after = time.perf_counter()
+        if best is None or after - before < best[0]:
+            best = (after - before, wall - (before + after) / 2)
+    assert best is not None
+    return best[1]
+
+
+class Log:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.active = 0
+
+
+class Connection:
+    """One client connection: parses requests, writes responses, stamps arrivals and writes."""
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, log: Log, offset: float) -> None:
+        self.sock, self.loop, self.log, self.offset = sock, loop, log, offset
+        self.buffer = b""
+        self.pending = bytearray()  # bytes the kernel did not take yet
+        self.stamps: list[tuple[int, Callable[[float], None]]] = []  # (end offset in pending, stamp)
+        self.closed = False
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        loop.add_reader(sock.fileno(), self.on_readable)
+
+    def on_readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(1 << 16, socket.CMSG_SPACE(16))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        if not data:
+            self.close()
+            return
+        arrived = time.perf_counter()
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("qq", payload[:16])
+                arrived = seconds + nanoseconds / 1e9 - self.offset
+        self.buffer += data
+        while (request := self.take_request()) is not None:
+            self.handle(*request, arrived)
+
+    def take_request(self) -> tuple[str, str, bytes] | None:
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return None
+        head = self.buffer[:head_end].decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if len(self.buffer) < head_end + 4 + length:
+            return None
+        body = self.buffer[head_end + 4 : head_end + 4 + length]
+        self.buffer = self.buffer[head_end + 4 + length :]
+        method, path, _ = head[0].split(" ", 2)
+        return method, path, body
+
+    def handle(self, method: str, path: str, body: bytes, arrived: float) -> None:
+        if path == "/truth":
+            self.reply(200, json.dumps(self.log.requests).encode())
+        elif path in {"/health", "/v1/models"}:  # what OpenAI-compatible benchmarks (GuideLLM) probe first
+            self.reply(200, b'{"object":"list","data":[{"id":"truth","object":"model"}]}')
+        elif path == "/reset":
+            self.log.requests.clear()
+            self.reply(200, b"{}")
+        elif method == "POST" and path == "/generate_stream":
+            Generation(self, "tgi", body, arrived).start({"Content-Type": "text/event-stream"})
+        elif method == "POST" and path == "/v1/chat/completions":
+            Generation(self, "openai", body, arrived).start({"Content-Type": "text/event-stream"})
+        elif method == "POST" and path.startswith("/endpoints/") and path.endswith("/invocations-response-stream"):
+            Generation(self, "sagemaker", body, arrived).start(
+                {
+                    "Content-Type": "application/vnd.amazon.eventstream",
+                    "X-Amzn-SageMaker-Content-Type": "text/event-stream",
+                }
+            )
+        else:
+            self.reply(404, b'{"error":"not found"}')
+
+    def reply(self, status: int, body: bytes) -> None:
+        head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        self.write(head.encode() + body)
+
+    def write(self, data: bytes, stamp: Callable[[float], None] | None = None) -> None:
+        """Send now when nothing is queued; ``stamp`` gets the time the last of these bytes left."""
+        if self.closed:
+            return
+        if not self.pending:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            if sent == len(data):
+                if stamp is not None:
+                    stamp(time.perf_counter())
+                return
+            data = data[sent:]
+            self.loop.add_writer(self.sock.fileno(), self.on_writable)
+        self.pending += data
+        if stamp is not None:
+            self.stamps.append((len(self.pending), stamp))
+
+    def on_writable(self) -> None:
+        try:
+            sent = self.sock.send(self.pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        now = time.perf_counter()
+        del self.pending[:sent]
+        self.stamps = [(end - sent, stamp) for end, stamp in self.stamps]
+        while self.stamps and self.stamps[0][0] <= 0:
+            self.stamps.pop(0)[1](now)
+        if not self.pending:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            if self.pending:
+                self.loop.remove_writer(self.sock.fileno())
+            self.sock.close()
+
+
+def event_stream_message(payload: bytes) -> bytes:
+    """An AWS event-stream ``PayloadPart`` event (prelude, CRCs, string headers), framed independently."""
+    headers = b""
+    for name, value in (
+        (":event-type", "PayloadPart"),
+        (":content-type", "application/octet-stream"),
+        (":message-type", "event"),
+    ):
+        raw = value.encode()
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(raw)) + raw
+    total = 12 + len(headers) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(headers))
+    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + headers + payload
+    return message + struct.pack(">I", binascii.crc32(message))
+
+
+class Generation:
+    """One streamed answer on its own schedule; appends its truth record when it ends."""
+
+    def __init__(self, conn: Connection, protocol: str, body: bytes, arrived: float) -> None:
+        self.conn, self.protocol = conn, protocol
+        request = json.loads(body)
+        if protocol == "openai":
+            text = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
+            wanted = int(request.get("max_tokens") or TOKENS)
+        else:
+            text = str(request.get("inputs", ""))
+            wanted = int((request.get("parameters") or {}).get("max_new_tokens") or TOKENS)
+        self.input_tokens = max(1, len(text) // 4)
+        self.tokens = max(1, min(wanted, TOKENS))
+        self.id = str(uuid.uuid4())
+        self.truth: dict[str, Any] = {"id": self.id, "protocol": protocol, "arrival": arrived, "writes": []}
+        self.truth["tokens"] = self.tokens
+        self.sent = 0
+        self.deadline = arrived + (PREFILL_BASE_MS + PREFILL_PER_TOKEN_MS * self.input_tokens) / 1000
+
+    def start(self, headers: dict[str, str]) -> None:
+        id_header = "x-amzn-RequestId" if self.protocol == "sagemaker" else "x-request-id"
+        lines = ["HTTP/1.1 200 OK", f"{id_header}: {self.id}", "Transfer-Encoding: chunked", "Cache-Control: no-cache"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.conn.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.conn.log.active += 1
+        self.schedule()
+
+    def schedule(self) -> None:
+        loop = self.conn.loop
+        loop.call_at(loop.time() + (self.deadline - time.perf_counter()), self.emit)
+
+    def emit(self) -> None:
+        index = self.sent
+        self.sent += 1
+        last = self.sent == self.tokens
+        payload = self.event(index, last)
+        self.conn.write(
+            b"%x\r\n%s\r\n" % (len(payload), payload) + (b"0\r\n\r\n" if last else b""), self.truth["writes"].append
+        )
+        if last:
+            self.conn.log.active -= 1
+            self.conn.log.requests.append(self.truth)
+            return
+        self.deadline += (TPOT_BASE_MS + TPOT_PER_ACTIVE_MS * self.conn.log.active) / 1000
+        self.schedule()
+
+    def event(self, index: int, last: bool) -> bytes:
+        if self.protocol == "openai":
+            return self.openai_event(index, last)
+        token = {"id": 1000 + index, "text": f" w{index}", "logprob": -0.25, "special": False}
+        event: dict[str, Any] = {"index": index, "token": token, "generated_text": None, "details": None}
+        if last:
+            event["generated_text"] = "".join(f" w{i}" for i in range(self.tokens))
+            event["details"] = {"finish_reason": "length", "generated_tokens": self.tokens, "seed": None}
+            event["details"]["input_length"] = self.input_tokens
+        sse = b"data:" + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+        return event_stream_message(sse) if self.protocol == "sagemaker" else sse
+
+    def openai_event(self, index: int, last: bool) -> bytes:
+        def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+            body = {"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": "truth"}
+            body.update(choices=choices, usage=usage)
+            return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+        delta = {"role": "assistant", "content": f" w{index}"}
+        out = chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": "length" if last else None}])
+        if last:
+            usage = {"prompt_tokens": self.input_tokens, "completion_tokens": self.tokens}
+            out += chunk([], dict(usage, total_tokens=self.input_tokens + self.tokens)) + b"data: [DONE]\n\n"
+        return out
+
+
+async def serve(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    log = Log()
+    offset = realtime_offset()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    listener.setblocking(False)
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            Connection(sock, loop, log, offset)
+
+    loop.add_reader(listener.fileno(), accept)
+    print(f"truth server listening on http://{host}:{listener.getsockname()[1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    # The standard loop: its timers are as precise as the clock (uvloop's are whole milliseconds).
+    asyncio.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

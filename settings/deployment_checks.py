@@ -1,0 +1,228 @@
+"""The rules a ``DeploymentConfig`` must meet, one named check per concern, all problems reported at once.
+
+Each check reads the raw (unresolved) fields and the catalog entries they name, and returns its issues; a check
+that needs an entry that could not be looked up is skipped, since the lookup already reported the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from catalog import MemoryPlan, get_image, get_instance, get_model, get_quantization
+from catalog.errors import ConfigError, Issue, collect
+from catalog.instances import InstanceSpec
+from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, ModelSpec, Quantization
+from catalog.regions import region_issue
+from catalog.tgi_images import at_least, resolve_version
+from settings.scenarios import SCENARIOS, get_profile
+
+if TYPE_CHECKING:
+    from settings.deployment import DeploymentConfig
+
+TIMEOUT_RANGE = (60, 3600)  # SageMaker's limits for both endpoint-config timeouts
+MAX_INSTANCES_CAP = 20
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+PREFIX = re.compile(r"^models/[A-Za-z0-9!_.*'()/-]+/$")  # the staging job may write only under models/
+
+
+def check(cfg: DeploymentConfig) -> list[Issue]:
+    if cfg.scenario not in SCENARIOS:
+        return [Issue("scenario", cfg.scenario, f"must be one of {', '.join(SCENARIOS)}")]
+    issues: list[Issue] = []
+    model = collect(get_model, cfg.model, "model", issues)
+    if model is None:
+        return issues
+    profile = get_profile(cfg.scenario, model.size)
+    quant = collect(get_quantization, cfg.quantization or profile.quantization, "quantization", issues)
+    instance = collect(get_instance, cfg.instance_type or profile.instance_type, "instance_type", issues)
+    version = collect(resolve_version, cfg.tgi_version, "tgi_version", issues)
+    issues += _versions(cfg, model, quant, version)
+    issues += _token_limits(cfg, model)
+    issues += _sagemaker_limits(cfg)
+    issues += _scaling(cfg)
+    if instance is not None:
+        issues += _instance_storage(cfg, instance)
+        if quant is not None:
+            issues += MemoryPlan(model, quant, instance, cfg.max_total_tokens).issues()
+    issues += _region(cfg, version)
+    issues += _names(cfg)
+    issues += _alarms(cfg)
+    return issues
+
+
+def _versions(cfg: DeploymentConfig, model: ModelSpec, quant: Quantization | None, version: str | None) -> list[Issue]:
+    """Weights exist for the quantization, and the TGI version can serve it and the model's attention."""
+    issues: list[Issue] = []
+    if quant is not None:
+        unavailable = model.availability_issue(quant.name, given=cfg.quantization)
+        issues += [unavailable] if unavailable else []
+    if quant is not None and version is not None and not at_least(version, quant.min_tgi_version):
+        issues.append(Issue("tgi_version", cfg.tgi_version, f"{quant.name} needs TGI >= {quant.min_tgi_version}"))
+    if model.kv_heads != model.attention_heads and version is not None and not at_least(version, "0.9.3"):
+        issues.append(
+            Issue("tgi_version", cfg.tgi_version, f"{model.display_name} (grouped-query attention) needs TGI >= 0.9.3")
+        )
+    return issues
+
+
+def _token_limits(cfg: DeploymentConfig, model: ModelSpec) -> list[Issue]:
+    """TGI's token limits against each other and the model's context."""
+    issues: list[Issue] = []
+    if cfg.max_input_tokens < 1:
+        issues.append(Issue("max_input_tokens", cfg.max_input_tokens, "must be at least 1"))
+    if cfg.max_input_tokens >= cfg.max_total_tokens:
+        issues.append(
+            Issue("max_input_tokens", cfg.max_input_tokens, f"must be below max_total_tokens ({cfg.max_total_tokens})")
+        )
+    if cfg.max_total_tokens > model.context_length:
+        issues.append(
+            Issue(
+                "max_total_tokens",
+                cfg.max_total_tokens,
+                f"must be at most {model.display_name}'s context of {model.context_length}",
+            )
+        )
+    if cfg.max_batch_prefill_tokens < cfg.max_input_tokens:
+        issues.append(
+            Issue(
+                "max_batch_prefill_tokens",
+                cfg.max_batch_prefill_tokens,
+                f"must be at least max_input_tokens ({cfg.max_input_tokens}), "
+                "or no prompt of that length can be admitted",
+            )
+        )
+    if cfg.max_batch_total_tokens is not None and cfg.max_batch_total_tokens < max(
+        cfg.max_total_tokens, cfg.max_batch_prefill_tokens
+    ):
+        issues.append(
+            Issue(
+                "max_batch_total_tokens",
+                cfg.max_batch_total_tokens,
+                "must be at least max_total_tokens and max_batch_prefill_tokens (or left unset for TGI to size)",
+            )
+        )
+    if not 1 <= cfg.max_concurrent_requests <= 4096:
+        issues.append(Issue("max_concurrent_requests", cfg.max_concurrent_requests, "must be between 1 and 4096"))
+    return issues
+
+
+def _sagemaker_limits(cfg: DeploymentConfig) -> list[Issue]:
+    """SageMaker's own limits on the endpoint config's timeouts and the instance count."""
+    issues: list[Issue] = []
+    low, high = TIMEOUT_RANGE
+    for name in ("startup_health_check_timeout_s", "model_data_download_timeout_s"):
+        value = getattr(cfg, name)
+        if value is not None and not low <= value <= high:
+            issues.append(Issue(name, value, f"must be between {low} and {high} seconds (SageMaker's limit)"))
+    if cfg.min_instances < 1:
+        issues.append(
+            Issue("min_instances", cfg.min_instances, "must be at least 1 (real-time endpoints cannot scale to zero)")
+        )
+    if cfg.max_instances is not None:
+        if cfg.max_instances < cfg.min_instances:
+            issues.append(
+                Issue("max_instances", cfg.max_instances, f"must be at least min_instances ({cfg.min_instances})")
+            )
+        if cfg.max_instances > MAX_INSTANCES_CAP:
+            issues.append(Issue("max_instances", cfg.max_instances, f"must be at most {MAX_INSTANCES_CAP}"))
+    return issues
+
+
+def _scaling(cfg: DeploymentConfig) -> list[Issue]:
+    """Autoscaling target, cooldowns and the blue/green bake time."""
+    issues: list[Issue] = []
+    if cfg.autoscaling_target is not None and not cfg.autoscaling_target > 0:
+        issues.append(
+            Issue(
+                "autoscaling_target",
+                cfg.autoscaling_target,
+                "must be a positive number of concurrent requests per instance",
+            )
+        )
+    for name in ("scale_in_cooldown_s", "scale_out_cooldown_s", "deployment_wait_s"):
+        value = getattr(cfg, name)
+        if not 0 <= value <= 3600:
+            issues.append(Issue(name, value, "must be between 0 and 3600 seconds"))
+    return issues
+
+
+def _instance_storage(cfg: DeploymentConfig, instance: InstanceSpec) -> list[Issue]:
+    """SageMaker rejects VolumeSizeInGB and KmsKeyId on instances with local (hardware-encrypted) NVMe."""
+    if not instance.has_local_nvme:
+        return []
+    issues: list[Issue] = []
+    if cfg.volume_size_gb is not None:
+        issues.append(
+            Issue(
+                "volume_size_gb",
+                cfg.volume_size_gb,
+                f"must be unset: {instance.name} has local NVMe storage and SageMaker rejects VolumeSizeInGB",
+            )
+        )
+    if cfg.endpoint_config_kms:
+        issues.append(
+            Issue(
+                "endpoint_config_kms",
+                cfg.endpoint_config_kms,
+                f"must be false: {instance.name} has hardware-encrypted local NVMe and SageMaker rejects KmsKeyId",
+            )
+        )
+    return issues
+
+
+def _region(cfg: DeploymentConfig, version: str | None) -> list[Issue]:
+    """A named region must be well formed and have the TGI image."""
+    if cfg.region is None:
+        return []
+    malformed = region_issue(cfg.region)
+    if malformed is not None:
+        return [malformed]
+    if version is None:
+        return []
+    try:
+        get_image(version).account(cfg.region)
+    except ConfigError as err:
+        return list(err.issues)
+    return []
+
+
+def _names(cfg: DeploymentConfig) -> list[Issue]:
+    """Endpoint name, weights prefix and Hub coordinates."""
+    issues: list[Issue] = []
+    if cfg.endpoint_name is not None and not ENDPOINT_NAME.match(cfg.endpoint_name):
+        issues.append(
+            Issue(
+                "endpoint_name",
+                cfg.endpoint_name,
+                "must be 1-63 letters, digits or hyphens, starting and ending alphanumeric",
+            )
+        )
+    if cfg.weights_prefix is not None and (cfg.weights_prefix.startswith("/") or not PREFIX.match(cfg.weights_prefix)):
+        issues.append(
+            Issue(
+                "weights_prefix",
+                cfg.weights_prefix,
+                "must be an S3 key prefix under models/ ending with '/', e.g. models/llama-2-7b-fp16/",
+            )
+        )
+    if cfg.hf_model_id is not None and not re.match(HUB_REPO_ID_PATTERN, cfg.hf_model_id):
+        issues.append(
+            Issue("hf_model_id", cfg.hf_model_id, "must be a Hub repository id such as meta-llama/Llama-2-7b-chat-hf")
+        )
+    if cfg.hf_revision is not None and not re.match(HUB_COMMIT_PATTERN, cfg.hf_revision):
+        issues.append(
+            Issue("hf_revision", cfg.hf_revision, "must be a full Hub commit id: 40 lowercase hexadecimal digits")
+        )
+    return issues
+
+
+def _alarms(cfg: DeploymentConfig) -> list[Issue]:
+    issues: list[Issue] = []
+    if not 0 < cfg.alarm_5xx_rate_pct <= 100:
+        issues.append(Issue("alarm_5xx_rate_pct", cfg.alarm_5xx_rate_pct, "must be in (0, 100]"))
+    if not 0 < cfg.alarm_gpu_memory_pct <= 100:
+        issues.append(Issue("alarm_gpu_memory_pct", cfg.alarm_gpu_memory_pct, "must be in (0, 100]"))
+    if not cfg.alarm_model_latency_p90_ms > 0:
+        issues.append(Issue("alarm_model_latency_p90_ms", cfg.alarm_model_latency_p90_ms, "must be positive"))
+    return issues
