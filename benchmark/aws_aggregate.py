@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from benchmark.aws_levels import levels_prefix
+from benchmark.aws.contract import OUTCOME_FAILED, OUTCOME_SUCCEEDED, failures_prefix, levels_prefix, report_prefix
 from benchmark.collect import collect_results
 from benchmark.recommend import recommend
 from benchmark.report import write_report
@@ -32,14 +32,6 @@ HEADLINE_METRICS: Mapping[str, tuple[str, str]] = {
     "error_rate": ("ErrorRate", "None"),
 }
 _PUT_BATCH = 500  # PutMetricData takes at most 1000 values per call
-
-
-def failures_prefix(results_prefix: str, run_id: str) -> str:
-    return f"{results_prefix}{run_id}/failures/"
-
-
-def report_prefix(results_prefix: str, run_id: str) -> str:
-    return f"{results_prefix}{run_id}/report/"
 
 
 def read_failures(s3: Any, bucket: str, prefix: str) -> list[dict[str, str]]:
@@ -70,7 +62,7 @@ def unrecorded_failures(event: Mapping[str, Any], recorded: Sequence[Mapping[str
     return [
         {"id": str(c.get("id")), "error": "unrecorded", "cause": "marked failed; its failure record was not written"}
         for c in event.get("configurations") or []
-        if c.get("outcome") == "failed" and str(c.get("id")) not in known
+        if c.get("outcome") == OUTCOME_FAILED and str(c.get("id")) not in known
     ]
 
 
@@ -182,7 +174,7 @@ def aggregate_run(
         "run_id": run_id,
         "matrix": matrix,
         "levels": len(results),
-        "configurations_succeeded": outcomes.count("succeeded"),
+        "configurations_succeeded": outcomes.count(OUTCOME_SUCCEEDED),
         "configurations_failed": [f["id"] for f in failures],
         "report": {"markdown": keys["md"], "html": keys["html"]},
         "metrics_published": len(data),

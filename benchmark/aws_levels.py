@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from benchmark.aws.contract import levels_prefix
 from benchmark.clients.sagemaker import SageMakerClient
 from benchmark.configuration import BenchmarkConfiguration
 from benchmark.failfast import LevelAborted
@@ -33,11 +34,6 @@ UTILIZATION_METRICS = ("GPUUtilization", "GPUMemoryUtilization", "CPUUtilization
 PERIOD_S = 60  # endpoint instance metrics are published once a minute
 # Container settings implied by the model, quantization and instance: not part of the configuration key.
 _IMPLIED_SETTINGS = frozenset({"HF_MODEL_ID", "SM_NUM_GPUS", "HF_MODEL_QUANTIZE"})
-
-
-def levels_prefix(results_prefix: str, run_id: str) -> str:
-    """Where a run's level records live; failures and the report sit beside it, not under it."""
-    return f"{results_prefix}{run_id}/levels/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +81,7 @@ def parse_event(event: Mapping[str, Any], *, region: str) -> LevelRequest:
             matrix=str(event["matrix"]),
             configuration_id=str(config["id"]),
             endpoint_name=str(event["endpoint_name"]),
-            variant_name=str(config.get("variant", {}).get("VariantName", "AllTraffic")),
+            variant_name=str(config["variant"]["VariantName"]),
             configuration=configuration,
             spec=spec,
             params=GenerationParams(max_new_tokens=int(load.get("max_new_tokens") or 50)),

@@ -21,13 +21,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-TAG_KEY = "llama-benchmark"
-TTL_TAG_KEY = "llama-benchmark-ttl-hours"
-EXECUTION_TAG_KEY = "llama-benchmark-execution"
-STATUS_CHANGE = "Step Functions Execution Status Change"
-ENDED_WITHOUT_TEARDOWN = ("ABORTED", "TIMED_OUT", "FAILED")
-# SageMaker refuses DeleteEndpoint in these states; the endpoint's config and model are kept with it.
-BUSY_STATUSES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+from benchmark.aws.contract import (
+    BENCHMARK_TAG,
+    BUSY_STATUSES,
+    ENDED_WITHOUT_TEARDOWN,
+    EXECUTION_TAG,
+    STATUS_CHANGE,
+    STATUS_CHANGE_ARNS,
+    STATUS_CHANGE_SOURCE,
+    TTL_TAG,
+)
 
 
 @dataclass
@@ -50,10 +53,10 @@ def _tags(client: Any, arn: str) -> dict[str, str]:
 
 
 def expired(tags: dict[str, str], created: datetime, now: datetime, default_ttl_hours: float) -> bool:
-    if tags.get(TAG_KEY) != "true":
+    if tags.get(BENCHMARK_TAG) != "true":
         return False
     try:
-        ttl = float(tags.get(TTL_TAG_KEY, default_ttl_hours))
+        ttl = float(tags.get(TTL_TAG, default_ttl_hours))
     except ValueError:
         ttl = default_ttl_hours
     return created + timedelta(hours=ttl) <= now
@@ -68,7 +71,7 @@ def _delete(report: JanitorReport, bucket: list[str], name: str, call: Any, **kw
             report.errors.append(f"{name}: {err}")
 
 
-def sweep(client: Any, *, now: datetime, default_ttl_hours: float = 6.0, name_prefix: str = "") -> JanitorReport:
+def sweep(client: Any, *, now: datetime, default_ttl_hours: float, name_prefix: str) -> JanitorReport:
     """One pass over endpoints, then over orphan configs and models (from creates that failed half-way)."""
     report = JanitorReport()
     for page in client.get_paginator("list_endpoints").paginate():
@@ -109,16 +112,18 @@ def ended_execution(event: Mapping[str, Any]) -> EndedExecution | None:
     is refused: the rule that delivers it would be wrong."""
     if event.get("detail-type") != STATUS_CHANGE:
         return None
-    if event.get("source") != "aws.states":
-        raise ValueError(f"source={event.get('source')!r}: a {STATUS_CHANGE!r} event must come from 'aws.states'")
+    if event.get("source") != STATUS_CHANGE_SOURCE:
+        raise ValueError(
+            f"source={event.get('source')!r}: a {STATUS_CHANGE!r} event must come from {STATUS_CHANGE_SOURCE!r}"
+        )
     detail = event.get("detail")
     if not isinstance(detail, Mapping):
-        raise ValueError(f"detail={detail!r}: must be an object with executionArn, stateMachineArn and status")
+        raise ValueError(f"detail={detail!r}: must be an object with {', '.join(STATUS_CHANGE_ARNS)} and status")
     status = detail.get("status")
     if status not in ENDED_WITHOUT_TEARDOWN:
         raise ValueError(f"detail.status={status!r}: must be one of {', '.join(ENDED_WITHOUT_TEARDOWN)}")
     fields = {}
-    for name in ("executionArn", "stateMachineArn"):
+    for name in STATUS_CHANGE_ARNS:
         value = detail.get(name)
         if not isinstance(value, str) or not value.startswith("arn:"):
             raise ValueError(f"detail.{name}={value!r}: must be an ARN")
@@ -131,7 +136,7 @@ def _owned(client: Any, arn: str, tag: str, *, name: str, prefix: str) -> bool:
     if not name.startswith(prefix):
         return False
     tags = _tags(client, arn)
-    return tags.get(TAG_KEY) == "true" and tags.get(EXECUTION_TAG_KEY) == tag
+    return tags.get(BENCHMARK_TAG) == "true" and tags.get(EXECUTION_TAG) == tag
 
 
 def _held_by(client: Any, endpoint_name: str) -> set[str]:

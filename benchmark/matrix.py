@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from benchmark.aws.contract import NAME_PREFIX
 from catalog.errors import ConfigError, Issue
 from settings.deployment import DeploymentConfig
 from settings.loading import DEPLOYMENT_KEYS
@@ -33,7 +34,6 @@ CONFIG_ID = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
 # SageMaker names are at most 63 characters: <prefix>-<8-char run id>-<configuration id>.
 RUN_ID_LENGTH = 8
 SAGEMAKER_NAME_MAX = 63
-DEFAULT_PREFIX = "llmbench"
 
 _TOP_KEYS = {
     "name",
@@ -155,7 +155,7 @@ def _build_deployment(entry: dict[str, Any], defaults: dict[str, Any]) -> Deploy
     return DeploymentConfig(scenario=str(scenario), **values)
 
 
-def parse_matrix(data: Any, *, source: str = "matrix", prefix: str = DEFAULT_PREFIX) -> Matrix:
+def parse_matrix(data: Any, *, source: str = "matrix", prefix: str = NAME_PREFIX) -> Matrix:
     """Validate a matrix mapping; raises ``ConfigError`` listing every problem found."""
     if not isinstance(data, dict):
         raise ConfigError([Issue(source, data, "must be a mapping")])
@@ -261,7 +261,7 @@ def resolve_path(name_or_path: str | Path) -> Path:
     raise ConfigError([Issue("matrix", str(name_or_path), f"must be a YAML file or one of: {known}")])
 
 
-def load_matrix(name_or_path: str | Path, *, prefix: str = DEFAULT_PREFIX) -> Matrix:
+def load_matrix(name_or_path: str | Path, *, prefix: str = NAME_PREFIX) -> Matrix:
     path = resolve_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text())

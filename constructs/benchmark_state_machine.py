@@ -37,19 +37,33 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 
-from benchmark.janitor import BUSY_STATUSES, EXECUTION_TAG_KEY
-from benchmark.matrix import DEFAULT_PREFIX, Matrix
+from benchmark.aws.contract import (
+    BENCHMARK_TAG,
+    BUSY_STATUSES,
+    EXECUTION_TAG,
+    NAME_PREFIX,
+    OUTCOME_FAILED,
+    OUTCOME_SUCCEEDED,
+    RESULTS_PREFIX,
+    RUN_TAG,
+    TTL_TAG,
+    AggregateEvent,
+    ConfigurationOutcome,
+    LevelEvent,
+    failures_prefix,
+    required_fields,
+)
+from benchmark.matrix import Matrix
 from catalog.tgi_images import get_image
 from constructs import Construct
+from constructs.benchmark_findings import (
+    acknowledge_own_inline_policy,
+    acknowledge_results_objects,
+    arn_ref,
+    sagemaker_arn_prefix,
+)
 from settings.sagemaker_requests import primary_container, production_variant
 
-BENCHMARK_TAG = "llama-benchmark"
-TTL_TAG = "llama-benchmark-ttl-hours"
-RUN_TAG = "llama-benchmark-run"
-# EXECUTION_TAG holds the SHA-256 (hex) of the execution ARN: the teardown of an aborted, timed-out or
-# failed execution finds its resources by it (a hash: execution names may hold characters tags refuse).
-EXECUTION_TAG = EXECUTION_TAG_KEY
-RESULTS_PREFIX = "runs/"
 # What Step Functions names SageMaker errors that the SDK does not model, ValidationException and
 # ThrottlingException among them (aws/aws-step-functions-data-science-sdk-python#191): a Retry on
 # "SageMaker.ThrottlingException" alone never matches a throttled call.
@@ -74,7 +88,7 @@ class BenchmarkStateMachineProps:
     aggregate_function: lambda_.IFunction
     topic: sns.ITopic
     max_parallel_endpoints: int = 1
-    prefix: str = DEFAULT_PREFIX
+    prefix: str = NAME_PREFIX
     poll_interval: cdk.Duration = field(default_factory=lambda: cdk.Duration.seconds(30))
     max_polls: int = 120  # with 30 s polls: one hour, above the 70B startup timeout of 40 minutes
     # SageMaker refuses to delete an endpoint while it is Creating or Updating, and one stuck in Creating
@@ -95,6 +109,20 @@ class BenchmarkStateMachineProps:
         for name in self.matrices:
             if not re.match(r"^[A-Za-z0-9_-]+$", name):
                 raise ValueError(f"matrix name {name!r}: letters, digits, '-' and '_' only")
+
+
+def _event(shape: type[Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """An event payload with exactly the fields its contract (``benchmark.aws.contract``) requires."""
+    if set(fields) != set(required_fields(shape)):
+        raise ValueError(
+            f"{shape.__name__} needs fields {required_fields(shape)}, the state machine sends {tuple(fields)}"
+        )
+    return fields
+
+
+def _paths(shape: type[Any], paths: dict[str, str]) -> dict[str, str]:
+    """JSONPath parameters (``key.$``) building a contract event or result from the state's input."""
+    return {f"{key}.$": path for key, path in _event(shape, paths).items()}
 
 
 def _version_key(version: str) -> str:
@@ -228,6 +256,7 @@ class BenchmarkStateMachine(Construct):
         self.role = self.state_machine.role
         self._grant()
         self._depend_on_policy_only()
+        self._acknowledge()
 
     def _finish(self, run_configurations: sfn.Map) -> sfn.IChainable:
         """Aggregate and notify after every configuration; a failed Map or aggregation notifies and fails."""
@@ -237,44 +266,21 @@ class BenchmarkStateMachine(Construct):
             "Aggregate",
             lambda_function=props.aggregate_function,
             payload=sfn.TaskInput.from_object(
-                {
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "matrix": sfn.JsonPath.string_at("$.matrix"),
-                    "configurations": sfn.JsonPath.list_at("$.configurations"),
-                    "skipped": sfn.JsonPath.list_at("$.plan.skipped"),
-                }
+                _event(
+                    AggregateEvent,
+                    {
+                        "run_id": sfn.JsonPath.string_at("$.run_id"),
+                        "matrix": sfn.JsonPath.string_at("$.matrix"),
+                        "configurations": sfn.JsonPath.list_at("$.configurations"),
+                        "skipped": sfn.JsonPath.list_at("$.plan.skipped"),
+                    },
+                )
             ),
             payload_response_only=True,
             result_path="$.report",
         )
-        notify = tasks.SnsPublish(
-            self,
-            "Notify",
-            topic=props.topic,
-            subject="Llama 2 benchmark finished",
-            message=sfn.TaskInput.from_object(
-                {
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "matrix": sfn.JsonPath.string_at("$.matrix"),
-                    "report": sfn.JsonPath.object_at("$.report"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        notify_failure = tasks.SnsPublish(
-            self,
-            "NotifyFailure",
-            topic=props.topic,
-            subject="Llama 2 benchmark failed",
-            message=sfn.TaskInput.from_object(
-                {
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "matrix": sfn.JsonPath.string_at("$.matrix"),
-                    "error": sfn.JsonPath.object_at("$.error"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
-        )
+        notify = self._notify("Notify", "Llama 2 benchmark finished", "report")
+        notify_failure = self._notify("NotifyFailure", "Llama 2 benchmark failed", "error")
         failed = sfn.Fail(self, "RunFailed", error="BenchmarkFailed", cause="see the SNS notification and the logs")
         notify_failure.next(failed)
         run_configurations.add_catch(notify_failure, result_path="$.error")
@@ -283,6 +289,23 @@ class BenchmarkStateMachine(Construct):
 
         aggregate.next(notify).next(sfn.Succeed(self, "Done"))
         return aggregate
+
+    def _notify(self, state_id: str, subject: str, field: str) -> tasks.SnsPublish:
+        """Publish the run, its matrix and the object at ``$.<field>`` (the report, or the error) to the topic."""
+        return tasks.SnsPublish(
+            self,
+            state_id,
+            topic=self.props.topic,
+            subject=subject,
+            message=sfn.TaskInput.from_object(
+                {
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "matrix": sfn.JsonPath.string_at("$.matrix"),
+                    field: sfn.JsonPath.object_at(f"$.{field}"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
 
     # --- per configuration -------------------------------------------------------------------------
 
@@ -399,7 +422,9 @@ class BenchmarkStateMachine(Construct):
         wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(p.poll_interval))
         endpoint_failed = self._error("EndpointFailed", "DescribeEndpoint returned Failed")
         deadline = self._error("EndpointDeadline", f"not InService after {p.max_polls} polls")
-        succeeded = sfn.Pass(self, "MarkSucceeded", result=sfn.Result.from_string("succeeded"), result_path="$.outcome")
+        succeeded = sfn.Pass(
+            self, "MarkSucceeded", result=sfn.Result.from_string(OUTCOME_SUCCEEDED), result_path="$.outcome"
+        )
         levels = self._levels()
         init_teardown = self._teardown()
         record_failure = self._record_failure(then=init_teardown)
@@ -441,14 +466,17 @@ class BenchmarkStateMachine(Construct):
             "RunLevels",
             items_path="$.levels",
             max_concurrency=1,  # one level at a time on the one endpoint
-            item_selector={
-                "concurrency.$": "$$.Map.Item.Value",
-                "endpoint_name.$": "$.names.name",
-                "run_id.$": "$.run_id",
-                "matrix.$": "$.matrix",
-                "configuration.$": "$.config",
-                "load.$": "$.load",
-            },
+            item_selector=_paths(
+                LevelEvent,
+                {
+                    "concurrency": "$$.Map.Item.Value",
+                    "endpoint_name": "$.names.name",
+                    "run_id": "$.run_id",
+                    "matrix": "$.matrix",
+                    "configuration": "$.config",
+                    "load": "$.load",
+                },
+            ),
             result_path="$.levels_done",
         )
         load_test = tasks.LambdaInvoke(
@@ -473,13 +501,15 @@ class BenchmarkStateMachine(Construct):
             iam_resources=[self.props.results_bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
             parameters={
                 "Bucket": self.props.results_bucket.bucket_name,
-                "Key.$": f"States.Format('{RESULTS_PREFIX}{{}}/failures/{{}}.json', $.run_id, $.config.id)",
+                "Key.$": f"States.Format('{failures_prefix(RESULTS_PREFIX, '{}')}{{}}.json', $.run_id, $.config.id)",
                 "Body.$": "States.JsonToString($)",
                 "ContentType": "application/json",
             },
             result_path=sfn.JsonPath.DISCARD,
         )
-        mark_failed = sfn.Pass(self, "MarkFailed", result=sfn.Result.from_string("failed"), result_path="$.outcome")
+        mark_failed = sfn.Pass(
+            self, "MarkFailed", result=sfn.Result.from_string(OUTCOME_FAILED), result_path="$.outcome"
+        )
         record_failure.add_catch(mark_failed, result_path="$.record_error")
         record_failure.next(mark_failed)
         mark_failed.next(then)
@@ -498,7 +528,9 @@ class BenchmarkStateMachine(Construct):
         done = sfn.Pass(
             self,
             "ConfigurationDone",
-            parameters={"id.$": "$.config.id", "name.$": "$.names.name", "outcome.$": "$.outcome"},
+            parameters=_paths(
+                ConfigurationOutcome, {"id": "$.config.id", "name": "$.names.name", "outcome": "$.outcome"}
+            ),
         )
 
         init_teardown = sfn.Pass(
@@ -543,6 +575,34 @@ class BenchmarkStateMachine(Construct):
         machine = self.state_machine.node.default_child
         assert isinstance(policy, cdk.CfnResource) and isinstance(machine, cdk.CfnResource)
         machine.add_override("DependsOn", [cdk.Stack.of(self).resolve(policy.logical_id)])
+
+    def _acknowledge(self) -> None:
+        """What remains after scoping every statement to this machine's resources, with the reason."""
+        p = self.props
+        acknowledge_own_inline_policy(self.role)
+        acknowledge_results_objects(self.role, p.results_bucket)
+        acks = cdk.Validations.of(self.role)
+        for kind in self.arn_patterns:
+            acks.acknowledge(
+                cdk.Acknowledgment(
+                    id=f"AwsSolutions-IAM5[{sagemaker_arn_prefix(self)}:{kind}/{p.prefix}-*]",
+                    reason="names carry the run id, made at run time; the benchmark prefix limits the state "
+                    "machine to its own models, configs and endpoints",
+                )
+            )
+        for fn in (p.load_test_function, p.aggregate_function):
+            acks.acknowledge(
+                cdk.Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{arn_ref(fn)}:*]",
+                    reason="LambdaInvoke grants the function's versions and aliases; only this function",
+                )
+            )
+        acks.acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray PutTraceSegments and GetSamplingRules have no resource-level permissions",
+            )
+        )
 
     def _grant(self) -> None:
         p = self.props

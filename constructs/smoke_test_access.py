@@ -41,6 +41,33 @@ def role_arn(account: str, role_name: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SmokeTestRunnerProps:
+    stage_name: str
+    names: SmokeRoleNames
+    stage_account: str  # where the role it may assume lives
+
+
+class SmokeTestRunner(Construct):
+    """Exposes ``.role``: the smoke-test step's role in the pipeline account, which may only assume the stage's
+    smoke-test role (the default child, so its logical id is this construct's)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: SmokeTestRunnerProps) -> None:
+        super().__init__(scope, construct_id)
+        target = role_arn(props.stage_account, props.names.target)
+        self.role = iam.Role(
+            self,
+            "Default",
+            role_name=props.names.runner,
+            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+            description=f"Smoke test of stage {props.stage_name}: may only assume {props.names.target} in "
+            f"{props.stage_account}",
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(sid="AssumeStageSmokeTestRole", actions=["sts:AssumeRole"], resources=[target])
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class SmokeTestAccessProps:
     role_name: str
     runner_account: str  # the pipeline account

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark.aws.contract import NAME_PREFIX
 from catalog.errors import ConfigError, Issue
 
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
@@ -39,7 +40,7 @@ class BenchmarkOptions:
     enabled: bool = False  # the schedule's state; off unless asked
     max_parallel_endpoints: int | None = None  # None: the smallest of the matrices' own limits
     ttl_hours: int = 6
-    prefix: str = "llmbench"
+    prefix: str = NAME_PREFIX
     regression_alarm_pct: float = 10.0  # alarm when a run is this much worse than the previous (benchmark/sizing)
 
 

@@ -1,4 +1,8 @@
-"""BenchmarkStack: runs benchmark matrices on AWS, on a schedule, and never leaves an endpoint running."""
+"""BenchmarkStack: runs benchmark matrices on AWS, on a schedule, and never leaves an endpoint running.
+
+It only composes: each construct owns its resources, their permissions and the cdk-nag findings it
+acknowledges on them; the state machine and its Lambda functions agree through ``benchmark.aws.contract``.
+"""
 
 from __future__ import annotations
 
@@ -7,44 +11,30 @@ from dataclasses import dataclass, field
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_stepfunctions as sfn
 
-from benchmark.janitor import ENDED_WITHOUT_TEARDOWN, STATUS_CHANGE
 from benchmark.matrix import Matrix, load_matrix
 from constructs import Construct
-from constructs.benchmark_state_machine import (
-    BENCHMARK_TAG,
-    RESULTS_PREFIX,
-    TTL_TAG,
-    BenchmarkStateMachine,
-    BenchmarkStateMachineProps,
-)
-from constructs.benchmark_support import (
-    BenchmarkSchedule,
-    JanitorProps,
+from constructs.aggregate_function import AggregateFunction
+from constructs.benchmark_function import FunctionPlacement, ResultsFunctionProps
+from constructs.benchmark_janitor import (
+    JanitorFunction,
+    JanitorFunctionProps,
     JanitorSchedule,
-    ModelRole,
-    ModelRoleProps,
-    ResultsBucket,
-    ResultsBucketProps,
-    ScheduleProps,
+    JanitorScheduleProps,
+    TeardownOnBadEnd,
+    TeardownOnBadEndProps,
 )
+from constructs.benchmark_model_role import ModelRole, ModelRoleProps
+from constructs.benchmark_schedule import BenchmarkSchedule, ScheduleProps
+from constructs.benchmark_state_machine import BenchmarkStateMachine, BenchmarkStateMachineProps
 from constructs.encryption import Encryption, EncryptionProps
-from constructs.execution_role import nag_name
-from constructs.python_function import PythonFunction, PythonFunctionProps
+from constructs.load_test_function import LoadTestFunction, LoadTestFunctionProps
+from constructs.notification_topic import NotificationTopic, NotificationTopicProps
 from constructs.regression_alarm import RegressionAlarm, RegressionAlarmProps
+from constructs.results_bucket import ResultsBucket, ResultsBucketProps
 from settings.benchmark_options import BenchmarkOptions
-
-METRICS_NAMESPACE = "LlamaBenchmark"
-_LIBRARY = ("benchmark", "catalog", "settings")
-_THIRD_PARTY = ("jinja2", "markupsafe", "yaml")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +51,9 @@ class BenchmarkStackProps:
 
 
 class BenchmarkStack(cdk.Stack):
+    """Exposes each construct it composes: ``.results``, ``.topic``, ``.model_role``, ``.load_test``, ``.aggregate``,
+    ``.janitor``, ``.state_machine``, ``.schedule``, ``.janitor_schedule``, ``.regression_alarm``, ``.teardown``."""
+
     def __init__(self, scope: Construct, construct_id: str, *, props: BenchmarkStackProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         opts = props.options
@@ -78,18 +71,12 @@ class BenchmarkStack(cdk.Stack):
         parallel = opts.max_parallel_endpoints or min(m.max_parallel_endpoints for m in matrices.values())
         versions = tuple(sorted({str(c.deployment.tgi_version) for m in matrices.values() for c in m.configurations}))
 
-        # A named export when the weights bucket lives in another stack, so the IAM finding id is stable.
-        owner = cdk.Stack.of(props.weights_bucket)
-        self.weights_export = f"{self.stack_name}-WeightsBucketArn" if owner is not self else None
-        self.weights_arn = (
-            owner.export_value(props.weights_bucket.bucket_arn, name=self.weights_export)
-            if self.weights_export
-            else props.weights_bucket.bucket_arn
-        )
+        self.weights_export, self.weights_arn = self._weights_arn(props.weights_bucket)
         self.results = ResultsBucket(
             self, "Results", props=ResultsBucketProps(key=key, access_log_bucket=props.access_log_bucket)
         )
-        self.topic = sns.Topic(self, "Notifications", master_key=key, enforce_ssl=True)
+        self.notifications = NotificationTopic(self, "Notifications", props=NotificationTopicProps(key=key))
+        self.topic = self.notifications.topic
         self.model_role = ModelRole(
             self,
             "ModelRole",
@@ -97,77 +84,12 @@ class BenchmarkStack(cdk.Stack):
                 key=props.weights_key,
                 vpc=props.vpc,
                 weights_bucket_arn=self.weights_arn,
+                weights_finding=self.weights_export or "<weights bucket>",
                 tgi_versions=versions,
                 prefix=opts.prefix,
             ),
         )
-
-        def function(name: str, description: str, **kw: object) -> PythonFunction:
-            return PythonFunction(
-                self,
-                name.title().replace("_", ""),
-                props=PythonFunctionProps(
-                    name=name,
-                    description=description,
-                    project_packages=_LIBRARY,
-                    third_party=_THIRD_PARTY,
-                    key=key,
-                    vpc=props.vpc,
-                    subnets=props.subnets,
-                    security_group=props.lambda_security_group,
-                    **kw,  # type: ignore[arg-type]
-                ),
-            )
-
-        bucket = self.results.bucket
-        self.load_test = function(
-            "loadtest",
-            "Runs one concurrency level against a benchmark endpoint and stores its record",
-            timeout=cdk.Duration.minutes(15),
-            memory_mb=1024,
-            environment={"RESULTS_BUCKET": bucket.bucket_name, "RESULTS_PREFIX": RESULTS_PREFIX},
-        )
-        self.aggregate = function(
-            "aggregate",
-            "Renders a benchmark run's report and publishes its headline metrics",
-            timeout=cdk.Duration.minutes(5),
-            environment={
-                "RESULTS_BUCKET": bucket.bucket_name,
-                "RESULTS_PREFIX": RESULTS_PREFIX,
-                "METRICS_NAMESPACE": METRICS_NAMESPACE,
-            },
-        )
-        self.janitor = function(
-            "janitor",
-            "Deletes tagged benchmark endpoints, configs and models of a failed run, or past their TTL",
-            timeout=cdk.Duration.minutes(5),
-            environment={
-                "TAG_KEY": BENCHMARK_TAG,
-                "TTL_TAG_KEY": TTL_TAG,
-                "DEFAULT_TTL_HOURS": str(opts.ttl_hours),
-                "NAME_PREFIX": f"{opts.prefix}-",
-            },
-        )
-        objects = bucket.arn_for_objects(f"{RESULTS_PREFIX}*")
-        self.load_test.role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]))
-        self.aggregate.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=[objects])
-        )
-        self.aggregate.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{RESULTS_PREFIX}*"]}},
-            )
-        )
-        # Results are SSE-KMS, and each function's dead-letter queue is encrypted with the key: Lambda sends a failed
-        # asynchronous event there with the function's role, which SQS then needs to use the key for.
-        for fn in (self.load_test, self.aggregate, self.janitor):
-            key.grant(fn.role, "kms:GenerateDataKey", "kms:Decrypt")
-        self.load_test.role.add_to_principal_policy(_metric_read())  # the endpoint's utilisation after a level
-        self.aggregate.role.add_to_principal_policy(_metric_put())
-        self.load_test.role.add_to_principal_policy(_invoke_benchmark_endpoints(self, opts.prefix))
-
+        self._functions(props, key)
         self.state_machine = BenchmarkStateMachine(
             self,
             "Runner",
@@ -178,7 +100,7 @@ class BenchmarkStack(cdk.Stack):
                 subnets=props.subnets,
                 endpoint_security_group=props.endpoint_security_group,
                 weights_bucket=props.weights_bucket,
-                results_bucket=bucket,
+                results_bucket=self.results.bucket,
                 execution_role=self.model_role.role,
                 load_test_function=self.load_test.function,
                 aggregate_function=self.aggregate.function,
@@ -188,6 +110,38 @@ class BenchmarkStack(cdk.Stack):
                 endpoint_ttl_hours=opts.ttl_hours,
             ),
         )
+        self._triggers(opts, key)
+        cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine.state_machine_arn)
+        cdk.CfnOutput(self, "ResultsBucketName", value=self.results.bucket.bucket_name)
+
+    def _weights_arn(self, bucket: s3.IBucket) -> tuple[str | None, str]:
+        """A named export when the weights bucket lives in another stack, so the IAM finding id is stable."""
+        owner = cdk.Stack.of(bucket)
+        export = f"{self.stack_name}-WeightsBucketArn" if owner is not self else None
+        return export, owner.export_value(bucket.bucket_arn, name=export) if export else bucket.bucket_arn
+
+    def _functions(self, props: BenchmarkStackProps, key: kms.IKey) -> None:
+        opts = props.options
+        placement = FunctionPlacement(
+            key=key, vpc=props.vpc, subnets=props.subnets, security_group=props.lambda_security_group
+        )
+        bucket = self.results.bucket
+        self.load_test = LoadTestFunction(
+            self,
+            "Loadtest",
+            props=LoadTestFunctionProps(placement=placement, results_bucket=bucket, prefix=opts.prefix),
+        )
+        self.aggregate = AggregateFunction(
+            self, "Aggregate", props=ResultsFunctionProps(placement=placement, results_bucket=bucket)
+        )
+        self.janitor = JanitorFunction(
+            self,
+            "Janitor",
+            props=JanitorFunctionProps(placement=placement, ttl_hours=opts.ttl_hours, prefix=opts.prefix),
+        )
+
+    def _triggers(self, opts: BenchmarkOptions, key: kms.IKey) -> None:
+        """What starts the machine and the janitor, and what watches the runs' results."""
         self.schedule = BenchmarkSchedule(
             self,
             "Schedule",
@@ -202,137 +156,18 @@ class BenchmarkStack(cdk.Stack):
         self.janitor_schedule = JanitorSchedule(
             self,
             "JanitorSchedule",
-            props=JanitorProps(function=self.janitor.function, role=self.janitor.role, rate=cdk.Duration.hours(1)),
-            tag_key=BENCHMARK_TAG,
+            props=JanitorScheduleProps(function=self.janitor.function, rate=cdk.Duration.hours(1)),
         )
         self.regression_alarm = RegressionAlarm(
             self,
             "RegressionAlarm",
             props=RegressionAlarmProps(
-                namespace=METRICS_NAMESPACE, threshold_pct=opts.regression_alarm_pct, topic=self.topic
+                namespace=self.aggregate.namespace, threshold_pct=opts.regression_alarm_pct, topic=self.topic
             ),
         )
-        self.teardown_rule = _teardown_on_bad_end(self, self.state_machine.state_machine, self.janitor.function)
-        _acknowledge(self, opts.prefix)
-        cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine.state_machine_arn)
-        cdk.CfnOutput(self, "ResultsBucketName", value=bucket.bucket_name)
-
-
-def _teardown_on_bad_end(scope: Construct, machine: sfn.IStateMachine, janitor: lambda_.IFunction) -> events.Rule:
-    """An execution that ends ABORTED, TIMED_OUT or FAILED never reaches its own teardown: its status change
-    (Standard workflows send it to the default bus) invokes the janitor, which deletes what it created."""
-    return events.Rule(
-        scope,
-        "TeardownOnBadEnd",
-        description="Tear down the endpoints of a benchmark execution that ended without its own teardown",
-        event_pattern=events.EventPattern(
-            source=["aws.states"],
-            detail_type=[STATUS_CHANGE],
-            detail={"stateMachineArn": [machine.state_machine_arn], "status": list(ENDED_WITHOUT_TEARDOWN)},
-        ),
-        targets=[targets.LambdaFunction(janitor, retry_attempts=8, max_event_age=cdk.Duration.hours(2))],
-    )
-
-
-def _metric_read() -> iam.PolicyStatement:
-    return iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"])
-
-
-def _metric_put() -> iam.PolicyStatement:
-    return iam.PolicyStatement(
-        actions=["cloudwatch:PutMetricData"],
-        resources=["*"],
-        conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-    )
-
-
-def _invoke_benchmark_endpoints(stack: cdk.Stack, prefix: str) -> iam.PolicyStatement:
-    return iam.PolicyStatement(
-        actions=["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
-        resources=[stack.format_arn(service="sagemaker", resource="endpoint", resource_name=f"{prefix}-*")],
-    )
-
-
-def _acknowledge(self: BenchmarkStack, prefix: str) -> None:
-    """Findings that remain after scoping every statement to this stack's resources, with the reason."""
-    results = f"Resource::<{self.get_logical_id(self.results.bucket.node.default_child)}.Arn>/{RESULTS_PREFIX}*"  # type: ignore[arg-type]
-    # How cdk-nag prints them: <AWS::Region> etc. when environment-agnostic, literals inside a pipeline stage.
-    partition, region, account = (nag_name(self, v) for v in (self.partition, self.region, self.account))
-    sagemaker = f"Resource::arn:{partition}:sagemaker:{region}:{account}"
-    inline = cdk.Acknowledgment(
-        id="NIST.800.53.R5-IAMNoInlinePolicy",
-        reason="CDK grants write this role's own policy, scoped to this stack's resources; "
-        "a separate managed policy would hold the same statements",
-    )
-    for role in (
-        self.load_test.role,
-        self.aggregate.role,
-        self.janitor.role,
-        self.model_role.role,
-        self.state_machine.role,
-        self.schedule.role,
-    ):
-        cdk.Validations.of(role).acknowledge(inline)
-    objects = cdk.Acknowledgment(
-        id=f"AwsSolutions-IAM5[{results}]",
-        reason="one object per run, configuration and level under the results prefix; names are made at run time",
-    )
-    for role in (self.load_test.role, self.aggregate.role, self.state_machine.role):
-        cdk.Validations.of(role).acknowledge(objects)
-    cdk.Validations.of(self.load_test.role).acknowledge(
-        cdk.Acknowledgment(
-            id=f"AwsSolutions-IAM5[{sagemaker}:endpoint/{prefix}-*]",
-            reason="benchmark endpoints are named per run; the prefix limits the function to them",
+        self.teardown = TeardownOnBadEnd(
+            self,
+            "TeardownOnBadEnd",
+            props=TeardownOnBadEndProps(state_machine=self.state_machine.state_machine, function=self.janitor.function),
         )
-    )
-    for kind in ("endpoint", "endpoint-config", "model"):
-        cdk.Validations.of(self.state_machine.role).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[{sagemaker}:{kind}/{prefix}-*]",
-                reason="names carry the run id, made at run time; the benchmark prefix limits the state "
-                "machine to its own models, configs and endpoints",
-            )
-        )
-        cdk.Validations.of(self.janitor.role).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[{sagemaker}:{kind}/*]",
-                reason="deletes are conditioned on aws:ResourceTag/llama-benchmark=true, so only "
-                "tagged benchmark resources can be deleted",
-            )
-        )
-    for fn in (self.load_test, self.aggregate):
-        cdk.Validations.of(self.state_machine.role).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{self.get_logical_id(fn.function.node.default_child)}.Arn>:*]",  # type: ignore[arg-type]
-                reason="LambdaInvoke grants the function's versions and aliases; only this function",
-            )
-        )
-    cdk.Validations.of(self.state_machine.role).acknowledge(
-        cdk.Acknowledgment(
-            id="AwsSolutions-IAM5[Resource::*]",
-            reason="X-Ray PutTraceSegments and GetSamplingRules have no resource-level permissions",
-        )
-    )
-    model = self.model_role.role
-    cdk.Validations.of(model).acknowledge(
-        cdk.Acknowledgment(
-            id="AwsSolutions-IAM5[Resource::*]",
-            reason="ecr:GetAuthorizationToken, the ec2:Describe* calls SageMaker makes for a VpcConfig and "
-            "cloudwatch:PutMetricData (conditioned on the SageMaker namespaces) have no resource-level permissions; "
-            "the network-interface actions are held to the VPC by ec2:Vpc",
-        ),
-        cdk.Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::{self.weights_export or '<weights bucket>'}/models/*]",
-            reason="benchmark models read any staged model's weights; all of them live under models/",
-        ),
-        cdk.Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::arn:{partition}:ecr:{region}:*:repository/"
-            "huggingface-pytorch-tgi-inference]",
-            reason="the TGI image lives in an AWS-owned account that differs by region (vendored table)",
-        ),
-        cdk.Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{region}:{account}:"
-            f"log-group:/aws/sagemaker/Endpoints/{prefix}-*]",
-            reason="SageMaker writes endpoint logs to a group named after the endpoint, made at run time",
-        ),
-    )
+        self.teardown_rule = self.teardown.rule

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
-from aws_cdk import aws_codecommit as codecommit
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
 from aws_cdk import pipelines
 
 from constructs import Construct
 from constructs.pipeline_artifacts import ArtifactBucketHardening, ArtifactBucketHardeningProps
-from constructs.smoke_test_access import role_arn, smoke_role_names
-from settings.stages import SourceConfig, StageConfig, StagesConfig
+from constructs.pipeline_findings import acknowledge_generated_resources
+from constructs.pipeline_source import grant_use_connection, pipeline_source
+from constructs.smoke_test_access import SmokeTestRunner, SmokeTestRunnerProps, smoke_role_names
+from settings.stages import StageConfig, StagesConfig
 from stacks.llama_stage import LlamaStage, LlamaStageProps
 
 PIPELINE_STACK_NAME = "LlamaPipelineStack"
@@ -85,7 +85,7 @@ class LlamaPipelineStack(cdk.Stack):
             description=f"CDK Pipeline {p.name}: promotes the Llama 2 stacks through "
             f"{', '.join(s.name for s in config.stages)}",
         )
-        self.source = _source(self, p.source)
+        self.source = pipeline_source(self, p.source)
         self.synth = pipelines.CodeBuildStep(
             "Synth",
             input=self.source,
@@ -134,27 +134,21 @@ class LlamaPipelineStack(cdk.Stack):
         self.smoke_runners: Mapping[str, iam.Role] = types.MappingProxyType(runners)
         self.smoke_steps: Mapping[str, pipelines.CodeBuildStep] = types.MappingProxyType(steps)
         self.pipeline.build_pipeline()  # now, so the generated resources exist for the acknowledgments below
-        _use_connection(self, p.source)
+        grant_use_connection(self.pipeline, p.source)
         self.artifacts = ArtifactBucketHardening(
             self, "Artifacts", props=ArtifactBucketHardeningProps(bucket=self.pipeline.pipeline.artifact_bucket)
         )
-        _acknowledge(self)
+        acknowledge_generated_resources(self.pipeline, roles=list(self.smoke_runners.values()))
 
     def _smoke_test(self, stage: LlamaStage, config: StagesConfig) -> tuple[iam.Role, pipelines.CodeBuildStep]:
         """A runner role in this account that may assume the stage's smoke-test role, and the step that uses it."""
         cfg = stage.config
         names = smoke_role_names(config.pipeline.name, cfg.name)
-        target = role_arn(cfg.account, names.target)
-        runner = iam.Role(
+        runner = SmokeTestRunner(
             self,
             f"SmokeRunner-{cfg.name}",
-            role_name=names.runner,
-            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
-            description=f"Smoke test of stage {cfg.name}: may only assume {names.target} in {cfg.account}",
-        )
-        runner.add_to_principal_policy(
-            iam.PolicyStatement(sid="AssumeStageSmokeTestRole", actions=["sts:AssumeRole"], resources=[target])
-        )
+            props=SmokeTestRunnerProps(stage_name=cfg.name, names=names, stage_account=cfg.account),
+        ).role
         step = pipelines.CodeBuildStep(
             f"SmokeTest-{cfg.name}",
             input=self.source,
@@ -167,157 +161,3 @@ class LlamaPipelineStack(cdk.Stack):
             timeout=cdk.Duration.minutes(15),
         )
         return runner, step
-
-
-def _source(scope: Construct, source: SourceConfig) -> pipelines.CodePipelineSource:
-    if source.provider == "codecommit":
-        repository = codecommit.Repository.from_repository_name(scope, "Repository", source.repository)
-        return pipelines.CodePipelineSource.code_commit(repository, source.branch)
-    return pipelines.CodePipelineSource.connection(
-        source.repository, source.branch, connection_arn=str(source.connection_arn)
-    )
-
-
-def _use_connection(stack: LlamaPipelineStack, source: SourceConfig) -> None:
-    """CDK Pipelines grants ``codestar-connections:UseConnection``; IAM matches an action's service prefix with the
-    connection ARN's, so a ``codeconnections`` connection (the prefix since the rename) needs its own action."""
-    if source.provider != "connection":
-        return
-    service = str(source.connection_arn).split(":")[2]
-    (role,) = [
-        r for r in stack.pipeline.pipeline.node.find_all() if isinstance(r, iam.Role) and "/Source/" in r.node.path
-    ]
-    role.add_to_principal_policy(
-        iam.PolicyStatement(actions=[f"{service}:UseConnection"], resources=[str(source.connection_arn)])
-    )
-
-
-# --- cdk-nag: what remains in the resources CDK Pipelines generates, with the reason ------------------------
-
-_ARTIFACT_ACTIONS = (
-    "s3:Abort*",
-    "s3:DeleteObject*",
-    "s3:GetBucket*",
-    "s3:GetObject*",
-    "s3:List*",
-    "kms:GenerateDataKey*",
-    "kms:ReEncrypt*",
-)
-
-
-def _acknowledge(stack: LlamaPipelineStack) -> None:
-    pipeline = stack.pipeline.pipeline
-    bucket = f"<{stack.get_logical_id(pipeline.artifact_bucket.node.default_child)}.Arn>/*"  # type: ignore[arg-type]
-    acks = [
-        cdk.Acknowledgment(
-            id=f"AwsSolutions-IAM5[Action::{action}]",
-            reason="CDK Pipelines grants its roles the artifact bucket and key with the read/write action groups; "
-            "the statements name only this pipeline's bucket, its objects and its key",
-        )
-        for action in _ARTIFACT_ACTIONS
-    ]
-    acks.append(
-        cdk.Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::{bucket}]",
-            reason="artifact object names are made per pipeline execution, inside this pipeline's own bucket",
-        )
-    )
-    acks += _codebuild_acknowledgments(stack)
-    acks.append(
-        cdk.Acknowledgment(
-            id="NIST.800.53.R5-IAMNoInlinePolicy",
-            reason="CDK Pipelines writes each generated role's grants as that role's inline default policy, "
-            "scoped to this pipeline's bucket, key, projects and the stage accounts' bootstrap roles",
-        )
-    )
-    targets: list[Construct] = [stack.pipeline, *stack.smoke_runners.values()]
-    for target in targets:
-        cdk.Validations.of(target).acknowledge(*acks)
-    cdk.Validations.of(pipeline.role).acknowledge(
-        cdk.Acknowledgment(
-            id="AwsSolutions-IAM5[Resource::*]",
-            reason="the key of each cross-region support bucket lives in another region's support stack and "
-            "cannot be referenced here, so CDK grants kms:Decrypt/Encrypt on *; that key's own policy admits "
-            "only this account",
-        )
-    )
-    for region, support in pipeline.cross_region_support.items():
-        replica = support.replication_bucket
-        cdk.Validations.of(pipeline.role).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::arn:aws:s3:::{stack.resolve(replica.bucket_name)}/*]",
-                reason=f"artifact copies for the deploy actions in {region}, in the support bucket CDK made for them",
-            )
-        )
-        _acknowledge_replication_bucket(replica, region)
-    assets = stack.pipeline.node.try_find_child("Assets")  # only when a stage has file assets (Lambda code)
-    if assets is not None:
-        where = f"{stack.region}:{stack.account}"
-        cdk.Validations.of(assets).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::arn:aws:logs:{where}:log-group:/aws/codebuild/*]",
-                reason="CDK Pipelines shares one asset-publishing role across its per-asset CodeBuild projects, "
-                "whose names it generates; limited to CodeBuild log groups of this account and region",
-            ),
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::arn:aws:codebuild:{where}:report-group/*]",
-                reason="report groups of the generated asset-publishing projects, this account and region only",
-            ),
-            cdk.Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="the asset-publishing role starts and watches its generated CodeBuild builds "
-                "(codebuild:StartBuild/BatchGetBuilds/StopBuild), named only at run time",
-            ),
-        )
-    self_mutation = stack.node.find_child("Pipeline").node.find_child("UpdatePipeline")
-    cdk.Validations.of(self_mutation).acknowledge(
-        cdk.Acknowledgment(
-            id="AwsSolutions-IAM5[Resource::*]",
-            reason="self-mutation reads stack status (cloudformation:DescribeStacks) and lists the bootstrap "
-            "asset bucket, whose name it learns at run time",
-        ),
-        cdk.Acknowledgment(
-            id=f"AwsSolutions-IAM5[Resource::arn:*:iam::{stack.account}:role/*]",
-            reason="self-mutation may assume only roles tagged aws-cdk:bootstrap-role (deploy, file and image "
-            "publishing) of this account; the tag condition, not the name, selects them",
-        ),
-    )
-
-
-def _codebuild_acknowledgments(stack: cdk.Stack) -> list[cdk.Acknowledgment]:
-    """Each CodeBuild project may write its own log group and test reports, named after the project."""
-    acks: list[cdk.Acknowledgment] = []
-    for project in stack.node.find_all():
-        if not isinstance(project, codebuild.CfnProject):
-            continue
-        name = f"<{stack.get_logical_id(project)}>"
-        where = f"{stack.region}:{stack.account}"
-        acks += [
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::arn:aws:logs:{where}:log-group:/aws/codebuild/{name}:*]",
-                reason="a CodeBuild project writes log streams it names per build, in its own log group",
-            ),
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::arn:aws:codebuild:{where}:report-group/{name}-*]",
-                reason="a CodeBuild project creates its report groups per build, under its own name",
-            ),
-        ]
-    return acks
-
-
-def _acknowledge_replication_bucket(bucket: s3.IBucket, region: str) -> None:
-    reason = (
-        f"the cross-region support bucket CDK makes in {region} for this pipeline's deploy actions: transient "
-        "copies of artifacts rebuilt on every execution, KMS-encrypted with a rotated key, TLS-only, no public access"
-    )
-    cdk.Validations.of(bucket).acknowledge(
-        *(
-            cdk.Acknowledgment(id=rule, reason=reason)
-            for rule in (
-                "AwsSolutions-S1",
-                "NIST.800.53.R5-S3BucketLoggingEnabled",
-                "NIST.800.53.R5-S3BucketReplicationEnabled",
-                "NIST.800.53.R5-S3BucketVersioningEnabled",
-            )
-        )
-    )

@@ -11,10 +11,11 @@ import pytest
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
+from benchmark.aws.contract import BENCHMARK_TAG as TAG_KEY
+from benchmark.aws.contract import EXECUTION_TAG as EXECUTION_TAG_KEY
+from benchmark.aws.contract import TTL_TAG as TTL_TAG_KEY
+from benchmark.aws.contract import LambdaEnvironmentError
 from benchmark.janitor import (
-    EXECUTION_TAG_KEY,
-    TAG_KEY,
-    TTL_TAG_KEY,
     TeardownIncompleteError,
     ended_execution,
     execution_tag,
@@ -52,7 +53,7 @@ def test_deletes_only_tagged_expired_resources(sagemaker) -> None:
     _create(sagemaker, "production-endpoint", [])  # untagged: never touched, even when old
     _create(sagemaker, "llmbench-false", [{"Key": TAG_KEY, "Value": "false"}])
     now = datetime.now(UTC) + timedelta(hours=3)
-    report = sweep(sagemaker, now=now, name_prefix="")
+    report = sweep(sagemaker, now=now, default_ttl_hours=6, name_prefix="")
     assert report.deleted_endpoints == ["llmbench-old"]
     assert report.deleted_configs == ["llmbench-old"]
     assert report.deleted_models == ["llmbench-old"]
@@ -63,28 +64,53 @@ def test_deletes_only_tagged_expired_resources(sagemaker) -> None:
 
 def test_keeps_tagged_endpoints_within_their_ttl(sagemaker) -> None:
     _create(sagemaker, "llmbench-young", [{"Key": TAG_KEY, "Value": "true"}, {"Key": TTL_TAG_KEY, "Value": "5"}])
-    report = sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=4))
+    report = sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=4), default_ttl_hours=6, name_prefix="")
     assert report.deleted_endpoints == [] and report.kept == ["llmbench-young"]
-    report = sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=6))
+    report = sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=6), default_ttl_hours=6, name_prefix="")
     assert report.deleted_endpoints == ["llmbench-young"]
 
 
 def test_default_ttl_applies_without_ttl_tag(sagemaker) -> None:
     _create(sagemaker, "llmbench-notl", [{"Key": TAG_KEY, "Value": "true"}])
-    assert sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=5), default_ttl_hours=6).deleted_endpoints == []
-    assert sweep(sagemaker, now=datetime.now(UTC) + timedelta(hours=7), default_ttl_hours=6).deleted_endpoints == [
-        "llmbench-notl"
-    ]
+    assert (
+        sweep(
+            sagemaker, now=datetime.now(UTC) + timedelta(hours=5), default_ttl_hours=6, name_prefix=""
+        ).deleted_endpoints
+        == []
+    )
+    assert sweep(
+        sagemaker, now=datetime.now(UTC) + timedelta(hours=7), default_ttl_hours=6, name_prefix=""
+    ).deleted_endpoints == ["llmbench-notl"]
 
 
 def test_handler_runs_the_sweep(sagemaker, monkeypatch) -> None:
     monkeypatch.setenv("DEFAULT_TTL_HOURS", "0")
+    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
     _create(sagemaker, "llmbench-now", [{"Key": TAG_KEY, "Value": "true"}])
     _create(sagemaker, "other", [])
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}  # what the rate rule sends
     out = load_handler("janitor").handler(scheduled, None)
     assert out["deleted_endpoints"] == ["llmbench-now"]
     assert "other" in out["kept"]
+
+
+@pytest.mark.parametrize("missing", ["DEFAULT_TTL_HOURS", "NAME_PREFIX"])
+def test_handler_refuses_to_start_without_its_environment(sagemaker, monkeypatch, missing: str) -> None:
+    """No silent default (a sweep with the wrong TTL or prefix deletes the wrong things): the error names it."""
+    monkeypatch.setenv("DEFAULT_TTL_HOURS", "6")
+    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    monkeypatch.delenv(missing)
+    _create(sagemaker, "llmbench-now", [{"Key": TAG_KEY, "Value": "true"}])
+    with pytest.raises(LambdaEnvironmentError, match=missing):
+        load_handler("janitor").handler({}, None)
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == ["llmbench-now"]
+
+
+def test_handler_refuses_a_ttl_that_is_not_a_number(monkeypatch) -> None:
+    monkeypatch.setenv("DEFAULT_TTL_HOURS", "six")
+    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    with pytest.raises(LambdaEnvironmentError, match="DEFAULT_TTL_HOURS='six': must be a number"):
+        load_handler("janitor").handler({}, None)
 
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:LlamaBenchmarkRunner:3f1c2a9e-run"

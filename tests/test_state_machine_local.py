@@ -58,6 +58,14 @@ def built() -> Built:
     return build()
 
 
+def deployed_environment(built: Built, function: Any) -> dict[str, str]:
+    """A function's environment variables as synthesized (plain strings only: the janitor has no references)."""
+    logical = built.stack.get_logical_id(function.node.default_child)
+    variables = built.template.to_json()["Resources"][logical]["Properties"]["Environment"]["Variables"]
+    assert all(isinstance(v, str) for v in variables.values()), variables
+    return dict(variables)
+
+
 @pytest.fixture(scope="module")
 def definition(built: Built) -> dict[str, Any]:
     """The deployed definition with moto's resources as references; waits 0 s, levels short, 3 configurations."""
@@ -485,7 +493,8 @@ def end_mid_run(h: Harness, definition: dict[str, Any], status: str) -> str:
 def test_execution_ended_mid_run_is_torn_down_from_its_status_change(
     harness: Harness, definition: dict[str, Any], built: Built, monkeypatch: pytest.MonkeyPatch, status: str
 ) -> None:
-    monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    for name, value in deployed_environment(built, built.stack.janitor.function).items():
+        monkeypatch.setenv(name, value)  # the janitor's environment as the stack deploys it
     create_bystanders(harness)
     arn = end_mid_run(harness, definition, status)
     left = harness.leftovers()

@@ -9,15 +9,17 @@ from typing import Any
 
 import boto3
 
+from benchmark.aws.contract import AggregateEnvironment, read_environment
 from benchmark.aws_aggregate import aggregate_run
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    env = read_environment(AggregateEnvironment, os.environ)
     return aggregate_run(
         event,
-        bucket=os.environ["RESULTS_BUCKET"],
-        results_prefix=os.environ.get("RESULTS_PREFIX", "runs/"),
-        namespace=os.environ.get("METRICS_NAMESPACE", "LlamaBenchmark"),
+        bucket=env.results_bucket,
+        results_prefix=env.results_prefix,
+        namespace=env.metrics_namespace,
         s3=boto3.client("s3"),
         cloudwatch=boto3.client("cloudwatch"),
     )

@@ -12,21 +12,19 @@ from typing import Any
 
 import boto3
 
+from benchmark.aws.contract import JanitorEnvironment, read_environment
 from benchmark.janitor import ended_execution, require_complete, sweep, teardown_execution
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    env = read_environment(JanitorEnvironment, os.environ)
     client = boto3.client("sagemaker")
-    prefix = os.environ.get("NAME_PREFIX", "")
     ended = ended_execution(event)
     if ended is None:
         report = sweep(
-            client,
-            now=datetime.now(UTC),
-            default_ttl_hours=float(os.environ.get("DEFAULT_TTL_HOURS", "6")),
-            name_prefix=prefix,
+            client, now=datetime.now(UTC), default_ttl_hours=env.default_ttl_hours, name_prefix=env.name_prefix
         )
     else:
-        report = teardown_execution(client, execution_arn=ended.execution_arn, name_prefix=prefix)
+        report = teardown_execution(client, execution_arn=ended.execution_arn, name_prefix=env.name_prefix)
         require_complete(report, execution_arn=ended.execution_arn)
     return asdict(report)

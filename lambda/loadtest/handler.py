@@ -11,15 +11,17 @@ from typing import Any
 
 import boto3
 
+from benchmark.aws.contract import LoadTestEnvironment, read_environment
 from benchmark.aws_levels import run_level
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    env = read_environment(LoadTestEnvironment, os.environ)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     return run_level(
         event,
-        bucket=os.environ["RESULTS_BUCKET"],
-        results_prefix=os.environ.get("RESULTS_PREFIX", "runs/"),
+        bucket=env.results_bucket,
+        results_prefix=env.results_prefix,
         region=region,
         s3=boto3.client("s3", region_name=region),
         cloudwatch=boto3.client("cloudwatch", region_name=region),

@@ -209,14 +209,6 @@ NOT_REACHED: dict[tuple[str, str, str, str], str] = {
     ("aggregate", "benchmark/results.py", "s3", "ListObjectsV2"): "S3ResultsStore.load: resuming a CLI run only",
     ("aggregate", "benchmark/results.py", "s3", "GetObject"): "S3ResultsStore.load: resuming a CLI run only",
     ("aggregate", "benchmark/results.py", "s3", "PutObject"): "S3ResultsStore.append: the load test's writer",
-    ("aggregate", "benchmark/aws_levels.py", "cloudwatch", "GetMetricData"): "aggregate imports only levels_prefix",
-    ("aggregate", "benchmark/clients/sagemaker.py", "sagemaker-runtime", "InvokeEndpoint"): "load test's client",
-    (
-        "aggregate",
-        "benchmark/clients/sagemaker.py",
-        "sagemaker-runtime",
-        "InvokeEndpointWithResponseStream",
-    ): "load test's client",
 }
 
 

@@ -1,0 +1,153 @@
+"""What the benchmark state machine and its Lambda functions agree on, owned here and imported by both sides.
+
+The stack (CDK) builds the events, tags, names and environments from these definitions; the handlers and
+their logic read them through the same definitions. A field renamed here is renamed on both sides, and the
+tests compare the synthesized template with these definitions rather than with copies of them.
+"""
+
+# No ``from __future__ import annotations``: TypedDict reads NotRequired from evaluated annotations.
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar, NotRequired, TypedDict, TypeVar
+
+# --- names, tags, locations ------------------------------------------------------------------------------
+
+NAME_PREFIX = "llmbench"  # default prefix of every model, endpoint config and endpoint a run creates
+BENCHMARK_TAG = "llama-benchmark"  # value "true": the only resources the janitor may delete
+TTL_TAG = "llama-benchmark-ttl-hours"
+RUN_TAG = "llama-benchmark-run"
+# The SHA-256 (hex) of the execution ARN: the teardown of an aborted, timed-out or failed execution finds
+# its resources by it (a hash: execution names may hold characters tags refuse).
+EXECUTION_TAG = "llama-benchmark-execution"
+RESULTS_PREFIX = "runs/"  # every object a run writes lives under it
+METRICS_NAMESPACE = "LlamaBenchmark"  # the aggregate function's headline metrics
+OUTCOME_SUCCEEDED = "succeeded"  # a configuration's outcome, set by the state machine, counted by aggregate
+OUTCOME_FAILED = "failed"
+# SageMaker refuses DeleteEndpoint in these states: the state machine's teardown waits, the janitor retries.
+BUSY_STATUSES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+
+
+def levels_prefix(results_prefix: str, run_id: str) -> str:
+    """Where a run's level records live; failures and the report sit beside it, not under it."""
+    return f"{results_prefix}{run_id}/levels/"
+
+
+def failures_prefix(results_prefix: str, run_id: str) -> str:
+    """Where the state machine's RecordFailure stores each failed configuration's state."""
+    return f"{results_prefix}{run_id}/failures/"
+
+
+def report_prefix(results_prefix: str, run_id: str) -> str:
+    return f"{results_prefix}{run_id}/report/"
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+class LevelEvent(TypedDict):
+    """State machine -> load-test Lambda: one item of the RunLevels map."""
+
+    run_id: str
+    matrix: str
+    endpoint_name: str
+    concurrency: int
+    configuration: Mapping[str, Any]  # an item of the matrix's Pass-state payload
+    load: Mapping[str, Any]
+
+
+class ConfigurationOutcome(TypedDict):
+    """What each configuration of the outer map returns: its id, resource name and outcome."""
+
+    id: str
+    name: str
+    outcome: str  # OUTCOME_SUCCEEDED or OUTCOME_FAILED
+
+
+class AggregateEvent(TypedDict):
+    """State machine -> aggregate Lambda, after every configuration."""
+
+    run_id: str
+    matrix: str
+    configurations: list[ConfigurationOutcome]
+    skipped: list[Mapping[str, Any]]
+    slo: NotRequired[Mapping[str, Any]]  # only when invoked by hand; the state machine sends none
+
+
+# EventBridge -> janitor: an execution's status change, sent by Standard workflows to the default bus.
+STATUS_CHANGE_SOURCE = "aws.states"
+STATUS_CHANGE = "Step Functions Execution Status Change"
+ENDED_WITHOUT_TEARDOWN = ("ABORTED", "TIMED_OUT", "FAILED")  # statuses whose execution skipped its teardown
+STATUS_CHANGE_ARNS = ("executionArn", "stateMachineArn")  # what the janitor reads of ``detail``, with "status"
+
+
+def required_fields(event: type[Any]) -> tuple[str, ...]:
+    """The keys an event TypedDict requires, in declaration order."""
+    required: frozenset[str] = event.__required_keys__
+    return tuple(k for k in event.__annotations__ if k in required)
+
+
+# --- environments ----------------------------------------------------------------------------------------
+
+
+class LambdaEnvironmentError(RuntimeError):
+    """A variable its stack sets is missing or malformed: the function was not deployed by this stack."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Environment:
+    """Each field is one environment variable, named by the field in upper case; the stack sets every one.
+
+    ``optional``: variables the handler reads with a default and the stack never sets (local overrides)."""
+
+    optional: ClassVar[tuple[str, ...]] = ()
+
+    def variables(self) -> dict[str, str]:
+        return {f.name.upper(): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+_E = TypeVar("_E", bound=_Environment)
+
+
+def variable_names(environment: type[_Environment]) -> tuple[str, ...]:
+    return tuple(f.name.upper() for f in dataclasses.fields(environment))
+
+
+def read_environment(environment: type[_E], environ: Mapping[str, str]) -> _E:
+    """The handler's environment, or an error naming every variable that is missing."""
+    missing = [name for name in variable_names(environment) if not environ.get(name)]
+    if missing:
+        raise LambdaEnvironmentError(
+            f"environment variable(s) {', '.join(missing)} not set: {environment.__name__} needs "
+            f"{', '.join(variable_names(environment))}, which the benchmark stack sets on the function"
+        )
+    fields = {f.name: f.type for f in dataclasses.fields(environment)}
+    values: dict[str, Any] = {}
+    for name, kind in fields.items():
+        raw = environ[name.upper()]
+        try:
+            values[name] = float(raw) if kind in (float, "float") else raw
+        except ValueError:
+            raise LambdaEnvironmentError(f"{name.upper()}={raw!r}: must be a number") from None
+    return environment(**values)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoadTestEnvironment(_Environment):
+    # The tests point the runtime client at the emulator and skip the wait for CloudWatch; AWS_REGION is
+    # set by Lambda itself.
+    optional: ClassVar[tuple[str, ...]] = ("BENCHMARK_RUNTIME_ENDPOINT_URL", "UTILIZATION_SETTLE_S")
+    results_bucket: str
+    results_prefix: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AggregateEnvironment(_Environment):
+    results_bucket: str
+    results_prefix: str
+    metrics_namespace: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JanitorEnvironment(_Environment):
+    default_ttl_hours: float  # for a tagged resource without a readable TTL tag
+    name_prefix: str  # "<prefix>-": the names the state machine gives what it creates

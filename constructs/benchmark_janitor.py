@@ -1,0 +1,141 @@
+"""The janitor: deletes tagged benchmark endpoints, configs and models that nothing else will delete.
+
+Two triggers (``benchmark/janitor.py`` says why): the status change of an execution that ended without its
+own teardown, and an hourly sweep by TTL. Its delete permissions carry the benchmark tag's condition, so a
+bug in its code cannot widen what it deletes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+
+from benchmark.aws.contract import (
+    BENCHMARK_TAG,
+    ENDED_WITHOUT_TEARDOWN,
+    NAME_PREFIX,
+    STATUS_CHANGE,
+    STATUS_CHANGE_SOURCE,
+    JanitorEnvironment,
+)
+from constructs import Construct
+from constructs.benchmark_findings import sagemaker_arn_prefix
+from constructs.benchmark_function import FunctionPlacement, benchmark_function
+
+_KINDS = ("endpoint", "endpoint-config", "model")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JanitorFunctionProps:
+    placement: FunctionPlacement
+    ttl_hours: int  # for a tagged resource whose TTL tag is missing or unreadable
+    prefix: str = NAME_PREFIX
+
+
+class JanitorFunction(Construct):
+    """Exposes ``.function`` and ``.role``: lists SageMaker resources, deletes only those tagged as the benchmark's."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: JanitorFunctionProps) -> None:
+        super().__init__(scope, construct_id)
+        environment = JanitorEnvironment(default_ttl_hours=props.ttl_hours, name_prefix=f"{props.prefix}-")
+        self.python_function = benchmark_function(
+            self,
+            name="janitor",
+            description="Deletes tagged benchmark endpoints, configs and models of a failed run, or past their TTL",
+            placement=props.placement,
+            environment=environment.variables(),
+            timeout=cdk.Duration.minutes(5),
+        )
+        self.function, self.role = self.python_function.function, self.python_function.role
+        props.placement.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")  # its dead-letter queue
+        self._grant()
+        for kind in _KINDS:
+            cdk.Validations.of(self.role).acknowledge(
+                cdk.Acknowledgment(
+                    id=f"AwsSolutions-IAM5[{sagemaker_arn_prefix(self)}:{kind}/*]",
+                    reason=f"deletes are conditioned on aws:ResourceTag/{BENCHMARK_TAG}=true, so only "
+                    "tagged benchmark resources can be deleted",
+                )
+            )
+
+    def _grant(self) -> None:
+        stack = cdk.Stack.of(self)
+        arns = [stack.format_arn(service="sagemaker", resource=kind, resource_name="*") for kind in _KINDS]
+        tagged = {"StringEquals": {f"aws:ResourceTag/{BENCHMARK_TAG}": "true"}}
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:ListEndpoints",
+                    "sagemaker:ListEndpointConfigs",
+                    "sagemaker:ListModels",
+                    "sagemaker:ListTags",
+                ],
+                resources=["*"],
+            )
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteModel"],
+                resources=arns,
+                conditions=tagged,
+            )
+        )
+        # Tearing down an ended execution reads which config and models a still-busy endpoint holds.
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig"],
+                resources=arns[:2],
+                conditions=tagged,
+            )
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class JanitorScheduleProps:
+    function: lambda_.IFunction
+    rate: cdk.Duration
+
+
+class JanitorSchedule(Construct):
+    """Runs the janitor's sweep on a fixed rate. Exposes ``.rule``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: JanitorScheduleProps) -> None:
+        super().__init__(scope, construct_id)
+        self.rule = events.Rule(
+            self, "Rule", schedule=events.Schedule.rate(props.rate), targets=[targets.LambdaFunction(props.function)]
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeardownOnBadEndProps:
+    state_machine: sfn.IStateMachine
+    function: lambda_.IFunction  # the janitor
+
+
+class TeardownOnBadEnd(Construct):
+    """An execution that ends ABORTED, TIMED_OUT or FAILED never reaches its own teardown: its status change
+    (Standard workflows send it to the default bus) invokes the janitor, which deletes what it created.
+    Exposes ``.rule`` (the default child, so its logical id is this construct's)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: TeardownOnBadEndProps) -> None:
+        super().__init__(scope, construct_id)
+        self.rule = events.Rule(
+            self,
+            "Default",
+            description="Tear down the endpoints of a benchmark execution that ended without its own teardown",
+            event_pattern=events.EventPattern(
+                source=[STATUS_CHANGE_SOURCE],
+                detail_type=[STATUS_CHANGE],
+                detail={
+                    "stateMachineArn": [props.state_machine.state_machine_arn],
+                    "status": list(ENDED_WITHOUT_TEARDOWN),
+                },
+            ),
+            targets=[targets.LambdaFunction(props.function, retry_attempts=8, max_event_age=cdk.Duration.hours(2))],
+        )
