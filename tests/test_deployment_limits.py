@@ -178,5 +178,5 @@ def test_memory_plan_uses_the_configured_sequence_and_instance() -> None:
     plan = make(model="70b", instance_type="ml.g5.48xlarge", max_input_tokens=1000, max_total_tokens=3000).memory_plan
     assert (plan.model.size, plan.quantization.name, plan.instance.name) == ("70b", "fp16", "ml.g5.48xlarge")
     assert plan.max_total_tokens == 3000
-    assert make().summary()["max_total_tokens"] == 4096
-    assert make().summary()["instance_type"] == "ml.g5.12xlarge"
+    assert make().memory_plan.max_total_tokens == 4096
+    assert make().instance_type == "ml.g5.12xlarge"
