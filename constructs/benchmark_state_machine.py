@@ -62,7 +62,9 @@ from constructs.benchmark_findings import (
     arn_ref,
     sagemaker_arn_prefix,
 )
-from settings.sagemaker_requests import primary_container, production_variant
+from constructs.tgi_image import TgiImageLocation
+from settings.sagemaker_requests import isolated_hosting, model_data_uri, primary_container, production_variant
+from settings.subnets import selection_kwargs
 
 # What Step Functions names SageMaker errors that the SDK does not model, ValidationException and
 # ThrottlingException among them (aws/aws-step-functions-data-science-sdk-python#191): a Retry on
@@ -125,17 +127,6 @@ def _paths(shape: type[Any], paths: dict[str, str]) -> dict[str, str]:
     return {f"{key}.$": path for key, path in _event(shape, paths).items()}
 
 
-def _version_key(version: str) -> str:
-    return "tgi" + version.replace(".", "")
-
-
-def image_uri(scope: Construct, mapping: cdk.CfnMapping, version: str) -> str:
-    """The TGI image in the deploying region; the account comes from the vendored table via the mapping."""
-    image = get_image(version)
-    account = mapping.find_in_map(cdk.Aws.REGION, _version_key(image.version))
-    return f"{account}.dkr.ecr.{cdk.Aws.REGION}.{cdk.Aws.URL_SUFFIX}/{image.repository}:{image.tag}"
-
-
 def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str) -> dict[str, Any]:
     """The Pass-state payload for one matrix: configurations with their SageMaker request fragments."""
     configurations = []
@@ -152,7 +143,7 @@ def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str) ->
                 "container": primary_container(
                     d,
                     image_uri=image_for(d.tgi_version),
-                    model_data_uri=f"s3://{weights_bucket_name}/{d.weights_prefix}",
+                    model_data_uri=model_data_uri(d, bucket_name=weights_bucket_name),
                 ),
                 "variant": production_variant(d),
             }
@@ -186,11 +177,12 @@ class BenchmarkStateMachine(Construct):
             for kind in ("model", "endpoint-config", "endpoint")
         }
         versions = sorted({str(c.deployment.tgi_version) for m in props.matrices.values() for c in m.configurations})
-        registries: dict[str, dict[str, str]] = {}
-        for version in versions:
-            for region, account in get_image(version).registries.items():
-                registries.setdefault(region, {})[_version_key(version)] = account
-        self.image_accounts = cdk.CfnMapping(self, "TgiImageAccounts", mapping=registries)
+        # One owner of the image URI and its region rule (a region without the image is refused before any
+        # resource is created, or at synth when the region is concrete).
+        self.images = {
+            version: TgiImageLocation(self, f"Image{version.replace('.', '')}", image=get_image(version))
+            for version in versions
+        }
 
         per_configuration = self._configuration_chain()
         run_configurations = sfn.Map(
@@ -215,7 +207,7 @@ class BenchmarkStateMachine(Construct):
         for name, matrix in sorted(props.matrices.items()):
             payload = matrix_items(
                 matrix,
-                image_for=lambda v: image_uri(self, self.image_accounts, v),
+                image_for=lambda v: self.images[str(v)].uri,
                 weights_bucket_name=props.weights_bucket.bucket_name,
             )
             load_matrix = sfn.Pass(self, f"Matrix-{name}", result=sfn.Result.from_object(payload), result_path="$.plan")
@@ -378,13 +370,12 @@ class BenchmarkStateMachine(Construct):
             "model",
             {
                 "ModelName.$": "$.names.name",
-                "ExecutionRoleArn": p.execution_role.role_arn,
-                "EnableNetworkIsolation": True,
+                **isolated_hosting(
+                    role_arn=p.execution_role.role_arn,
+                    subnet_ids=p.vpc.select_subnets(**selection_kwargs(p.subnets)).subnet_ids,
+                    security_group_ids=[p.endpoint_security_group.security_group_id],
+                ),
                 "PrimaryContainer.$": "$.config.container",
-                "VpcConfig": {
-                    "SecurityGroupIds": [p.endpoint_security_group.security_group_id],
-                    "Subnets": p.vpc.select_subnets(**_selection(p.subnets)).subnet_ids,
-                },
                 "Tags": self._tags(),
             },
         )
@@ -620,9 +611,3 @@ class BenchmarkStateMachine(Construct):
             )
         )
         p.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")  # results objects are SSE-KMS
-
-
-def _selection(selection: ec2.SubnetSelection) -> dict[str, Any]:
-    """SubnetSelection as keyword arguments for ``IVpc.select_subnets``."""
-    keys = ("availability_zones", "one_per_az", "subnet_filters", "subnet_group_name", "subnets", "subnet_type")
-    return {k: getattr(selection, k) for k in keys if getattr(selection, k) is not None}

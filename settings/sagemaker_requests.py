@@ -52,11 +52,19 @@ def model_request(
 ) -> dict[str, Any]:
     """``CreateModel`` without ``ModelName`` (CloudFormation names it; the state machine adds its own)."""
     return {
-        "ExecutionRoleArn": role_arn,
-        "EnableNetworkIsolation": True,
+        **isolated_hosting(role_arn=role_arn, subnet_ids=subnet_ids, security_group_ids=security_group_ids),
         "PrimaryContainer": primary_container(
             deployment, image_uri=image_uri, model_data_uri=model_data_uri(deployment, bucket_name=bucket_name)
         ),
+    }
+
+
+def isolated_hosting(*, role_arn: str, subnet_ids: Sequence[str], security_group_ids: Sequence[str]) -> dict[str, Any]:
+    """The ``CreateModel`` fields every model of this project shares, whatever its container: the execution
+    role, network isolation and the VPC. The state machine adds the container per configuration at run time."""
+    return {
+        "ExecutionRoleArn": role_arn,
+        "EnableNetworkIsolation": True,
         "VpcConfig": vpc_config(subnet_ids=subnet_ids, security_group_ids=security_group_ids),
     }
 
