@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from benchmark import plan
-from benchmark.collect import collect_results
-from benchmark.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
-from benchmark.cost import parse_price_overrides
-from benchmark.failfast import LevelAborted
-from benchmark.headroom import headroom
-from benchmark.published import load_published
-from benchmark.recommend import rules_with
+from benchmark.analysis import plan
+from benchmark.analysis.collect import collect_results
+from benchmark.analysis.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
+from benchmark.analysis.cost import parse_price_overrides
+from benchmark.analysis.headroom import headroom
+from benchmark.analysis.published import load_published
+from benchmark.analysis.recommend import rules_with
+from benchmark.analysis.results import LevelResult, open_store
+from benchmark.measure.failfast import LevelAborted
+from benchmark.measure.runner import ClientOpener, MatrixPlan, Progress, run_matrix
 from benchmark.report import write_report
-from benchmark.results import LevelResult, open_store
-from benchmark.runner import ClientOpener, MatrixPlan, Progress, run_matrix
 from benchmark.sizing import cli as sizing_cli
 from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError, Issue
@@ -110,7 +110,7 @@ def make_client(args: argparse.Namespace, address: str, concurrency: int) -> Any
     kind = CLIENT_KINDS[args.target] + ("" if args.no_stream else "-stream")
     options = target_options(args)
     if getattr(args, "workers", 0):  # each worker process builds its own client from this description
-        from benchmark.workers import ClientSpec  # noqa: PLC0415
+        from benchmark.measure.workers import ClientSpec  # noqa: PLC0415
 
         return ClientSpec(kind, address, concurrency=concurrency, timeout_s=args.timeout, options=options)
     return create_client(kind, address, concurrency=concurrency, timeout_s=args.timeout, **options)
@@ -216,7 +216,7 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.prompts import GenerationParams, builtin_prompts, load_jsonl  # noqa: PLC0415
+    from benchmark.measure.prompts import GenerationParams, builtin_prompts, load_jsonl  # noqa: PLC0415
 
     concurrency = parse_concurrency(args.concurrency)
     _positive("duration", args.duration)
@@ -232,9 +232,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = GenerationParams(max_new_tokens=args.max_new_tokens)
     opener = client_opener(args, max(concurrency))
     try:  # imported after validation, so bad input is reported even where no load generator is installed
-        load_spec: Callable[..., Any] = importlib.import_module("benchmark.loadgen").LoadSpec
+        load_spec: Callable[..., Any] = importlib.import_module("benchmark.measure.loadgen").LoadSpec
     except ImportError as err:
-        raise ConfigError([Issue("target", args.target, f"needs benchmark.loadgen ({err})")]) from None
+        raise ConfigError([Issue("target", args.target, f"needs benchmark.measure.loadgen ({err})")]) from None
 
     specs = [
         load_spec(
@@ -286,10 +286,10 @@ def _check_abort_options(args: argparse.Namespace) -> None:
 
 
 def _worker_runner(args: argparse.Namespace) -> Any:
-    """With ``--workers N``: levels spread over N processes (benchmark.workers), else the runner's default."""
+    """With ``--workers N``: levels spread over N processes (benchmark.measure.workers), else the runner's default."""
     if not args.workers:
         return None
-    from benchmark.workers import worker_level_runner  # noqa: PLC0415
+    from benchmark.measure.workers import worker_level_runner  # noqa: PLC0415
 
     return worker_level_runner(args.workers, uvloop=args.uvloop)
 
@@ -335,7 +335,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Other tools' results (the 2023 raw CSV included) into our results file, priced at import."""
-    from benchmark.external import import_file  # noqa: PLC0415
+    from benchmark.analysis.external import import_file  # noqa: PLC0415
 
     overrides = parse_price_overrides(args.price_override or [])
     imported = [

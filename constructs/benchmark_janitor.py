@@ -1,6 +1,6 @@
 """The janitor: deletes tagged benchmark endpoints, configs and models that nothing else will delete.
 
-Two triggers (``benchmark/janitor.py`` says why): the status change of an execution that ended without its
+Two triggers (``benchmark/aws/janitor.py`` says why): the status change of an execution that ended without its
 own teardown, and an hourly sweep by TTL. Its delete permissions carry the benchmark tag's condition, so a
 bug in its code cannot widen what it deletes.
 """

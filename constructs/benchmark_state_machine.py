@@ -53,7 +53,6 @@ from benchmark.aws.contract import (
     failures_prefix,
     required_fields,
 )
-from benchmark.matrix import Matrix
 from catalog.tgi_images import get_image
 from constructs import Construct
 from constructs.benchmark_findings import (
@@ -63,6 +62,7 @@ from constructs.benchmark_findings import (
     sagemaker_arn_prefix,
 )
 from constructs.tgi_image import TgiImageLocation
+from settings.matrix import Matrix
 from settings.sagemaker_requests import isolated_hosting, model_data_uri, primary_container, production_variant
 from settings.subnets import selection_kwargs
 

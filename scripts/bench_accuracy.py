@@ -4,7 +4,7 @@
 ``scripts/truth_server.py`` runs in its own process and shares no code with the benchmark: it logs when
 each request's bytes reached the kernel (socket receive timestamps) and when each token's bytes were
 written, on the clock every process shares (``CLOCK_MONOTONIC``). At each level the benchmark's own
-numbers, computed by ``benchmark.metrics.compute_metrics`` from what the client saw, are compared with
+numbers, computed by ``benchmark.measure.metrics.compute_metrics`` from what the client saw, are compared with
 figures this script computes from that log alone, for the very same requests (joined by request id):
 
 - TTFT median: client ``first token - send``; truth ``first token written - request arrived``;
@@ -38,10 +38,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmark.loadgen import LevelRun, LoadSpec  # noqa: E402
-from benchmark.metrics import compute_metrics  # noqa: E402
-from benchmark.prompts import GenerationParams, builtin_prompts  # noqa: E402
-from benchmark.workers import ClientSpec, run_level_in_workers  # noqa: E402
+from benchmark.measure.loadgen import LevelRun, LoadSpec  # noqa: E402
+from benchmark.measure.metrics import compute_metrics  # noqa: E402
+from benchmark.measure.prompts import GenerationParams, builtin_prompts  # noqa: E402
+from benchmark.measure.workers import ClientSpec, run_level_in_workers  # noqa: E402
 
 CLIENTS = ("tgi-http-stream", "openai-chat-stream", "sagemaker-stream")
 TRUTH_TOKENS = 50  # what scripts/truth_server.py generates per request

@@ -49,17 +49,17 @@ class Target:
 
 
 TARGETS = (
-    Target("benchmark/metrics.py", ("tests/benchmark/test_metrics.py",)),
-    Target("benchmark/percentiles.py", ("tests/benchmark/test_metrics.py",)),
-    Target("benchmark/cost.py", ("tests/benchmark/test_cost.py",)),
-    Target("benchmark/recommend.py", ("tests/benchmark/test_recommend.py",)),
+    Target("benchmark/measure/metrics.py", ("tests/benchmark/test_metrics.py",)),
+    Target("benchmark/measure/percentiles.py", ("tests/benchmark/test_metrics.py",)),
+    Target("benchmark/analysis/cost.py", ("tests/benchmark/test_cost.py",)),
+    Target("benchmark/analysis/recommend.py", ("tests/benchmark/test_recommend.py",)),
     Target("catalog/fit.py", ("tests/test_catalog.py", "tests/test_config_validation.py")),
     Target(
         "settings/deployment.py",
         ("tests/test_config_validation.py", "tests/test_deployment_limits.py", "tests/test_catalog.py"),
     ),
     Target("benchmark/clients/protocol.py", ("tests/benchmark/test_clients.py",)),
-    Target("benchmark/sse.py", ("tests/benchmark/test_sse.py",)),
+    Target("benchmark/wire/sse.py", ("tests/benchmark/test_sse.py",)),
     # The policy builders are only visible in synthesized templates: each mutant costs a synth.
     Target("constructs/weights_bucket.py", ("tests/test_foundation.py",), "weights or prefix or model_data"),
     Target(

@@ -166,7 +166,7 @@ def load_settings(context: Mapping[str, Any], *, base_dir: Path | None = None) -
     return Settings(deployments=types.MappingProxyType(deployments), options=options)
 
 
-# DEPLOYMENT_KEYS: benchmark/matrix.py reads it here.
+# DEPLOYMENT_KEYS: settings/matrix.py reads it here.
 __all__ = [
     "APP_OPTION_KEYS",
     "DEPLOYMENT_KEYS",

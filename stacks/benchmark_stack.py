@@ -14,7 +14,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
-from benchmark.matrix import Matrix, load_matrix
 from constructs import Construct
 from constructs.aggregate_function import AggregateFunction
 from constructs.benchmark_function import FunctionPlacement, ResultsFunctionProps
@@ -35,6 +34,7 @@ from constructs.notification_topic import NotificationTopic, NotificationTopicPr
 from constructs.regression_alarm import RegressionAlarm, RegressionAlarmProps
 from constructs.results_bucket import ResultsBucket, ResultsBucketProps
 from settings.benchmark_options import BenchmarkOptions
+from settings.matrix import Matrix, load_matrix
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +47,7 @@ class BenchmarkStackProps:
     weights_bucket: s3.IBucket
     access_log_bucket: s3.IBucket | None = None
     options: BenchmarkOptions = field(default_factory=BenchmarkOptions)
-    matrices: Mapping[str, Matrix] | None = None  # default: load options.matrices from benchmark/matrices/
+    matrices: Mapping[str, Matrix] | None = None  # default: load options.matrices from settings/matrices/
 
 
 class BenchmarkStack(cdk.Stack):

@@ -64,7 +64,7 @@ def smoke_commands(stage: StageConfig) -> list[str]:
     return [
         # boto3 at the version the project pins, and nothing else: the smoke test imports only boto3.
         "grep -E '^boto3==' requirements.txt | xargs python3 -m pip install --quiet --disable-pip-version-check",
-        f'python3 -m benchmark.smoke --region {stage.region} --role-arn "$SMOKE_ROLE_ARN" {endpoints}',
+        f'python3 -m benchmark.aws.smoke --region {stage.region} --role-arn "$SMOKE_ROLE_ARN" {endpoints}',
     ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from benchmark.aws.aggregate import aggregate_run
 from benchmark.aws.contract import (
     AggregateEnvironment,
     AggregateEvent,
@@ -22,11 +23,10 @@ from benchmark.aws.contract import (
     required_fields,
     variable_names,
 )
-from benchmark.aws_aggregate import aggregate_run
-from benchmark.aws_levels import parse_event
-from benchmark.matrix import load_matrix
+from benchmark.aws.levels import parse_event
 from catalog.errors import ConfigError
 from constructs.benchmark_state_machine import matrix_items
+from settings.matrix import load_matrix
 from tests.benchmark_fixtures import Built, build
 
 LAMBDA = Path(__file__).resolve().parent.parent / "lambda"

@@ -12,7 +12,7 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from benchmark.configuration import BenchmarkConfiguration
+from benchmark.analysis.configuration import BenchmarkConfiguration
 from catalog import (
     INSTANCES,
     MemoryPlan,

@@ -15,7 +15,7 @@ from benchmark.aws.contract import BENCHMARK_TAG as TAG_KEY
 from benchmark.aws.contract import EXECUTION_TAG as EXECUTION_TAG_KEY
 from benchmark.aws.contract import TTL_TAG as TTL_TAG_KEY
 from benchmark.aws.contract import LambdaEnvironmentError
-from benchmark.janitor import (
+from benchmark.aws.janitor import (
     TeardownIncompleteError,
     ended_execution,
     execution_tag,

@@ -16,13 +16,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from benchmark.aws_levels import NAMESPACE, levels_prefix, metric_window
+from benchmark.analysis.results import LevelResult
+from benchmark.aws.contract import levels_prefix
+from benchmark.aws.levels import NAMESPACE, metric_window
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
-from benchmark.failfast import LevelAborted
-from benchmark.matrix import load_matrix
-from benchmark.results import LevelResult
+from benchmark.measure.failfast import LevelAborted
 from catalog.errors import ConfigError
 from constructs.benchmark_state_machine import matrix_items
+from settings.matrix import load_matrix
 from tests.lambda_handlers import load_handler, set_loadtest_env
 
 REGION = "us-east-1"

@@ -104,7 +104,7 @@ def test_a_smoke_test_follows_every_stage_deploy_and_reads_the_stage_outputs(
     project = pipeline_json["Resources"][smoke["Configuration"]["ProjectName"]["Ref"]]
     commands = json.loads(project["Properties"]["Source"]["BuildSpec"])["phases"]["build"]["commands"]
     assert any(
-        c.startswith(f"python3 -m benchmark.smoke --region {stage.region} --role-arn")
+        c.startswith(f"python3 -m benchmark.aws.smoke --region {stage.region} --role-arn")
         and c.count("--endpoint-name") == len(stage.scenarios)
         for c in commands
     )

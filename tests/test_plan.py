@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.matrix import load_matrix
-from benchmark.plan import format_plan, main, make_plan
+from benchmark.analysis.plan import format_plan, main, make_plan
+from settings.matrix import load_matrix
 
 
 def test_2023_plan_numbers() -> None:

@@ -36,7 +36,7 @@ def props() -> PythonFunctionProps:
 def test_bundle_holds_handler_packages_and_no_build_debris(props: PythonFunctionProps, tmp_path: Path) -> None:
     out = stage_bundle(props, build_root=tmp_path)
     assert (out / "handler.py").is_file()
-    assert (out / "benchmark" / "janitor.py").is_file()
+    assert (out / "benchmark" / "aws" / "janitor.py").is_file()
     assert (out / "catalog" / "data" / "tgi_images.json").is_file()
     assert (out / "jinja2" / "__init__.py").is_file()
     assert not list(out.rglob("__pycache__"))

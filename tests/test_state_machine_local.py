@@ -22,9 +22,9 @@ from moto import mock_aws
 from moto.events.models import EventPattern
 from moto.sagemaker.models import sagemaker_backends
 
+from benchmark.analysis.results import LevelResult
+from benchmark.aws.janitor import TeardownIncompleteError
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
-from benchmark.janitor import TeardownIncompleteError
-from benchmark.results import LevelResult
 from tests.benchmark_fixtures import Built, build, definition_of, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (

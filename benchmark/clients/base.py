@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import ErrorKind, RequestRecord
 from catalog.errors import ConfigError, Issue
 
 # Server timing headers kept in ``RequestRecord.server_timings`` (all milliseconds in every TGI version).

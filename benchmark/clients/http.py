@@ -15,7 +15,7 @@ import aiohttp
 
 from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, split_credentials, status_error_kind
 from benchmark.clients.protocol import StreamReader
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.records import ErrorKind, RequestRecord
 from catalog.errors import ConfigError, Issue
 
 

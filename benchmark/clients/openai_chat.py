@@ -10,8 +10,8 @@ import time
 
 from benchmark.clients.http import HttpTransport
 from benchmark.clients.protocol import OpenAIStreamReader, openai_chat_request, read_openai_response
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import RequestRecord
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import RequestRecord
 
 
 class OpenAIChatClient:

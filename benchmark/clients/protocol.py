@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 from benchmark.clients.base import RequestFailed
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import ErrorKind, RequestRecord
-from benchmark.sse import DONE, Event, MalformedEvent, SSEParser
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.wire.sse import DONE, Event, MalformedEvent, SSEParser
 
 
 def tgi_request(prompt: Prompt, params: GenerationParams, *, stream: bool | None = None) -> dict[str, Any]:

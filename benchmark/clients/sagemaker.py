@@ -31,8 +31,8 @@ from botocore.exceptions import (
 
 from benchmark.clients.base import RequestFailed, fail, read_headers, status_error_kind
 from benchmark.clients.protocol import TgiStreamReader, read_tgi_response, tgi_request
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import ErrorKind, RequestRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 from benchmark.clients.http import HttpTransport
 from benchmark.clients.protocol import TgiStreamReader, read_tgi_response, tgi_request
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import RequestRecord
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import RequestRecord
 
 
 class TgiHttpClient:

@@ -17,10 +17,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from benchmark.percentiles import PERCENTILES, Distribution, min_samples
-from benchmark.recommend import DEFAULT_RULES, Recommendation, Rule, recommend
+from benchmark.analysis.recommend import DEFAULT_RULES, Recommendation, Rule, recommend
+from benchmark.analysis.results import LevelResult, tool_version, utc_now
+from benchmark.measure.percentiles import PERCENTILES, Distribution, min_samples
 from benchmark.report.charts import Bar, Point, bars, scatter
-from benchmark.results import LevelResult, tool_version, utc_now
 from catalog import MODELS
 
 TEMPLATES = Path(__file__).with_name("templates")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.configuration import BenchmarkConfiguration
+from benchmark.analysis.configuration import BenchmarkConfiguration
 from catalog import get_model, get_quantization
 from catalog.errors import ConfigError, Issue
 from catalog.models import GB
@@ -30,7 +30,7 @@ class StackInventory:
     high_res_alarms_per_endpoint: int = 2  # target tracking's high and low alarms on the 10-second metric
     dashboards_per_endpoint: int = 1
     benchmark_kms_keys: int = 1  # the benchmark stack's key (only when the benchmark runs)
-    benchmark_metrics_per_level: int = 7  # benchmark/aws_aggregate.py metric_data, per configuration x level
+    benchmark_metrics_per_level: int = 7  # benchmark/aws/aggregate.py metric_data, per configuration x level
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _benchmark_lines(inv: StackInventory, use: Usage, region: str) -> list[CostL
             use.benchmark_usd_per_run,
             runs * use.benchmark_usd_per_run,
             "catalog instance prices",
-            "benchmark/plan.py",
+            "benchmark/analysis/plan.py",
         ),
         _line("Benchmark KMS key", inv.benchmark_kms_keys, "kms_key_month", region),
         _line(

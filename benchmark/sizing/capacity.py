@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from benchmark.configuration import BenchmarkConfiguration
+from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.goodput import LevelVerdict, evaluate
 from benchmark.sizing.levels import MeasuredLevel
 from benchmark.sizing.slo import Slo

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from benchmark.configuration import BenchmarkConfiguration
+from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.capacity import Capacity, SweepSettings, capacity_of, sweep
 from benchmark.sizing.levels import MeasuredLevel, by_configuration, load_levels
 from benchmark.sizing.plan import SizingOptions, SizingPlan, Traffic, make_plan
@@ -78,7 +78,7 @@ def _progress(level: MeasuredLevel) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from benchmark.cli import parse_config  # noqa: PLC0415
-    from benchmark.prompts import builtin_prompts  # noqa: PLC0415
+    from benchmark.measure.prompts import builtin_prompts  # noqa: PLC0415
     from benchmark.sizing.measure import LevelPlan, measurer  # noqa: PLC0415
 
     slo = parse_slo(args.slo)
@@ -155,8 +155,8 @@ def _options(args: argparse.Namespace) -> SizingOptions:
 
     usage = Usage()
     if args.benchmark_matrix and args.benchmark_runs_per_month:
-        from benchmark.matrix import load_matrix  # noqa: PLC0415
-        from benchmark.plan import make_plan as matrix_plan  # noqa: PLC0415
+        from benchmark.analysis.plan import make_plan as matrix_plan  # noqa: PLC0415
+        from settings.matrix import load_matrix  # noqa: PLC0415
 
         matrix = load_matrix(args.benchmark_matrix)
         usage = Usage(
@@ -189,7 +189,7 @@ def summary(sizing: SizingPlan) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from benchmark.cost import parse_price_overrides  # noqa: PLC0415
+    from benchmark.analysis.cost import parse_price_overrides  # noqa: PLC0415
     from benchmark.sizing.config_writer import write_config  # noqa: PLC0415
     from benchmark.sizing.report import write_sizing_report  # noqa: PLC0415
 

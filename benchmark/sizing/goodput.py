@@ -2,7 +2,7 @@
 
 - A limit is checked on the level's percentile: from its requests when we have them (any percentile), else from
   the stored summary (median, p90, p95, p99 only). A percentile needs enough requests to be supported
-  (``benchmark.percentiles.min_samples``: p90 needs 10, p99 100); a level with fewer does not meet the SLO.
+  (``benchmark.measure.percentiles.min_samples``: p90 needs 10, p99 100); a level with fewer does not meet the SLO.
 - Per request (only with requests): a request meets the SLO when it succeeded and each limited metric is at or
   below its limit. Goodput = those requests (and their server-counted tokens) per second of the window, as
   vLLM's benchmark defines it.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.percentiles import min_samples, percentile
+from benchmark.measure.percentiles import min_samples, percentile
 from benchmark.sizing.levels import MeasuredLevel
 from benchmark.sizing.slo import Limit, Slo
 

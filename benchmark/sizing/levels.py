@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.collect import collect_results
-from benchmark.metrics import LevelRunLike, ms_per_token, output_tokens
-from benchmark.results import LevelResult, ResultsFileError
+from benchmark.analysis.collect import collect_results
+from benchmark.analysis.results import LevelResult, ResultsFileError
+from benchmark.measure.metrics import LevelRunLike, ms_per_token, output_tokens
 
 SCHEMA = "llama2-benchmark/sizing-level/1"
 _FIELDS = ("ok", "ttft_ms", "ms_per_token", "e2e_ms", "tokens")
-_WINDOW_SLACK_S = 1e-9  # as benchmark.metrics: a request ending this close after the window still counts
+_WINDOW_SLACK_S = 1e-9  # as benchmark.measure.metrics: a request ending this close after the window still counts
 
 
 @dataclass(frozen=True)

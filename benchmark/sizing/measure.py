@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.metrics import compute_metrics
-from benchmark.results import build_result, utc_now
-from benchmark.runner import describe_load
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.results import build_result, utc_now
+from benchmark.measure.metrics import compute_metrics
+from benchmark.measure.runner import describe_load
 from benchmark.sizing.capacity import Measure
 from benchmark.sizing.levels import MeasuredLevel, append_level, samples_of
 
@@ -47,8 +47,8 @@ def measurer(
     on_level: Callable[[MeasuredLevel], None] | None = None,
 ) -> Measure:
     """A ``Measure`` for :func:`benchmark.sizing.capacity.sweep`."""
-    from benchmark.loadgen import LoadSpec, run_level  # noqa: PLC0415 - the load generator needs aiohttp
-    from benchmark.prompts import GenerationParams  # noqa: PLC0415
+    from benchmark.measure.loadgen import LoadSpec, run_level  # noqa: PLC0415 - the load generator needs aiohttp
+    from benchmark.measure.prompts import GenerationParams  # noqa: PLC0415
 
     params = GenerationParams(max_new_tokens=plan.max_new_tokens)
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from benchmark.cost import price_for
+from benchmark.analysis.cost import price_for
 from benchmark.sizing.allin_cost import CostLine, StackInventory, Usage, monthly_lines
 from benchmark.sizing.capacity import Capacity
 from catalog.errors import ConfigError, Issue

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from benchmark.collect import collect_results
-from benchmark.results import LevelResult
+from benchmark.analysis.collect import collect_results
+from benchmark.analysis.results import LevelResult
 from benchmark.sizing.capacity import capacity_of
 from benchmark.sizing.levels import MeasuredLevel, by_configuration
 from benchmark.sizing.slo import Slo

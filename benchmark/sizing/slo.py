@@ -2,7 +2,7 @@
 
 Written ``ttft_ms.p90<=1500, ms_per_token.p90<=60, e2e_ms.p99<=20000, error_rate<=0.01``. A level *meets* the
 SLO when every limited percentile (over its successful requests) is at or below its limit and its error rate is
-at or below the maximum. Percentiles use the project's one definition (``benchmark.percentiles``, type 7).
+at or below the maximum. Percentiles use the project's one definition (``benchmark.measure.percentiles``, type 7).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ METRICS: Mapping[str, str] = {
     "e2e_ms": "end-to-end request time, ms",
 }
 ERROR_RATE = "error_rate"
-# Percentile names the stored summaries carry (benchmark.percentiles.PERCENTILES), by percent.
+# Percentile names the stored summaries carry (benchmark.measure.percentiles.PERCENTILES), by percent.
 SUMMARY_NAMES: Mapping[float, str] = {50.0: "median", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
 _TERM = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<pct>[^<\s]+))?\s*<=\s*(?P<value>\S+)$")
 _ALLOWED_TERMS = (

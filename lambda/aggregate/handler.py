@@ -1,6 +1,6 @@
 """Aggregate Lambda: report to S3, headline metrics to CloudWatch, a summary for SNS.
 
-The logic is in benchmark.aws_aggregate, tested with real boto3 clients against moto."""
+The logic is in benchmark.aws.aggregate, tested with real boto3 clients against moto."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import boto3
 
+from benchmark.aws.aggregate import aggregate_run
 from benchmark.aws.contract import AggregateEnvironment, read_environment
-from benchmark.aws_aggregate import aggregate_run
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:

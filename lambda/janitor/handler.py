@@ -1,6 +1,6 @@
 """Janitor: tear down an execution that ended without its own teardown, or sweep by TTL on the schedule.
 
-The logic is in benchmark.janitor. An incomplete teardown raises, so that Lambda retries the event.
+The logic is in benchmark.aws.janitor. An incomplete teardown raises, so that Lambda retries the event.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 
 from benchmark.aws.contract import JanitorEnvironment, read_environment
-from benchmark.janitor import ended_execution, require_complete, sweep, teardown_execution
+from benchmark.aws.janitor import ended_execution, require_complete, sweep, teardown_execution
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:

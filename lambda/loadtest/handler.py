@@ -1,4 +1,4 @@
-"""Load-test Lambda: one concurrency level on a benchmark endpoint (logic in benchmark.aws_levels).
+"""Load-test Lambda: one concurrency level on a benchmark endpoint (logic in benchmark.aws.levels).
 
 ``BENCHMARK_RUNTIME_ENDPOINT_URL`` points the SageMaker runtime client at a local stand-in; only the
 tests set it (the stack never does), so deployed functions always talk to SageMaker.
@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 
 from benchmark.aws.contract import LoadTestEnvironment, read_environment
-from benchmark.aws_levels import run_level
+from benchmark.aws.levels import run_level
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from benchmark.prompts import builtin_prompts
+from benchmark.measure.prompts import builtin_prompts
 
 
 async def one(client: AsyncOpenAI, model: str, text: str, max_tokens: int) -> dict[str, Any]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.cost import estimate, price_for
-from benchmark.headroom import headroom
-from benchmark.metrics import LevelMetrics
-from benchmark.percentiles import Distribution
-from benchmark.results import LevelResult
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.cost import estimate, price_for
+from benchmark.analysis.headroom import headroom
+from benchmark.analysis.results import LevelResult
+from benchmark.measure.metrics import LevelMetrics
+from benchmark.measure.percentiles import Distribution
 
 
 def result(  # noqa: PLR0917  (one row of a results table, read positionally)

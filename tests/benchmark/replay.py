@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark import eventstream
+from benchmark.wire import eventstream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.metrics import LevelMetrics
-from benchmark.percentiles import Distribution
-from benchmark.results import build_result
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.results import build_result
+from benchmark.measure.metrics import LevelMetrics
+from benchmark.measure.percentiles import Distribution
 from benchmark.sizing.levels import MeasuredLevel, RequestSample
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.external import import_file
+from benchmark.analysis.external import import_file
 from benchmark.report.charts import MARKER_R, Box, Point, ScatterLayout, layout_scatter, nice_axis, scatter
 
 RAW = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023" / "sagemaker.csv"

@@ -16,8 +16,8 @@ from benchmark.clients import KINDS, Client, create_client
 from benchmark.clients.base import status_error_kind
 from benchmark.clients.sagemaker import classify_client_error
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel, RequestTruth
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import ErrorKind, RequestRecord
 from catalog.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,7 +206,7 @@ def test_sagemaker_path_imports_without_aiohttp() -> None:
     """The Lambda has boto3 and jinja2 only: the SageMaker client and the load generator must not pull aiohttp."""
     code = (
         "import sys; sys.modules['aiohttp'] = None\n"
-        "import benchmark.loadgen, benchmark.clients, benchmark.clients.sagemaker, benchmark.eventstream\n"
+        "import benchmark.measure.loadgen, benchmark.clients, benchmark.clients.sagemaker, benchmark.wire.eventstream\n"
         "from benchmark.clients import create_client\n"
         "c = create_client('sagemaker-stream', 'ep', region_name='us-east-1')\n"
         "print('ok')"

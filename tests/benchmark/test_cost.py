@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.cost import estimate, minutes_per_million, parse_price_overrides, price_for, usd_per_million
-from benchmark.headroom import headroom
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.cost import estimate, minutes_per_million, parse_price_overrides, price_for, usd_per_million
+from benchmark.analysis.headroom import headroom
 from catalog import get_price
 from catalog.errors import ConfigError
 

@@ -25,9 +25,9 @@ from benchmark.emulator import (
     fetch_truth,
 )
 from benchmark.emulator.config import FaultPicker
-from benchmark.loadgen import LevelRun, LoadSpec, run_level
-from benchmark.prompts import GenerationParams, builtin_prompts
-from benchmark.records import ErrorKind
+from benchmark.measure.loadgen import LevelRun, LoadSpec, run_level
+from benchmark.measure.prompts import GenerationParams, builtin_prompts
+from benchmark.measure.records import ErrorKind
 from catalog.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

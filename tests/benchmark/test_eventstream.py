@@ -14,7 +14,7 @@ from botocore.eventstream import EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.eventstream import (
+from benchmark.wire.eventstream import (
     EventStreamDecoder,
     HeaderValue,
     Int8,

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from benchmark.clients import create_client
-from benchmark.failfast import BACKOFF_FIRST_S, BACKOFF_MAX_S, FailFast, LevelAborted, backoff_s
-from benchmark.loadgen import LevelRun, LoadSpec, run_level
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.failfast import BACKOFF_FIRST_S, BACKOFF_MAX_S, FailFast, LevelAborted, backoff_s
+from benchmark.measure.loadgen import LevelRun, LoadSpec, run_level
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import ErrorKind, RequestRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = [Prompt(text="hello", id="p0")]

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.analysis.external import import_file
+from benchmark.analysis.hf2023 import DEFINITIONS
+from benchmark.analysis.results import LevelResult, ResultsFileError
 from benchmark.cli import main
-from benchmark.external import import_file
-from benchmark.hf2023 import DEFINITIONS
-from benchmark.metrics import TokenTimeSource
+from benchmark.measure.metrics import TokenTimeSource
 from benchmark.report import write_report
-from benchmark.results import LevelResult, ResultsFileError
 
 RAW = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023" / "sagemaker.csv"
 G5_48_USD = 20.36  # us-west-2 has no catalog price for ml.g5.48xlarge: the user gives one

@@ -11,9 +11,9 @@ import pytest
 
 from benchmark.clients import create_client
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
-from benchmark.loadgen import LevelRun, LoadSpec, run_level
-from benchmark.prompts import GenerationParams, Prompt, builtin_prompts
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.loadgen import LevelRun, LoadSpec, run_level
+from benchmark.measure.prompts import GenerationParams, Prompt, builtin_prompts
+from benchmark.measure.records import ErrorKind, RequestRecord
 from catalog.errors import ConfigError
 
 PROMPTS = [Prompt(text=f"prompt {i}", id=f"p{i}") for i in range(3)]
@@ -104,7 +104,7 @@ def test_errors_never_stop_the_run() -> None:
 
 
 def test_backstop_timeout_records_a_hung_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("benchmark.loadgen._BACKSTOP_S", 0.0)
+    monkeypatch.setattr("benchmark.measure.loadgen._BACKSTOP_S", 0.0)
     result = run(FakeClient(hang_every=2), LoadSpec(concurrency=2, duration_s=None, max_requests=4, timeout_s=0.1))
     assert [r.error for r in result.records].count(ErrorKind.TIMEOUT) == 2
 

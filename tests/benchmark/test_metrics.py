@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmark.metrics import (
+from benchmark.measure.metrics import (
     LevelMetrics,
     TokenTimeSource,
     compute_metrics,
@@ -17,8 +17,8 @@ from benchmark.metrics import (
     output_tokens,
     steady_window,
 )
-from benchmark.percentiles import Distribution, min_samples, percentile
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.percentiles import Distribution, min_samples, percentile
+from benchmark.measure.records import ErrorKind, RequestRecord
 
 
 @dataclass(frozen=True)

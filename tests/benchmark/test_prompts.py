@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.prompts import GenerationParams, builtin_prompts, estimate_tokens, load_jsonl
+from benchmark.measure.prompts import GenerationParams, builtin_prompts, estimate_tokens, load_jsonl
 from catalog.errors import ConfigError
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.external import import_file
-from benchmark.published import load_published
-from benchmark.results import ResultsFileError
+from benchmark.analysis.external import import_file
+from benchmark.analysis.published import load_published
+from benchmark.analysis.results import ResultsFileError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored: see its README.md
 CSV = FIXTURES / "published_llama2_sagemaker_results.csv"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from benchmark.clients import create_client
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import ErrorKind, RequestRecord
-from benchmark.sse import parse_all
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.wire.sse import parse_all
 from tests.benchmark.replay import FIXTURES, Exchange, replaying
 
 SERVE = FIXTURES / "real_streams" / "transformers-serve-5.17.0"

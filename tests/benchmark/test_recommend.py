@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.recommend import DEFAULT_RULES, recommend, recommend_one, rules_with
+from benchmark.analysis.recommend import DEFAULT_RULES, recommend, recommend_one, rules_with
 from tests.benchmark.factories import RESULTS, result
 
 

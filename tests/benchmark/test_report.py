@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.published import published_results
+from benchmark.analysis.published import published_results
+from benchmark.analysis.results import LevelResult
 from benchmark.report import write_report
 from benchmark.report.charts import Bar, Point, bars, scatter
-from benchmark.results import LevelResult
 from tests.benchmark.factories import RESULTS, result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored: see its README.md

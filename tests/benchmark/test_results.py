@@ -13,12 +13,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from benchmark.collect import collect_results
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.external import import_file
-from benchmark.records import RequestRecord
-from benchmark.results import JsonlResultsStore, LevelResult, ResultsFileError, S3ResultsStore, open_store
-from benchmark.runner import MatrixPlan, run_matrix, run_one_level
+from benchmark.analysis.collect import collect_results
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.external import import_file
+from benchmark.analysis.results import JsonlResultsStore, LevelResult, ResultsFileError, S3ResultsStore, open_store
+from benchmark.measure.records import RequestRecord
+from benchmark.measure.runner import MatrixPlan, run_matrix, run_one_level
 
 CONFIGS = [
     BenchmarkConfiguration(model="7b", quantization="gptq", instance_type="ml.g5.2xlarge"),

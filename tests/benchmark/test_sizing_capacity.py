@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.configuration import BenchmarkConfiguration
+from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.capacity import Measure, SweepSettings, capacity_of, sweep
 from benchmark.sizing.levels import MeasuredLevel, load_levels
 from benchmark.sizing.slo import parse_slo
@@ -102,7 +102,7 @@ def test_imported_2023_levels_size_and_say_how_coarse(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_emulator_capacity_is_within_one_step_of_the_batching_slope(tmp_path: Path) -> None:
     from benchmark.emulator import EmulatorConfig, LatencyModel  # noqa: PLC0415
-    from benchmark.prompts import builtin_prompts  # noqa: PLC0415
+    from benchmark.measure.prompts import builtin_prompts  # noqa: PLC0415
     from benchmark.sizing.measure import LevelPlan, emulator_clients, measurer  # noqa: PLC0415
 
     latency = LatencyModel(

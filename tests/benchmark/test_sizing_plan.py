@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmark.configuration import BenchmarkConfiguration
+from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.allin_cost import StackInventory, Usage, monthly_lines, weights_gb
 from benchmark.sizing.capacity import Capacity, capacity_of
 from benchmark.sizing.plan import SizingOptions, Traffic, make_plan

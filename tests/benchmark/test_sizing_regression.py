@@ -10,9 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from benchmark.aws_aggregate import aggregate_run
-from benchmark.aws_levels import levels_prefix
-from benchmark.results import LevelResult, S3ResultsStore
+from benchmark.analysis.results import LevelResult, S3ResultsStore
+from benchmark.aws.aggregate import aggregate_run
+from benchmark.aws.contract import levels_prefix
 from benchmark.sizing.regression import (
     WORST_METRIC,
     compare,

@@ -9,8 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
-from benchmark.smoke import (
+from benchmark.aws.smoke import (
     SESSION_NAME,
     SmokeTestError,
     check_endpoint,
@@ -19,6 +18,7 @@ from benchmark.smoke import (
     request_body,
     runtime_client,
 )
+from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
 
 ENDPOINT = "llama2-7b-gptq-cost"
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.sse import DONE, Event, MalformedEvent, SSEParser, parse_all
+from benchmark.wire.sse import DONE, Event, MalformedEvent, SSEParser, parse_all
 
 TGI_STREAM = "".join(
     f"data:{json.dumps({'index': i, 'token': {'text': t}}, ensure_ascii=False)}\n\n"

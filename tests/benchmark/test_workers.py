@@ -9,9 +9,9 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
-from benchmark.loadgen import LoadSpec
-from benchmark.prompts import GenerationParams, builtin_prompts
-from benchmark.workers import ClientSpec, run_level_in_workers, share, split
+from benchmark.measure.loadgen import LoadSpec
+from benchmark.measure.prompts import GenerationParams, builtin_prompts
+from benchmark.measure.workers import ClientSpec, run_level_in_workers, share, split
 from catalog.errors import ConfigError
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.matrix import load_matrix
 from catalog.tgi_images import get_image
+from settings.matrix import load_matrix
 from tests.iam.account import Account, Role
 from tests.iam.calls import (
     Call,
@@ -203,12 +203,24 @@ HANDLER_CALLS: dict[str, tuple[HandlerCalls, set[tuple[str, str]]]] = {
     ),
 }
 # (handler, module, service, operation) found in the import closure but not reachable from the handler.
+_RESUME_ONLY = "S3ResultsStore.load: resuming a CLI run only"
+_LOADTEST_WRITER = "S3ResultsStore.append: the load test's writer"
 NOT_REACHED: dict[tuple[str, str, str, str], str] = {
-    ("loadtest", "benchmark/results.py", "s3", "ListObjectsV2"): "S3ResultsStore.load: resuming a CLI run only",
-    ("loadtest", "benchmark/results.py", "s3", "GetObject"): "S3ResultsStore.load: resuming a CLI run only",
-    ("aggregate", "benchmark/results.py", "s3", "ListObjectsV2"): "S3ResultsStore.load: resuming a CLI run only",
-    ("aggregate", "benchmark/results.py", "s3", "GetObject"): "S3ResultsStore.load: resuming a CLI run only",
-    ("aggregate", "benchmark/results.py", "s3", "PutObject"): "S3ResultsStore.append: the load test's writer",
+    (
+        "loadtest",
+        "benchmark/analysis/results.py",
+        "s3",
+        "ListObjectsV2",
+    ): _RESUME_ONLY,
+    ("loadtest", "benchmark/analysis/results.py", "s3", "GetObject"): _RESUME_ONLY,
+    (
+        "aggregate",
+        "benchmark/analysis/results.py",
+        "s3",
+        "ListObjectsV2",
+    ): _RESUME_ONLY,
+    ("aggregate", "benchmark/analysis/results.py", "s3", "GetObject"): _RESUME_ONLY,
+    ("aggregate", "benchmark/analysis/results.py", "s3", "PutObject"): _LOADTEST_WRITER,
 }
 
 

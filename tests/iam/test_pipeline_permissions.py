@@ -49,8 +49,8 @@ def test_the_source_action_may_use_its_connection(pipeline: Account, stages: Sta
 def test_smoke_test_may_assume_its_role_and_invoke_only_its_endpoints(
     pipeline_assembly: AppAssembly, pipeline: Account, stages: StagesConfig
 ) -> None:
-    # What benchmark.smoke calls, found in its code: nothing else may appear without being modelled here.
-    found = {(c.service, c.operation) for c in aws_calls(ROOT / "benchmark" / "smoke.py")}
+    # What benchmark.aws.smoke calls, found in its code: nothing else may appear without being modelled here.
+    found = {(c.service, c.operation) for c in aws_calls(ROOT / "benchmark" / "aws" / "smoke.py")}
     assert found == {("sts", "AssumeRole"), ("sagemaker-runtime", "InvokeEndpoint")}
     p = stages.pipeline
     for stage in stages.stages:

@@ -5,7 +5,7 @@ on it, so each configuration pays the deploy and teardown time once. The 2023 sc
 endpoint for every (configuration, concurrency) run, paying them once per run. An endpoint is billed
 from creation to deletion, so deploy and teardown minutes count as endpoint time.
 
-    python -m benchmark.plan 2023 [--region us-east-1] [--deploy-minutes 20] [--teardown-minutes 2] [--json]
+    python -m benchmark.analysis.plan 2023 [--region us-east-1] [--deploy-minutes 20] [--teardown-minutes 2] [--json]
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
-from benchmark.matrix import Matrix, PlanSettings, load_matrix
 from catalog import get_price
 from catalog.errors import ConfigError, Issue
+from settings.matrix import Matrix, PlanSettings, load_matrix
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,9 @@ def format_plan(plan: Plan) -> str:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="python -m benchmark.plan", description=__doc__.splitlines()[0])
+    parser = parser or argparse.ArgumentParser(
+        prog="python -m benchmark.analysis.plan", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("matrix", help="a matrix YAML file or a shipped matrix name (2023, smoke)")
     parser.add_argument("--region", help="price region (default: the matrix's plan.region)")
     parser.add_argument("--deploy-minutes", type=float, help="override plan.deploy_minutes")

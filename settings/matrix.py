@@ -250,7 +250,7 @@ def parse_matrix(data: Any, *, source: str = "matrix", prefix: str = NAME_PREFIX
 
 
 def resolve_path(name_or_path: str | Path) -> Path:
-    """A path, or the name of a shipped matrix (``2023`` -> ``benchmark/matrices/2023.yaml``)."""
+    """A path, or the name of a shipped matrix (``2023`` -> ``settings/matrices/2023.yaml``)."""
     path = Path(name_or_path)
     if path.is_file():
         return path

@@ -21,7 +21,7 @@ Rules (each chosen so the number means what its name says):
 - ``derived_tokens_per_s_2023`` reproduces the 2023 benchmark's *derived* throughput,
   users x max_new_tokens x 1000 / mean(end-to-end ms), for comparison only.
 
-Percentile definition and the too-few-samples rule are in :mod:`benchmark.percentiles`.
+Percentile definition and the too-few-samples rule are in :mod:`benchmark.measure.percentiles`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from benchmark.percentiles import Distribution
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.percentiles import Distribution
+from benchmark.measure.records import ErrorKind, RequestRecord
 
 # Server-reported per-request time per token (ms), as TGI sends it in the x-time-per-token header.
 SERVER_TIME_PER_TOKEN_KEYS = ("x-time-per-token", "time_per_token")
@@ -57,7 +57,7 @@ class SpecLike(Protocol):
 
 
 class LevelRunLike(Protocol):
-    """What metrics need from ``benchmark.loadgen.LevelRun``."""
+    """What metrics need from ``benchmark.measure.loadgen.LevelRun``."""
 
     @property
     def spec(self) -> SpecLike: ...

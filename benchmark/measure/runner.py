@@ -17,16 +17,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO, TypeVar
 
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.failfast import LevelAborted
-from benchmark.metrics import LevelRunLike, compute_metrics
-from benchmark.results import LevelResult, ResultsStore, build_result, finished_levels, utc_now
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.results import LevelResult, ResultsStore, build_result, finished_levels, utc_now
+from benchmark.measure.failfast import LevelAborted
+from benchmark.measure.metrics import LevelRunLike, compute_metrics
 
 T = TypeVar("T")
 
 
 class LoadSpecLike(Protocol):
-    """What the runner needs from ``benchmark.loadgen.LoadSpec`` (a frozen dataclass)."""
+    """What the runner needs from ``benchmark.measure.loadgen.LoadSpec`` (a frozen dataclass)."""
 
     @property
     def concurrency(self) -> int: ...
@@ -37,15 +37,15 @@ class ParamsLike(Protocol):
     def max_new_tokens(self) -> int: ...
 
 
-# run_level(client, prompts, params, spec, *, progress=None) -> LevelRun, as in benchmark.loadgen.
+# run_level(client, prompts, params, spec, *, progress=None) -> LevelRun, as in benchmark.measure.loadgen.
 LevelRunner = Callable[..., Awaitable[LevelRunLike]]
 # Opens a client for one configuration (starting an emulator, or pointing at an endpoint) and closes it.
 ClientOpener = Callable[[BenchmarkConfiguration], contextlib.AbstractAsyncContextManager[Any]]
 
 
 def _default_level_runner() -> LevelRunner:
-    """``benchmark.loadgen.run_level``, imported late: pricing and reporting must not need the load generator."""
-    run_level: LevelRunner = importlib.import_module("benchmark.loadgen").run_level
+    """``benchmark.measure.loadgen.run_level``, imported late: pricing and reporting need no load generator."""
+    run_level: LevelRunner = importlib.import_module("benchmark.measure.loadgen").run_level
     return run_level
 
 

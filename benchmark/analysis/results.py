@@ -6,7 +6,7 @@ loses at most the level in flight, and a rerun skips every level already on disk
 - a local path is a JSON-lines file, appended with flush + fsync;
 - ``s3://bucket/prefix`` holds one object per level (S3 cannot append), read back as one set.
 
-Records from other tools come in through :mod:`benchmark.external`; the schema is in ``benchmark/README.md``.
+Records from other tools come in through :mod:`benchmark.analysis.external`; the schema is in ``benchmark/README.md``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.cost import CostEstimate, estimate, price_for
-from benchmark.headroom import Headroom, headroom
-from benchmark.metrics import LevelMetrics
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.cost import CostEstimate, estimate, price_for
+from benchmark.analysis.headroom import Headroom, headroom
+from benchmark.measure.metrics import LevelMetrics
 from catalog.errors import ConfigError, Issue
 
 SCHEMA = "llama2-benchmark/level-result/1"

@@ -1,7 +1,7 @@
 """Gather results from every place they can live into one set: what ``benchmark report`` and the Lambda read.
 
 A location is an ``s3://bucket/prefix`` (one object per level), a JSON-lines file of our own records,
-or a CSV/JSONL file from another tool (:mod:`benchmark.external`), told apart by the ``schema`` tag.
+or a CSV/JSONL file from another tool (:mod:`benchmark.analysis.external`), told apart by the ``schema`` tag.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmark.external import Corrections, import_file, is_level_result_jsonl
-from benchmark.results import JsonlResultsStore, LevelResult, ResultsFileError, open_store
+from benchmark.analysis.external import Corrections, import_file, is_level_result_jsonl
+from benchmark.analysis.results import JsonlResultsStore, LevelResult, ResultsFileError, open_store
 
 
 def load_location(

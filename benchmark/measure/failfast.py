@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.records import ErrorKind, RequestRecord
 
 # Back-off of a virtual user after a connection error: first delay, cap (doubling in between).
 BACKOFF_FIRST_S = 0.05

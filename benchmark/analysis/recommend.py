@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from benchmark.results import LevelResult
+from benchmark.analysis.results import LevelResult
 from catalog import MODELS
 
 

@@ -1,7 +1,7 @@
 """One concurrency level on a benchmark endpoint, as the state machine's load-test Lambda runs it.
 
 The event is what ``constructs/benchmark_state_machine.py`` sends for each item of its ``RunLevels`` map.
-The level's record is written to S3 by :func:`benchmark.runner.run_one_level` the moment it finishes,
+The level's record is written to S3 by :func:`benchmark.measure.runner.run_one_level` the moment it finishes,
 then enriched with the endpoint's CloudWatch utilisation for the level's window and written again (the
 same object), so a failure while reading CloudWatch still leaves the measured record in place.
 """
@@ -16,15 +16,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.results import LevelResult, S3ResultsStore
 from benchmark.aws.contract import levels_prefix
 from benchmark.clients.sagemaker import SageMakerClient
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.failfast import LevelAborted
-from benchmark.loadgen import LoadSpec
-from benchmark.metrics import headline
-from benchmark.prompts import GenerationParams, builtin_prompts
-from benchmark.results import LevelResult, S3ResultsStore
-from benchmark.runner import run_one_level
+from benchmark.measure.failfast import LevelAborted
+from benchmark.measure.loadgen import LoadSpec
+from benchmark.measure.metrics import headline
+from benchmark.measure.prompts import GenerationParams, builtin_prompts
+from benchmark.measure.runner import run_one_level
 from catalog.errors import ConfigError, Issue
 
 NAMESPACE = "/aws/sagemaker/Endpoints"

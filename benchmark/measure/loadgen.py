@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.clients.base import Client
-from benchmark.failfast import FailFast, LevelAborted, backoff_s
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.records import ErrorKind, RequestRecord
+from benchmark.measure.failfast import FailFast, LevelAborted, backoff_s
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import ErrorKind, RequestRecord
 from catalog.errors import ConfigError, Issue
 
 __all__ = ["ARRIVALS", "LevelAborted", "LevelRun", "LoadSpec", "run_level"]

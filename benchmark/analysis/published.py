@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from benchmark import hf2023
-from benchmark.external import import_rows
-from benchmark.results import LevelResult, ResultsFileError
+from benchmark.analysis import hf2023
+from benchmark.analysis.external import import_rows
+from benchmark.analysis.results import LevelResult, ResultsFileError
 
 PUBLISHED_REGION = "us-west-2"
 SOURCE = "published 2023"

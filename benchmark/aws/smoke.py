@@ -1,6 +1,6 @@
 """Post-deploy smoke test: ask each endpoint for a few tokens through the SageMaker runtime; fail if it does not.
 
-The promotion pipeline runs this after each stage's deploy (``python -m benchmark.smoke --region ...
+The promotion pipeline runs this after each stage's deploy (``python -m benchmark.aws.smoke --region ...
 --role-arn ... --endpoint-name ...``) in a CodeBuild project of the pipeline account. It assumes the stage's
 smoke-test role, which may only call ``sagemaker:InvokeEndpoint`` on that stage's endpoints, and sends one
 short TGI ``/generate`` request per endpoint. An error, a body that is not TGI's JSON, or an answer without
@@ -131,7 +131,7 @@ def run(client: Any, endpoint_names: Sequence[str], *, max_new_tokens: int = DEF
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmark.smoke", description="Invoke each endpoint once; exit 1 unless all generate text."
+        prog="python -m benchmark.aws.smoke", description="Invoke each endpoint once; exit 1 unless all generate text."
     )
     parser.add_argument("--endpoint-name", action="append", required=True, help="repeat for each endpoint")
     parser.add_argument("--region", required=True)

@@ -14,11 +14,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from benchmark.analysis.collect import collect_results
+from benchmark.analysis.recommend import recommend
+from benchmark.analysis.results import LevelResult
 from benchmark.aws.contract import OUTCOME_FAILED, OUTCOME_SUCCEEDED, failures_prefix, levels_prefix, report_prefix
-from benchmark.collect import collect_results
-from benchmark.recommend import recommend
 from benchmark.report import write_report
-from benchmark.results import LevelResult
 from benchmark.sizing.regression import run_over_run
 from catalog.errors import ConfigError, Issue
 

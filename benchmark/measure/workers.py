@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from benchmark.clients import create_client
-from benchmark.loadgen import LevelRun, LoadSpec, run_level
-from benchmark.prompts import GenerationParams, Prompt
-from benchmark.runner import run_async
+from benchmark.measure.loadgen import LevelRun, LoadSpec, run_level
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.runner import run_async
 from catalog.errors import ConfigError, Issue
 
 
@@ -44,7 +44,7 @@ class ClientSpec:
 
 
 def worker_level_runner(workers: int, *, uvloop: bool = False) -> Callable[..., Awaitable[LevelRun]]:
-    """A ``level_runner`` for :mod:`benchmark.runner` whose "client" is a :class:`ClientSpec`."""
+    """A ``level_runner`` for :mod:`benchmark.measure.runner` whose "client" is a :class:`ClientSpec`."""
 
     async def run(
         client_spec: ClientSpec, prompts: Sequence[Prompt], params: GenerationParams, spec: LoadSpec

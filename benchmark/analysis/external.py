@@ -6,12 +6,12 @@ required: model, quantization, instance, concurrency, ms_per_token_median, token
 optional: region, tgi_version, label, usd_per_hour, ms_per_token_p90, ttft_ms_median, e2e_ms_median,
           error_rate, requests, max_new_tokens, source
 
-Every value is checked; the first bad one raises :class:`~benchmark.results.ResultsFileError` naming the
+Every value is checked; the first bad one raises :class:`~benchmark.analysis.results.ResultsFileError` naming the
 file, the line and the field. Known faults in a source can be mapped explicitly with ``corrections``
 (instance name -> (replacement, reason)); each use leaves a visible note on the row, never a silent fix.
 
 The 2023 benchmark's raw CSV (``results/sagemaker.csv``) is recognised by its header and imported by
-:mod:`benchmark.hf2023` with its own definitions. Prices: ``--price-override`` first, then the file's
+:mod:`benchmark.analysis.hf2023` with its own definitions. Prices: ``--price-override`` first, then the file's
 ``usd_per_hour``, then the catalog.
 """
 
@@ -25,13 +25,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmark import hf2023
-from benchmark.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
-from benchmark.cost import estimate, import_price
-from benchmark.headroom import headroom
-from benchmark.metrics import LevelMetrics
-from benchmark.percentiles import Distribution
-from benchmark.results import LevelResult, ResultsFileError, tool_version, utc_now
+from benchmark.analysis import hf2023
+from benchmark.analysis.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
+from benchmark.analysis.cost import estimate, import_price
+from benchmark.analysis.headroom import headroom
+from benchmark.analysis.results import LevelResult, ResultsFileError, tool_version, utc_now
+from benchmark.measure.metrics import LevelMetrics
+from benchmark.measure.percentiles import Distribution
 from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError
 

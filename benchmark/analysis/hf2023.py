@@ -18,12 +18,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from benchmark.configuration import BenchmarkConfiguration
-from benchmark.cost import estimate, import_price
-from benchmark.headroom import headroom
-from benchmark.metrics import LevelMetrics, TokenTimeSource
-from benchmark.percentiles import PERCENTILES, Distribution, min_samples
-from benchmark.results import LevelResult, ResultsFileError, tool_version, utc_now
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.cost import estimate, import_price
+from benchmark.analysis.headroom import headroom
+from benchmark.analysis.results import LevelResult, ResultsFileError, tool_version, utc_now
+from benchmark.measure.metrics import LevelMetrics, TokenTimeSource
+from benchmark.measure.percentiles import PERCENTILES, Distribution, min_samples
 from catalog.errors import ConfigError
 
 # The file's own spelling ("Thorughput" included): the header that tells this format apart.

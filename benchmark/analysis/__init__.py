@@ -1,0 +1,1 @@
+"""From measured levels to decisions: configuration identity, results, cost, headroom, imports, recommendations."""

@@ -1,0 +1,1 @@
+"""Wire formats shared by the clients and the emulator: server-sent events and AWS event-stream framing."""
