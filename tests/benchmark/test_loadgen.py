@@ -217,7 +217,7 @@ def test_ramp_up_spreads_the_first_requests_evenly() -> None:
     run(client, LoadSpec(concurrency=4, duration_s=0.3, ramp_up_s=0.2))
     first = [client.sent_at[user] - client.sent_at[0] for user in range(4)]
     for user, offset in enumerate(first):
-        assert 0.05 * user <= offset < 0.05 * user + 0.03
+        assert 0.05 * user - 0.002 <= offset < 0.05 * user + 0.03  # user 0 itself may go out a little late
 
 
 def test_without_ramp_up_every_user_sends_at_once() -> None:
