@@ -133,17 +133,23 @@ class StreamReader:
         raise NotImplementedError
 
 
+def _event_object(event: Event) -> dict[str, Any]:
+    """A stream event's JSON object; an in-stream error (every server sends an ``error`` key) is raised."""
+    obj = _json(event.data, "stream event")
+    if not isinstance(obj, dict):
+        raise RequestFailed(ErrorKind.MALFORMED_FRAME, f"stream event is not an object: {event.data[:80]}")
+    if "error" in obj:
+        raise _stream_error(obj)
+    return obj
+
+
 class TgiStreamReader(StreamReader):
     """TGI ``/generate_stream``: one event per token; the last carries ``generated_text`` and ``details``."""
 
     def _on_event(self, event: Event, at: float) -> None:
         if self.finished:
             return
-        obj = _json(event.data, "stream event")
-        if not isinstance(obj, dict):
-            raise RequestFailed(ErrorKind.MALFORMED_FRAME, f"stream event is not an object: {event.data[:80]}")
-        if "error" in obj:
-            raise _stream_error(obj)
+        obj = _event_object(event)
         if "token" in obj:
             self._token(at)
         if obj.get("generated_text") is not None:
@@ -168,11 +174,7 @@ class OpenAIStreamReader(StreamReader):
         if event.data.strip() == DONE:
             self.finished = True
             return
-        obj = _json(event.data, "stream event")
-        if not isinstance(obj, dict):
-            raise RequestFailed(ErrorKind.MALFORMED_FRAME, f"stream event is not an object: {event.data[:80]}")
-        if "error" in obj:
-            raise _stream_error(obj)
+        obj = _event_object(event)
         for choice in obj.get("choices") or ():
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if isinstance(delta, dict) and delta.get("content"):
