@@ -97,6 +97,7 @@ class BenchmarkStateMachineProps:
     # turns Failed only after up to an hour: teardown waits this many polls before deleting anyway.
     max_teardown_polls: int = 150
     endpoint_ttl_hours: int = 6  # the janitor deletes tagged endpoints older than this
+    slo: str | None = None  # validated in settings (benchmark.slo); the aggregate step then compares capacity too
     timeout: cdk.Duration = field(default_factory=lambda: cdk.Duration.hours(36))
 
     def __post_init__(self) -> None:
@@ -258,15 +259,18 @@ class BenchmarkStateMachine(Construct):
             "Aggregate",
             lambda_function=props.aggregate_function,
             payload=sfn.TaskInput.from_object(
-                _event(
-                    AggregateEvent,
-                    {
-                        "run_id": sfn.JsonPath.string_at("$.run_id"),
-                        "matrix": sfn.JsonPath.string_at("$.matrix"),
-                        "configurations": sfn.JsonPath.list_at("$.configurations"),
-                        "skipped": sfn.JsonPath.list_at("$.plan.skipped"),
-                    },
-                )
+                {
+                    **_event(
+                        AggregateEvent,
+                        {
+                            "run_id": sfn.JsonPath.string_at("$.run_id"),
+                            "matrix": sfn.JsonPath.string_at("$.matrix"),
+                            "configurations": sfn.JsonPath.list_at("$.configurations"),
+                            "skipped": sfn.JsonPath.list_at("$.plan.skipped"),
+                        },
+                    ),
+                    **({"slo": props.slo} if props.slo else {}),
+                }
             ),
             payload_response_only=True,
             result_path="$.report",

@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmark.aws.contract import NAME_PREFIX
 from catalog.errors import ConfigError, Issue
+from settings.slo import parse_slo
 
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 _KEYS = {
@@ -26,6 +27,7 @@ _KEYS = {
     "ttl_hours",
     "prefix",
     "regression_alarm_pct",
+    "slo",
 }
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
@@ -42,6 +44,7 @@ class BenchmarkOptions:
     ttl_hours: int = 6
     prefix: str = NAME_PREFIX
     regression_alarm_pct: float = 10.0  # alarm when a run is this much worse than the previous (benchmark/sizing)
+    slo: str | None = None  # e.g. "ttft_ms.p90<=1500,ms_per_token.p90<=60": scheduled runs also compare capacity
 
 
 def _bool(key: str, value: Any, issues: list[Issue]) -> bool:
@@ -103,6 +106,12 @@ def parse_benchmark_option(raw: Any) -> BenchmarkOptions:
                 raise ValueError
         except (TypeError, ValueError):
             issues.append(Issue("benchmark.regression_alarm_pct", values["regression_alarm_pct"], "must be > 0 (%)"))
+    if "slo" in values:
+        try:
+            parse_slo(str(values["slo"]))
+            out["slo"] = str(values["slo"])
+        except ConfigError as err:
+            issues += [Issue(f"benchmark.{issue.field}", issue.value, issue.allowed) for issue in err.issues]
     for key in ("schedule_matrix", "prefix"):
         if key in values:
             out[key] = str(values[key])

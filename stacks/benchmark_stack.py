@@ -108,6 +108,7 @@ class BenchmarkStack(cdk.Stack):
                 max_parallel_endpoints=parallel,
                 prefix=opts.prefix,
                 endpoint_ttl_hours=opts.ttl_hours,
+                slo=opts.slo,
             ),
         )
         self._triggers(opts, key)

@@ -70,7 +70,7 @@ class AggregateEvent(TypedDict):
     matrix: str
     configurations: list[ConfigurationOutcome]
     skipped: list[Mapping[str, Any]]
-    slo: NotRequired[Mapping[str, Any]]  # only when invoked by hand; the state machine sends none
+    slo: NotRequired[str]  # the benchmark.slo option, when set: capacity under it is compared run over run
 
 
 # EventBridge -> janitor: an execution's status change, sent by Standard workflows to the default bus.

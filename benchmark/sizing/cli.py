@@ -18,9 +18,9 @@ from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.capacity import Capacity, SweepSettings, capacity_of, sweep
 from benchmark.sizing.levels import MeasuredLevel, by_configuration, load_levels
 from benchmark.sizing.plan import SizingOptions, SizingPlan, Traffic, make_plan
-from benchmark.sizing.slo import parse_slo
 from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError, Issue
+from settings.slo import parse_slo
 
 EXIT_NOT_DEPLOYABLE = 1
 

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from benchmark.sizing.plan import ConfigurationPlan, SizingPlan
-from benchmark.sizing.slo import Slo
 from catalog.errors import ConfigError, Issue
 from settings.loading import load_settings
 from settings.scenarios import SCENARIOS, STACK_NAMES
+from settings.slo import Slo
 
 
 def deployment_values(plan: ConfigurationPlan) -> dict[str, Any]:
