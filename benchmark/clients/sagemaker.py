@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -40,9 +39,6 @@ if TYPE_CHECKING:
 
 THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
 STREAM_FAILURE_CODES = frozenset({"ModelStreamError", "InternalStreamFailure"})
-
-
-GIL_SWITCH_INTERVAL_S = 0.0005  # see SageMakerClient.__init__
 
 
 def boto_config(concurrency: int, timeout_s: float, connect_timeout_s: float = 10.0) -> Config:
@@ -122,12 +118,6 @@ class SageMakerClient:
             **dict(client_kwargs or {}),
         )
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sagemaker-invoke")
-        # boto3 is synchronous, so each request reads its stream on its own thread; with CPython's default 5 ms
-        # GIL switch interval a thread whose token has arrived can wait that long to stamp it. At 256 streams
-        # that read +2.8 % (and up to +7 % on a busy machine) on TTFT against the ground truth; 0.5 ms: +1.3 %
-        # (scripts/bench_accuracy.py). The setting is per process, and this process exists to measure.
-        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
-            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         # A request's clock starts when botocore hands it to the connection, after serializing and SigV4
         # signing (about 2 ms of client CPU, which is not the endpoint's latency); each request has a thread.
         self._current = threading.local()
