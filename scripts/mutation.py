@@ -8,7 +8,10 @@ it skips ``@property`` methods, decorated functions and module constants, which 
 project's logic lives (``MemoryPlan.fits``, ``USABLE_MEMORY_FRACTION``).
 
 Operators that swap arithmetic for bitwise or shift operators are left out: on floats they only raise a
-TypeError, which any test notices, so they would pad the score without testing anything.
+TypeError, which any test notices, so they would pad the score without testing anything. Mutants inside
+type annotations are left out too (``float | None`` -> ``float + None``): under ``from __future__ import
+annotations`` Python never evaluates them, so no test could tell them apart. The survivors that remain and
+are equivalent for another reason are listed in ``EQUIVALENT`` below and in README's Testing section.
 
     python scripts/mutation.py                         # every module, then the overall score
     python scripts/mutation.py catalog/fit.py          # some modules only
@@ -21,6 +24,7 @@ the score is a benchmark, not a gate (README: Testing).
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -88,6 +92,47 @@ class Score:
             f"{name or self.module:32} {self.killed:5d}/{self.total:<5d} killed {pct}  {self.seconds:6.0f} s"
             f"  ({self.skipped} filtered out)"
         )
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) of every annotation, as (line, column), in a module that never evaluates them."""
+    tree = ast.parse(source)
+    postponed = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(a.name == "annotations" for a in node.names)
+        for node in tree.body
+    )
+    if not postponed:
+        return []
+    notes: list[ast.expr | None] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            every = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x is not None)]
+            notes += [arg.annotation for arg in every]
+            notes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+    return [
+        ((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in notes if n is not None
+    ]
+
+
+def skip_annotation_mutants(work: Path, module: str) -> int:
+    """Mark the session's mutants inside never-evaluated annotations as skipped; how many there were."""
+    from cosmic_ray.work_db import WorkDB, use_db  # type: ignore[import-untyped]  # noqa: PLC0415
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    spans = annotation_spans((work / module).read_text())
+    skipped = 0
+    with use_db(str(work / "session.sqlite"), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            starts = [tuple(m.start_pos) for m in item.mutations]
+            if starts and all(any(lo <= s < hi for lo, hi in spans) for s in starts):
+                db.set_result(item.job_id, WorkResult(output="in an annotation", worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    return skipped
 
 
 def tests_of(target: Target) -> list[str]:
@@ -193,6 +238,7 @@ def run(target: Target, *, survivors: bool) -> Score:
         (work / "cosmic-ray.toml").write_text(_config(target, timeout_s))
         _cr(work, "init", "cosmic-ray.toml", "session.sqlite")
         _cr(work, "cr-filter-operators", "session.sqlite", "cosmic-ray.toml")
+        skip_annotation_mutants(work, target.module)
     _cr(work, "exec", "cosmic-ray.toml", "session.sqlite")
     killed, survived, skipped = count(work)
     diffs = _cr(work, "cr-report", "--show-diff", "--surviving-only", "session.sqlite") if survivors else ""
