@@ -61,7 +61,10 @@ TARGETS = (
     Target("catalog/fit.py", ("tests/test_catalog.py", "tests/test_config_validation.py")),
     Target("settings/deployment.py", SETTINGS_TESTS),
     Target("settings/deployment_checks.py", SETTINGS_TESTS),  # DeploymentConfig's checks, once split out
-    Target("benchmark/clients/protocol.py", ("tests/benchmark/test_clients.py",)),
+    Target(
+        "benchmark/clients/protocol.py",
+        ("tests/benchmark/test_protocol.py", "tests/benchmark/test_real_streams.py", "tests/benchmark/test_clients.py"),
+    ),
     Target("benchmark/wire/sse.py", ("tests/benchmark/test_sse.py",)),
     # The policy builders are only visible in synthesized templates: each mutant costs a synth.
     Target("constructs/weights_bucket.py", ("tests/test_foundation.py",), "weights or prefix or model_data"),
