@@ -70,8 +70,9 @@ TARGETS = (
     Target("constructs/weights_bucket.py", ("tests/test_foundation.py",), "weights or prefix or model_data"),
     Target(
         "constructs/execution_role.py",
-        ("tests/test_endpoint_constructs.py",),
-        "(execution_role_statements or no_broad_permissions) and (latency-7b or cost-70b) or nag_names",
+        ("tests/iam/test_execution_role_props.py", "tests/test_endpoint_constructs.py"),
+        "(execution_role_statements or no_broad_permissions) and (latency-7b or cost-70b) or nag_names"
+        " or execution_role_props",
     ),
 )
 
