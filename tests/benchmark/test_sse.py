@@ -76,22 +76,6 @@ def test_stream_ending_inside_a_character_is_malformed() -> None:
         parser.close()
 
 
-texts = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=30)
-
-
-@settings(max_examples=80, deadline=None)
-@given(
-    st.lists(st.lists(texts, min_size=1, max_size=3), min_size=1, max_size=5),
-    st.sampled_from(["\n", "\r\n", "\r"]),
-    st.lists(st.integers(0, 10_000), max_size=8),
-)
-def test_property_random_events_and_cuts(datas: list[list[str]], eol: str, cuts: list[int]) -> None:
-    stream = "".join("".join(f"data: {line}{eol}" for line in lines) + eol for lines in datas).encode()
-    bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
-    events = parse_all([stream[a:b] for a, b in itertools.pairwise(bounds)])
-    assert [e.data for e in events] == ["\n".join(lines) for lines in datas]
-
-
 def test_unknown_field_names_are_ignored_whatever_they_sort_next_to() -> None:
     # WHATWG: only data, event, id and retry mean anything; any other field name is ignored.
     stream = b"a: 1\ndump: 2\nev: 3\nfoo: 4\nping: 5\nzzz: 6\ndata: d\n\n"
@@ -134,3 +118,19 @@ def test_events_are_immutable() -> None:
     (event,) = parse_all([b"data: a\n\n"])
     with pytest.raises(AttributeError):
         event.data = "b"  # type: ignore[misc]
+
+
+texts = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=30)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.lists(texts, min_size=1, max_size=3), min_size=1, max_size=5),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.lists(st.integers(0, 10_000), max_size=8),
+)
+def test_property_random_events_and_cuts(datas: list[list[str]], eol: str, cuts: list[int]) -> None:
+    stream = "".join("".join(f"data: {line}{eol}" for line in lines) + eol for lines in datas).encode()
+    bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    events = parse_all([stream[a:b] for a, b in itertools.pairwise(bounds)])
+    assert [e.data for e in events] == ["\n".join(lines) for lines in datas]
