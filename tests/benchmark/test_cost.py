@@ -10,6 +10,7 @@ from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.analysis.cost import (
     CostEstimate,
     estimate,
+    import_price,
     minutes_per_million,
     parse_price_overrides,
     price_for,
@@ -51,7 +52,7 @@ def test_a_fraction_of_a_token_per_second_still_has_a_cost() -> None:
     assert cost.usd_per_1m_tokens == pytest.approx(2e6 / 3600 * 1.515)
 
 
-@pytest.mark.parametrize("tps", [0.0, None, -5.0])
+@pytest.mark.parametrize("tps", [0.0, None, -0.5, -5.0])
 def test_no_tokens_means_no_cost_figures(tps: float | None) -> None:
     cost = estimate(tps, get_price("ml.g5.2xlarge"))
     assert cost.minutes_per_1m_tokens is None and cost.usd_per_1m_tokens is None
@@ -151,3 +152,27 @@ def test_configuration_that_cannot_fit_is_refused_before_deploying() -> None:
     with pytest.raises(ConfigError, match="too small"):
         BenchmarkConfiguration(model="13b", instance_type="ml.g5.2xlarge").check_deployable()
     BenchmarkConfiguration(model="13b", quantization="gptq", instance_type="ml.g5.2xlarge").check_deployable()
+
+
+def fail(field: str, value: object, allowed: str) -> Exception:
+    return ValueError(f"{field}={value!r}: {allowed}")
+
+
+def test_imported_row_keeps_its_own_price_unless_the_user_overrides_that_instance() -> None:
+    own = import_price("ml.g5.2xlarge", "us-east-1", None, fail, file_usd_per_hour=1.2, file_source="run.csv")
+    assert (own.usd_per_hour, own.as_of, own.source) == (1.2, "from file", "run.csv")
+    # overrides of other instances, sorting before ("12xlarge") and after ("4xlarge") it, change nothing
+    others = {"ml.g5.12xlarge": 9.0, "ml.g5.4xlarge": 8.0}
+    assert import_price("ml.g5.2xlarge", "us-east-1", others, fail, file_usd_per_hour=1.2).usd_per_hour == 1.2
+    mine = import_price("ml.g5.2xlarge", "us-east-1", {"ml.g5.2xlarge": 2.5}, fail, file_usd_per_hour=1.2)
+    assert (mine.usd_per_hour, mine.source) == (2.5, "user override")
+    catalog = import_price("ml.g5.2xlarge", "us-east-1", others, fail)
+    assert catalog.usd_per_hour == 1.515
+    with pytest.raises(TypeError):
+        import_price("ml.g5.2xlarge", "us-east-1", None, fail, 1.2)  # type: ignore[call-arg]
+
+
+def test_imported_row_without_any_price_names_the_flag_that_gives_one() -> None:
+    with pytest.raises(ValueError, match=r"--price-override ml\.g5\.4xlarge=USD_PER_HOUR") as err:
+        import_price("ml.g5.4xlarge", "eu-west-1", None, fail)
+    assert "eu-west-1" in str(err.value)
