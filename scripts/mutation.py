@@ -52,6 +52,38 @@ class Target:
     select: str = ""  # a pytest -k expression, where only part of a slow (synthesizing) file guards the module
 
 
+# Survivors read and judged equivalent: no input the module accepts tells them apart from the original. The
+# count is how many of a module's surviving mutants each entry covers; `line()` reports them beside the score.
+EQUIVALENT: dict[str, tuple[tuple[int, str], ...]] = {
+    "benchmark/analysis/cost.py": (
+        (2, "`==` -> `is` on instance names: both sides are the catalog entry's own str object"),
+        (2, "`tokens_per_s > 0` -> `>= 0` after `tokens_per_s and`: zero is already excluded"),
+        (1, "`err.issues[0]` -> `[-1]`: get_price raises with exactly one issue"),
+    ),
+    "benchmark/analysis/recommend.py": (
+        (2, "`==` -> `is` on the model size (interned str) and the concurrency (small int)"),
+        (2, "`(tokens_per_s or 0.0) > 0` -> `or -1.0` / `!= 0`: tokens/s is None or >= 0, both reject None and 0"),
+    ),
+    "benchmark/clients/protocol.py": ((1, "`obj[0]` -> `obj[-1]` on a list just checked to hold exactly one element"),),
+    "benchmark/measure/percentiles.py": (
+        (2, "`round(.., 9)` -> 8 or 10 digits in min_samples: only float noise below 1e-8 differs"),
+        (1, "`max(1, ..)` -> `max(0, ..)`: ceil(1 / (1 - q)) is at least 1 for q in [0, 1)"),
+    ),
+    "benchmark/wire/sse.py": (
+        (1, "`_last_cr = True` at start: a leading LF it would swallow is a blank line that dispatches nothing"),
+        (3, "`start < length` -> `<=`, `!=`, `is not`: start never passes length, and at length the loop breaks"),
+        (1, "`buffer[nxt] == '\\n'` -> `is`: one-character strings are cached objects"),
+    ),
+    "benchmark/measure/metrics.py": (
+        (2, "`by_kind.get(kind, 0)` default -> -1 or 1: only read for kinds that are present"),
+    ),
+}
+
+
+def equivalent(module: str) -> int:
+    return sum(n for n, _ in EQUIVALENT.get(module, ()))
+
+
 SETTINGS_TESTS = ("tests/test_config_validation.py", "tests/test_deployment_limits.py", "tests/test_catalog.py")
 TARGETS = (
     Target("benchmark/measure/metrics.py", ("tests/benchmark/test_metrics.py",)),
@@ -92,9 +124,11 @@ class Score:
 
     def line(self, name: str | None = None) -> str:
         pct = f"{100.0 * self.killed / self.total:5.1f} %" if self.total else "  n/a  "
+        same = equivalent(self.module) if name is None else 0
+        judged = f", {same} of the survivors equivalent" if same else ""
         return (
             f"{name or self.module:32} {self.killed:5d}/{self.total:<5d} killed {pct}  {self.seconds:6.0f} s"
-            f"  ({self.skipped} filtered out)"
+            f"  ({self.skipped} filtered out{judged})"
         )
 
 

@@ -61,6 +61,19 @@ def test_request_flags_are_keyword_only() -> None:
         ({"error": {"message": "Too many", "type": "RateLimitError", "code": 429}}, ErrorKind.THROTTLED, ""),
         ({"error": {"message": "bad", "type": "BadRequestError", "code": 400}}, ErrorKind.HTTP_4XX, ""),
         ({"error": {"message": "boom", "type": "InternalServerError", "code": 500}}, ErrorKind.DROPPED_STREAM, ""),
+        ({"error": "busy", "error_type": "overloaded"}, ErrorKind.THROTTLED, "busy"),
+        # RFC 9110: 4xx is 400-499; the edges and the common codes on either side
+        *(
+            ({"error": {"message": "m", "code": code}}, kind, "")
+            for code, kind in (
+                (399, ErrorKind.DROPPED_STREAM),
+                (400, ErrorKind.HTTP_4XX),
+                (404, ErrorKind.HTTP_4XX),
+                (499, ErrorKind.HTTP_4XX),
+                (500, ErrorKind.DROPPED_STREAM),
+                (503, ErrorKind.DROPPED_STREAM),
+            )
+        ),
         ({"error": "boom"}, ErrorKind.DROPPED_STREAM, "in-stream error (unknown): boom"),
     ],
 )
