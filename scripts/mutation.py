@@ -72,10 +72,8 @@ EQUIVALENT: dict[str, tuple[tuple[int, str], ...]] = {
     "benchmark/wire/sse.py": (
         (1, "`_last_cr = True` at start: a leading LF it would swallow is a blank line that dispatches nothing"),
         (3, "`start < length` -> `<=`, `!=`, `is not`: start never passes length, and at length the loop breaks"),
+        (2, "`nxt < length` -> `!=`, `nxt == length` -> `>=`: nxt never passes length"),
         (1, "`buffer[nxt] == '\\n'` -> `is`: one-character strings are cached objects"),
-    ),
-    "benchmark/measure/metrics.py": (
-        (2, "`by_kind.get(kind, 0)` default -> -1 or 1: only read for kinds that are present"),
     ),
 }
 

@@ -114,6 +114,13 @@ def test_partial_means_any_unfinished_event() -> None:
     assert parser.has_partial is True
 
 
+def test_only_the_streams_first_bom_is_dropped() -> None:
+    # WHATWG: one leading U+FEFF is ignored; one at the start of a later chunk is data.
+    parser = SSEParser()
+    assert parser.feed("\ufeffdata: ".encode()) == []
+    assert parser.feed("\ufeffa\n\n".encode()) == [Event(data="\ufeffa")]
+
+
 def test_events_are_immutable() -> None:
     (event,) = parse_all([b"data: a\n\n"])
     with pytest.raises(AttributeError):
