@@ -8,7 +8,10 @@ it skips ``@property`` methods, decorated functions and module constants, which 
 project's logic lives (``MemoryPlan.fits``, ``USABLE_MEMORY_FRACTION``).
 
 Operators that swap arithmetic for bitwise or shift operators are left out: on floats they only raise a
-TypeError, which any test notices, so they would pad the score without testing anything.
+TypeError, which any test notices, so they would pad the score without testing anything. Mutants inside
+type annotations are left out too (``float | None`` -> ``float + None``): under ``from __future__ import
+annotations`` Python never evaluates them, so no test could tell them apart. The survivors that remain and
+are equivalent for another reason are listed in ``EQUIVALENT`` below and in README's Testing section.
 
     python scripts/mutation.py                         # every module, then the overall score
     python scripts/mutation.py catalog/fit.py          # some modules only
@@ -21,6 +24,7 @@ the score is a benchmark, not a gate (README: Testing).
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -48,6 +52,36 @@ class Target:
     select: str = ""  # a pytest -k expression, where only part of a slow (synthesizing) file guards the module
 
 
+# Survivors read and judged equivalent: no input the module accepts tells them apart from the original. The
+# count is how many of a module's surviving mutants each entry covers; `line()` reports them beside the score.
+EQUIVALENT: dict[str, tuple[tuple[int, str], ...]] = {
+    "benchmark/analysis/cost.py": (
+        (2, "`==` -> `is` on instance names: both sides are the catalog entry's own str object"),
+        (2, "`tokens_per_s > 0` -> `>= 0` after `tokens_per_s and`: zero is already excluded"),
+        (1, "`err.issues[0]` -> `[-1]`: get_price raises with exactly one issue"),
+    ),
+    "benchmark/analysis/recommend.py": (
+        (2, "`==` -> `is` on the model size (interned str) and the concurrency (small int)"),
+        (2, "`(tokens_per_s or 0.0) > 0` -> `or -1.0` / `!= 0`: tokens/s is None or >= 0, both reject None and 0"),
+    ),
+    "benchmark/clients/protocol.py": ((1, "`obj[0]` -> `obj[-1]` on a list just checked to hold exactly one element"),),
+    "benchmark/measure/percentiles.py": (
+        (2, "`round(.., 9)` -> 8 or 10 digits in min_samples: only float noise below 1e-8 differs"),
+        (1, "`max(1, ..)` -> `max(0, ..)`: ceil(1 / (1 - q)) is at least 1 for q in [0, 1)"),
+    ),
+    "benchmark/wire/sse.py": (
+        (1, "`_last_cr = True` at start: a leading LF it would swallow is a blank line that dispatches nothing"),
+        (3, "`start < length` -> `<=`, `!=`, `is not`: start never passes length, and at length the loop breaks"),
+        (2, "`nxt < length` -> `!=`, `nxt == length` -> `>=`: nxt never passes length"),
+        (1, "`buffer[nxt] == '\\n'` -> `is`: one-character strings are cached objects"),
+    ),
+}
+
+
+def equivalent(module: str) -> int:
+    return sum(n for n, _ in EQUIVALENT.get(module, ()))
+
+
 SETTINGS_TESTS = ("tests/test_config_validation.py", "tests/test_deployment_limits.py", "tests/test_catalog.py")
 TARGETS = (
     Target("benchmark/measure/metrics.py", ("tests/benchmark/test_metrics.py",)),
@@ -57,14 +91,18 @@ TARGETS = (
     Target("catalog/fit.py", ("tests/test_catalog.py", "tests/test_config_validation.py")),
     Target("settings/deployment.py", SETTINGS_TESTS),
     Target("settings/deployment_checks.py", SETTINGS_TESTS),  # DeploymentConfig's checks, once split out
-    Target("benchmark/clients/protocol.py", ("tests/benchmark/test_clients.py",)),
+    Target(
+        "benchmark/clients/protocol.py",
+        ("tests/benchmark/test_protocol.py", "tests/benchmark/test_real_streams.py", "tests/benchmark/test_clients.py"),
+    ),
     Target("benchmark/wire/sse.py", ("tests/benchmark/test_sse.py",)),
     # The policy builders are only visible in synthesized templates: each mutant costs a synth.
     Target("constructs/weights_bucket.py", ("tests/test_foundation.py",), "weights or prefix or model_data"),
     Target(
         "constructs/execution_role.py",
-        ("tests/test_endpoint_constructs.py",),
-        "(execution_role_statements or no_broad_permissions) and (latency-7b or cost-70b) or nag_names",
+        ("tests/iam/test_execution_role_props.py", "tests/test_endpoint_constructs.py"),
+        "(execution_role_statements or no_broad_permissions) and (latency-7b or cost-70b) or nag_names"
+        " or execution_role_props",
     ),
 )
 
@@ -84,10 +122,53 @@ class Score:
 
     def line(self, name: str | None = None) -> str:
         pct = f"{100.0 * self.killed / self.total:5.1f} %" if self.total else "  n/a  "
+        same = equivalent(self.module) if name is None else 0
+        judged = f", {same} of the survivors equivalent" if same else ""
         return (
             f"{name or self.module:32} {self.killed:5d}/{self.total:<5d} killed {pct}  {self.seconds:6.0f} s"
-            f"  ({self.skipped} filtered out)"
+            f"  ({self.skipped} filtered out{judged})"
         )
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) of every annotation, as (line, column), in a module that never evaluates them."""
+    tree = ast.parse(source)
+    postponed = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(a.name == "annotations" for a in node.names)
+        for node in tree.body
+    )
+    if not postponed:
+        return []
+    notes: list[ast.expr | None] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            every = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x is not None)]
+            notes += [arg.annotation for arg in every]
+            notes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+    return [
+        ((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in notes if n is not None
+    ]
+
+
+def skip_annotation_mutants(work: Path, module: str) -> int:
+    """Mark the session's mutants inside never-evaluated annotations as skipped; how many there were."""
+    from cosmic_ray.work_db import WorkDB, use_db  # type: ignore[import-untyped]  # noqa: PLC0415
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    spans = annotation_spans((work / module).read_text())
+    skipped = 0
+    with use_db(str(work / "session.sqlite"), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            starts = [tuple(m.start_pos) for m in item.mutations]
+            if starts and all(any(lo <= s < hi for lo, hi in spans) for s in starts):
+                db.set_result(item.job_id, WorkResult(output="in an annotation", worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    return skipped
 
 
 def tests_of(target: Target) -> list[str]:
@@ -193,6 +274,7 @@ def run(target: Target, *, survivors: bool) -> Score:
         (work / "cosmic-ray.toml").write_text(_config(target, timeout_s))
         _cr(work, "init", "cosmic-ray.toml", "session.sqlite")
         _cr(work, "cr-filter-operators", "session.sqlite", "cosmic-ray.toml")
+        skip_annotation_mutants(work, target.module)
     _cr(work, "exec", "cosmic-ray.toml", "session.sqlite")
     killed, survived, skipped = count(work)
     diffs = _cr(work, "cr-report", "--show-diff", "--surviving-only", "session.sqlite") if survivors else ""

@@ -15,13 +15,14 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
 
 from catalog.errors import ConfigError
 from constructs.encryption import EncryptionProps
 from constructs.network import DEFAULT_INTERFACE_ENDPOINTS, NetworkProps
-from constructs.weights_bucket import check_weights_prefix
+from constructs.weights_bucket import WeightsBucket, WeightsBucketProps, check_weights_prefix
 from constructs.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStagingProps, buildspec
 from settings import DeploymentConfig
 from settings.network_options import DEFAULT_AZ_COUNT
@@ -239,7 +240,32 @@ def test_weights_bucket_is_encrypted_with_the_key_and_locked_down(resources: dic
     assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": log_bucket_id}
     lifecycle = props["LifecycleConfiguration"]["Rules"]
     assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 30 for r in lifecycle)
+    # A multipart upload of a multi-GB weight file that dies leaves billed parts: they go after a week.
+    assert any(r.get("AbortIncompleteMultipartUpload") == {"DaysAfterInitiation": 7} for r in lifecycle)
     assert bucket["DeletionPolicy"] == "Retain"
+
+
+def test_weights_access_logs_are_kept_a_year(resources: dict[str, dict[str, Any]]) -> None:
+    _, logs_bucket = _bucket(resources, "AccessLogs")
+    rules = logs_bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [r.get("ExpirationInDays") for r in rules if r.get("ExpirationInDays")] == [365]
+
+
+def test_weights_bucket_props_are_keyword_only_frozen_and_validated() -> None:
+    key = kms.Key(cdk.Stack(cdk.App(), "Props"), "Key")
+    assert WeightsBucketProps(key=key, noncurrent_version_days=1, access_log_days=1).access_log_days == 1
+    for days in (0, -1):
+        with pytest.raises(ValueError, match="noncurrent_version_days must be at least 1"):
+            WeightsBucketProps(key=key, noncurrent_version_days=days)
+        with pytest.raises(ValueError, match="access_log_days must be at least 1"):
+            WeightsBucketProps(key=key, access_log_days=days)
+    with pytest.raises(TypeError):
+        WeightsBucketProps(key)  # type: ignore[call-arg]
+    props = WeightsBucketProps(key=key)
+    with pytest.raises(TypeError):
+        WeightsBucket(cdk.Stack(cdk.App(), "Positional"), "Weights", props)  # type: ignore[call-arg]
+    with pytest.raises(AttributeError):
+        props.access_log_days = 2  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

@@ -112,11 +112,9 @@ class StreamReader:
     def close(self) -> None:
         """The body ended: without the protocol's final event the stream was dropped."""
         try:
-            events = self._parser.close()
+            self._parser.close()  # yields no event: SSE drops an unterminated one at the end of the stream
         except MalformedEvent as exc:
             raise RequestFailed(ErrorKind.MALFORMED_FRAME, str(exc)) from None
-        for event in events:
-            self._on_event(event, self.record.token_times[-1] if self.record.token_times else self.record.start)
         if self._parser.has_partial:
             got = len(self.record.token_times)
             raise RequestFailed(ErrorKind.DROPPED_STREAM, f"stream ended inside an event after {got} tokens")

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
 import pytest
 
 from benchmark.analysis.configuration import BenchmarkConfiguration
-from benchmark.analysis.cost import estimate, minutes_per_million, parse_price_overrides, price_for, usd_per_million
+from benchmark.analysis.cost import (
+    CostEstimate,
+    estimate,
+    import_price,
+    minutes_per_million,
+    parse_price_overrides,
+    price_for,
+    usd_per_million,
+)
 from benchmark.analysis.headroom import headroom
 from catalog import get_price
 from catalog.errors import ConfigError
@@ -29,10 +39,40 @@ def test_estimate_carries_price_date_and_source() -> None:
     assert cost.usd_per_1m_tokens == pytest.approx(1e6 / 100 / 3600 * 1.515)
 
 
-@pytest.mark.parametrize("tps", [0.0, None])
+def test_dollars_are_not_rounded_to_whole_seconds() -> None:
+    # 1e6 x 7.09 / (450 x 3600) = 7.09e6 / 1.62e6 = 4.376543209876543 (1e6 // 450 would give 4.37606)
+    assert usd_per_million(450.0, 7.09) == pytest.approx(4.376543209876543, rel=1e-12)
+    assert minutes_per_million(450.0) == pytest.approx(1e6 / 27_000, rel=1e-12)  # 37.037037...
+
+
+def test_a_fraction_of_a_token_per_second_still_has_a_cost() -> None:
+    cost = estimate(0.5, get_price("ml.g5.2xlarge", "us-east-1"))
+    # 1e6 / 0.5 = 2e6 s -> 33333.33 min; x 1.515 / 3600 -> $841.67
+    assert cost.minutes_per_1m_tokens == pytest.approx(2e6 / 60)
+    assert cost.usd_per_1m_tokens == pytest.approx(2e6 / 3600 * 1.515)
+
+
+@pytest.mark.parametrize("tps", [0.0, None, -0.5, -5.0])
 def test_no_tokens_means_no_cost_figures(tps: float | None) -> None:
     cost = estimate(tps, get_price("ml.g5.2xlarge"))
     assert cost.minutes_per_1m_tokens is None and cost.usd_per_1m_tokens is None
+
+
+def test_cost_estimate_reads_back_from_a_results_file() -> None:
+    row = {
+        "instance_type": "ml.g5.2xlarge",
+        "region": "us-east-1",
+        "usd_per_hour": "1.515",
+        "tokens_per_s": 120,
+        "minutes_per_1m_tokens": None,
+    }
+    cost = CostEstimate.from_dict(row)
+    assert (cost.usd_per_hour, cost.tokens_per_s) == (1.515, 120.0)
+    assert isinstance(cost.tokens_per_s, float)
+    assert (cost.minutes_per_1m_tokens, cost.usd_per_1m_tokens) == (None, None)  # null and absent alike
+    assert (cost.price_as_of, cost.price_source) == ("", "")
+    with pytest.raises(FrozenInstanceError):
+        cost.usd_per_hour = 2.0  # type: ignore[misc]
 
 
 def test_price_override_wins_and_is_labelled() -> None:
@@ -41,6 +81,14 @@ def test_price_override_wins_and_is_labelled() -> None:
     price = price_for("ml.g5.2xlarge", "us-east-1", overrides)
     assert (price.usd_per_hour, price.source) == (2.5, "user override")
     assert price_for("ml.g5.12xlarge", "us-east-1", overrides).usd_per_hour == 7.09
+    # "ml.g5.12xlarge" sorts before "ml.g5.2xlarge": an override applies to its own instance only
+    other = parse_price_overrides(["ml.g5.12xlarge=9"])
+    assert price_for("ml.g5.2xlarge", "us-east-1", other).usd_per_hour == 1.515
+
+
+@pytest.mark.parametrize("usd", [0.5, 1.0, 2.5])
+def test_any_positive_price_override_is_accepted(usd: float) -> None:
+    assert parse_price_overrides([f"ml.g5.2xlarge={usd}"]) == {"ml.g5.2xlarge": usd}
 
 
 @pytest.mark.parametrize(
@@ -49,6 +97,8 @@ def test_price_override_wins_and_is_labelled() -> None:
         ("ml.g5.2xlarge", "price_override", "instance=usd"),
         ("ml.g5.2xlarge=abc", "price_override", "number"),
         ("ml.g5.2xlarge=-1", "price_override", "positive"),
+        ("ml.g5.2xlarge=0", "price_override", "positive"),
+        ("ml.g5.2xlarge=inf", "price_override", "positive"),
         ("ml.p4d.12xlarge=30", "price_override", "ml.p4d.24xlarge"),
     ],
 )
@@ -102,3 +152,27 @@ def test_configuration_that_cannot_fit_is_refused_before_deploying() -> None:
     with pytest.raises(ConfigError, match="too small"):
         BenchmarkConfiguration(model="13b", instance_type="ml.g5.2xlarge").check_deployable()
     BenchmarkConfiguration(model="13b", quantization="gptq", instance_type="ml.g5.2xlarge").check_deployable()
+
+
+def fail(field: str, value: object, allowed: str) -> Exception:
+    return ValueError(f"{field}={value!r}: {allowed}")
+
+
+def test_imported_row_keeps_its_own_price_unless_the_user_overrides_that_instance() -> None:
+    own = import_price("ml.g5.2xlarge", "us-east-1", None, fail, file_usd_per_hour=1.2, file_source="run.csv")
+    assert (own.usd_per_hour, own.as_of, own.source) == (1.2, "from file", "run.csv")
+    # overrides of other instances, sorting before ("12xlarge") and after ("4xlarge") it, change nothing
+    others = {"ml.g5.12xlarge": 9.0, "ml.g5.4xlarge": 8.0}
+    assert import_price("ml.g5.2xlarge", "us-east-1", others, fail, file_usd_per_hour=1.2).usd_per_hour == 1.2
+    mine = import_price("ml.g5.2xlarge", "us-east-1", {"ml.g5.2xlarge": 2.5}, fail, file_usd_per_hour=1.2)
+    assert (mine.usd_per_hour, mine.source) == (2.5, "user override")
+    catalog = import_price("ml.g5.2xlarge", "us-east-1", others, fail)
+    assert catalog.usd_per_hour == 1.515
+    with pytest.raises(TypeError):
+        import_price("ml.g5.2xlarge", "us-east-1", None, fail, 1.2)  # type: ignore[call-arg]
+
+
+def test_imported_row_without_any_price_names_the_flag_that_gives_one() -> None:
+    with pytest.raises(ValueError, match=r"--price-override ml\.g5\.4xlarge=USD_PER_HOUR") as err:
+        import_price("ml.g5.4xlarge", "eu-west-1", None, fail)
+    assert "eu-west-1" in str(err.value)

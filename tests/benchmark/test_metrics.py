@@ -93,6 +93,38 @@ def test_distribution_round_trips_through_json() -> None:
     assert Distribution.from_dict(d.to_dict()) == d
 
 
+@pytest.mark.parametrize("q", [-0.5, -1e-9, 1.0 + 1e-9, 1.5])
+def test_a_quantile_outside_zero_to_one_is_refused(q: float) -> None:
+    with pytest.raises(ValueError, match="within"):
+        percentile([1.0, 2.0], q)
+    with pytest.raises(ValueError, match="within"):
+        min_samples(q)
+
+
+def test_support_rule_at_its_ends() -> None:
+    assert min_samples(0.0) == 1  # the minimum: every sample lies at or beyond it
+    assert min_samples(0.75) == 4
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        min_samples(1.0)  # the maximum is never supported: no sample can lie beyond it
+
+
+def test_distribution_summary_by_hand() -> None:
+    d = Distribution.of([4.0, 1.0, 2.0])  # unsorted on purpose
+    # mean 7/3; median h = 1 -> 2.0; p90 h = 1.8 -> 2 + 0.8 * 2 = 3.6
+    assert (d.count, d.minimum, d.maximum, d.median) == (3, 1.0, 4.0, 2.0)
+    assert d.mean == pytest.approx(7 / 3, rel=1e-12)
+    assert d.p90 == pytest.approx(3.6)
+    assert d.unsupported == ("p90", "p95", "p99") and d.is_supported("median") and not d.is_supported("p99")
+    with pytest.raises(AttributeError):
+        d.count = 4  # type: ignore[misc]
+
+
+def test_distribution_from_a_file_without_count_has_none() -> None:
+    d = Distribution.from_dict({"mean": 2.0, "median": "2.5"})
+    assert (d.count, d.mean, d.median, d.p99) == (0, 2.0, 2.5, None)
+    assert Distribution.from_dict(None) == Distribution.of([])
+
+
 # --- ms per token sources ----------------------------------------------------------------------------------
 
 
@@ -277,3 +309,78 @@ def test_requests_without_token_times_count_at_completion_inside_the_steady_wind
     # 2, 3, 4, 5, 6 (user 0) and 2.5, 3.5, 4.5, 5.5 (user 1) = 9 requests in 4.5 s: exactly 2 x 10 tokens/s.
     assert (m.steady_start_s, m.steady_end_s) == (1.5, 6.0)
     assert m.tokens_per_s == pytest.approx(20.0)
+
+
+# --- edges the rules name ------------------------------------------------------------------------------------
+
+
+def per_token(record: RequestRecord) -> tuple[float, TokenTimeSource]:
+    found = ms_per_token(record)
+    assert found is not None
+    return round(found[0], 9), found[1]
+
+
+def test_ms_per_token_at_the_two_token_boundary() -> None:
+    # Two stream events 0.3 -> 0.9 s: one gap of 600 ms (a span measured from 0.3, not from 0).
+    two = RequestRecord(user=0, start=0.0, end=1.0, generated_tokens=2, first_token_at=0.3, token_times=[0.3, 0.9])
+    assert per_token(two) == (600.0, TokenTimeSource.STREAM)
+    # One event but a server count of 2: (e2e 1.0 - TTFT 0.3) / 1 gap = 700 ms
+    one_event = RequestRecord(user=0, start=0.0, end=1.0, generated_tokens=2, first_token_at=0.3, token_times=[0.3])
+    assert per_token(one_event) == (700.0, TokenTimeSource.E2E_MINUS_TTFT)
+    # A single token has no gap after the first: e2e / n is all that is left
+    single = RequestRecord(user=0, start=0.0, end=1.0, generated_tokens=1, first_token_at=0.3)
+    assert per_token(single) == (1000.0, TokenTimeSource.E2E_OVER_N)
+
+
+def test_a_level_names_its_single_ms_per_token_source(steady_level: Run) -> None:
+    m = compute_metrics(steady_level)
+    assert (m.ms_per_token_sources, m.ms_per_token_source) == ({"stream": 9}, "stream")
+    empty = compute_metrics(Run(Spec(concurrency=1), 0.0, 1.0, []))
+    assert (empty.ms_per_token_sources, empty.ms_per_token_source) == ({}, "none")
+    with pytest.raises(AttributeError):
+        m.window_s = 1.0  # type: ignore[misc]
+
+
+def test_window_is_closed_with_float_slack_and_need_not_start_at_zero() -> None:
+    def ending(end: float) -> RequestRecord:
+        return RequestRecord(user=0, start=end - 1.0, end=end, generated_tokens=10)
+
+    records = [ending(t) for t in (9.5, 10.0, 13.0, 20.0, 20.0 + 1e-10, 20.0 + 1e-6)]
+    m = compute_metrics(Run(Spec(concurrency=1), 10.0, 20.0, records))
+    assert m.window_s == 10.0
+    assert m.requests_ok == 4  # 10.0, 13.0, 20.0 and 20.0 + 1e-10 (clock noise) are inside [10, 20]
+    assert m.completed_tokens_per_s == pytest.approx(4.0)  # 40 tokens / 10 s
+    assert m.requests_per_min == pytest.approx(24.0)
+    assert "2 successful request(s) ended outside the measurement window and are not counted" in m.notes
+
+
+def test_uncounted_requests_are_counted_in_the_note() -> None:
+    records = [
+        RequestRecord(user=0, start=0.0, end=1.0),  # no count, no token times
+        RequestRecord(user=0, start=1.0, end=2.0, generated_tokens=10),
+    ]
+    m = compute_metrics(Run(Spec(concurrency=1), 0.0, 0.5 + 1.5, records))
+    assert m.output_tokens == 10
+    assert "1 successful request(s) reported no token count and add 0 tokens to throughput" in m.notes
+    assert not any("outside the measurement window" in note for note in m.notes)
+
+
+def test_a_window_shorter_than_a_second_still_has_rates_and_an_empty_one_has_none() -> None:
+    short = compute_metrics(
+        Run(Spec(concurrency=1), 0.0, 0.5, [RequestRecord(user=0, start=0.0, end=0.5, generated_tokens=5)])
+    )
+    assert (short.completed_tokens_per_s, short.requests_per_min) == (10.0, 120.0)  # 5 / 0.5 and 1 / 0.5 x 60
+    empty = compute_metrics(Run(Spec(concurrency=1), 3.0, 3.0, []))
+    assert (empty.window_s, empty.completed_tokens_per_s, empty.requests_per_min) == (0.0, None, None)
+
+
+def test_derived_2023_mean_is_not_rounded_and_needs_a_positive_time() -> None:
+    assert derived_tokens_per_s_2023(1, 50, [1000.0, 1001.0]) == pytest.approx(50_000 / 1000.5, rel=1e-12)
+    assert derived_tokens_per_s_2023(1, 50, [0.5]) == pytest.approx(100_000.0)
+    assert derived_tokens_per_s_2023(1, 50, [0.0, 0.0]) is None
+
+
+def test_metrics_from_a_minimal_row_have_zero_counts() -> None:
+    m = LevelMetrics.from_dict({"concurrency": 3})
+    assert (m.concurrency, m.window_s, m.requests_total, m.requests_ok, m.requests_failed) == (3, 0.0, 0, 0, 0)
+    assert (m.output_tokens, m.tokens_per_s, m.errors_by_kind, m.max_new_tokens) == (0, None, {}, None)

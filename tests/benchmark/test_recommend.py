@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
+import pytest
+
 from benchmark.analysis.recommend import DEFAULT_RULES, recommend, recommend_one, rules_with
 from tests.benchmark.factories import RESULTS, result
 
@@ -82,3 +86,33 @@ def test_an_unknown_error_rate_is_not_held_against_a_candidate() -> None:
     (cost, _, _) = rules_with(max_ms_per_token=40.0, max_error_rate=0.0)
     unknown_rate = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 30.0, error_rate=None)  # type: ignore[arg-type]
     assert recommend_one(cost, "7b", [unknown_rate]).winner is unknown_rate
+
+
+def test_rejections_name_the_missing_metric_and_round_the_measured_value() -> None:
+    (cost, latency, _) = rules_with(max_ms_per_token=40.0)
+    unmeasured = result("7b", "gptq", "ml.g5.2xlarge", 1, 120.0, None)  # type: ignore[arg-type]
+    rec = recommend_one(latency, "7b", [unmeasured])
+    assert (rec.winner, rec.considered, rec.qualified) == (None, 1, 0)
+    assert rec.explanation.endswith(": no median ms per output token")
+    # cost rule: $ is known, so the missing ms/token fails the ms/token limit instead, shown as None
+    at_5 = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, None)  # type: ignore[arg-type]
+    assert recommend_one(cost, "7b", [at_5]).explanation.endswith(": median ms/token None > 40")
+    slow = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 40.123456)
+    assert recommend_one(cost, "7b", [slow]).explanation.endswith(": median ms/token 40.12 > 40")
+
+
+def test_a_trickle_of_output_still_counts_and_other_models_are_not_considered() -> None:
+    trickle = result("7b", "gptq", "ml.g5.2xlarge", 20, 0.5, 10.0)  # half a token per second is output
+    assert recommend_one(DEFAULT_RULES[2], "7b", [trickle]).winner is trickle
+    # "13b" sorts before "7b" as text: only an exact model match may enter the pool
+    other_model = result("13b", "gptq", "ml.g5.2xlarge", 5, 120.0, 30.0)
+    rec = recommend_one(DEFAULT_RULES[0], "7b", [other_model])
+    assert (rec.winner, rec.considered, rec.qualified) == (None, 0, 0)
+
+
+def test_rules_and_recommendations_are_immutable() -> None:
+    rec = recommend_one(DEFAULT_RULES[0], "7b", RESULTS)
+    with pytest.raises(FrozenInstanceError):
+        rec.rule.concurrency = 1  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        rec.winner = None  # type: ignore[misc]

@@ -76,6 +76,57 @@ def test_stream_ending_inside_a_character_is_malformed() -> None:
         parser.close()
 
 
+def test_unknown_field_names_are_ignored_whatever_they_sort_next_to() -> None:
+    # WHATWG: only data, event, id and retry mean anything; any other field name is ignored.
+    stream = b"a: 1\ndump: 2\nev: 3\nfoo: 4\nping: 5\nzzz: 6\ndata: d\n\n"
+    assert parse_all([stream]) == [Event(data="d")]
+
+
+def test_blank_lines_before_any_field_dispatch_nothing() -> None:
+    assert parse_all([b"\n\r\n\ndata: a\n\n"]) == [Event(data="a")]
+    assert SSEParser().has_partial is False
+
+
+def test_a_line_feed_first_in_the_buffer_ends_the_line_before_a_later_cr() -> None:
+    assert parse_all([b"data: a\n", b"\ndata: b\r\r"]) == [Event(data="a"), Event(data="b")]
+    assert parse_all([b"data: a\ndata: b\r\r"]) == [Event(data="a\nb")]
+
+
+def test_only_a_line_feed_joins_a_carriage_return() -> None:
+    # After CR a tab starts the next line: "\tdata" is an unknown field, not a second data line.
+    assert parse_all([b"data: a\r\tdata: b\r\r"]) == [Event(data="a")]
+
+
+def test_long_line_ending_in_cr_at_a_chunk_edge() -> None:
+    long = "x" * 300
+    parser = SSEParser()
+    assert parser.feed(f"data: {long}\r".encode()) == []
+    assert parser.feed(b"\ndata: y\n\n") == [Event(data=f"{long}\ny")]
+
+
+def test_partial_means_any_unfinished_event() -> None:
+    parser = SSEParser()
+    parser.feed(b"data: a\n")  # a field line, but no blank line yet
+    assert parser.has_partial is True
+    parser.feed(b"\n")
+    assert parser.has_partial is False
+    parser.feed("世".encode()[:2])  # half a character, nothing decoded yet
+    assert parser.has_partial is True
+
+
+def test_only_the_streams_first_bom_is_dropped() -> None:
+    # WHATWG: one leading U+FEFF is ignored; one at the start of a later chunk is data.
+    parser = SSEParser()
+    assert parser.feed("\ufeffdata: ".encode()) == []
+    assert parser.feed("\ufeffa\n\n".encode()) == [Event(data="\ufeffa")]
+
+
+def test_events_are_immutable() -> None:
+    (event,) = parse_all([b"data: a\n\n"])
+    with pytest.raises(AttributeError):
+        event.data = "b"  # type: ignore[misc]
+
+
 texts = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=30)
 
 
