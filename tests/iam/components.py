@@ -139,32 +139,28 @@ def _aggregate(b: Benchmark, op: str) -> Iterator[Call]:
 def _janitor(b: Benchmark, op: str) -> Iterator[Call]:
     role = b.role("JanitorRole")
     tagged = {"aws:ResourceTag/llama-benchmark": "true"}
-    kinds = {"DeleteEndpoint": "endpoint", "DeleteEndpointConfig": "endpoint-config", "DeleteModel": "model"}
-    described = {"DescribeEndpoint": "endpoint", "DescribeEndpointConfig": "endpoint-config"}
+    # A tagged resource the janitor reads or deletes: operation -> (resource kind, why).
+    on_tagged = {
+        "DescribeEndpoint": ("endpoint", "what a busy endpoint of an ended execution holds"),
+        "DescribeEndpointConfig": ("endpoint-config", "what a busy endpoint-config of an ended execution holds"),
+        "DeleteEndpoint": ("endpoint", "delete an expired tagged endpoint"),
+        "DeleteEndpointConfig": ("endpoint-config", "delete an expired tagged endpoint-config"),
+        "DeleteModel": ("model", "delete an expired tagged model"),
+    }
+    name_vars = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName", "model": "ModelName"}
     if op.startswith("List"):
         if op == "ListTags":
             resources = {"endpoint": {"EndpointName": RUN_NAME}}
             yield Call("janitor: read TTL tags", role, "sagemaker:ListTags", resources)
         else:
             yield Call("janitor: find benchmark resources", role, f"sagemaker:{op}")
-    elif op in described:
-        kind = described[op]
-        name_var = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName"}[kind]
+    elif op in on_tagged:
+        kind, why = on_tagged[op]
         yield Call(
-            f"janitor: what a busy {kind} of an ended execution holds",
+            f"janitor: {why}",
             role,
             f"sagemaker:{op}",
-            {kind: {name_var: RUN_NAME}},
-            resource_context={kind: tagged},
-        )
-    elif op in kinds:
-        kind = kinds[op]
-        name_var = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName", "model": "ModelName"}[kind]
-        yield Call(
-            f"janitor: delete an expired tagged {kind}",
-            role,
-            f"sagemaker:{op}",
-            {kind: {name_var: RUN_NAME}},
+            {kind: {name_vars[kind]: RUN_NAME}},
             resource_context={kind: tagged},
         )
 
