@@ -1,22 +1,37 @@
-"""Shared aiohttp plumbing for the plain-HTTP clients (TGI, OpenAI-compatible).
+"""The plain-HTTP transport of the TGI and OpenAI-compatible clients, on :mod:`benchmark.wire`.
 
-One session per client, created lazily inside the running loop, with a connection pool as large as the
-concurrency so that every virtual user keeps its own keep-alive connection.
+One keep-alive connection per virtual user. A request's clock starts when its bytes are handed to the
+kernel and each body chunk carries the kernel's receive time, so client-side queueing at hundreds of
+streams is not measured as the server's latency (see :mod:`benchmark.wire.connection`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, split_credentials, status_error_kind
 from benchmark.clients.protocol import StreamReader
 from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.wire.connection import BodyEnded, ConnectionPool, Exchange, Origin, ProtocolError, WireConnection
+from benchmark.wire.http1 import request_bytes
 from catalog.errors import ConfigError, Issue
+
+USER_AGENT = "llama-sagemaker-benchmark"
+
+
+def origin_of(url: str) -> tuple[Origin, str]:
+    """(origin, path prefix) of a base URL already checked by ``split_credentials``."""
+    parts = urlsplit(url)
+    tls = parts.scheme == "https"
+    assert parts.hostname is not None
+    return Origin(parts.hostname, parts.port or (443 if tls else 80), tls), parts.path.rstrip("/")
 
 
 class HttpTransport:
@@ -25,25 +40,22 @@ class HttpTransport:
     ) -> None:
         url, credentials = split_credentials(base_url)
         self.base_url = url.rstrip("/")  # never holds credentials, so error details cannot leak them
+        self._origin, self._prefix = origin_of(self.base_url)
         self._limit = max(1, concurrency)
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 10.0))
-        self._headers = {"Content-Type": "application/json", **dict(headers or {})}
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = min(timeout_s, 10.0)
+        self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **dict(headers or {})}
         if credentials is not None:
             if any(k.lower() == "authorization" for k in self._headers):
                 raise ConfigError([Issue("url", redact_url(base_url), "carries credentials and an API key is set too")])
-            self._headers["Authorization"] = aiohttp.encode_basic_auth(*credentials)
-        self._session: aiohttp.ClientSession | None = None
+            token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
+        self._pool: ConnectionPool | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                headers=self._headers,
-                auto_decompress=False,
-            )
-        return self._session
+    def _get_pool(self) -> ConnectionPool:
+        if self._pool is None:  # created inside the running loop, like the connections it holds
+            self._pool = ConnectionPool(self._origin, limit=self._limit, context=ssl.create_default_context())
+        return self._pool
 
     async def post(
         self,
@@ -55,37 +67,76 @@ class HttpTransport:
         read_body: Callable[[RequestRecord, bytes], None] | None = None,
     ) -> RequestRecord:
         """POST ``payload``; stream it through ``reader`` or hand the whole body to ``read_body``."""
-        data = json.dumps(payload).encode()
+        request = request_bytes(
+            "POST", self._prefix + path, self._origin.host_header, self._headers, json.dumps(payload).encode()
+        )
+        sink = reader.feed if reader is not None else None
         try:
-            async with self._get_session().post(self.base_url + path, data=data) as response:
-                read_headers(record, response.headers)
-                if response.status >= 400:
-                    text = (await response.read())[:300].decode("utf-8", "replace")
-                    raise RequestFailed(status_error_kind(response.status), f"HTTP {response.status}: {text}")
-                if reader is not None:
-                    async for chunk in response.content.iter_any():
-                        reader.feed(chunk, time.perf_counter())
-                    reader.close()
-                else:
-                    body = await response.read()
-                    if read_body is not None:
-                        read_body(record, body)
+            async with asyncio.timeout(self._timeout_s):
+                connection, exchange = await self._exchange(request, sink, record)
+                try:
+                    await exchange.head
+                    read_headers(record, exchange.response.headers)
+                    await exchange.done
+                finally:
+                    if not exchange.done.done():  # timed out or cancelled: the connection's state is unknown
+                        connection.close()
+            response = exchange.response
+            if response.status >= 400:
+                text = bytes(response.body[:300]).decode("utf-8", "replace")
+                raise RequestFailed(status_error_kind(response.status), f"HTTP {response.status}: {text}")
+            if reader is not None:
+                reader.close()
+            elif read_body is not None:
+                read_body(record, bytes(response.body))
         except RequestFailed as exc:
             return fail(record, exc.kind, exc.detail, time.perf_counter())
-        except TimeoutError as exc:
-            return fail(record, ErrorKind.TIMEOUT, f"{type(exc).__name__}: {exc}", time.perf_counter())
-        except aiohttp.ClientConnectorError as exc:
-            return fail(record, ErrorKind.CONNECTION, f"{type(exc).__name__}: {exc}", time.perf_counter())
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
+        except TimeoutError:
+            detail = f"no complete answer within {self._timeout_s:g} s"
+            return fail(record, ErrorKind.TIMEOUT, detail, time.perf_counter())
+        except UnreachableError as exc:
+            return fail(record, ErrorKind.CONNECTION, str(exc), time.perf_counter())
+        except BodyEnded as exc:
+            return fail(record, ErrorKind.DROPPED_STREAM, f"BodyEnded: {exc}", time.perf_counter())
+        except ConnectionError as exc:
             return fail(record, ErrorKind.DROPPED_STREAM, f"{type(exc).__name__}: {exc}", time.perf_counter())
-        except aiohttp.ClientResponseError as exc:
-            return fail(record, ErrorKind.MALFORMED_FRAME, f"{type(exc).__name__}: {exc}", time.perf_counter())
+        except ProtocolError as exc:
+            return fail(record, ErrorKind.MALFORMED_FRAME, f"ProtocolError: {exc}", time.perf_counter())
         except Exception as exc:
             return fail(record, ErrorKind.CLIENT, f"{type(exc).__name__}: {exc}", time.perf_counter())
         record.end = time.perf_counter()
         return record
 
+    async def _exchange(
+        self, request: bytes, sink: Callable[[bytes, float], None] | None, record: RequestRecord
+    ) -> tuple[WireConnection, Exchange]:
+        """Send on a pooled connection. No retry: a server that drops a request must be counted, not hidden
+        (a connection the server closed while idle is seen closing and never reused)."""
+        pool = self._get_pool()
+        connection = await self._connect(pool)
+        try:
+            exchange = await connection.exchange(request, sink)
+        except BaseException:
+            pool.release(connection)
+            raise
+        record.start = exchange.sent_at
+        exchange.done.add_done_callback(lambda _: pool.release(connection))
+        return connection, exchange
+
+    async def _connect(self, pool: ConnectionPool) -> WireConnection:
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                return await pool.acquire()
+        except TimeoutError:
+            raise UnreachableError(f"no connection to {self.base_url} within {self._connect_timeout_s:g} s") from None
+        except (OSError, BodyEnded, ssl.SSLError) as exc:
+            raise UnreachableError(f"cannot connect to {self.base_url}: {type(exc).__name__}: {exc}") from None
+
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+class UnreachableError(Exception):
+    """No connection: nothing reached the server (refused, unresolvable, TLS refused, connect timeout)."""

@@ -74,7 +74,7 @@ def test_closed_port_aborts_within_seconds_naming_the_address() -> None:
         asyncio.run(go())
     assert time.monotonic() - started < 5.0  # not the 60 s duration
     assert "the first 10 requests all failed" in err.value.reason
-    assert f"connection: ClientConnectorError: Cannot connect to host 127.0.0.1:{port}" in err.value.reason
+    assert f"connection: cannot connect to http://127.0.0.1:{port}: ConnectionRefusedError" in err.value.reason
     assert 10 <= len(err.value.records) <= 10 + 4  # the other users' requests in flight at the abort
     assert {r.error for r in err.value.records} == {ErrorKind.CONNECTION}
 
@@ -162,6 +162,6 @@ def test_cli_against_a_closed_port_exits_non_zero_within_10_s_with_a_clear_messa
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: run aborted against http://127.0.0.1:{port}: 7b/fp16/ml.g5.12xlarge/")
     assert "at concurrency 1: the first 10 requests all failed" in last
-    assert f"Cannot connect to host 127.0.0.1:{port}" in last
+    assert f"cannot connect to http://127.0.0.1:{port}: ConnectionRefusedError" in last
     assert "s3cret" not in done.stderr
     assert not (tmp_path / "results.jsonl").exists() or not (tmp_path / "results.jsonl").read_text()
