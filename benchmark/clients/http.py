@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import ssl
 import time
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, split_credentials, status_error_kind
 from benchmark.clients.protocol import StreamReader
 from benchmark.measure.records import ErrorKind, RequestRecord
-from benchmark.wire.connection import BodyEnded, ConnectionPool, Exchange, Origin, ProtocolError, WireConnection
+from benchmark.wire.connection import BodyEnded, ConnectionPool, Origin, ProtocolError, UnreachableError, round_trip
 from benchmark.wire.http1 import request_bytes
 from catalog.errors import ConfigError, Issue
 
@@ -73,15 +74,14 @@ class HttpTransport:
         sink = reader.feed if reader is not None else None
         try:
             async with asyncio.timeout(self._timeout_s):
-                connection, exchange = await self._exchange(request, sink, record)
-                try:
-                    await exchange.head
-                    read_headers(record, exchange.response.headers)
-                    await exchange.done
-                finally:
-                    if not exchange.done.done():  # timed out or cancelled: the connection's state is unknown
-                        connection.close()
-            response = exchange.response
+                response = await round_trip(
+                    self._get_pool(),
+                    request,
+                    sink,
+                    connect_timeout_s=self._connect_timeout_s,
+                    on_sent=functools.partial(setattr, record, "start"),
+                    on_head=lambda head: read_headers(record, head.headers),
+                )
             if response.status >= 400:
                 text = bytes(response.body[:300]).decode("utf-8", "replace")
                 raise RequestFailed(status_error_kind(response.status), f"HTTP {response.status}: {text}")
@@ -91,46 +91,11 @@ class HttpTransport:
                 read_body(record, bytes(response.body))
         except RequestFailed as exc:
             return fail(record, exc.kind, exc.detail, time.perf_counter())
-        except TimeoutError:
-            detail = f"no complete answer within {self._timeout_s:g} s"
-            return fail(record, ErrorKind.TIMEOUT, detail, time.perf_counter())
-        except UnreachableError as exc:
-            return fail(record, ErrorKind.CONNECTION, str(exc), time.perf_counter())
-        except BodyEnded as exc:
-            return fail(record, ErrorKind.DROPPED_STREAM, f"BodyEnded: {exc}", time.perf_counter())
-        except ConnectionError as exc:
-            return fail(record, ErrorKind.DROPPED_STREAM, f"{type(exc).__name__}: {exc}", time.perf_counter())
-        except ProtocolError as exc:
-            return fail(record, ErrorKind.MALFORMED_FRAME, f"ProtocolError: {exc}", time.perf_counter())
         except Exception as exc:
-            return fail(record, ErrorKind.CLIENT, f"{type(exc).__name__}: {exc}", time.perf_counter())
+            kind, detail = wire_failure(exc, self.base_url, self._timeout_s)
+            return fail(record, kind, detail, time.perf_counter())
         record.end = time.perf_counter()
         return record
-
-    async def _exchange(
-        self, request: bytes, sink: Callable[[bytes, float], None] | None, record: RequestRecord
-    ) -> tuple[WireConnection, Exchange]:
-        """Send on a pooled connection. No retry: a server that drops a request must be counted, not hidden
-        (a connection the server closed while idle is seen closing and never reused)."""
-        pool = self._get_pool()
-        connection = await self._connect(pool)
-        try:
-            exchange = await connection.exchange(request, sink)
-        except BaseException:
-            pool.release(connection)
-            raise
-        record.start = exchange.sent_at
-        exchange.done.add_done_callback(lambda _: pool.release(connection))
-        return connection, exchange
-
-    async def _connect(self, pool: ConnectionPool) -> WireConnection:
-        try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                return await pool.acquire()
-        except TimeoutError:
-            raise UnreachableError(f"no connection to {self.base_url} within {self._connect_timeout_s:g} s") from None
-        except (OSError, BodyEnded, ssl.SSLError) as exc:
-            raise UnreachableError(f"cannot connect to {self.base_url}: {type(exc).__name__}: {exc}") from None
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -138,5 +103,14 @@ class HttpTransport:
             self._pool = None
 
 
-class UnreachableError(Exception):
-    """No connection: nothing reached the server (refused, unresolvable, TLS refused, connect timeout)."""
+def wire_failure(exc: Exception, where: str, timeout_s: float) -> tuple[ErrorKind, str]:
+    """What went wrong on a :mod:`benchmark.wire` request, as the record's error kind and detail."""
+    if isinstance(exc, TimeoutError):
+        return ErrorKind.TIMEOUT, f"no complete answer within {timeout_s:g} s"
+    if isinstance(exc, UnreachableError):
+        return ErrorKind.CONNECTION, f"cannot connect to {where}: {exc}"
+    if isinstance(exc, (BodyEnded, ConnectionError)):
+        return ErrorKind.DROPPED_STREAM, f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ProtocolError):
+        return ErrorKind.MALFORMED_FRAME, f"ProtocolError: {exc}"
+    return ErrorKind.CLIENT, f"{type(exc).__name__}: {exc}"

@@ -15,12 +15,22 @@ import contextlib
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchmark.wire import kernel_clock
 from benchmark.wire.http1 import BodyEnded, BodySink, ProtocolError, Response, ResponseParser
 
-__all__ = ["BodyEnded", "ConnectionPool", "Exchange", "Origin", "ProtocolError", "WireConnection"]
+__all__ = [
+    "BodyEnded",
+    "ConnectionPool",
+    "Exchange",
+    "Origin",
+    "ProtocolError",
+    "UnreachableError",
+    "WireConnection",
+    "round_trip",
+]
 _READ_SIZE = 1 << 16
 
 
@@ -269,3 +279,47 @@ class ConnectionPool:
         for connection in self._idle:
             connection.close()
         self._idle.clear()
+
+
+class UnreachableError(Exception):
+    """No connection: nothing reached the server (refused, unresolvable, TLS refused, connect timeout)."""
+
+
+async def round_trip(
+    pool: ConnectionPool,
+    request: bytes,
+    sink: BodySink | None,
+    *,
+    connect_timeout_s: float,
+    on_sent: Callable[[float], None],
+    on_head: Callable[[Response], None],
+) -> Response:
+    """One request on a pooled connection, to the end of its response.
+
+    ``on_sent`` gets the time the request's last bytes went to the kernel, ``on_head`` the response once its
+    head is in (before the body ends or fails). No retry: a server that drops a request must be counted, not
+    hidden (a connection the server closed while idle is seen closing and never reused). A caller that stops
+    waiting (timeout, cancellation) closes the connection, whose state is then unknown.
+    """
+    try:
+        async with asyncio.timeout(connect_timeout_s):
+            connection = await pool.acquire()
+    except TimeoutError:
+        raise UnreachableError(f"no connection within {connect_timeout_s:g} s") from None
+    except (OSError, BodyEnded, ssl.SSLError) as exc:
+        raise UnreachableError(f"{type(exc).__name__}: {exc}") from None
+    try:
+        exchange = await connection.exchange(request, sink)
+    except BaseException:
+        pool.release(connection)
+        raise
+    exchange.done.add_done_callback(lambda _: pool.release(connection))
+    on_sent(exchange.sent_at)
+    try:
+        await exchange.head
+        on_head(exchange.response)
+        await exchange.done
+    finally:
+        if not exchange.done.done():
+            connection.close()
+    return exchange.response
