@@ -1,0 +1,465 @@
+"""benchmark.wire: HTTP/1.1 framing, and times that hold when the client is late to read.
+
+The timing tests use a ground truth the client does not produce: a plain blocking server on its own thread
+reads ``time.perf_counter()`` (``CLOCK_MONOTONIC``) right after handing each byte string to the kernel, and
+the client's event loop is blocked on purpose while the bytes wait in its socket. A user-space clock would
+read the time the loop got back; the kernel's receive time must match the server's send time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmark.clients.http import HttpTransport
+from benchmark.clients.protocol import TgiStreamReader
+from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.wire.connection import BodyEnded, ConnectionPool, Origin, round_trip
+from benchmark.wire.http1 import ProtocolError, Response, ResponseParser, request_bytes
+
+LINUX = sys.platform == "linux"
+BLOCK_S = 0.15  # how long the client's loop is kept away from its socket
+
+
+# --- framing -----------------------------------------------------------------------------------------------
+
+
+class Framed:
+    """A parser over one response, recording what reached the sink and when."""
+
+    def __init__(self, sink: bool = True) -> None:
+        self.chunks: list[tuple[bytes, float]] = []
+        self.heads = 0
+        self.done = 0
+        self.response = Response(sink=self._sink if sink else None)
+        self.parser = ResponseParser(self.response, on_head=self._head, on_done=self._done)
+
+    def _sink(self, data: bytes, at: float) -> None:
+        self.chunks.append((data, at))
+
+    def _head(self) -> None:
+        self.heads += 1
+
+    def _done(self) -> None:
+        self.done += 1
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(data for data, _ in self.chunks)
+
+
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"8;ext=1\r\ndata: a\n\r\n"
+    b"A\r\ndata: bcd\n\r\n"
+    b"0\r\nX-Trailer: yes\r\n\r\n"
+)
+
+
+def test_chunked_body_is_the_same_whatever_the_cuts() -> None:
+    whole = Framed()
+    whole.parser.feed(CHUNKED, 1.0)
+    assert whole.body == b"data: a\ndata: bcd\n"
+    assert (whole.heads, whole.done, whole.response.keep_alive) == (1, 1, True)
+    bytewise = Framed()
+    for index in range(len(CHUNKED)):
+        bytewise.parser.feed(CHUNKED[index : index + 1], float(index))
+    assert bytewise.body == whole.body
+    assert bytewise.done == 1
+
+
+def test_each_body_byte_carries_the_time_of_the_bytes_that_brought_it() -> None:
+    framed = Framed()
+    cut = CHUNKED.index(b"A\r\n")
+    framed.parser.feed(CHUNKED[:cut], 1.0)
+    framed.parser.feed(CHUNKED[cut:], 2.0)
+    assert framed.chunks == [(b"data: a\n", 1.0), (b"data: bcd\n", 2.0)]
+
+
+def test_content_length_ends_the_body_and_keeps_the_connection() -> None:
+    framed = Framed()
+    framed.parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 1.0)
+    assert (framed.done, framed.body) == (0, b"hel")
+    framed.parser.feed(b"lo", 2.0)
+    assert (framed.done, framed.body, framed.response.keep_alive) == (1, b"hello", True)
+
+
+def test_body_without_length_runs_to_the_close() -> None:
+    framed = Framed()
+    framed.parser.feed(b"HTTP/1.1 200 OK\r\n\r\npart", 1.0)
+    assert framed.done == 0
+    framed.parser.eof()
+    assert (framed.done, framed.body, framed.response.keep_alive) == (1, b"part", False)
+
+
+def test_interim_responses_are_skipped_and_204_has_no_body() -> None:
+    framed = Framed()
+    framed.parser.feed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nServer: x\r\n\r\n", 1.0)
+    assert (framed.response.status, framed.heads, framed.done, framed.body) == (204, 1, 1, b"")
+
+
+def test_an_error_body_is_kept_not_streamed() -> None:
+    framed = Framed()
+    framed.parser.feed(b'HTTP/1.1 422 X\r\nContent-Length: 14\r\n\r\n{"error":"no"}', 1.0)
+    assert framed.chunks == []
+    assert bytes(framed.response.body) == b'{"error":"no"}'
+
+
+@pytest.mark.parametrize(
+    ("head", "close"),
+    [
+        ("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0", True),
+        ("HTTP/1.0 200 OK\r\nContent-Length: 0", True),
+    ],
+)
+def test_connection_close_and_http_1_0_are_not_kept_alive(head: str, close: bool) -> None:
+    framed = Framed()
+    framed.parser.feed(head.encode() + b"\r\n\r\n", 1.0)
+    assert framed.response.keep_alive is not close
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "not hexadecimal"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", "Content-Length is not a number"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n", "chunk not followed by CRLF"),
+    ],
+)
+def test_bytes_that_are_not_http_are_refused(data: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        Framed().parser.feed(data, 1.0)
+
+
+def test_a_close_inside_the_response_says_how_far_it_got() -> None:
+    framed = Framed()
+    with pytest.raises(BodyEnded, match="connection closed before a response") as before:
+        framed.parser.eof()
+    assert before.value.received == 0
+    framed.parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 1.0)
+    with pytest.raises(BodyEnded, match="inside the response after 42 bytes"):
+        framed.parser.eof()
+
+
+def test_request_bytes_refuses_header_injection() -> None:
+    assert request_bytes("POST", "/g", "h:81", {"X-A": "1"}, b"{}") == (
+        b"POST /g HTTP/1.1\r\nHost: h:81\r\nContent-Length: 2\r\nX-A: 1\r\n\r\n{}"
+    )
+    with pytest.raises(ValueError, match="line break"):
+        request_bytes("POST", "/g", "h", {"X-A": "1\r\nEvil: yes"}, b"")
+
+
+def test_host_header_leaves_out_the_default_port() -> None:
+    assert Origin("example.com", 443, tls=True).host_header == "example.com"
+    assert Origin("example.com", 8443, tls=True).host_header == "example.com:8443"
+    assert Origin("::1", 80, tls=False).host_header == "[::1]"
+
+
+# --- timing against an independent clock -------------------------------------------------------------------
+
+
+class ScriptedServer:
+    """A blocking server on a thread: reads each request's head and body, then runs ``script(conn, log)``.
+
+    ``log`` gets (what, perf_counter()) pairs read right after each ``sendall`` returned, and the kernel's
+    arrival time of each request (``SO_TIMESTAMPNS``), so tests compare the client with the server's clocks.
+    """
+
+    def __init__(
+        self, script: Callable[[socket.socket, list[tuple[str, float]]], None], context: ssl.SSLContext | None = None
+    ) -> None:
+        self.script, self.context = script, context
+        self.log: list[tuple[str, float]] = []
+        self.accepted = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._connection, args=(raw,), daemon=True).start()
+
+    def _connection(self, raw: socket.socket) -> None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else Nagle holds a token behind the head
+        try:
+            conn = self.context.wrap_socket(raw, server_side=True) if self.context else raw
+        except ssl.SSLError:  # a client that does not trust the certificate hangs up in the handshake
+            raw.close()
+            return
+        with conn:
+            while self._read_request(conn):
+                self.script(conn, self.log)
+
+    def _read_request(self, conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = conn.recv(65536)
+            if not more:
+                return False
+            data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(
+            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+        self.log.append(("request", time.perf_counter()))
+        return True
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def sse_token_script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+    """Head, then two TGI token events 0.3 s apart, then the final event."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for index in range(2):
+        event = b'data: {"token": {"id": 1, "text": "a"}}\n\n'
+        conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+        log.append((f"token{index}", time.perf_counter()))
+        time.sleep(0.3)
+    final = b'data: {"token": {"id": 2, "text": "b"}, "generated_text": "ab", "details": {"generated_tokens": 3}}\n\n'
+    conn.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(final), final))
+
+
+@pytest.fixture
+def token_server() -> Iterator[ScriptedServer]:
+    server = ScriptedServer(sse_token_script)
+    yield server
+    server.close()
+
+
+async def _blocked_reader_request(
+    transport: HttpTransport, log: list[tuple[str, float]]
+) -> tuple[RequestRecord, float]:
+    """Send; once the server has written the first token, keep the loop busy for BLOCK_S; return the read time."""
+    record = RequestRecord(user=0, start=0.0, end=0.0)
+    task = asyncio.create_task(
+        transport.post("/generate_stream", {"inputs": "x"}, record, reader=TgiStreamReader(record))
+    )
+    while not any(what == "token0" for what, _ in log):
+        await asyncio.sleep(0)  # spins: the loop must not take the bytes until it is blocked below
+        time.sleep(0.0005)
+    time.sleep(BLOCK_S)  # the first token waits in the socket
+    unblocked = time.perf_counter()
+    await task
+    return record, unblocked
+
+
+@pytest.mark.skipif(not LINUX, reason="kernel receive timestamps are Linux's SO_TIMESTAMPNS")
+def test_a_token_is_stamped_when_it_arrived_not_when_the_client_got_to_it(token_server: ScriptedServer) -> None:
+    async def go() -> tuple[RequestRecord, float]:
+        transport = HttpTransport(f"http://127.0.0.1:{token_server.port}", concurrency=1, timeout_s=5)
+        try:
+            return await _blocked_reader_request(transport, token_server.log)
+        finally:
+            await transport.aclose()
+
+    record, unblocked = asyncio.run(go())
+    written = dict(token_server.log)
+    assert record.ok, record.error_detail
+    assert record.first_token_at is not None
+    # The server read its clock after sendall returned: the kernel stamp is at most a little before that.
+    assert written["token0"] - 0.002 <= record.first_token_at <= written["token0"] + 0.001
+    assert unblocked - record.first_token_at > BLOCK_S * 0.9  # what a user-space clock would have added
+    assert record.token_times[1] == pytest.approx(written["token1"], abs=0.002)
+
+
+@pytest.mark.skipif(not LINUX, reason="kernel receive timestamps are Linux's SO_TIMESTAMPNS")
+def test_the_clock_starts_when_the_request_reached_the_kernel(token_server: ScriptedServer) -> None:
+    async def go() -> RequestRecord:
+        transport = HttpTransport(f"http://127.0.0.1:{token_server.port}", concurrency=1, timeout_s=5)
+        record = RequestRecord(user=0, start=0.0, end=0.0)
+        time.sleep(0.05)  # a busy loop before the send is the client's own time, not the server's
+        try:
+            return await transport.post("/generate_stream", {"inputs": "x"}, record, reader=TgiStreamReader(record))
+        finally:
+            await transport.aclose()
+
+    record = asyncio.run(go())
+    assert record.ok, record.error_detail
+    received = dict(token_server.log)["request"]  # the server's read of the request, after the kernel had it
+    assert 0 <= received - record.start < 0.005
+    assert record.ttft_s == pytest.approx(dict(token_server.log)["token0"] - record.start, abs=0.002)
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (``cryptography`` comes with the dev tools)."""
+    import ipaddress  # noqa: PLC0415
+
+    from cryptography import x509  # noqa: PLC0415 - only this test needs it
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.skipif(not LINUX, reason="kernel receive timestamps are Linux's SO_TIMESTAMPNS")
+def test_tls_keeps_the_kernel_stamps_and_checks_the_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server = ScriptedServer(sse_token_script, context=server_context)
+
+    def transport(cafile: Path | None) -> HttpTransport:
+        transport = HttpTransport(f"https://127.0.0.1:{server.port}", concurrency=1, timeout_s=5)
+        if cafile is not None:  # trust the test's own certificate
+            transport._get_pool()._context = ssl.create_default_context(cafile=str(cafile))
+        return transport
+
+    async def untrusted() -> RequestRecord:
+        client = transport(None)
+        try:
+            return await client.post("/generate", {}, RequestRecord(user=0, start=0.0, end=0.0))
+        finally:
+            await client.aclose()
+
+    async def trusted() -> tuple[RequestRecord, float]:
+        client = transport(cert)
+        try:
+            return await _blocked_reader_request(client, server.log)
+        finally:
+            await client.aclose()
+
+    try:
+        refused = asyncio.run(untrusted())
+        assert refused.error is ErrorKind.CONNECTION
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.error_detail
+        record, unblocked = asyncio.run(trusted())
+    finally:
+        server.close()
+    assert record.ok, record.error_detail
+    assert record.generated_tokens == 3
+    written = dict(server.log)
+    assert record.first_token_at is not None
+    assert written["token0"] - 0.002 <= record.first_token_at <= written["token0"] + 0.001
+    assert unblocked - record.first_token_at > BLOCK_S * 0.9
+
+
+# --- the pool: reuse, idle closes, drops, timeouts ---------------------------------------------------------
+
+
+def json_script(body: bytes = b"{}", close: bool = False) -> Callable[[socket.socket, list[tuple[str, float]]], None]:
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        if close:
+            conn.shutdown(socket.SHUT_RDWR)  # the server closes the connection once the answer is out
+
+    return script
+
+
+def _posts(port: int, count: int, *, pause_s: float = 0.0, timeout_s: float = 5.0) -> list[RequestRecord]:
+    async def go() -> list[RequestRecord]:
+        transport = HttpTransport(f"http://127.0.0.1:{port}", concurrency=1, timeout_s=timeout_s)
+        records = []
+        try:
+            for _ in range(count):
+                record = RequestRecord(user=0, start=0.0, end=0.0)
+                records.append(await transport.post("/generate", {}, record, read_body=lambda r, b: None))
+                await asyncio.sleep(pause_s)
+        finally:
+            await transport.aclose()
+        return records
+
+    return asyncio.run(go())
+
+
+def test_keep_alive_reuses_one_connection() -> None:
+    server = ScriptedServer(json_script())
+    try:
+        records = _posts(server.port, 3)
+    finally:
+        server.close()
+    assert [r.ok for r in records] == [True, True, True]
+    assert server.accepted == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed() -> None:
+    server = ScriptedServer(json_script(close=True))
+    try:
+        records = _posts(server.port, 3, pause_s=0.05)
+    finally:
+        server.close()
+    assert [r.error for r in records] == [None, None, None]
+    assert server.accepted == 3
+
+
+def test_a_request_the_server_drops_is_counted_once_and_not_retried() -> None:
+    def drop(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        conn.shutdown(socket.SHUT_RDWR)
+
+    server = ScriptedServer(drop)
+    try:
+        (record,) = _posts(server.port, 1)
+    finally:
+        server.close()
+    assert record.error is ErrorKind.DROPPED_STREAM
+    assert "connection closed before a response" in record.error_detail
+    assert [what for what, _ in server.log] == ["request"]
+
+
+def test_a_timeout_closes_the_connection_and_frees_its_slot() -> None:
+    answers = iter(
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
+    )
+
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        conn.sendall(next(answers))  # the first answer stalls after 3 of its 10 bytes
+
+    server = ScriptedServer(script)
+    try:
+        records = _posts(server.port, 2, timeout_s=0.3)
+    finally:
+        server.close()
+    assert [r.error for r in records] == [ErrorKind.TIMEOUT, None]
+    assert server.accepted == 2  # the stalled connection was not reused
+
+
+def test_round_trip_reports_an_unreachable_origin_without_sending() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed when the block ends: nothing listens there
+
+    async def go() -> None:
+        pool = ConnectionPool(Origin("127.0.0.1", port, tls=False), limit=1)
+        await round_trip(pool, b"", None, connect_timeout_s=1, on_sent=lambda _: None, on_head=lambda _: None)
+
+    with pytest.raises(Exception, match="ConnectionRefusedError"):
+        asyncio.run(go())
