@@ -172,14 +172,18 @@ def test_host_header_leaves_out_the_default_port() -> None:
 class ScriptedServer:
     """A blocking server on a thread: reads each request's head and body, then runs ``script(conn, log)``.
 
-    ``log`` gets (what, perf_counter()) pairs read right after each ``sendall`` returned, and the kernel's
-    arrival time of each request (``SO_TIMESTAMPNS``), so tests compare the client with the server's clocks.
+    ``log`` gets (what, perf_counter()) pairs: ``request`` once a request was read whole, and whatever the
+    script logs right after each ``sendall`` returned, so tests compare the client with the server's clocks.
+    ``keep_raw`` collects each request's bytes as they arrived.
     """
 
     def __init__(
-        self, script: Callable[[socket.socket, list[tuple[str, float]]], None], context: ssl.SSLContext | None = None
+        self,
+        script: Callable[[socket.socket, list[tuple[str, float]]], None],
+        context: ssl.SSLContext | None = None,
+        keep_raw: list[bytes] | None = None,
     ) -> None:
-        self.script, self.context = script, context
+        self.script, self.context, self.keep_raw = script, context, keep_raw
         self.log: list[tuple[str, float]] = []
         self.accepted = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -220,6 +224,8 @@ class ScriptedServer:
         )
         while len(body) < length:
             body += conn.recv(65536)
+        if self.keep_raw is not None:
+            self.keep_raw.append(head + b"\r\n\r\n" + body)
         self.log.append(("request", time.perf_counter()))
         return True
 

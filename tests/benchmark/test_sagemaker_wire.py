@@ -1,0 +1,252 @@
+"""The SageMaker streaming client: boto3 signs, benchmark.wire sends, botocore's parsers read.
+
+What went on the wire is checked by a SigV4 verifier written here from the published algorithm (not
+botocore's signer), token times against the server's own clock, errors as boto3 would have raised them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+import sys
+import time
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from benchmark.clients.sagemaker import SageMakerClient
+from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.wire.eventstream import event_message, exception_message
+from tests.benchmark.test_wire import BLOCK_S, ScriptedServer
+
+KEY_ID, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+PROMPT = Prompt(text="hello", id="p1")
+
+
+def _client(port: int) -> SageMakerClient:
+    return SageMakerClient(
+        "bench-ep",
+        streaming=True,
+        timeout_s=5,
+        region_name="eu-west-1",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        client_kwargs={"aws_access_key_id": KEY_ID, "aws_secret_access_key": SECRET},
+    )
+
+
+def _send(port: int) -> RequestRecord:
+    async def go() -> RequestRecord:
+        client = _client(port)
+        try:
+            return await client.send(PROMPT, GenerationParams(max_new_tokens=3), user=0)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def _sign(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def sigv4_valid(raw: bytes, secret: str) -> bool:
+    """Recompute AWS Signature Version 4 of a raw HTTP/1.1 request (the documented algorithm, step by step)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = " ".join(value.split())
+    algorithm, _, fields = headers["authorization"].partition(" ")
+    parts = dict(field.strip().split("=", 1) for field in fields.split(","))
+    credential = parts["Credential"].split("/")
+    signed = parts["SignedHeaders"].split(";")
+    path, _, query = target.partition("?")
+    canonical_uri = "/".join(quote(segment, safe="-_.~") for segment in path.split("/"))
+    canonical = "\n".join(
+        [
+            method,
+            canonical_uri,
+            "&".join(sorted(query.split("&"))) if query else "",
+            "".join(f"{name}:{headers[name]}\n" for name in signed),
+            ";".join(signed),
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
+    scope = "/".join(credential[1:])
+    to_sign = "\n".join([algorithm, headers["x-amz-date"], scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + secret).encode()
+    for part in credential[1:]:
+        key = _sign(key, part)
+    return hmac.compare_digest(hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest(), parts["Signature"])
+
+
+def test_the_verifier_refuses_a_tampered_request() -> None:
+    raw = _captured_request()
+    assert sigv4_valid(raw, SECRET)
+    assert not sigv4_valid(raw.replace(b'"hello"', b'"HELLO"'), SECRET)  # the body is signed
+    assert not sigv4_valid(raw, SECRET + "x")
+
+
+def _captured_request() -> bytes:
+    captured: list[bytes] = []
+
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        body = b'{"message":"endpoint bench-ep not found"}'
+        conn.sendall(
+            b"HTTP/1.1 400 Bad Request\r\nx-amzn-RequestId: rid-1\r\nx-amzn-ErrorType: ValidationError:http://x/\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    server = ScriptedServer(script, keep_raw=captured)
+    try:
+        record = _send(server.port)
+    finally:
+        server.close()
+    assert record.error is ErrorKind.HTTP_4XX
+    assert "ValidationError" in record.error_detail and "bench-ep not found" in record.error_detail
+    assert record.request_id == "rid-1"
+    (raw,) = captured
+    return raw
+
+
+def test_the_request_on_the_wire_is_the_one_boto3_signed() -> None:
+    raw = _captured_request()
+    head = raw.partition(b"\r\n\r\n")[0].decode()
+    assert head.startswith("POST /endpoints/bench-ep/invocations-response-stream HTTP/1.1\r\n")
+    assert f"Credential={KEY_ID}/" in head and "/eu-west-1/sagemaker/aws4_request" in head
+    assert "X-Amzn-SageMaker-Accept: text/event-stream" in head
+    assert json.loads(raw.partition(b"\r\n\r\n")[2])["stream"] is True
+    assert sigv4_valid(raw, SECRET)
+
+
+@pytest.mark.parametrize(
+    ("error_type", "body", "kind"),
+    [
+        ("ModelError", {"OriginalStatusCode": 429, "OriginalMessage": "Model is overloaded"}, ErrorKind.THROTTLED),
+        ("ModelError", {"OriginalStatusCode": 422, "OriginalMessage": "bad input"}, ErrorKind.HTTP_4XX),
+        ("ModelError", {"OriginalStatusCode": 500, "Message": "boom"}, ErrorKind.HTTP_5XX),
+        ("ThrottlingException", {"message": "slow down"}, ErrorKind.THROTTLED),
+        ("ServiceUnavailable", {"message": "later"}, ErrorKind.HTTP_5XX),
+    ],
+)
+def test_service_errors_are_read_as_boto3_reads_them(error_type: str, body: dict[str, Any], kind: ErrorKind) -> None:
+    status = 424 if error_type == "ModelError" else 400 if error_type == "ThrottlingException" else 503
+    payload = json.dumps(body).encode()
+
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        conn.sendall(
+            b"HTTP/1.1 %d X\r\nx-amzn-ErrorType: %s:http://internal.amazon.com/\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (status, error_type.encode(), len(payload), payload)
+        )
+
+    server = ScriptedServer(script)
+    try:
+        record = _send(server.port)
+    finally:
+        server.close()
+    assert record.error is kind, record.error_detail
+    assert error_type in record.error_detail
+
+
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def _event_stream_script(frames: list[bytes], pause_after_first_s: float = 0.0) -> Any:
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        for index, frame in enumerate(frames):
+            conn.sendall(b"%x\r\n%s\r\n" % (len(frame), frame))
+            log.append((f"frame{index}", time.perf_counter()))
+            if index == 0:
+                time.sleep(pause_after_first_s)
+        conn.sendall(b"0\r\n\r\n")
+
+    return script
+
+
+def _payload(event: dict[str, Any]) -> bytes:
+    return event_message("PayloadPart", b"data: " + json.dumps(event).encode() + b"\n\n")
+
+
+TOKEN = {"token": {"id": 1, "text": "a"}}
+FINAL = {"token": {"id": 2, "text": "b"}, "generated_text": "ab", "details": {"generated_tokens": 2}}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel receive timestamps are Linux's SO_TIMESTAMPNS")
+def test_a_payload_part_is_stamped_when_it_arrived() -> None:
+    server = ScriptedServer(_event_stream_script([_payload(TOKEN), _payload(FINAL)], pause_after_first_s=0.3))
+
+    async def go() -> tuple[RequestRecord, float]:
+        client = _client(server.port)
+        try:
+            task = asyncio.create_task(client.send(PROMPT, GenerationParams(max_new_tokens=2), user=0))
+            while not any(what == "frame0" for what, _ in server.log):
+                await asyncio.sleep(0)
+                time.sleep(0.0005)
+            time.sleep(BLOCK_S)  # the first PayloadPart waits in the socket
+            unblocked = time.perf_counter()
+            return await task, unblocked
+        finally:
+            await client.aclose()
+
+    try:
+        record, unblocked = asyncio.run(go())
+    finally:
+        server.close()
+    assert record.ok, record.error_detail
+    assert record.generated_tokens == 2
+    written = dict(server.log)
+    assert record.first_token_at is not None
+    assert written["frame0"] - 0.002 <= record.first_token_at <= written["frame0"] + 0.001
+    assert unblocked - record.first_token_at > BLOCK_S * 0.9
+    assert 0 <= written["request"] - record.start < 0.005
+
+
+@pytest.mark.parametrize(
+    ("frames", "kind", "detail"),
+    [
+        (
+            [_payload(TOKEN), exception_message("ModelStreamError", b'{"Message":"oom"}')],
+            ErrorKind.DROPPED_STREAM,
+            "oom",
+        ),
+        ([_payload(TOKEN)[:-1] + b"\x00"], ErrorKind.MALFORMED_FRAME, "Checksum"),
+        ([_payload(TOKEN)], ErrorKind.DROPPED_STREAM, "without its final event after 1 tokens"),
+    ],
+)
+def test_stream_failures_are_classified(frames: list[bytes], kind: ErrorKind, detail: str) -> None:
+    server = ScriptedServer(_event_stream_script(frames))
+    try:
+        record = _send(server.port)
+    finally:
+        server.close()
+    assert record.error is kind
+    assert detail in record.error_detail
+
+
+def test_behind_a_proxy_boto3_sends_the_request_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmark.wire speaks no proxy protocol: where one applies, the thread path goes through it."""
+    proxy = ScriptedServer(_event_stream_script([_payload(FINAL)]))
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # nothing listens here: only the proxy can answer
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        record = _send(port)
+    finally:
+        proxy.close()
+    assert record.ok, record.error_detail
+    assert record.generated_tokens == 2
+    assert [what for what, _ in proxy.log][:1] == ["request"]
