@@ -1,7 +1,7 @@
 """Clients for every way of reaching a TGI server; all implement :class:`Client`.
 
-``create_client`` imports lazily: the SageMaker client needs only boto3 (it runs in Lambda), the HTTP
-clients need aiohttp.
+``create_client`` imports lazily: the SageMaker client needs boto3 (it runs in Lambda), the HTTP
+clients only the standard library (:mod:`benchmark.wire`).
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ def create_client(kind: str, target: str, *, concurrency: int = 1, timeout_s: fl
     """``target`` is the endpoint name (SageMaker) or base URL (HTTP kinds); ``options`` go to the class."""
     streaming = kind.endswith("-stream")
     if kind in ("sagemaker", "sagemaker-stream"):
-        from benchmark.clients.sagemaker import SageMakerClient  # noqa: PLC0415 - lazy: aiohttp/boto3 only when used
+        from benchmark.clients.sagemaker import SageMakerClient  # noqa: PLC0415 - lazy: boto3 only when used
 
         return SageMakerClient(target, streaming=streaming, concurrency=concurrency, timeout_s=timeout_s, **options)
     if kind in ("tgi-http", "tgi-http-stream"):
-        from benchmark.clients.tgi_http import TgiHttpClient  # noqa: PLC0415 - lazy: aiohttp/boto3 only when used
+        from benchmark.clients.tgi_http import TgiHttpClient  # noqa: PLC0415 - lazy: boto3 only when used
 
         return TgiHttpClient(target, streaming=streaming, concurrency=concurrency, timeout_s=timeout_s, **options)
     if kind in ("openai-chat", "openai-chat-stream"):
-        from benchmark.clients.openai_chat import OpenAIChatClient  # noqa: PLC0415 - lazy: aiohttp/boto3 only when used
+        from benchmark.clients.openai_chat import OpenAIChatClient  # noqa: PLC0415 - lazy: boto3 only when used
 
         return OpenAIChatClient(target, streaming=streaming, concurrency=concurrency, timeout_s=timeout_s, **options)
     raise unknown("client", kind, KINDS)

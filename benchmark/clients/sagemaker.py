@@ -40,6 +40,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
+from botocore.httpsession import get_cert_path
 from botocore.parsers import create_parser
 
 from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, status_error_kind
@@ -199,7 +200,8 @@ class SageMakerClient:
         if self._wire is None:
             tls = parts.scheme == "https"
             origin = Origin(parts.hostname or "", parts.port or (443 if tls else 80), tls)
-            context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+            # The trust store botocore would use: AWS_CA_BUNDLE, else its default bundle (certifi or its own).
+            context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
             self._wire = ConnectionPool(origin, limit=self._concurrency, context=context)
         pool = self._wire
         target = parts.path + (f"?{parts.query}" if parts.query else "")

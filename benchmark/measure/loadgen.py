@@ -18,8 +18,8 @@ anything but throttling, which is a measurement), or when its error rate passes 
 doubling, at most 0.5 s) instead of spinning. Any other error is recorded and the run goes on.
 
 ``ramp_up_s`` staggers the closed loop's first requests evenly over that many seconds (as LLMPerf and
-GuideLLM stagger theirs), so 256 users do not all send in the same event-loop turn, which inflates the
-TTFT the client measures; the steady-state throughput window starts after the ramp anyway.
+GuideLLM stagger theirs), so 256 users do not all send in the same event-loop turn and the server sees
+the load build up as it would in production; the steady-state throughput window starts after the ramp.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """One level spread over worker processes, each with its own event loop and client (as GuideLLM does).
 
-At hundreds of streams one Python event loop spends enough time per token event that a request's send
-or a token's read waits behind the others, which the client then measures as latency. Splitting the
-virtual users over processes gives each loop fewer streams. Every process stamps times with
-``time.perf_counter()``, which on Linux is ``CLOCK_MONOTONIC``, shared by all processes, so the
-records merge into one :class:`LevelRun` as if one process had measured them.
+At hundreds of streams one Python event loop needs more than a core (about 0.2 ms of CPU per token
+event): it would fall behind and send its next requests late, lowering the load it offers. The times
+themselves come from the kernel (see :mod:`benchmark.wire.connection`), so a busy loop does not shift
+them; splitting the virtual users over processes keeps the offered load what was asked for. Every
+process stamps times on ``time.perf_counter()``, which on Linux is ``CLOCK_MONOTONIC``, shared by all
+processes, so the records merge into one :class:`LevelRun` as if one process had measured them.
 
 Workers are started with ``spawn`` (no inherited event loop or client state), build their client, wait at
 a barrier so that all start together, run their share of the level and send back their records.

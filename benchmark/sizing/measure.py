@@ -47,7 +47,7 @@ def measurer(
     on_level: Callable[[MeasuredLevel], None] | None = None,
 ) -> Measure:
     """A ``Measure`` for :func:`benchmark.sizing.capacity.sweep`."""
-    from benchmark.measure.loadgen import LoadSpec, run_level  # noqa: PLC0415 - the load generator needs aiohttp
+    from benchmark.measure.loadgen import LoadSpec, run_level  # noqa: PLC0415 - only a sweep that measures loads the load generator
     from benchmark.measure.prompts import GenerationParams  # noqa: PLC0415
 
     params = GenerationParams(max_new_tokens=plan.max_new_tokens)
