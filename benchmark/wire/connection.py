@@ -254,6 +254,7 @@ class ConnectionPool:
         self._context = context
         self._idle: list[WireConnection] = []
         self._slots = asyncio.Semaphore(max(1, limit))
+        self._closed = False
 
     async def acquire(self) -> WireConnection:
         """An idle connection (the most recently used first), else a new one."""
@@ -269,13 +270,15 @@ class ConnectionPool:
             raise
 
     def release(self, connection: WireConnection) -> None:
-        if connection.idle:
+        if connection.idle and not self._closed:
             self._idle.append(connection)
         else:
             connection.close()
         self._slots.release()
 
     def close(self) -> None:
+        """Close the idle connections; those still busy are closed when they come back."""
+        self._closed = True
         for connection in self._idle:
             connection.close()
         self._idle.clear()
@@ -310,16 +313,14 @@ async def round_trip(
         raise UnreachableError(f"{type(exc).__name__}: {exc}") from None
     try:
         exchange = await connection.exchange(request, sink)
-    except BaseException:
-        pool.release(connection)
-        raise
-    exchange.done.add_done_callback(lambda _: pool.release(connection))
-    on_sent(exchange.sent_at)
-    try:
-        await exchange.head
-        on_head(exchange.response)
-        await exchange.done
+        on_sent(exchange.sent_at)
+        try:
+            await exchange.head
+            on_head(exchange.response)
+            await exchange.done
+        finally:
+            if not exchange.done.done():
+                connection.close()
     finally:
-        if not exchange.done.done():
-            connection.close()
+        pool.release(connection)  # back to the pool when idle; closed (and its slot freed) otherwise
     return exchange.response

@@ -9,7 +9,9 @@ read the time the loop got back; the kernel's receive time must match the server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import json
 import socket
 import ssl
 import sys
@@ -207,7 +209,7 @@ class ScriptedServer:
         except ssl.SSLError:  # a client that does not trust the certificate hangs up in the handshake
             raw.close()
             return
-        with conn:
+        with conn, contextlib.suppress(OSError):  # a client that gave up on a response hangs up mid-write
             while self._read_request(conn):
                 self.script(conn, self.log)
 
@@ -469,3 +471,52 @@ def test_round_trip_reports_an_unreachable_origin_without_sending() -> None:
 
     with pytest.raises(Exception, match="ConnectionRefusedError"):
         asyncio.run(go())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_body_larger_than_the_socket_buffer_goes_out_whole(loop: str) -> None:
+    """The kernel takes part of a large request at once; the rest goes as it drains, on either event loop."""
+    received: list[bytes] = []
+    server = ScriptedServer(json_script(b'{"ok":true}'), keep_raw=received)
+    payload = {"inputs": "x" * 4_000_000}
+
+    async def go() -> RequestRecord:
+        transport = HttpTransport(f"http://127.0.0.1:{server.port}", concurrency=1, timeout_s=10)
+        try:
+            record = RequestRecord(user=0, start=0.0, end=0.0)
+            record = await transport.post("/generate", payload, record, read_body=lambda r, b: None)
+            # The answer may arrive while the body is still going out: the connection is back in the pool anyway.
+            assert transport._pool is not None and len(transport._pool._idle) == 1
+            return record
+        finally:
+            await transport.aclose()
+
+    try:
+        if loop == "uvloop":
+            import uvloop  # noqa: PLC0415 - the optional loop, where installed
+
+            record = uvloop.run(go())
+        else:
+            record = asyncio.run(go())
+    finally:
+        server.close()
+    assert record.ok, record.error_detail
+    (raw,) = received
+    assert len(raw.partition(b"\r\n\r\n")[2]) == len(json.dumps(payload))
+    assert record.start > 0
+
+
+def test_the_read_time_stands_in_where_the_kernel_gave_no_plausible_stamp() -> None:
+    from benchmark.wire import kernel_clock  # noqa: PLC0415
+
+    assert kernel_clock.stamp([], 12.5) == 12.5  # no stamp (not Linux, or the option refused)
+    now = time.perf_counter()
+    wall = time.time_ns()
+    timespec = kernel_clock._TIMESPEC.pack(wall // 10**9, wall % 10**9)
+    stamped = kernel_clock.stamp([(socket.SOL_SOCKET, kernel_clock.SO_TIMESTAMPNS, timespec)], now + 0.01)
+    assert now - 0.001 < stamped < now + 0.001  # the wall-clock stamp, on the perf_counter clock
+    stepped = (wall // 10**9 + 3600, wall % 10**9)  # as if the wall clock jumped an hour
+    late = kernel_clock.stamp(
+        [(socket.SOL_SOCKET, kernel_clock.SO_TIMESTAMPNS, kernel_clock._TIMESPEC.pack(*stepped))], now
+    )
+    assert late == now
