@@ -105,10 +105,11 @@ class WireConnection:
         head, done = self._loop.create_future(), self._loop.create_future()
         done.add_done_callback(_retrieve)
         head.add_done_callback(_retrieve)
-        self._exchange = Exchange(0.0, response, head, done)
+        exchange = self._exchange = Exchange(0.0, response, head, done)
         self._parser = ResponseParser(response, on_head=lambda: _resolve(head), on_done=self._on_done)
-        self._exchange.sent_at = await self._send(request)
-        return self._exchange
+        # The answer may be complete (and self._exchange cleared) by the time a large request is out.
+        exchange.sent_at = await self._send(request)
+        return exchange
 
     @property
     def idle(self) -> bool:

@@ -520,3 +520,35 @@ def test_the_read_time_stands_in_where_the_kernel_gave_no_plausible_stamp() -> N
         [(socket.SOL_SOCKET, kernel_clock.SO_TIMESTAMPNS, kernel_clock._TIMESPEC.pack(*stepped))], now
     )
     assert late == now
+
+
+def test_an_answer_that_comes_before_the_request_is_all_out_is_read() -> None:
+    """A server may answer once it has the head (an early 413, say) while a large body is still going out."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 7\r\n\r\ntoo big")
+            while conn.recv(1 << 20):  # then drain the body the client is still sending
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def go() -> RequestRecord:
+        transport = HttpTransport(f"http://127.0.0.1:{listener.getsockname()[1]}", concurrency=1, timeout_s=10)
+        try:
+            record = RequestRecord(user=0, start=0.0, end=0.0)
+            return await transport.post("/generate", {"inputs": "x" * 8_000_000}, record)
+        finally:
+            await transport.aclose()
+
+    try:
+        record = asyncio.run(go())
+    finally:
+        listener.close()
+    assert record.error is ErrorKind.HTTP_4XX
+    assert record.error_detail == "HTTP 413: too big"
