@@ -94,7 +94,7 @@ class HttpTransport:
         except Exception as exc:
             kind, detail = wire_failure(exc, self.base_url, self._timeout_s)
             return fail(record, kind, detail, time.perf_counter())
-        record.end = time.perf_counter()
+        record.end = response.last_at  # the answer's last bytes reached the kernel
         return record
 
     async def aclose(self) -> None:

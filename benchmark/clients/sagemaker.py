@@ -3,13 +3,13 @@
 Only boto3 is imported, so this runs inside a Lambda function. Retries are off (standard mode, one
 attempt) so throttling is recorded instead of hidden behind backoff.
 
-Streaming: boto3 builds and signs each request (endpoint rules, credentials, SigV4, user agent: all
-botocore's), and a ``before-send`` handler takes the signed request from it; the bytes then go over
-:mod:`benchmark.wire`, which reads the kernel's receive time of each chunk, and botocore's own event-stream
-parser and error parser read the answer. boto3's blocking threads would stamp a token when a thread gets
-the GIL back, milliseconds late at hundreds of streams (TTFT +3 to +13 % against an independent ground
-truth). Where an HTTPS proxy applies, or a stubbed client answers without sending, boto3 itself reads the
-stream on a thread, as it does for non-streamed requests.
+boto3 builds and signs each request (endpoint rules, credentials, SigV4, user agent: all botocore's), and
+a ``before-send`` handler takes the signed request from it; the bytes then go over :mod:`benchmark.wire`,
+which reads the kernel's receive time of each chunk, and botocore's own event-stream parser and error
+parser read the answer. boto3's blocking threads would stamp a token when a thread gets the GIL back,
+milliseconds late at hundreds of streams (TTFT +3 to +13 % against an independent ground truth). Where
+a proxy applies, or a stubbed client answers without sending, boto3 itself sends the request and reads
+the answer on a thread (:meth:`SageMakerClient.invoke`).
 """
 
 from __future__ import annotations
@@ -161,67 +161,80 @@ class SageMakerClient:
         # None: botocore goes on and sends the request (a return value would replace the response).
 
     async def send(self, prompt: Prompt, params: GenerationParams, *, user: int) -> RequestRecord:
-        if self.streaming:
-            body = json.dumps(tgi_request(prompt, params, stream=True)).encode()
-            record = RequestRecord(user=user, start=time.perf_counter(), end=0.0, prompt_id=prompt.id or None)
-            try:
-                signed = self._signed_stream_request(body)
-            except Exception as exc:
-                return fail(record, classify_exception(exc), f"{type(exc).__name__}: {exc}", time.perf_counter())
-            if signed is not None:
-                return await self._stream_over_wire(record, signed)
+        body = json.dumps(tgi_request(prompt, params, stream=True if self.streaming else None)).encode()
+        record = RequestRecord(user=user, start=time.perf_counter(), end=0.0, prompt_id=prompt.id or None)
+        try:
+            signed = self._signed_request(body)
+        except Exception as exc:
+            return fail(record, classify_exception(exc), f"{type(exc).__name__}: {exc}", time.perf_counter())
+        if signed is not None:
+            return await self._over_wire(record, signed)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(self.invoke, prompt, params, user=user))
 
-    def _signed_stream_request(self, body: bytes) -> AWSPreparedRequest | None:
+    @property
+    def _operation(self) -> str:
+        return "InvokeEndpointWithResponseStream" if self.streaming else "InvokeEndpoint"
+
+    def _signed_request(self, body: bytes) -> AWSPreparedRequest | None:
         """The request boto3 would send, signed; None where boto3 must send it itself (proxy, stubbed client)."""
         if self._wire is None and _proxied(self._client.meta.endpoint_url):
             return None
         self._current.take_signed = True
         try:
-            self._client.invoke_endpoint_with_response_stream(**self._stream_arguments(body))
+            if self.streaming:
+                self._client.invoke_endpoint_with_response_stream(**self._arguments(body))
+            else:
+                self._client.invoke_endpoint(**self._arguments(body))
         except _Signed as signed:
             return signed.request
         finally:
             self._current.take_signed = False
         return None  # answered without sending (botocore's Stubber): let boto3 run it for real below
 
-    def _stream_arguments(self, body: bytes) -> dict[str, Any]:
+    def _arguments(self, body: bytes) -> dict[str, Any]:
         return {
             "EndpointName": self.endpoint_name,
             "Body": body,
             "ContentType": "application/json",
-            "Accept": "text/event-stream",
+            "Accept": "text/event-stream" if self.streaming else "application/json",
             **self._extra(),
         }
 
-    async def _stream_over_wire(self, record: RequestRecord, signed: AWSPreparedRequest) -> RequestRecord:
-        parts = urlsplit(signed.url)
+    def _pool_for(self, url: str) -> ConnectionPool:
         if self._wire is None:
+            parts = urlsplit(url)
             tls = parts.scheme == "https"
             origin = Origin(parts.hostname or "", parts.port or (443 if tls else 80), tls)
             # The trust store botocore would use: AWS_CA_BUNDLE, else its default bundle (certifi or its own).
             context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
             self._wire = ConnectionPool(origin, limit=self._concurrency, context=context)
-        pool = self._wire
+        return self._wire
+
+    async def _over_wire(self, record: RequestRecord, signed: AWSPreparedRequest) -> RequestRecord:
+        pool = self._pool_for(signed.url)
+        parts = urlsplit(signed.url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in signed.headers.items()}
         body = signed.body if isinstance(signed.body, bytes) else str(signed.body or "").encode()
         request = request_bytes("POST", target, pool.origin.host_header, headers, body)
-        reader = TgiStreamReader(record)
+        reader = TgiStreamReader(record) if self.streaming else None
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await round_trip(
                     pool,
                     request,
-                    EventStreamSink(reader).feed,
+                    EventStreamSink(reader).feed if reader is not None else None,
                     connect_timeout_s=min(self._timeout_s, CONNECT_TIMEOUT_S),
                     on_sent=functools.partial(setattr, record, "start"),
                     on_head=lambda head: read_headers(record, head.headers),
                 )
             if response.status >= 300:
                 raise self._service_error(response.status, response.headers, bytes(response.body))
-            reader.close()
+            if reader is not None:
+                reader.close()
+            else:
+                read_tgi_response(record, bytes(response.body))
         except RequestFailed as exc:
             return fail(record, exc.kind, exc.detail, time.perf_counter())
         except ClientError as exc:
@@ -229,13 +242,13 @@ class SageMakerClient:
         except Exception as exc:
             kind, detail = wire_failure(exc, redact_url(signed.url), self._timeout_s)
             return fail(record, kind, detail, time.perf_counter())
-        record.end = time.perf_counter()
+        record.end = response.last_at  # the answer's last bytes reached the kernel
         return record
 
     def _service_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ClientError:
         """The error boto3 would raise, parsed by botocore's own parser for the service's protocol."""
         model = self._client.meta.service_model
-        operation = model.operation_model("InvokeEndpointWithResponseStream")
+        operation = model.operation_model(self._operation)
         assert operation.output_shape is not None
         parsed = create_parser(model.resolved_protocol).parse(
             {"status_code": status, "headers": dict(headers), "body": body}, operation.output_shape
@@ -271,19 +284,13 @@ class SageMakerClient:
         return {"InferenceComponentName": self.inference_component} if self.inference_component else {}
 
     def _invoke(self, record: RequestRecord, body: bytes) -> None:
-        response = self._client.invoke_endpoint(
-            EndpointName=self.endpoint_name,
-            Body=body,
-            ContentType="application/json",
-            Accept="application/json",
-            **self._extra(),
-        )
+        response = self._client.invoke_endpoint(**self._arguments(body))
         read_headers(record, response["ResponseMetadata"].get("HTTPHeaders", {}))
         payload = response["Body"].read()
         read_tgi_response(record, payload)
 
     def _invoke_stream(self, record: RequestRecord, body: bytes) -> None:
-        response = self._client.invoke_endpoint_with_response_stream(**self._stream_arguments(body))
+        response = self._client.invoke_endpoint_with_response_stream(**self._arguments(body))
         read_headers(record, response["ResponseMetadata"].get("HTTPHeaders", {}))
         reader = TgiStreamReader(record)
         stream = response["Body"]

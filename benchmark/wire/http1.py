@@ -48,6 +48,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)  # names in lower case
     body: bytearray = field(default_factory=bytearray)
     received: int = 0  # bytes of this response seen so far, head included
+    last_at: float = 0.0  # when the latest of those bytes arrived: the answer's end, once it is complete
     keep_alive: bool = True
 
     def deliver(self, data: bytes, at: float) -> None:
@@ -74,6 +75,7 @@ class ResponseParser:
     def feed(self, data: bytes, at: float) -> None:
         """Frame ``data``; raises :class:`ProtocolError` on bytes that are not HTTP."""
         self.response.received += len(data)
+        self.response.last_at = at
         self._buffer += data
         while self._buffer and self._state != "done":
             if not self._step(at):

@@ -22,16 +22,17 @@ from benchmark.clients.sagemaker import SageMakerClient
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import ErrorKind, RequestRecord
 from benchmark.wire.eventstream import event_message, exception_message
-from tests.benchmark.test_wire import BLOCK_S, ScriptedServer
+from tests.benchmark.test_wire import BLOCK_S, ScriptedServer, answer, block_when_logged
 
+JSON = "Content-Type: application/json\r\n"
 KEY_ID, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 PROMPT = Prompt(text="hello", id="p1")
 
 
-def _client(port: int) -> SageMakerClient:
+def _client(port: int, *, streaming: bool = True) -> SageMakerClient:
     return SageMakerClient(
         "bench-ep",
-        streaming=True,
+        streaming=streaming,
         timeout_s=5,
         region_name="eu-west-1",
         endpoint_url=f"http://127.0.0.1:{port}",
@@ -98,11 +99,8 @@ def _captured_request() -> bytes:
     captured: list[bytes] = []
 
     def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
-        body = b'{"message":"endpoint bench-ep not found"}'
-        conn.sendall(
-            b"HTTP/1.1 400 Bad Request\r\nx-amzn-RequestId: rid-1\r\nx-amzn-ErrorType: ValidationError:http://x/\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        headers = "x-amzn-RequestId: rid-1\r\nx-amzn-ErrorType: ValidationError:http://x/\r\n"
+        conn.sendall(answer(400, b'{"message":"endpoint bench-ep not found"}', headers + JSON))
 
     server = ScriptedServer(script, keep_raw=captured)
     try:
@@ -141,10 +139,7 @@ def test_service_errors_are_read_as_boto3_reads_them(error_type: str, body: dict
     payload = json.dumps(body).encode()
 
     def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
-        conn.sendall(
-            b"HTTP/1.1 %d X\r\nx-amzn-ErrorType: %s:http://internal.amazon.com/\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (status, error_type.encode(), len(payload), payload)
-        )
+        conn.sendall(answer(status, payload, f"x-amzn-ErrorType: {error_type}:http://internal.amazon.com/\r\n{JSON}"))
 
     server = ScriptedServer(script)
     try:
@@ -191,12 +186,8 @@ def test_a_payload_part_is_stamped_when_it_arrived() -> None:
         client = _client(server.port)
         try:
             task = asyncio.create_task(client.send(PROMPT, GenerationParams(max_new_tokens=2), user=0))
-            while not any(what == "frame0" for what, _ in server.log):
-                await asyncio.sleep(0)
-                time.sleep(0.0005)
-            time.sleep(BLOCK_S)  # the first PayloadPart waits in the socket
-            unblocked = time.perf_counter()
-            return await task, unblocked
+            unblocked = await block_when_logged(task, server.log, "frame0")
+            return task.result(), unblocked
         finally:
             await client.aclose()
 
@@ -250,3 +241,38 @@ def test_behind_a_proxy_boto3_sends_the_request_itself(monkeypatch: pytest.Monke
     assert record.ok, record.error_detail
     assert record.generated_tokens == 2
     assert [what for what, _ in proxy.log][:1] == ["request"]
+
+
+def test_a_non_streamed_request_is_signed_sent_and_read_over_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    captured: list[bytes] = []
+
+    def boto3_sends(*_: object, **__: object) -> None:
+        raise AssertionError("went through boto3's own connection, not benchmark.wire")
+
+    monkeypatch.setattr(SageMakerClient, "invoke", boto3_sends)
+
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        body = b'[{"generated_text": "abc", "details": {"generated_tokens": 3, "prefill": [{}, {}]}}]'
+        conn.sendall(answer(200, body, "x-amzn-RequestId: rid-2\r\n" + JSON))
+
+    server = ScriptedServer(script, keep_raw=captured)
+
+    async def go() -> RequestRecord:
+        client = _client(server.port, streaming=False)
+        try:
+            return await client.send(PROMPT, GenerationParams(max_new_tokens=3), user=0)
+        finally:
+            await client.aclose()
+
+    try:
+        record = asyncio.run(go())
+    finally:
+        server.close()
+    assert record.ok, record.error_detail
+    assert (record.generated_tokens, record.input_tokens, record.request_id) == (3, 2, "rid-2")
+    (raw,) = captured
+    head = raw.partition(b"\r\n\r\n")[0].decode()
+    assert head.startswith("POST /endpoints/bench-ep/invocations HTTP/1.1\r\n")
+    assert "Accept: application/json" in head
+    assert "stream" not in json.loads(raw.partition(b"\r\n\r\n")[2])
+    assert sigv4_valid(raw, SECRET)

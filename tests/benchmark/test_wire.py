@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.clients.http import HttpTransport
-from benchmark.clients.protocol import TgiStreamReader
+from benchmark.clients.protocol import TgiStreamReader, read_tgi_response
 from benchmark.measure.records import ErrorKind, RequestRecord
 from benchmark.wire.connection import BodyEnded, ConnectionPool, Origin, round_trip
 from benchmark.wire.http1 import ProtocolError, Response, ResponseParser, request_bytes
@@ -254,6 +254,18 @@ def token_server() -> Iterator[ScriptedServer]:
     server.close()
 
 
+async def block_when_logged(task: asyncio.Task[RequestRecord], log: list[tuple[str, float]], what: str) -> float:
+    """Once the server logged ``what`` (bytes handed to its kernel), keep this loop busy for BLOCK_S so that
+    they wait in the client's socket; returns when the loop was free again, after ``task`` is done."""
+    while not any(name == what for name, _ in log):
+        await asyncio.sleep(0)  # spins: the loop must not take the bytes until it is blocked below
+        time.sleep(0.0005)
+    time.sleep(BLOCK_S)
+    unblocked = time.perf_counter()
+    await task
+    return unblocked
+
+
 async def _blocked_reader_request(
     transport: HttpTransport, log: list[tuple[str, float]]
 ) -> tuple[RequestRecord, float]:
@@ -262,12 +274,7 @@ async def _blocked_reader_request(
     task = asyncio.create_task(
         transport.post("/generate_stream", {"inputs": "x"}, record, reader=TgiStreamReader(record))
     )
-    while not any(what == "token0" for what, _ in log):
-        await asyncio.sleep(0)  # spins: the loop must not take the bytes until it is blocked below
-        time.sleep(0.0005)
-    time.sleep(BLOCK_S)  # the first token waits in the socket
-    unblocked = time.perf_counter()
-    await task
+    unblocked = await block_when_logged(task, log, "token0")
     return record, unblocked
 
 
@@ -383,6 +390,11 @@ def test_tls_keeps_the_kernel_stamps_and_checks_the_certificate(tmp_path: Path) 
 
 
 # --- the pool: reuse, idle closes, drops, timeouts ---------------------------------------------------------
+
+
+def answer(status: int, body: bytes, headers: str = "") -> bytes:
+    """A whole HTTP/1.1 response; ``headers`` are extra lines, each ending in CRLF."""
+    return b"HTTP/1.1 %d X\r\n%sContent-Length: %d\r\n\r\n%s" % (status, headers.encode(), len(body), body)
 
 
 def json_script(body: bytes = b"{}", close: bool = False) -> Callable[[socket.socket, list[tuple[str, float]]], None]:
@@ -552,3 +564,37 @@ def test_an_answer_that_comes_before_the_request_is_all_out_is_read() -> None:
         listener.close()
     assert record.error is ErrorKind.HTTP_4XX
     assert record.error_detail == "HTTP 413: too big"
+
+
+@pytest.mark.skipif(not LINUX, reason="kernel receive timestamps are Linux's SO_TIMESTAMPNS")
+def test_a_whole_answer_ends_when_its_last_bytes_arrived() -> None:
+    """Non-streamed requests: end-to-end latency is the server's, not the time the client got to the answer."""
+
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        time.sleep(0.05)
+        body = b'{"generated_text": "ab", "details": {"generated_tokens": 2}}'
+        conn.sendall(answer(200, body))
+        log.append(("answer", time.perf_counter()))
+
+    server = ScriptedServer(script)
+
+    async def go() -> tuple[RequestRecord, float]:
+        transport = HttpTransport(f"http://127.0.0.1:{server.port}", concurrency=1, timeout_s=5)
+        try:
+            record = RequestRecord(user=0, start=0.0, end=0.0)
+            task = asyncio.create_task(transport.post("/generate", {}, record, read_body=read_tgi_response))
+            unblocked = await block_when_logged(task, server.log, "answer")
+            return task.result(), unblocked
+        finally:
+            await transport.aclose()
+
+    try:
+        record, unblocked = asyncio.run(go())
+    finally:
+        server.close()
+    assert record.ok, record.error_detail
+    assert record.generated_tokens == 2
+    answered = dict(server.log)["answer"]
+    assert answered - 0.002 <= record.end <= answered + 0.001
+    assert unblocked - record.end > BLOCK_S * 0.9
+    assert record.e2e_s == pytest.approx(answered - dict(server.log)["request"], abs=0.003)
