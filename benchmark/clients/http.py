@@ -21,7 +21,7 @@ from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url
 from benchmark.clients.protocol import StreamReader
 from benchmark.measure.records import ErrorKind, RequestRecord
 from benchmark.wire.connection import BodyEnded, ConnectionPool, Origin, ProtocolError, UnreachableError, round_trip
-from benchmark.wire.http1 import request_bytes
+from benchmark.wire.http1 import Response, request_bytes
 from catalog.errors import ConfigError, Issue
 
 USER_AGENT = "llama-sagemaker-benchmark"
@@ -73,15 +73,14 @@ class HttpTransport:
         )
         sink = reader.feed if reader is not None else None
         try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await round_trip(
-                    self._get_pool(),
-                    request,
-                    sink,
-                    connect_timeout_s=self._connect_timeout_s,
-                    on_sent=functools.partial(setattr, record, "start"),
-                    on_head=lambda head: read_headers(record, head.headers),
-                )
+            response = await record_round_trip(
+                self._get_pool(),
+                request,
+                sink,
+                record,
+                timeout_s=self._timeout_s,
+                connect_timeout_s=self._connect_timeout_s,
+            )
             if response.status >= 400:
                 text = bytes(response.body[:300]).decode("utf-8", "replace")
                 raise RequestFailed(status_error_kind(response.status), f"HTTP {response.status}: {text}")
@@ -101,6 +100,27 @@ class HttpTransport:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+
+async def record_round_trip(
+    pool: ConnectionPool,
+    request: bytes,
+    sink: Callable[[bytes, float], None] | None,
+    record: RequestRecord,
+    *,
+    timeout_s: float,
+    connect_timeout_s: float,
+) -> Response:
+    """:func:`round_trip` within the request's timeout; the record gets the send time and the response headers."""
+    async with asyncio.timeout(timeout_s):
+        return await round_trip(
+            pool,
+            request,
+            sink,
+            connect_timeout_s=connect_timeout_s,
+            on_sent=functools.partial(setattr, record, "start"),
+            on_head=lambda head: read_headers(record, head.headers),
+        )
 
 
 def wire_failure(exc: Exception, where: str, timeout_s: float) -> tuple[ErrorKind, str]:

@@ -44,11 +44,11 @@ from botocore.httpsession import get_cert_path
 from botocore.parsers import create_parser
 
 from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, status_error_kind
-from benchmark.clients.http import wire_failure
+from benchmark.clients.http import record_round_trip, wire_failure
 from benchmark.clients.protocol import TgiStreamReader, read_tgi_response, tgi_request
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import ErrorKind, RequestRecord
-from benchmark.wire.connection import ConnectionPool, Origin, round_trip
+from benchmark.wire.connection import ConnectionPool, Origin
 from benchmark.wire.http1 import request_bytes
 
 if TYPE_CHECKING:
@@ -220,15 +220,14 @@ class SageMakerClient:
         request = request_bytes("POST", target, pool.origin.host_header, headers, body)
         reader = TgiStreamReader(record) if self.streaming else None
         try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await round_trip(
-                    pool,
-                    request,
-                    EventStreamSink(reader).feed if reader is not None else None,
-                    connect_timeout_s=min(self._timeout_s, CONNECT_TIMEOUT_S),
-                    on_sent=functools.partial(setattr, record, "start"),
-                    on_head=lambda head: read_headers(record, head.headers),
-                )
+            response = await record_round_trip(
+                pool,
+                request,
+                EventStreamSink(reader).feed if reader is not None else None,
+                record,
+                timeout_s=self._timeout_s,
+                connect_timeout_s=min(self._timeout_s, CONNECT_TIMEOUT_S),
+            )
             if response.status >= 300:
                 raise self._service_error(response.status, response.headers, bytes(response.body))
             if reader is not None:
