@@ -214,7 +214,9 @@ class SageMakerClient:
         pool = self._pool_for(signed.url)
         parts = urlsplit(signed.url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in signed.headers.items()}
+        # What boto3's connection adds (http.client, unsigned): the body as sent, never compressed.
+        headers = {"Accept-Encoding": "identity"}
+        headers |= {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in signed.headers.items()}
         body = signed.body if isinstance(signed.body, bytes) else str(signed.body or "").encode()
         request = request_bytes("POST", target, pool.origin.host_header, headers, body)
         reader = TgiStreamReader(record) if self.streaming else None
