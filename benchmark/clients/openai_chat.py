@@ -24,12 +24,15 @@ class OpenAIChatClient:
         concurrency: int = 1,
         timeout_s: float = 120.0,
         api_key: str | None = None,
+        connect_timeout_s: float | None = None,
     ) -> None:
         self.streaming = streaming
         self.model = model
         self.name = f"openai-chat{'-stream' if streaming else ''}"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-        self._http = HttpTransport(base_url, concurrency=concurrency, timeout_s=timeout_s, headers=headers)
+        self._http = HttpTransport(
+            base_url, concurrency=concurrency, timeout_s=timeout_s, headers=headers, connect_timeout_s=connect_timeout_s
+        )
 
     async def send(self, prompt: Prompt, params: GenerationParams, *, user: int) -> RequestRecord:
         record = RequestRecord(user=user, start=time.perf_counter(), end=0.0, prompt_id=prompt.id or None)

@@ -206,8 +206,7 @@ class SageMakerClient:
             parts = urlsplit(url)
             tls = parts.scheme == "https"
             origin = Origin(parts.hostname or "", parts.port or (443 if tls else 80), tls)
-            # The trust store botocore would use: AWS_CA_BUNDLE, else its default bundle (certifi or its own).
-            context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
+            context = botocore_trust(self._client) if tls else None
             self._wire = ConnectionPool(origin, limit=self._concurrency, context=context)
         return self._wire
 
@@ -215,7 +214,9 @@ class SageMakerClient:
         pool = self._pool_for(signed.url)
         parts = urlsplit(signed.url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in signed.headers.items()}
+        # What boto3's connection adds (http.client, unsigned): the body as sent, never compressed.
+        headers = {"Accept-Encoding": "identity"}
+        headers |= {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in signed.headers.items()}
         body = signed.body if isinstance(signed.body, bytes) else str(signed.body or "").encode()
         request = request_bytes("POST", target, pool.origin.host_header, headers, body)
         reader = TgiStreamReader(record) if self.streaming else None
@@ -344,8 +345,30 @@ class EventStreamSink:
         raise RequestFailed(ErrorKind.DROPPED_STREAM, f"{code_name}: {headers.get(':error-message', '')}")
 
 
+def botocore_trust(client: Any) -> ssl.SSLContext:
+    """The certificates botocore's own connections trust for ``client``: the ``verify`` it resolved.
+
+    botocore resolves it once per client (``botocore.session.Session.create_client``, then
+    ``EndpointCreator._get_verify_value``): the ``verify`` argument, else the profile's ``ca_bundle`` or
+    ``AWS_CA_BUNDLE``, else ``REQUESTS_CA_BUNDLE``, else certifi's bundle (botocore's own without certifi).
+    It hands that file to urllib3, so ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are not read. ``verify=False``
+    turns checking off, as it does in boto3. Read from the client's HTTP session where botocore keeps it.
+    """
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    verify: object = getattr(session, "_verify", None)
+    if verify is None:  # not a botocore client as this version builds them: botocore's rule, without the profile
+        verify = os.environ.get("AWS_CA_BUNDLE") or os.environ.get("REQUESTS_CA_BUNDLE") or True
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=get_cert_path(True) if verify is True else str(verify))
+
+
 def _proxied(url: str) -> bool:
-    """True when the environment sends ``url`` through a proxy (benchmark.wire speaks no proxy protocol)."""
+    """True when the environment sends ``url`` through a proxy: boto3 then sends it itself, with botocore's own
+    proxy settings (``proxies`` and ``proxies_config``, a proxy CA, TLS to the proxy) and not wire's."""
     parts = urlsplit(url)
     proxies = urllib.request.getproxies()
     return bool(proxies.get(parts.scheme)) and not urllib.request.proxy_bypass(parts.hostname or "")

@@ -21,12 +21,17 @@ class TgiHttpClient:
         timeout_s: float = 120.0,
         headers: Mapping[str, str] | None = None,
         api_key: str | None = None,
+        connect_timeout_s: float | None = None,
     ) -> None:
         self.streaming = streaming
         self.name = f"tgi-http{'-stream' if streaming else ''}"
         auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = HttpTransport(
-            base_url, concurrency=concurrency, timeout_s=timeout_s, headers={**dict(headers or {}), **auth}
+            base_url,
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            headers={**dict(headers or {}), **auth},
+            connect_timeout_s=connect_timeout_s,
         )
 
     async def send(self, prompt: Prompt, params: GenerationParams, *, user: int) -> RequestRecord:

@@ -18,6 +18,8 @@ Rules (each chosen so the number means what its name says):
   available (see :class:`TokenTimeSource`); percentiles are over requests.
 - ``inter_token_ms`` pools every gap between consecutive streamed tokens (streaming only).
 - ``error_rate`` = failed measured requests / all measured requests.
+- ``requests_resent`` = measured requests sent a second time because the kept-alive connection they went out
+  on closed before any byte of an answer (see :func:`benchmark.wire.connection.round_trip`).
 - ``derived_tokens_per_s_2023`` reproduces the 2023 benchmark's *derived* throughput,
   users x max_new_tokens x 1000 / mean(end-to-end ms), for comparison only.
 
@@ -158,6 +160,7 @@ class LevelMetrics:
     completed_tokens_per_s: float | None = None  # output_tokens / window_s (completion-counted, comparison)
     steady_start_s: float | None = None  # the steady window, in seconds from the measurement window's start
     steady_end_s: float | None = None
+    requests_resent: int = 0  # measured requests sent twice: their kept-alive connection closed unanswered
 
     @property
     def steady_window_s(self) -> float | None:
@@ -194,6 +197,7 @@ class LevelMetrics:
             "completed_tokens_per_s": self.completed_tokens_per_s,
             "steady_start_s": self.steady_start_s,
             "steady_end_s": self.steady_end_s,
+            "requests_resent": self.requests_resent,
         }
 
     @classmethod
@@ -225,6 +229,7 @@ class LevelMetrics:
             completed_tokens_per_s=opt("completed_tokens_per_s"),
             steady_start_s=opt("steady_start_s"),
             steady_end_s=opt("steady_end_s"),
+            requests_resent=int(data.get("requests_resent", 0)),
         )
 
 
@@ -309,6 +314,7 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
         completed_tokens_per_s=completed,
         steady_start_s=None if steady is None else steady[0] - run.window_start,
         steady_end_s=None if steady is None else steady[1] - run.window_start,
+        requests_resent=sum(1 for r in measured if r.resent),
     )
 
 

@@ -7,7 +7,8 @@ never from re-tokenizing the text.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +22,7 @@ class ErrorKind(StrEnum):
     DROPPED_STREAM = "dropped_stream"  # connection closed before the final event
     MALFORMED_FRAME = "malformed_frame"  # bad event-stream CRC/prelude, bad SSE JSON
     CLIENT = "client"  # anything else raised on our side
+    REDIRECT = "redirect"  # HTTP 3xx: recorded with its status and Location, never followed
 
 
 @dataclass
@@ -40,6 +42,9 @@ class RequestRecord:
     warmup: bool = False
     request_id: str | None = None  # the server's id (x-amzn-RequestId, x-request-id): joins server-side logs
     prompt_id: str | None = None
+    # Sent a second time, on a new connection, after the kept-alive connection it went out on closed before
+    # any byte of an answer (the server never took it); ``start`` is the second send. See wire.round_trip.
+    resent: bool = False
 
     @property
     def ok(self) -> bool:
@@ -62,3 +67,14 @@ class RequestRecord:
         data = asdict(self)
         data["error"] = self.error.value if self.error else None
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RequestRecord:
+        """The inverse of :meth:`to_json`; a field an older record lacks takes its default."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        error = values.get("error")
+        values["error"] = None if error is None else ErrorKind(error)
+        values["token_times"] = list(values.get("token_times") or ())
+        values["server_timings"] = dict(values.get("server_timings") or {})
+        return cls(**values)

@@ -8,6 +8,7 @@ the receive time of the bytes that completed it.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -39,9 +40,15 @@ def request_bytes(method: str, target: str, host: str, headers: Mapping[str, str
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization`` / ``Proxy-Authorization`` value for HTTP Basic (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 @dataclass
 class Response:
-    """One response as it arrives. ``sink`` gets the body of a success (status < 400); an error's is kept."""
+    """One response as it arrives. ``sink`` gets the body of a success as sent (see :attr:`streamed`); other
+    bodies (errors, redirects, a body the server compressed) are kept in ``body``."""
 
     sink: BodySink | None = None
     status: int = 0
@@ -50,9 +57,17 @@ class Response:
     received: int = 0  # bytes of this response seen so far, head included
     last_at: float = 0.0  # when the latest of those bytes arrived: the answer's end, once it is complete
     keep_alive: bool = True
+    # Set with the head: the body goes to the sink, a success (2xx) whose bytes are the payload (no encoding).
+    streamed: bool = False
+
+    @property
+    def content_encoding(self) -> str:
+        """The body's ``Content-Encoding`` other than ``identity`` (lower case), else ``""``."""
+        encoding = self.headers.get("content-encoding", "").strip().lower()
+        return "" if encoding == "identity" else encoding
 
     def deliver(self, data: bytes, at: float) -> None:
-        if self.sink is not None and self.status < 400:
+        if self.streamed and self.sink is not None:
             self.sink(data, at)
         else:
             self.body += data
@@ -122,6 +137,7 @@ class ResponseParser:
             headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
         response = self.response
         response.status, response.headers = status, headers
+        response.streamed = response.sink is not None and 200 <= status < 300 and not response.content_encoding
         connection = headers.get("connection", "").lower()
         response.keep_alive = version == "HTTP/1.1" and "close" not in connection
         self._choose_framing(status, headers)

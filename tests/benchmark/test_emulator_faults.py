@@ -97,12 +97,22 @@ def test_fault_is_counted_with_its_kind(emulator: EmulatorServer, kind: str, fau
         expected = ErrorKind.MALFORMED_FRAME
     errors = Counter(r.error for r in records if not r.ok)
     details = [r.error_detail for r in records if not r.ok]
-    assert errors == {expected: REQUESTS // EVERY}, details
+    resent = sum(r.resent for r in records)
     ok = [r for r in records if r.ok]
     assert all(r.generated_tokens == LATENCY.tokens for r in ok)
     # The server agrees on which requests it broke.
     outcomes = Counter(t.outcome for t in emulator.truth())
-    assert outcomes["ok"] == REQUESTS - REQUESTS // EVERY
+    assert outcomes["ok"] == len(ok)
+    if fault is FaultKind.DROP and kind in ("tgi-http", "openai-chat", "sagemaker"):
+        # A whole answer dropped before its first byte on a kept-alive connection is what a server closing that
+        # connection looks like: sent again once on a new connection and counted as resent, not as an error
+        # (benchmark.wire.connection.round_trip). Every drop the server made is one or the other.
+        assert set(errors) <= {expected}, details
+        assert errors[expected] + resent == sum(outcomes.values()) - outcomes["ok"]
+    else:
+        assert errors == {expected: REQUESTS // EVERY}, details
+        assert resent == 0
+        assert outcomes["ok"] == REQUESTS - REQUESTS // EVERY
 
 
 def test_openai_stream_without_done_is_complete(emulator: EmulatorServer) -> None:

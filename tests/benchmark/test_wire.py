@@ -456,6 +456,58 @@ def test_a_request_the_server_drops_is_counted_once_and_not_retried() -> None:
     assert [what for what, _ in server.log] == ["request"]
 
 
+def _second_request_script(
+    second: Callable[[socket.socket], None],
+) -> Callable[[socket.socket, list[tuple[str, float]]], None]:
+    """Answer every request, except that the second one (on the first, kept-alive connection) gets ``second``."""
+    count = iter(range(1, 1000))
+
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        if next(count) == 2:
+            second(conn)
+            log.append(("closed", time.perf_counter()))
+            conn.shutdown(socket.SHUT_RDWR)
+            return
+        conn.sendall(answer(200, b"{}"))
+
+    return script
+
+
+def test_a_request_a_kept_alive_connection_closed_on_is_resent_once_and_timed_from_the_resend() -> None:
+    """The server took the second request's bytes and closed without a byte of answer (a worker restarting)."""
+    server = ScriptedServer(_second_request_script(lambda conn: None))
+    try:
+        first, second = _posts(server.port, 2)
+    finally:
+        server.close()
+    assert (first.ok, first.resent) == (True, False)
+    assert (second.ok, second.resent) == (True, True), second.error_detail
+    assert server.accepted == 2
+    closed = dict(server.log)["closed"]
+    assert second.start > closed  # the resend's send, after the close: not the lost attempt's
+    assert [what for what, _ in server.log] == ["request", "request", "closed", "request"]
+
+
+def test_a_request_that_got_part_of_an_answer_is_never_resent() -> None:
+    server = ScriptedServer(_second_request_script(lambda conn: conn.sendall(b"HTTP/1.1 200 OK\r\n")))
+    try:
+        first, second = _posts(server.port, 2)
+    finally:
+        server.close()
+    assert first.ok
+    assert (second.error, second.resent) == (ErrorKind.DROPPED_STREAM, False)
+    assert "inside the response after 17 bytes" in second.error_detail
+    assert server.accepted == 1
+
+
+def test_a_record_round_trips_through_json_and_older_records_still_load() -> None:
+    record = RequestRecord(user=3, start=1.0, end=2.5, token_times=[1.5, 2.0], error=ErrorKind.REDIRECT, resent=True)
+    data = json.loads(json.dumps(record.to_json()))
+    assert RequestRecord.from_json(data) == record
+    older = {key: value for key, value in data.items() if key != "resent"}
+    assert RequestRecord.from_json(older).resent is False
+
+
 def test_a_timeout_closes_the_connection_and_frees_its_slot() -> None:
     answers = iter(
         [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
