@@ -96,7 +96,8 @@ def test_key_policy_lets_logs_use_it_only_for_this_accounts_log_groups(resources
     alarms = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
     assert len(alarms) == 1
     assert sorted(alarms[0]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
-    assert alarms[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert alarms[0]["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:*" in json.dumps(alarms[0]["Condition"]["ArnLike"]["aws:SourceArn"])  # this account's alarms
     # No service gets the key unconditionally.
     for statement in statements:
         if "Service" in statement.get("Principal", {}):
