@@ -273,7 +273,7 @@ def test_weights_bucket_props_are_keyword_only_frozen_and_validated() -> None:
     ("request_context", "allowed"),
     [
         ({}, True),  # aws s3 sync: no encryption headers, the bucket's default key applies
-        ({"s3:x-amz-server-side-encryption": "aws:kms"}, True),
+        ({"s3:x-amz-server-side-encryption": "aws:kms"}, False),  # no key id: S3 would use aws/s3
         ({"s3:x-amz-server-side-encryption": "AES256"}, False),
         (
             {"s3:x-amz-server-side-encryption": "aws:kms", "s3:x-amz-server-side-encryption-aws-kms-key-id": "OTHER"},

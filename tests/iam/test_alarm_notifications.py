@@ -19,59 +19,20 @@ every ``AWS::CloudWatch::Alarm``), so an alarm added later is covered without to
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import AppAssembly
-from tests.fixtures_endpoint import synth_model
 from tests.iam.account import Account
+from tests.iam.assemblies import ASSEMBLIES, accounts_of, assembly_directory
 from tests.iam.evaluator import Decision, Principal, Resource
-from tests.iam.intrinsics import ACCOUNT, REGION
 from tests.iam.services import CLOUDWATCH, AlarmNotification, alarm_context, alarm_notifications
 
-ASSEMBLIES = ("7b", "13b", "70b", "pipeline")
 OTHER_ACCOUNT = "999988887777"
-STACK_ARTIFACT = "aws:cloudformation:stack"
-
-
-def _stacks(directory: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(environment, stack name, template) for every stack of a cloud assembly, nested stage assemblies included."""
-    manifest = json.loads((directory / "manifest.json").read_text())
-    for artifact_id, artifact in manifest.get("artifacts", {}).items():
-        props = artifact.get("properties", {})
-        if artifact["type"] == STACK_ARTIFACT:
-            template = json.loads((directory / props["templateFile"]).read_text())
-            yield artifact["environment"], props.get("stackName", artifact_id), template
-        elif artifact["type"] == "cdk:cloud-assembly":
-            yield from _stacks(directory / props["directoryName"])
-
-
-def accounts_of(directory: Path) -> list[Account]:
-    """One ``Account`` per environment (a stage's account and region; the fake ones for an agnostic app)."""
-    by_env: dict[str, dict[str, dict[str, Any]]] = {}
-    for env, name, template in _stacks(directory):
-        by_env.setdefault(env, {})[name] = template
-    out = []
-    for env, templates in sorted(by_env.items()):
-        account, region = env.removeprefix("aws://").split("/")
-        agnostic = account == "unknown-account"
-        out.append(Account(templates, account=ACCOUNT if agnostic else account, region=REGION if agnostic else region))
-    return out
 
 
 @pytest.fixture(scope="module", params=ASSEMBLIES)
-def accounts(request: pytest.FixtureRequest, app_assembly: AppAssembly) -> list[Account]:
-    name = request.param
-    if name == "pipeline":
-        directory = request.getfixturevalue("pipeline_assembly").directory
-    elif name == "7b":  # the default app is 7B
-        directory = app_assembly.directory
-    else:
-        directory = Path(synth_model(name).outdir)
-    return accounts_of(directory)
+def accounts(request: pytest.FixtureRequest) -> list[Account]:
+    return accounts_of(assembly_directory(request, request.param))
 
 
 def _notifications(accounts: list[Account]) -> list[tuple[Account, AlarmNotification]]:
