@@ -21,11 +21,11 @@ from aws_cdk.assertions import Template
 
 from catalog.errors import ConfigError
 from constructs.encryption import EncryptionProps
-from constructs.network import DEFAULT_INTERFACE_ENDPOINTS, NetworkProps
+from constructs.network import NetworkProps
 from constructs.weights_bucket import WeightsBucket, WeightsBucketProps, check_weights_prefix
 from constructs.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStagingProps, buildspec
 from settings import DeploymentConfig
-from settings.network_options import DEFAULT_AZ_COUNT
+from settings.network_options import DEFAULT_AZ_COUNT, DEFAULT_INTERFACE_ENDPOINTS
 from settings.scenarios import SCENARIOS
 from stacks.foundation_stack import FoundationProps, LlamaFoundationStack
 from tests.iam.account import Account
