@@ -25,7 +25,7 @@ from stacks.pipeline_stack import PIPELINE_STACK_NAME
 from tests.iam.account import Account, Role
 from tests.iam.assemblies import ASSEMBLIES, accounts_of, assembly_directory
 from tests.iam.code_calls import ROOT
-from tests.iam.evaluator import Decision, Policies, PolicyRef, Request, Resource, evaluate
+from tests.iam.evaluator import ContextValue, Decision, Policies, PolicyRef, Request, Resource, evaluate
 
 SSE = "s3:x-amz-server-side-encryption"
 SSE_KEY = "s3:x-amz-server-side-encryption-aws-kms-key-id"
@@ -152,7 +152,7 @@ def test_the_pipelines_own_uploads_are_allowed(request: pytest.FixtureRequest) -
         resource = Resource(f"arn:aws:s3:::{bucket}/assembly/artifact.zip")
         if not any(r.statement.get("Effect") == "Allow" for r in role.statements if "s3:PutObject" in str(r.statement)):
             continue  # this role never writes artifacts (no PutObject grant at all)
-        headers = {SSE: "aws:kms", SSE_KEY: key_id, "aws:SecureTransport": True}
+        headers: dict[str, ContextValue] = {SSE: "aws:kms", SSE_KEY: key_id, "aws:SecureTransport": True}
         decision = evaluate(
             Request(role.principal, "s3:PutObject", (resource,), headers),
             Policies(identity=role.statements, resource=_bucket_policy(accounts, bucket)),
