@@ -82,7 +82,9 @@ HOURS_PER_MONTH = 730.0  # AWS's pricing pages and calculator bill a month as 73
 
 _PRIVATELINK = "https://aws.amazon.com/privatelink/pricing/ (interface endpoints, us-east-1)"
 _KMS = "https://aws.amazon.com/kms/pricing/ (key storage; rotation adds $1/month per rotated version)"
+_KMS_REQUESTS = "https://aws.amazon.com/kms/pricing/ (key usage: symmetric requests; 20,000/month free, account-wide)"
 _CLOUDWATCH = "https://aws.amazon.com/cloudwatch/pricing/ (paid tier, us-east-1)"
+_VENDED = "https://aws.amazon.com/cloudwatch/pricing/ (Logs, vended logs: VPC flow logs delivered to CloudWatch Logs)"
 _S3 = "https://aws.amazon.com/s3/pricing/ (S3 Standard, first 50 TB, us-east-1)"
 _SFN = "https://aws.amazon.com/step-functions/pricing/ (standard workflows, us-east-1)"
 _LAMBDA = "https://aws.amazon.com/lambda/pricing/ (x86, us-east-1)"
@@ -93,6 +95,7 @@ _SERVICE_PRICES: tuple[ServicePrice, ...] = (
     ServicePrice("vpc_interface_endpoint_gb", "us-east-1", 0.01, "GB processed (first 1 PB)", "2026-12", _PRIVATELINK),
     ServicePrice("kms_key_month", "us-east-1", 1.0, "customer-managed key per month", "2026-12", _KMS),
     ServicePrice("kms_rotation_month", "us-east-1", 1.0, "rotated key version per month (first two)", "2026-12", _KMS),
+    ServicePrice("kms_requests_10k", "us-east-1", 0.03, "10,000 symmetric key requests", "2026-12", _KMS_REQUESTS),
     ServicePrice(
         "cloudwatch_alarm_metric_month",
         "us-east-1",
@@ -118,6 +121,9 @@ _SERVICE_PRICES: tuple[ServicePrice, ...] = (
     ),
     ServicePrice(
         "cloudwatch_logs_storage_gb_month", "us-east-1", 0.03, "GB-month of logs stored", "2026-12", _CLOUDWATCH
+    ),
+    ServicePrice(
+        "cloudwatch_vended_logs_gb", "us-east-1", 0.50, "GB of vended logs delivered (first 10 TB)", "2026-12", _VENDED
     ),
     ServicePrice("s3_standard_gb_month", "us-east-1", 0.023, "GB-month stored", "2026-12", _S3),
     ServicePrice("stepfunctions_transition", "us-east-1", 0.000025, "state transition (standard)", "2026-12", _SFN),

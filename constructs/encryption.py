@@ -7,7 +7,12 @@ IAM cannot express, because the caller is an AWS service, not a principal of the
 - CloudWatch Logs encrypts log groups with the key only for log groups of this account and region
   (``kms:EncryptionContext:aws:logs:arn``), so no other account's log group can borrow it;
 - CloudWatch alarms publish to SNS topics encrypted with the key; the alarm service needs
-  ``kms:GenerateDataKey*``/``kms:Decrypt`` for that, limited to alarms of this account (``aws:SourceAccount``).
+  ``kms:GenerateDataKey*``/``kms:Decrypt`` for that (SNS developer guide, "Enable compatibility between event
+  sources from AWS services and encrypted topics",
+  https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services), limited
+  to alarms of this account and region (``aws:SourceAccount`` and ``aws:SourceArn``, the confused-deputy keys
+  that page tells to add). The topic's own policy must allow ``sns:Publish`` too
+  (``constructs.notification_topic.allow_alarm_notifications``).
 """
 
 from __future__ import annotations
@@ -22,14 +27,14 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 _ALIAS = re.compile(r"^alias/[a-zA-Z0-9/_-]{1,250}$")
-_SERVICE_PRINCIPAL = re.compile(r"^[a-z0-9.-]+\.amazonaws\.com$")
+CLOUDWATCH_ALARMS = "cloudwatch.amazonaws.com"  # the service principal alarm actions run as
 
 
 @dataclass(frozen=True, kw_only=True)
 class EncryptionProps:
     alias: str | None = None  # default: alias/<stack name>, unique per stack and stage
     description: str = "Llama 2 on SageMaker: weights, logs, alarm topics and build artifacts"
-    alarm_publishers: tuple[str, ...] = ("cloudwatch.amazonaws.com",)  # services that publish to encrypted SNS
+    alarm_notifications: bool = True  # CloudWatch alarms of this account and region may publish to its topics
     pending_window_days: int = 30
     removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN
 
@@ -38,9 +43,6 @@ class EncryptionProps:
             raise ValueError(f"alias {self.alias!r} must match alias/<name> and not use the reserved alias/aws/")
         if not 7 <= self.pending_window_days <= 30:
             raise ValueError("pending_window_days must be 7..30 (the KMS limits)")
-        for principal in self.alarm_publishers:
-            if not _SERVICE_PRINCIPAL.match(principal):
-                raise ValueError(f"alarm publisher {principal!r} is not a service principal like x.amazonaws.com")
 
 
 class Encryption(Construct):
@@ -72,13 +74,19 @@ class Encryption(Construct):
                 conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
             )
         )
-        if props.alarm_publishers:
+        if props.alarm_notifications:
+            alarms = stack.format_arn(
+                service="cloudwatch", resource="alarm", resource_name="*", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME
+            )
             self.key.add_to_resource_policy(
                 iam.PolicyStatement(
                     sid="AlarmsPublishToEncryptedTopics",
-                    principals=[iam.ServicePrincipal(p) for p in props.alarm_publishers],
+                    principals=[iam.ServicePrincipal(CLOUDWATCH_ALARMS)],
                     actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                     resources=["*"],
-                    conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": alarms},
+                    },
                 )
             )

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 
 from constructs import Construct
+from constructs.notification_topic import allow_alarm_notifications
 from settings import DeploymentConfig
 
 INVOCATION_NAMESPACE = "AWS/SageMaker"
@@ -121,21 +121,12 @@ class EndpointMonitoring(Construct):
         self.alarm_names = alarm_names(endpoint_name)
         self.topic = self._topic(endpoint_name, props.key)
         self._add_alarms(deployment, metrics, cw_actions.SnsAction(self.topic))
+        allow_alarm_notifications(self.topic, alarms=list(self.alarms.values()), sid="CloudWatchAlarms")
         self.dashboard = self._dashboard(endpoint_name, deployment, metrics)
 
     def _topic(self, endpoint_name: str, key: kms.IKey) -> sns.Topic:
         topic = sns.Topic(
             self, "Topic", display_name=f"Alarms of endpoint {endpoint_name}", master_key=key, enforce_ssl=True
-        )
-        # enforce_ssl replaces the default topic policy, so CloudWatch needs its own (account-scoped) allow.
-        topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarms",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[topic.topic_arn],
-                conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
-            )
         )
         return topic
 

@@ -24,20 +24,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
 from constructs import Construct
+from settings.network_options import DEFAULT_INTERFACE_ENDPOINTS
 
-# What the endpoints (ECR pulls, logs, metrics) and the tooling (SageMaker API and runtime calls, STS,
-# KMS, Secrets Manager) call inside the VPC; the names are the service part of com.amazonaws.<region>.<name>.
-DEFAULT_INTERFACE_ENDPOINTS: tuple[str, ...] = (
-    "sagemaker.runtime",
-    "sagemaker.api",
-    "ecr.api",
-    "ecr.dkr",
-    "logs",
-    "monitoring",
-    "sts",
-    "kms",
-    "secretsmanager",
-)
 _SERVICE = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*$")
 _PREFIX_LIST = re.compile(r"^pl-[0-9a-f]{8,17}$")
 HTTPS = 443

@@ -1,10 +1,14 @@
-"""Versioning, expiry and server access logs for the artifact bucket CDK Pipelines creates.
+"""Versioning, expiry, server access logs and key-only uploads for the artifact buckets CDK Pipelines creates.
 
 ``CodePipeline(cross_account_keys=True)`` creates the artifact bucket itself (KMS key with rotation, TLS-only,
-public access blocked, key and bucket policies for the stage accounts' bootstrap roles). Passing our own bucket
-would turn ``cross_account_keys`` off, so this construct completes the generated one instead: versioning with
-an expiry for old versions, and access logs to a separate bucket encrypted with S3-managed keys (S3 log
-delivery supports only SSE-S3 on the target bucket).
+public access blocked, key and bucket policies for the stage accounts' bootstrap roles), and for a stage in
+another region a support stack there with a replication bucket (its key referenced by alias). Passing our own
+buckets would turn ``cross_account_keys`` off (or, with ``crossRegionReplicationBuckets``, leave us to rebuild
+the cross-account key policies CDK writes), so this construct completes a generated bucket instead, in the
+bucket's own stack and region: versioning with an expiry for old versions, access logs to a separate bucket
+encrypted with S3-managed keys (S3 log delivery supports only SSE-S3 on the target bucket), and the bucket
+policy of every KMS bucket of the project (``require_bucket_key``), naming the key as the pipeline's artifact
+store does: the key ARN for the pipeline's own bucket, the alias ARN for a support bucket (its key ARN too).
 """
 
 from __future__ import annotations
@@ -12,17 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
 from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps
+from constructs.kms_bucket import require_bucket_key
 
 _LOG_PREFIX = "artifacts/"
 
 
 @dataclass(frozen=True, kw_only=True)
 class ArtifactBucketHardeningProps:
-    bucket: s3.IBucket  # the pipeline's own artifact bucket, in this stack
+    bucket: s3.IBucket  # a bucket CDK Pipelines made (artifacts, or a region's replication), in this stack
     artifact_days: int = 90  # artifacts are rebuilt from the source on every execution
     access_log_days: int = 365
 
@@ -39,6 +45,13 @@ class ArtifactBucketHardening(Construct):
         cfn = props.bucket.node.default_child
         if not isinstance(cfn, s3.CfnBucket):
             raise TypeError("ArtifactBucketHardening needs a bucket created in this app, not an imported one")
+        key = props.bucket.encryption_key
+        if key is None:
+            raise TypeError("ArtifactBucketHardening needs a bucket encrypted with a KMS key of this app")
+        key_ids = [key.key_arn]  # what the artifact store names: the key, or the alias a support bucket uses
+        if isinstance(key, kms.Alias):
+            key_ids.append(key.alias_target_key.key_arn)
+        require_bucket_key(props.bucket, key_ids=key_ids)
         self.access_log_bucket = AccessLogBucket(
             self,
             "AccessLogs",

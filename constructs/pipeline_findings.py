@@ -1,7 +1,8 @@
 """The cdk-nag findings that remain in the resources CDK Pipelines generates, acknowledged with their reasons.
 
 CDK Pipelines creates the pipeline's roles, CodeBuild projects, asset-publishing and self-mutation steps and
-the cross-region support buckets itself; what it grants is acknowledged here, on the resources it made.
+the cross-region support buckets itself; what it grants is acknowledged here, on the resources it made. (The
+support buckets' logging, versioning and upload policy are completed by ``constructs.pipeline_artifacts``.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Sequence
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
 from aws_cdk import pipelines
 
 from constructs import IConstruct
@@ -74,7 +74,6 @@ def acknowledge_generated_resources(pipelines_pipeline: pipelines.CodePipeline, 
                 reason=f"artifact copies for the deploy actions in {region}, in the support bucket CDK made for them",
             )
         )
-        _acknowledge_replication_bucket(replica, region)
     assets = pipelines_pipeline.node.try_find_child("Assets")  # only when a stage has file assets (Lambda code)
     if assets is not None:
         where = f"{stack.region}:{stack.account}"
@@ -128,21 +127,3 @@ def _codebuild_acknowledgments(stack: cdk.Stack) -> list[cdk.Acknowledgment]:
             ),
         ]
     return acks
-
-
-def _acknowledge_replication_bucket(bucket: s3.IBucket, region: str) -> None:
-    reason = (
-        f"the cross-region support bucket CDK makes in {region} for this pipeline's deploy actions: transient "
-        "copies of artifacts rebuilt on every execution, KMS-encrypted with a rotated key, TLS-only, no public access"
-    )
-    cdk.Validations.of(bucket).acknowledge(
-        *(
-            cdk.Acknowledgment(id=rule, reason=reason)
-            for rule in (
-                "AwsSolutions-S1",
-                "NIST.800.53.R5-S3BucketLoggingEnabled",
-                "NIST.800.53.R5-S3BucketReplicationEnabled",
-                "NIST.800.53.R5-S3BucketVersioningEnabled",
-            )
-        )
-    )

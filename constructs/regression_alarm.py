@@ -2,8 +2,9 @@
 
 The aggregation step publishes ``WorstRegressionPct`` once per run (``benchmark/sizing/regression.py``): the
 largest relative worsening of ms/token, TTFT or capacity under the SLO against each configuration's previous
-run. The alarm fires when it exceeds ``threshold_pct`` and notifies the benchmark's encrypted topic; a run with
-nothing to compare publishes nothing, which is not a breach.
+run. The alarm fires when it exceeds ``threshold_pct`` and notifies the benchmark's encrypted topic, whose policy
+admits this alarm (and whose key must admit CloudWatch alarms); a run with nothing to compare publishes nothing,
+which is not a breach.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aws_cdk import aws_sns as sns
 from benchmark.sizing.regression import WORST_METRIC
 from catalog.errors import ConfigError, Issue
 from constructs import Construct
+from constructs.notification_topic import allow_alarm_notifications
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,3 +59,4 @@ class RegressionAlarm(Construct):
             ),
         )
         self.alarm.add_alarm_action(cw_actions.SnsAction(props.topic))
+        allow_alarm_notifications(props.topic, alarms=[self.alarm], sid="RegressionAlarm")

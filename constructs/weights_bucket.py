@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
@@ -82,25 +81,8 @@ class WeightsBucket(Construct):
                 )
             ],
         )
-        # Uploads that ask for SSE-S3 or another key are refused, so every weight file is under the key. Only a
-        # header that is present and wrong is refused (the Null guard): ``aws s3 sync`` sends none, and the parts of
-        # a multipart upload cannot carry them, so those objects take the bucket's default (this key, bucket key on).
-        # A negated or ``...IfExists`` operator alone would match a request without the header and deny every upload.
-        for sid, header, value in (
-            ("DenyOtherEncryption", "s3:x-amz-server-side-encryption", "aws:kms"),
-            ("DenyOtherKeys", "s3:x-amz-server-side-encryption-aws-kms-key-id", props.key.key_arn),
-        ):
-            self.bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=sid,
-                    effect=iam.Effect.DENY,
-                    principals=[iam.AnyPrincipal()],
-                    actions=["s3:PutObject"],
-                    resources=[self.bucket.arn_for_objects("*")],
-                    conditions={"StringNotEquals": {header: value}, "Null": {header: "false"}},
-                )
-            )
-
+        # Uploads asking for SSE-S3, another key, or aws:kms without a key id (aws/s3) are refused by kms_bucket's
+        # policy, so every weight file is under the key; ``aws s3 sync`` sends no header and gets the default.
         self._acknowledge()
 
     def _acknowledge(self) -> None:

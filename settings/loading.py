@@ -22,13 +22,15 @@ from settings.benchmark_options import parse_benchmark_option
 from settings.coercion import DEPLOYMENT_KEYS, FILE_SECTIONS, coerce_section
 from settings.deployment import DeploymentConfig
 from settings.files import read_data_file
-from settings.network_options import parse_az_count
+from settings.network_options import parse_availability_zones, parse_az_count
 from settings.options import AppOptions, Settings
 from settings.scenarios import SCENARIOS
 from settings.stages import load_stages
 
 # App-level options (not per deployment), parsed into ``AppOptions``. Extend here and in ``_app_options``.
-APP_OPTION_KEYS: frozenset[str] = frozenset({"config", "scenarios", "stages", "benchmark", "az_count"})
+APP_OPTION_KEYS: frozenset[str] = frozenset(
+    {"config", "scenarios", "stages", "benchmark", "az_count", "availability_zones"}
+)
 
 
 def _is_cdk_internal(key: str) -> bool:
@@ -122,6 +124,7 @@ def _app_options(options: Mapping[str, Any], *, base_dir: Path | None) -> AppOpt
         "scenarios": selected_scenarios,
         "benchmark": parse_benchmark_option,
         "az_count": parse_az_count,
+        "availability_zones": parse_availability_zones,
         "stages": lambda raw: load_stages(str(raw), base_dir=base_dir) if raw else None,
     }
     for key, parse in parsers.items():
@@ -129,6 +132,11 @@ def _app_options(options: Mapping[str, Any], *, base_dir: Path | None) -> AppOpt
             parsed[key] = parse(options) if key == "scenarios" else parse(options.get(key))
         except ConfigError as err:
             issues.extend(err.issues)
+    zones = parsed.get("availability_zones", ())
+    if zones and options.get("az_count") not in (None, "") and parsed.get("az_count") != len(zones):
+        issues.append(Issue("az_count", options["az_count"], f"must be {len(zones)}, the number of availability_zones"))
+    if zones:
+        parsed["az_count"] = len(zones)
     if issues:
         raise ConfigError(issues, context="settings")
     return AppOptions(**parsed)
@@ -161,6 +169,12 @@ def load_settings(context: Mapping[str, Any], *, base_dir: Path | None = None) -
             deployments[scenario] = DeploymentConfig(scenario=scenario, **values)
         except ConfigError as err:
             issues.extend(Issue(f"{scenario}.{i.field}", i.value, i.allowed) for i in err.issues)
+    zone_region = options.availability_zones[0][:-1] if options.availability_zones else None
+    issues += [
+        Issue(f"{scenario}.region", d.region, f"must be {zone_region}, the region of availability_zones")
+        for scenario, d in deployments.items()
+        if zone_region and d.region and d.region != zone_region
+    ]
     if issues:
         raise ConfigError(issues, context="settings")
     return Settings(deployments=types.MappingProxyType(deployments), options=options)

@@ -23,6 +23,7 @@ class AppOptions:
     stages: StagesConfig | None = None  # -c stages=<file>: also the promotion pipeline
     benchmark: BenchmarkOptions = field(default_factory=BenchmarkOptions)
     az_count: int = DEFAULT_AZ_COUNT
+    availability_zones: tuple[str, ...] = ()  # -c availability_zones=...: pinned zones (az_count is their number)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,18 @@
-"""Read-only checks before a first deployment: quotas, the TGI image's region, the staged weights and their commit.
+"""Read-only checks before a first deployment: quotas, the TGI image's region, the VPC's zones against the
+interface endpoint services, the staged weights and their commit.
 
 ``python -m settings.preflight [-c key=value ...] [--region R] [--bucket B]`` reads the same settings as the
-app (context keys, ``-c config=...``), then with credentials asks Service Quotas, CloudFormation and S3, and
-prints what to request or stage. Without credentials it prints what it would check and exits 0. It only
-reads: ListServiceQuotas, ListAWSDefaultServiceQuotas, DescribeStacks, ListObjectsV2, GetObject.
+app (context keys, ``-c config=...``), then with credentials asks Service Quotas, CloudFormation, EC2 and S3,
+and prints what to request, pin or stage. Without credentials it prints what it would check and exits 0. It
+only reads: ListServiceQuotas, ListAWSDefaultServiceQuotas, DescribeStacks, DescribeAvailabilityZones,
+DescribeSubnets, DescribeVpcEndpointServices, ListObjectsV2, GetObject.
+
+Zones: an interface endpoint is created in every subnet of the VPC, and fails when its service is not offered
+in that subnet's zone. The VPC's zones are the deployed VPC's (its subnets), else the pinned
+``availability_zones``, else the first ``az_count`` of ``Fn::GetAZs``, which CloudFormation documents as the
+region's zones in alphabetical order, only those with a default subnet unless none has one
+(https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/intrinsic-function-reference-getavailabilityzones.html;
+it also says the order is not guaranteed, so the prediction is named as one, and pinning the zones removes it).
 
 Quota arithmetic, per instance type: every endpoint of that type at its autoscaling maximum, plus one more
 fleet of the largest of them, because a blue/green update runs the new fleet beside the old one (stacks are
@@ -25,6 +34,7 @@ from catalog.errors import ConfigError, Issue
 from catalog.tgi_images import get_image
 from settings.deployment import DeploymentConfig
 from settings.loading import load_settings
+from settings.network_options import DEFAULT_AZ_COUNT, DEFAULT_INTERFACE_ENDPOINTS, interface_endpoint_service
 from settings.staging_record import StagingRecord, record_key
 
 if TYPE_CHECKING:
@@ -33,6 +43,7 @@ if TYPE_CHECKING:
 
 FOUNDATION_STACK = "LlamaFoundationStack"
 BUCKET_OUTPUT = "WeightsBucketName"
+VPC_OUTPUT = "VpcId"
 SERVICE_CODE = "sagemaker"
 
 
@@ -54,6 +65,14 @@ class Finding:
 
 class CloudFormationReader(Protocol):
     def describe_stacks(self, *, StackName: str) -> Mapping[str, Any]: ...  # noqa: N803 (boto3's argument name)
+
+
+class Ec2Reader(Protocol):
+    """The EC2 reads of the zone check (boto3's argument names)."""
+
+    def describe_availability_zones(self, *, Filters: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]: ...  # noqa: N803
+    def describe_subnets(self, *, Filters: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]: ...  # noqa: N803
+    def describe_vpc_endpoint_services(self, *, ServiceNames: Sequence[str]) -> Mapping[str, Any]: ...  # noqa: N803
 
 
 def instances_needed(deployments: Iterable[DeploymentConfig]) -> dict[str, int]:
@@ -111,13 +130,102 @@ def check_images(deployments: Iterable[DeploymentConfig], region: str) -> list[F
     return findings
 
 
-def weights_bucket(cloudformation: CloudFormationReader, stack_name: str = FOUNDATION_STACK) -> str | None:
+def foundation_outputs(cloudformation: CloudFormationReader, stack_name: str = FOUNDATION_STACK) -> dict[str, str]:
+    """The foundation stack's outputs; empty when it does not exist (yet)."""
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError:
-        return None  # the stack does not exist (yet)
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    return outputs.get(BUCKET_OUTPUT)
+        return {}
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+@dataclass(frozen=True)
+class Zones:
+    names: tuple[str, ...]
+    source: str  # where they come from, for the messages
+
+
+def region_zones(ec2: Ec2Reader) -> list[str]:
+    """The region's available zones (not Local or Wavelength Zones), by name, alphabetically."""
+    zones = ec2.describe_availability_zones(
+        Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}, {"Name": "state", "Values": ["available"]}]
+    ).get("AvailabilityZones", [])
+    return sorted(z["ZoneName"] for z in zones)
+
+
+def vpc_zones(ec2: Ec2Reader, *, vpc_id: str | None, pinned: Sequence[str], az_count: int) -> Zones:
+    """The zones the VPC uses: the deployed VPC's subnets, else the pinned ones, else Fn::GetAZs' first az_count."""
+    if vpc_id:
+        subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]).get("Subnets", [])
+        return Zones(tuple(sorted({s["AvailabilityZone"] for s in subnets})), f"the subnets of the deployed {vpc_id}")
+    if pinned:
+        return Zones(tuple(pinned), "availability_zones")
+    names = region_zones(ec2)
+    defaults = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}]).get("Subnets", [])
+    with_default = {s["AvailabilityZone"] for s in defaults}
+    if with_default:
+        names = [n for n in names if n in with_default]
+    rule = "alphabetical, zones with a default subnet" if with_default else "alphabetical"
+    return Zones(tuple(names[:az_count]), f"the first {az_count} of Fn::GetAZs, predicted ({rule})")
+
+
+def check_interface_endpoints(
+    ec2: Ec2Reader, region: str, zones: Zones, *, services: Sequence[str] = DEFAULT_INTERFACE_ENDPOINTS
+) -> list[Finding]:
+    """Each interface endpoint service is offered in each zone of the VPC (DescribeVpcEndpointServices)."""
+    offered: dict[str, set[str]] = {}
+    for name in services:
+        service = interface_endpoint_service(region, name)
+        try:
+            details = ec2.describe_vpc_endpoint_services(ServiceNames=[service]).get("ServiceDetails", [])
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "InvalidServiceName":
+                raise
+            details = []  # not offered in the region at all
+        offered[service] = {
+            z for d in details if d.get("ServiceName") == service for z in d.get("AvailabilityZones", [])
+        }
+    everywhere = sorted(set.intersection(*offered.values())) if offered else []
+    count = len(zones.names)
+    pin = (
+        f"pin {count} zones where every endpoint service is offered, from {', '.join(everywhere)}: "
+        f"-c availability_zones={','.join(everywhere[:count])}"
+        if len(everywhere) >= count
+        else f"only {len(everywhere)} zones of {region} offer every endpoint service "
+        f"({', '.join(everywhere) or 'none'}): lower az_count or choose another region"
+    )
+    findings: list[Finding] = []
+    for service, where in offered.items():
+        missing = [z for z in zones.names if z not in where]
+        if not where:
+            findings.append(Finding("zones", False, f"{service} is not offered in {region}", "choose another region"))
+        elif missing:
+            message = (
+                f"{service} is not offered in {', '.join(missing)} ({zones.source}: {', '.join(zones.names)}); "
+                f"it is offered in {', '.join(sorted(where))}"
+            )
+            findings.append(Finding("zones", False, message, pin))
+    if findings:
+        return findings
+    message = f"all {len(offered)} interface endpoint services are offered in {', '.join(zones.names)} ({zones.source})"
+    return [Finding("zones", True, message)]
+
+
+def check_zones(
+    ec2: Ec2Reader, region: str, *, vpc_id: str | None, pinned: Sequence[str], az_count: int
+) -> list[Finding]:
+    """The VPC's zones exist and offer every interface endpoint service."""
+    zones = vpc_zones(ec2, vpc_id=vpc_id, pinned=pinned, az_count=az_count)
+    if not vpc_id and pinned:
+        available = region_zones(ec2)
+        unknown = [z for z in pinned if z not in available]
+        if unknown:
+            message = f"availability_zones names {', '.join(unknown)}: not an available zone of {region}"
+            return [Finding("zones", False, message, f"choose from {', '.join(available)}")]
+    elif not vpc_id and len(zones.names) < az_count:
+        message = f"{zones.source} gives {len(zones.names)} zones in {region}, az_count is {az_count}"
+        return [Finding("zones", False, message, f"set -c az_count={len(zones.names)} or pin availability_zones")]
+    return check_interface_endpoints(ec2, region, zones)
 
 
 def check_weights(s3: S3Client, bucket: str, deployment: DeploymentConfig) -> list[Finding]:
@@ -150,11 +258,17 @@ def run_checks(
     quotas: ServiceQuotasClient,
     s3: S3Client,
     cloudformation: CloudFormationReader,
+    ec2: Ec2Reader | None = None,  # None: the zone check is left out (the command always passes one)
+    pinned_zones: Sequence[str] = (),
+    az_count: int = DEFAULT_AZ_COUNT,
     bucket: str | None = None,
 ) -> list[Finding]:
     findings = check_images(deployments, region)
     findings += check_quotas(quotas, instances_needed(deployments), region)
-    bucket = bucket or weights_bucket(cloudformation)
+    outputs = foundation_outputs(cloudformation) if bucket is None or ec2 is not None else {}
+    if ec2 is not None:
+        findings += check_zones(ec2, region, vpc_id=outputs.get(VPC_OUTPUT), pinned=pinned_zones, az_count=az_count)
+    bucket = bucket or outputs.get(BUCKET_OUTPUT)
     if bucket is None:
         deploy = f"deploy it first: npx cdk deploy {FOUNDATION_STACK}"
         return [*findings, Finding("weights", False, f"{FOUNDATION_STACK} not found in {region}", deploy)]
@@ -171,11 +285,22 @@ def _distinct_weights(deployments: Sequence[DeploymentConfig]) -> list[Deploymen
     return list(seen.values())
 
 
-def offline_plan(deployments: Sequence[DeploymentConfig], region: str | None) -> str:
+def offline_plan(
+    deployments: Sequence[DeploymentConfig],
+    region: str | None,
+    *,
+    pinned_zones: Sequence[str] = (),
+    az_count: int = DEFAULT_AZ_COUNT,
+) -> str:
     """What the preflight would check, from the settings alone (no credentials, no network)."""
     lines = [f"No AWS credentials: nothing was asked. With credentials for the target account, in {region or '?'}:"]
     for instance_type, count in instances_needed(deployments).items():
         lines.append(f"- Service Quotas: '{quota_name(instance_type)}' must be at least {count}")
+    zones = ", ".join(pinned_zones) if pinned_zones else f"the first {az_count} zones of Fn::GetAZs"
+    lines.append(
+        f"- EC2: each interface endpoint service ({', '.join(DEFAULT_INTERFACE_ENDPOINTS)}) is offered in each zone "
+        f"of the VPC ({zones}); synth cannot know this offline"
+    )
     for d in _distinct_weights(deployments):
         lines.append(
             f"- S3: s3://<{BUCKET_OUTPUT} of {FOUNDATION_STACK}>/{d.weights_prefix} holds config.json and "
@@ -206,14 +331,16 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     try:
         context = dict(_pair(item) for item in args.context)
-        deployments = list(load_settings(context).deployments.values())
+        settings = load_settings(context)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
+    deployments = list(settings.deployments.values())
+    pinned, az_count = settings.options.availability_zones, settings.options.az_count
     session = session or boto3.Session()
     region = args.region or next((d.region for d in deployments if d.region), None) or session.region_name
     if session.get_credentials() is None or region is None:
-        print(offline_plan(deployments, region))
+        print(offline_plan(deployments, region, pinned_zones=pinned, az_count=az_count))
         return 0
     try:
         findings = run_checks(
@@ -222,6 +349,9 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
             quotas=session.client("service-quotas", region_name=region),
             s3=session.client("s3", region_name=region),
             cloudformation=cast(CloudFormationReader, session.client("cloudformation", region_name=region)),
+            ec2=cast(Ec2Reader, session.client("ec2", region_name=region)),
+            pinned_zones=pinned,
+            az_count=az_count,
             bucket=args.bucket,
         )
     except (BotoCoreError, ClientError) as err:

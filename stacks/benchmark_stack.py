@@ -63,8 +63,8 @@ class BenchmarkStack(cdk.Stack):
         self.encryption = Encryption(
             self,
             "Encryption",
-            # No alarm publishes to the benchmark's topic (the state machine does), so CloudWatch gets no key grant.
-            props=EncryptionProps(description="Llama 2 benchmark: results, logs, topic, runs", alarm_publishers=()),
+            # The regression alarm publishes to the topic this key encrypts, so CloudWatch alarms get the key grant.
+            props=EncryptionProps(description="Llama 2 benchmark: results, logs, topic, runs"),
         )
         key = self.encryption.key
         matrices = dict(props.matrices or {n: load_matrix(n, prefix=opts.prefix) for n in opts.matrices})

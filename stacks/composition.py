@@ -51,7 +51,9 @@ def add_llama_stacks(scope: Construct, settings: Settings, *, env: cdk.Environme
     foundation = LlamaFoundationStack(
         scope,
         FOUNDATION_STACK_NAME,
-        props=FoundationProps(max_azs=settings.options.az_count),
+        props=FoundationProps(
+            max_azs=settings.options.az_count, availability_zones=settings.options.availability_zones
+        ),
         env=environment,
     )
     shared = shared_resources(foundation)

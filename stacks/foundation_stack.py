@@ -20,9 +20,10 @@ from aws_cdk import aws_logs as logs
 
 from constructs import Construct
 from constructs.encryption import Encryption, EncryptionProps
-from constructs.network import DEFAULT_INTERFACE_ENDPOINTS, Network, NetworkProps
+from constructs.network import Network, NetworkProps
 from constructs.weights_bucket import WeightsBucket, WeightsBucketProps
 from constructs.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStaging, WeightsStagingProps
+from settings.network_options import DEFAULT_INTERFACE_ENDPOINTS
 
 _MAX_AZS = 6
 

@@ -74,7 +74,8 @@ def _endpoint_env(scenario: str) -> str:
 
 class LlamaPipelineStack(cdk.Stack):
     """Exposes ``.pipeline`` (built), ``.source``, ``.synth``, ``.stages`` (name -> LlamaStage),
-    ``.smoke_runners`` (name -> runner role) and ``.smoke_steps`` (name -> CodeBuildStep)."""
+    ``.smoke_runners`` (name -> runner role), ``.smoke_steps`` (name -> CodeBuildStep), ``.artifacts`` and
+    ``.replication_buckets`` (region -> the hardening of that region's support bucket)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StagesConfig) -> None:
         p = config.pipeline
@@ -137,6 +138,15 @@ class LlamaPipelineStack(cdk.Stack):
         grant_use_connection(self.pipeline, p.source)
         self.artifacts = ArtifactBucketHardening(
             self, "Artifacts", props=ArtifactBucketHardeningProps(bucket=self.pipeline.pipeline.artifact_bucket)
+        )
+        # The support stack CDK makes for each other region holds that region's replication bucket.
+        self.replication_buckets: Mapping[str, ArtifactBucketHardening] = types.MappingProxyType(
+            {
+                region: ArtifactBucketHardening(
+                    support.stack, "Replication", props=ArtifactBucketHardeningProps(bucket=support.replication_bucket)
+                )
+                for region, support in self.pipeline.pipeline.cross_region_support.items()
+            }
         )
         acknowledge_generated_resources(self.pipeline, roles=list(self.smoke_runners.values()))
 

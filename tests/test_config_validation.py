@@ -118,6 +118,22 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
     ("az-count-one", ctx(az_count="1"), "az_count", "from 2 to 6"),
     ("az-count-seven", ctx(az_count=7), "az_count", "from 2 to 6"),
     ("az-count-words", ctx(az_count="three"), "az_count", "whole number"),
+    ("zones-one", ctx(availability_zones="us-east-1a"), "availability_zones", "2 to 6 distinct zone names"),
+    ("zones-two-regions", ctx(availability_zones="us-east-1a,us-west-2a"), "availability_zones", "of one region"),
+    (
+        "zones-local-zone",
+        ctx(availability_zones="us-west-2-lax-1a,us-west-2-lax-1b"),
+        "availability_zones",
+        "one region",
+    ),
+    ("zones-twice", ctx(availability_zones="us-east-1a,us-east-1a"), "availability_zones", "distinct"),
+    ("zones-vs-count", ctx(availability_zones="us-east-1a,us-east-1b", az_count="3"), "az_count", "must be 2"),
+    (
+        "zones-vs-region",
+        ctx(availability_zones="us-east-1a,us-east-1b", region="us-west-2"),
+        "latency.region",
+        "us-east-1",
+    ),
     ("context-missing-config-file", ctx(config="no-such-file.yaml"), "config", "existing YAML or JSON file"),
     ("file-unknown-section", config_file("defaults: {}\nstaging: {model: 7b}\n"), "staging", "unknown section"),
     (
@@ -187,6 +203,9 @@ def test_hf_revision_is_the_catalogs_commit_only_for_the_catalogs_hub_id() -> No
 def test_az_count_defaults_to_three_and_accepts_a_cli_string() -> None:
     assert load_settings({}).options.az_count == 3
     assert load_settings({"az_count": "4"}).options.az_count == 4
+    pinned = load_settings({"availability_zones": "us-east-1a, us-east-1c"}).options
+    assert (pinned.availability_zones, pinned.az_count) == (("us-east-1a", "us-east-1c"), 2)
+    assert load_settings({}).options.availability_zones == ()
 
 
 def test_example_config_file_is_valid_and_states_the_defaults() -> None:

@@ -21,11 +21,11 @@ from aws_cdk.assertions import Template
 
 from catalog.errors import ConfigError
 from constructs.encryption import EncryptionProps
-from constructs.network import DEFAULT_INTERFACE_ENDPOINTS, NetworkProps
+from constructs.network import NetworkProps
 from constructs.weights_bucket import WeightsBucket, WeightsBucketProps, check_weights_prefix
 from constructs.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStagingProps, buildspec
 from settings import DeploymentConfig
-from settings.network_options import DEFAULT_AZ_COUNT
+from settings.network_options import DEFAULT_AZ_COUNT, DEFAULT_INTERFACE_ENDPOINTS
 from settings.scenarios import SCENARIOS
 from stacks.foundation_stack import FoundationProps, LlamaFoundationStack
 from tests.iam.account import Account
@@ -96,7 +96,8 @@ def test_key_policy_lets_logs_use_it_only_for_this_accounts_log_groups(resources
     alarms = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
     assert len(alarms) == 1
     assert sorted(alarms[0]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
-    assert alarms[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert alarms[0]["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:*" in json.dumps(alarms[0]["Condition"]["ArnLike"]["aws:SourceArn"])  # this account's alarms
     # No service gets the key unconditionally.
     for statement in statements:
         if "Service" in statement.get("Principal", {}):
@@ -272,7 +273,7 @@ def test_weights_bucket_props_are_keyword_only_frozen_and_validated() -> None:
     ("request_context", "allowed"),
     [
         ({}, True),  # aws s3 sync: no encryption headers, the bucket's default key applies
-        ({"s3:x-amz-server-side-encryption": "aws:kms"}, True),
+        ({"s3:x-amz-server-side-encryption": "aws:kms"}, False),  # no key id: S3 would use aws/s3
         ({"s3:x-amz-server-side-encryption": "AES256"}, False),
         (
             {"s3:x-amz-server-side-encryption": "aws:kms", "s3:x-amz-server-side-encryption-aws-kms-key-id": "OTHER"},

@@ -184,6 +184,28 @@ def test_artifacts_are_encrypted_with_a_rotated_key_the_stage_accounts_can_use(
         assert f":iam::{stage.account}:role/cdk-hnb659fds-deploy-role-{stage.account}-{stage.region}" in decrypt
 
 
+def test_each_cross_region_replication_bucket_is_versioned_and_logs_to_a_bucket_in_its_region(
+    pipeline_assembly: AppAssembly, stages: StagesConfig
+) -> None:
+    """CDK Pipelines makes the replication bucket of each other region in a support stack there; it gets the
+    artifact bucket's versioning, expiry and server access logs, to a log bucket in the same support stack."""
+    regions = {s.region for s in stages.stages} - {stages.pipeline.region}
+    assert regions, "stages.example.yaml has a stage in another region: the support stack is tested here"
+    for region in regions:
+        support = pipeline_assembly.template_json(f"{PIPELINE_STACK_NAME}-support-{region}")
+        buckets = _of_type(support, "AWS::S3::Bucket")
+        (replica,) = [b["Properties"] for k, b in buckets.items() if k.startswith("CrossRegionCodePipelineReplication")]
+        assert replica["VersioningConfiguration"] == {"Status": "Enabled"}
+        logs = replica["LoggingConfiguration"]
+        (target,) = [k for k in buckets if {"Ref": k} == logs["DestinationBucketName"]]
+        log_bucket = buckets[target]["Properties"]
+        assert log_bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ] == {"SSEAlgorithm": "AES256"}
+        assert log_bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert [r["Id"] for r in replica["LifecycleConfiguration"]["Rules"]] == ["ExpireOldArtifacts"]
+
+
 def test_each_stage_deploys_through_its_own_accounts_bootstrap_roles(
     pipeline_stages: list[dict[str, Any]], stages: StagesConfig
 ) -> None:

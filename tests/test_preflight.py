@@ -1,12 +1,15 @@
 """The preflight against botocore's Stubber: every request it makes and every response it reads is checked
-against the real service models (Service Quotas, S3, CloudFormation) by botocore itself.
+against the real service models (Service Quotas, S3, CloudFormation, EC2) by botocore itself; and against moto's
+EC2 (default VPC and subnets, DescribeAvailabilityZones, DescribeVpcEndpointServices) for the zone check. moto
+offers every endpoint service in every zone, so a service missing from a zone is a Stubber response in the shape
+the EC2 API reference documents (ServiceDetail: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_ServiceDetail.html).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,19 +19,27 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from moto import mock_aws
 
 from settings import load_settings
 from settings.deployment import DeploymentConfig
+from settings.network_options import DEFAULT_INTERFACE_ENDPOINTS, interface_endpoint_service
 from settings.preflight import (
     BUCKET_OUTPUT,
     FOUNDATION_STACK,
     Finding,
+    Zones,
+    check_interface_endpoints,
+    check_zones,
     instances_needed,
     main,
     quota_name,
     run_checks,
+    vpc_zones,
 )
 from settings.staging_record import record_key
+from tests.conftest import AppAssembly
+from tests.iam.intrinsics import Resolver
 
 REGION = "us-east-1"
 BUCKET = "llama-weights-bucket"
@@ -170,3 +181,161 @@ def test_a_bad_setting_stops_it_like_synth(capsys: pytest.CaptureFixture[str]) -
     assert "ml.p4d.12xlarge" in capsys.readouterr().err
     assert main(["-c", "model"], session=_NoCredentials()) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+# --- the VPC's zones against the interface endpoint services (issue 16, item 10) -----------------------------
+
+SERVICES = [interface_endpoint_service(REGION, name) for name in DEFAULT_INTERFACE_ENDPOINTS]
+ZONES = [f"{REGION}{z}" for z in "abcdef"]
+
+
+def test_the_checked_services_are_the_ones_the_foundation_creates(app_assembly: AppAssembly) -> None:
+    template = app_assembly.template_json(FOUNDATION_STACK)
+    endpoints = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::EC2::VPCEndpoint"]
+    names = [Resolver({FOUNDATION_STACK: template}, FOUNDATION_STACK).resolve(e["ServiceName"]) for e in endpoints]
+    interface = [n for e, n in zip(endpoints, names, strict=True) if e["VpcEndpointType"] == "Interface"]
+    assert sorted(interface) == sorted(SERVICES)
+
+
+def test_moto_every_service_in_the_predicted_zones_passes() -> None:
+    """moto's EC2 (default VPC with a default subnet per zone, every endpoint service in every zone)."""
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        (finding,) = check_zones(ec2, REGION, vpc_id=None, pinned=(), az_count=3)
+    assert finding.ok, finding.render()
+    assert "us-east-1a, us-east-1b, us-east-1c (the first 3 of Fn::GetAZs, predicted" in finding.message
+
+
+def test_moto_a_deployed_vpc_is_checked_in_its_own_subnets_zones() -> None:
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        for i, zone in enumerate(("us-east-1d", "us-east-1f")):
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=zone)
+        assert vpc_zones(ec2, vpc_id=vpc, pinned=(), az_count=3).names == ("us-east-1d", "us-east-1f")
+        (finding,) = check_zones(ec2, REGION, vpc_id=vpc, pinned=(), az_count=3)
+    assert finding.ok and f"the subnets of the deployed {vpc}" in finding.message
+
+
+def test_moto_more_zones_than_the_region_has_fail_before_any_endpoint_check() -> None:
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-3")  # three zones
+        (finding,) = check_zones(ec2, "eu-west-3", vpc_id=None, pinned=(), az_count=4)
+    assert not finding.ok and "gives 3 zones in eu-west-3, az_count is 4" in finding.message
+
+
+def _service_detail(service: str, zones: list[str]) -> dict[str, Any]:
+    """A ServiceDetails entry as the EC2 API reference documents it (ServiceDetail); botocore checks the shape."""
+    return {
+        "ServiceName": service,
+        "ServiceId": "vpce-svc-0123456789abcdef0",
+        "ServiceType": [{"ServiceType": "Interface"}],
+        "AvailabilityZones": zones,
+        "Owner": "amazon",
+        "BaseEndpointDnsNames": [f"{service.split('.', 3)[3]}.{REGION}.vpce.amazonaws.com"],
+        "PrivateDnsName": f"{service.split('.', 3)[3]}.{REGION}.amazonaws.com",
+        "VpcEndpointPolicySupported": True,
+        "AcceptanceRequired": False,
+        "ManagesVpcEndpoints": False,
+        "Tags": [],
+    }
+
+
+@pytest.fixture
+def ec2() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.Session(region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t").client("ec2")
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
+
+
+def _offer(stub: Stubber, missing: Mapping[str, list[str]]) -> None:
+    """Every service in every zone, except where ``missing`` says (service -> zones it lacks)."""
+    for service in SERVICES:
+        where = [z for z in ZONES if z not in missing.get(service, [])]
+        stub.add_response(
+            "describe_vpc_endpoint_services",
+            {"ServiceDetails": [_service_detail(service, where)], "ServiceNames": [service]},
+            {"ServiceNames": [service]},
+        )
+
+
+def _zones(stub: Stubber) -> None:
+    zones = [
+        {
+            "ZoneName": z,
+            "ZoneId": f"use1-az{i}",
+            "State": "available",
+            "RegionName": REGION,
+            "ZoneType": "availability-zone",
+        }
+        for i, z in enumerate(ZONES, start=1)
+    ]
+    filters = [{"Name": "zone-type", "Values": ["availability-zone"]}, {"Name": "state", "Values": ["available"]}]
+    stub.add_response("describe_availability_zones", {"AvailabilityZones": zones}, {"Filters": filters})
+
+
+def test_a_service_missing_in_a_zone_of_the_vpc_is_named_with_the_zone_and_what_is_allowed(
+    ec2: tuple[Any, Stubber],
+) -> None:
+    client, stub = ec2
+    runtime = interface_endpoint_service(REGION, "sagemaker.runtime")
+    _zones(stub)
+    _offer(stub, {runtime: ["us-east-1e"]})
+    (finding,) = check_zones(client, REGION, vpc_id=None, pinned=("us-east-1a", "us-east-1b", "us-east-1e"), az_count=3)
+    assert not finding.ok
+    assert f"{runtime} is not offered in us-east-1e (availability_zones: us-east-1a, us-east-1b, us-east-1e)" in (
+        finding.message
+    )
+    assert "it is offered in us-east-1a, us-east-1b, us-east-1c, us-east-1d, us-east-1f" in finding.message
+    assert "-c availability_zones=us-east-1a,us-east-1b,us-east-1c" in finding.action
+
+
+def test_a_service_the_region_does_not_offer_fails(ec2: tuple[Any, Stubber]) -> None:
+    client, stub = ec2
+    kms = interface_endpoint_service(REGION, "kms")
+    for service in SERVICES:
+        if service == kms:
+            message = f"The Vpc Endpoint Service '{kms}' does not exist"
+            stub.add_client_error("describe_vpc_endpoint_services", "InvalidServiceName", message)
+        else:
+            stub.add_response(
+                "describe_vpc_endpoint_services",
+                {"ServiceDetails": [_service_detail(service, ZONES)]},
+                {"ServiceNames": [service]},
+            )
+    findings = check_interface_endpoints(client, REGION, Zones(tuple(ZONES[:3]), "test"))
+    assert [(f.ok, f.message) for f in findings] == [(False, f"{kms} is not offered in {REGION}")]
+
+
+def test_run_checks_reads_the_deployed_vpc_from_the_foundation_outputs(aws: Aws, ec2: tuple[Any, Stubber]) -> None:
+    client, stub = ec2
+    aws.quota("ml.g5.12xlarge", 8.0)
+    stack = {
+        "StackName": FOUNDATION_STACK,
+        "CreationTime": datetime(2026, 12, 1, tzinfo=UTC),
+        "StackStatus": "CREATE_COMPLETE",
+        "Outputs": [
+            {"OutputKey": BUCKET_OUTPUT, "OutputValue": BUCKET},
+            {"OutputKey": "VpcId", "OutputValue": "vpc-1"},
+        ],
+    }
+    aws.stubs["cfn"].add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": FOUNDATION_STACK})
+    subnets = [{"SubnetId": f"subnet-{z}", "AvailabilityZone": z, "VpcId": "vpc-1"} for z in ZONES[3:]]
+    stub.add_response("describe_subnets", {"Subnets": subnets}, {"Filters": [{"Name": "vpc-id", "Values": ["vpc-1"]}]})
+    _offer(stub, {})
+    aws.weights(LATENCY, SHARDS, _record(LATENCY))
+    findings = run_checks(
+        [LATENCY], REGION, quotas=aws.quotas, s3=aws.s3, cloudformation=aws.cloudformation, ec2=client
+    )
+    (zones,) = [f for f in findings if f.check == "zones"]
+    assert zones.ok and "us-east-1d, us-east-1e, us-east-1f (the subnets of the deployed vpc-1)" in zones.message
+
+
+def test_offline_it_says_the_zone_check_needs_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["-c", "scenarios=latency", "-c", "availability_zones=us-east-1b,us-east-1c"], session=_NoCredentials())
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "is offered in each zone of the VPC (us-east-1b, us-east-1c)" in out and "sagemaker.runtime" in out

@@ -17,7 +17,7 @@ from typing import Any
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.capacity import Capacity, SweepSettings, capacity_of, sweep
 from benchmark.sizing.levels import MeasuredLevel, by_configuration, load_levels
-from benchmark.sizing.plan import SizingOptions, SizingPlan, Traffic, make_plan
+from benchmark.sizing.plan import SizingOptions, SizingPlan, Traffic, describe_all_in, make_plan
 from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError, Issue
 from settings.slo import parse_slo
@@ -180,8 +180,7 @@ def summary(sizing: SizingPlan) -> str:
         lines.append(
             head + f"capacity {c.capacity:g} {c.load_kind} ({c.precision}); instances peak {p.instances_peak}, "
             f"average {p.instances_average}; min {p.min_instances} max {p.max_instances} target "
-            f"{p.autoscaling_target:g}; headroom at peak {p.headroom_at_peak:.0%}; ${p.instance_usd_month:,.0f}/month "
-            f"instances + ${p.fixed_usd_month:,.0f} other = ${p.total_usd_month:,.0f}/month all-in"
+            f"{p.autoscaling_target:g}; headroom at peak {p.headroom_at_peak:.0%}; {describe_all_in(p)}"
         )
     chosen = sizing.cheapest
     lines.append(f"cheapest meeting the SLO: {chosen.key if chosen else 'none'}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from benchmark.sizing.plan import ConfigurationPlan, SizingPlan
+from benchmark.sizing.plan import ConfigurationPlan, SizingPlan, describe_all_in
 from catalog.errors import ConfigError, Issue
 from settings.loading import load_settings
 from settings.scenarios import SCENARIOS, STACK_NAMES
@@ -47,7 +47,7 @@ def _header(sizing: SizingPlan, plan: ConfigurationPlan, slo: Slo, scenario: str
         + (" (24-hour profile)" if traffic.daily_profile else ""),
         f"Measured capacity per instance: {capacity.capacity:g} ({capacity.load_kind}), {capacity.precision}",
         f"Safety margin: {sizing.options.margin:.0%} -> autoscaling_target {plan.autoscaling_target:g}",
-        f"All-in: ${plan.total_usd_month:,.0f}/month (instances ${plan.instance_usd_month:,.0f})",
+        f"Cost: {describe_all_in(plan)}",
         f"Deploy: npx cdk deploy {STACK_NAMES[scenario]} -c config=<this file>",
     ]
     return "".join(f"# {line}\n" for line in lines)

@@ -5,6 +5,11 @@ plan keeps a safety margin ``m`` free: usable = rps_per_instance x (1 - m), inst
 the autoscaling target is the capacity in concurrent requests x (1 - m) (for an open-loop capacity, the
 concurrency it implies by Little's law: rate x mean end-to-end time). ``min_instances`` is the fleet the
 lowest hour needs (with no daily profile: the average's fleet); ``max_instances`` the peak's. A month is 730 h.
+
+Cost is a range, because autoscaling moves the fleet between ``min_instances`` and ``max_instances``: the minimum
+fleet all month to the maximum fleet all month, each plus the same fixed lines (``allin_cost``). With a daily
+profile the expected cost sits between them (each hour's fleet); without one the estimate is the average's fleet
+all month. ``total_usd_month`` (what "cheapest" compares) is that expected figure.
 """
 
 from __future__ import annotations
@@ -86,8 +91,10 @@ class ConfigurationPlan:
     headroom_at_peak: float | None = None  # share of the peak fleet's capacity left free at peak
     usd_per_hour: float | None = None  # one instance, on demand
     price_as_of: str = ""
-    instance_usd_month: float | None = None
-    peak_fleet_usd_month: float | None = None  # the peak's fleet all month: an upper bound
+    instance_usd_month: float | None = None  # expected: the daily profile's hourly fleets, else the average's fleet
+    from_profile: bool = False  # instance_usd_month comes from a daily profile
+    min_fleet_usd_month: float | None = None  # min_instances all month: the lower bound
+    max_fleet_usd_month: float | None = None  # max_instances all month: the upper bound
     other_lines: tuple[CostLine, ...] = ()
     problems: tuple[str, ...] = ()  # why it cannot meet the SLO or cannot be deployed
 
@@ -101,7 +108,15 @@ class ConfigurationPlan:
 
     @property
     def total_usd_month(self) -> float | None:
+        """Expected all-in: instance_usd_month plus the fixed lines."""
         return None if self.instance_usd_month is None else self.instance_usd_month + self.fixed_usd_month
+
+    @property
+    def all_in_range_usd_month(self) -> tuple[float, float] | None:
+        """(minimum fleet all month, maximum fleet all month), each with the fixed lines."""
+        if self.min_fleet_usd_month is None or self.max_fleet_usd_month is None:
+            return None
+        return self.min_fleet_usd_month + self.fixed_usd_month, self.max_fleet_usd_month + self.fixed_usd_month
 
     @property
     def feasible(self) -> bool:
@@ -118,6 +133,22 @@ class SizingPlan:
     def cheapest(self) -> ConfigurationPlan | None:
         feasible = [p for p in self.configurations if p.feasible]
         return min(feasible, key=lambda p: (p.total_usd_month, p.key)) if feasible else None
+
+
+def describe_all_in(plan: ConfigurationPlan, *, cents: bool = False) -> str:
+    """ "$A to $B/month all-in (min to max instances all month, other $F)", and the expected cost with a profile."""
+    bounds = plan.all_in_range_usd_month
+    if bounds is None or plan.total_usd_month is None:
+        return "no all-in cost"
+
+    def usd(value: float) -> str:
+        return f"${value:,.2f}" if cents else f"${value:,.0f}"
+
+    text = (
+        f"{usd(bounds[0])} to {usd(bounds[1])}/month all-in ({plan.min_instances} to {plan.max_instances} instances "
+        f"all month, other {usd(plan.fixed_usd_month)})"
+    )
+    return text + (f"; expected {usd(plan.total_usd_month)} with the daily profile" if plan.from_profile else "")
 
 
 def _instances(rate: float, usable: float) -> int:
@@ -185,7 +216,9 @@ def plan_configuration(capacity: Capacity, traffic: Traffic, options: SizingOpti
         usd_per_hour=price.usd_per_hour,
         price_as_of=price.as_of,
         instance_usd_month=instance_hours * price.usd_per_hour,
-        peak_fleet_usd_month=peak * HOURS_PER_MONTH * price.usd_per_hour,
+        from_profile=traffic.daily_profile is not None,
+        min_fleet_usd_month=floor * HOURS_PER_MONTH * price.usd_per_hour,
+        max_fleet_usd_month=max(peak, floor) * HOURS_PER_MONTH * price.usd_per_hour,
         other_lines=tuple(other),
         problems=tuple(problems),
     )

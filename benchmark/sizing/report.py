@@ -17,7 +17,7 @@ import jinja2
 from benchmark.report import DASH, TEMPLATES, Trusted, md_escape
 from benchmark.sizing.capacity import Capacity, requests_per_s
 from benchmark.sizing.chart import line_chart
-from benchmark.sizing.plan import ConfigurationPlan, SizingPlan
+from benchmark.sizing.plan import ConfigurationPlan, SizingPlan, describe_all_in
 from settings.slo import Slo
 
 
@@ -37,6 +37,10 @@ def _n(value: float | None, digits: int = 1) -> Trusted:
 
 def _usd(value: float | None) -> Trusted:
     return Trusted(DASH if value is None else f"${value:,.2f}")
+
+
+def _range(bounds: tuple[float, float] | None) -> Trusted:
+    return Trusted(DASH if bounds is None else f"{_usd(bounds[0])} to {_usd(bounds[1])}")
 
 
 def _share(value: float | None) -> Trusted:
@@ -107,21 +111,22 @@ def plan_table(sizing: SizingPlan) -> Table:
                 _n(p.autoscaling_target, 2),
                 _share(p.headroom_at_peak),
                 Trusted(DASH if p.usd_per_hour is None else f"${p.usd_per_hour:g}"),
-                _usd(p.instance_usd_month),
-                _usd(p.peak_fleet_usd_month),
+                _usd(p.min_fleet_usd_month),
+                _usd(p.max_fleet_usd_month),
+                _usd(p.instance_usd_month if p.from_profile else None),
                 _usd(p.fixed_usd_month if p.other_lines else None),
-                _usd(p.total_usd_month),
+                _range(p.all_in_range_usd_month if p.other_lines else None),
                 "; ".join(p.problems) or "ok",
             )
         )
     headers: tuple[str, ...] = ("configuration", "instances at peak", "on average", "min", "max", "autoscaling target")
-    headers += ("headroom at peak", "$/h each", "instances $/month", "peak fleet all month", "other $/month")
-    headers += ("all-in $/month", "status")
+    headers += ("headroom at peak", "$/h each", "min fleet all month", "max fleet all month")
+    headers += ("expected (daily profile)", "other $/month", "all-in $/month (min to max fleet)", "status")
     margin = sizing.options.margin
     note = (
         f"Safety margin {margin:.0%}: usable req/s = measured x {1 - margin:.2f}. A month is 730 hours. "
-        "Instances $/month: the hourly fleets of the daily profile, or without one the average's fleet all month "
-        "(peak hours cost more: the peak fleet all month is the upper bound)."
+        "Autoscaling keeps the fleet between min and max, so the instances cost between the min fleet and the max "
+        "fleet all month; with a daily profile, the expected figure is its hourly fleets. All-in adds the other lines."
     )
     return Table("Capacity plan", note, headers, tuple(rows))
 
@@ -235,7 +240,7 @@ def context(sizing: SizingPlan, slo: Slo) -> dict[str, Any]:
         + (" (24-hour profile)" if traffic.daily_profile else ""),
         "chosen": None if chosen is None else _name(chosen.capacity),
         "chosen_plan": chosen,
-        "chosen_total": None if chosen is None else _usd(chosen.total_usd_month),
+        "chosen_total": None if chosen is None else Trusted(describe_all_in(chosen, cents=True)),
         "infeasible": [(_name(p.capacity), "; ".join(p.problems)) for p in sizing.configurations if not p.feasible],
         "tables": tables,
         "charts": charts(sizing, slo),

@@ -18,7 +18,7 @@ from tests.iam.evaluator import (
     evaluate,
     statements_of,
 )
-from tests.iam.intrinsics import ACCOUNT, PARTITION, Resolver
+from tests.iam.intrinsics import ACCOUNT, PARTITION, REGION, Resolver
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,19 @@ class Role:
 class Account:
     """Roles by (stack, logical id) and resource policies by the resource's ARN (bucket, key, queue, topic)."""
 
-    def __init__(self, templates: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(
+        self, templates: Mapping[str, Mapping[str, Any]], *, account: str = ACCOUNT, region: str = REGION
+    ) -> None:
         self.templates = templates
+        self.account, self.region = account, region  # the stacks' environment (a pipeline stage's, or the fake one)
         self.roles: dict[tuple[str, str], Role] = {}
         self.resource_policies: dict[str, tuple[PolicyRef, ...]] = {}
         self.key_arns: set[str] = set()
         for stack in templates:
-            self._read(Resolver(templates, stack))
+            self._read(self.resolver(stack))
+
+    def resolver(self, stack: str) -> Resolver:
+        return Resolver(self.templates, stack, account=self.account, region=self.region)
 
     def _read(self, r: Resolver) -> None:
         attached: dict[str, list[PolicyRef]] = {}
@@ -103,7 +109,7 @@ class Account:
         base: dict[str, ContextValue] = {
             "aws:SecureTransport": True,
             "aws:PrincipalArn": principal.arn,
-            "aws:PrincipalAccount": ACCOUNT,
+            "aws:PrincipalAccount": self.account,
         }
         request = Request(principal, action, resources, {**base, **context})
         return evaluate(request, {res.arn: self.policies_for(statements, res.arn) for res in resources})

@@ -27,21 +27,30 @@ class UnresolvedIntrinsicError(ValueError):
     pass
 
 
-def _arn(service: str, resource: str, *, region: str = REGION, account: str = ACCOUNT) -> str:
-    return f"arn:{PARTITION}:{service}:{region}:{account}:{resource}"
-
-
 class Resolver:
-    """Resolves values of one stack (``stack``) of an app whose templates are ``templates`` (name -> template)."""
+    """Resolves values of one stack (``stack``) of an app whose templates are ``templates`` (name -> template).
 
-    def __init__(self, templates: Mapping[str, Mapping[str, Any]], stack: str) -> None:
+    ``account`` and ``region`` are what the pseudo parameters and the ARNs of the stack's own resources resolve
+    to: the fake ones for an environment-agnostic app, a stage's own for the stacks of a pipeline stage (whose
+    templates also carry that account and region as literals)."""
+
+    def __init__(
+        self,
+        templates: Mapping[str, Mapping[str, Any]],
+        stack: str,
+        *,
+        account: str = ACCOUNT,
+        region: str = REGION,
+    ) -> None:
         self.templates = templates
         self.stack = stack
+        self.account = account
+        self.region = region
         self.template = templates[stack]
         self.resources: Mapping[str, Any] = self.template.get("Resources", {})
 
     def for_stack(self, stack: str) -> Resolver:
-        return Resolver(self.templates, stack)
+        return Resolver(self.templates, stack, account=self.account, region=self.region)
 
     # -- physical names --------------------------------------------------------------------------------------
     def _props(self, logical: str) -> Mapping[str, Any]:
@@ -62,6 +71,8 @@ class Resolver:
             "AWS::StepFunctions::StateMachine": "StateMachineName",
             "AWS::SQS::Queue": "QueueName",
             "AWS::SNS::Topic": "TopicName",
+            "AWS::CloudWatch::Alarm": "AlarmName",
+            "AWS::KMS::Alias": "AliasName",
         }.get(kind)
         if name_prop and name_prop in self._props(logical):
             return str(self.resolve(self._props(logical)[name_prop]))
@@ -69,7 +80,7 @@ class Resolver:
 
     def ref(self, logical: str) -> str:
         if logical in _PSEUDO:
-            return str(_PSEUDO[logical])
+            return str({**_PSEUDO, "AWS::AccountId": self.account, "AWS::Region": self.region}[logical])
         if logical == "AWS::StackName":
             return self.stack
         if logical not in self.resources:
@@ -85,20 +96,24 @@ class Resolver:
         if kind in ("AWS::EC2::SecurityGroup",):
             return f"sg-{logical.lower()}"
         if kind in ("AWS::IAM::ManagedPolicy",):
-            return f"arn:{PARTITION}:iam::{ACCOUNT}:policy/{name}"
+            return f"arn:{PARTITION}:iam::{self.account}:policy/{name}"
         if kind in ("AWS::SNS::Topic", "AWS::StepFunctions::StateMachine"):
             return self.get_att(logical, "Arn")
         if kind == "AWS::SQS::Queue":
-            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+            return f"https://sqs.{self.region}.amazonaws.com/{self.account}/{name}"
         return name
 
     def get_att(self, logical: str, attribute: str) -> str:
         kind = self.resources[logical]["Type"]
         name = self.name(logical)
+
+        def _arn(service: str, resource: str) -> str:
+            return f"arn:{PARTITION}:{service}:{self.region}:{self.account}:{resource}"
+
         arns = {
             "AWS::S3::Bucket": f"arn:{PARTITION}:s3:::{name}",
             "AWS::KMS::Key": _arn("kms", f"key/key-{name}"),
-            "AWS::IAM::Role": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{name}",
+            "AWS::IAM::Role": f"arn:{PARTITION}:iam::{self.account}:role/{name}",
             "AWS::SQS::Queue": _arn("sqs", name),
             "AWS::SNS::Topic": _arn("sns", name),
             "AWS::Logs::LogGroup": _arn("logs", f"log-group:{name}:*"),
@@ -107,6 +122,7 @@ class Resolver:
             "AWS::StepFunctions::StateMachine": _arn("states", f"stateMachine:{name}"),
             "AWS::SageMaker::Endpoint": _arn("sagemaker", f"endpoint/{name.lower()}"),
             "AWS::SecretsManager::Secret": _arn("secretsmanager", f"secret:{name}-AbCdEf"),
+            "AWS::CloudWatch::Alarm": _arn("cloudwatch", f"alarm:{name}"),
         }
         if attribute == "Arn" and kind in arns:
             return arns[kind]
@@ -158,7 +174,7 @@ class Resolver:
             index, items = arg
             return self.resolve(items)[int(self.resolve(index))]
         if fn == "Fn::GetAZs":
-            return [f"{REGION}{z}" for z in "abc"]
+            return [f"{self.region}{z}" for z in "abc"]
         if fn == "Fn::FindInMap":
             mapping, first, second = (self.resolve(a) for a in arg)
             return self.template["Mappings"][mapping][first][second]

@@ -1,5 +1,7 @@
 """Uploads into the weights bucket, evaluated over the synthesized bucket policy, the staging role's policy and
-the key policy: what ``aws s3 sync`` sends is allowed, a wrong encryption request is refused (issue 8, item 1).
+the key policy: what ``aws s3 sync`` sends is allowed, a wrong encryption request is refused (issue 8, item 1),
+and so is ``aws:kms`` without a key id, which S3 would encrypt under ``aws/s3`` (issue 16, item 9; every KMS
+bucket of every template: test_kms_bucket_uploads.py).
 
 PutObject, CreateMultipartUpload, UploadPart and CompleteMultipartUpload are all authorised as
 ``s3:PutObject`` (S3 user guide, "Multipart upload API and permissions"); only PutObject and
@@ -35,7 +37,6 @@ def _put(account: Account, operation: str, headers: dict[str, Any]) -> Call:
         ("CreateMultipartUpload", {}),
         ("UploadPart", {}),
         ("CompleteMultipartUpload", {}),
-        ("PutObject", {SSE: "aws:kms"}),
     ],
 )
 def test_uploads_without_or_with_the_right_encryption_are_allowed(
@@ -63,6 +64,7 @@ def test_the_right_key_named_explicitly_is_allowed(account: Account) -> None:
     ("headers", "sid"),
     [
         ({SSE: "aws:kms", SSE_KEY: OTHER_KEY}, "DenyOtherKeys"),
+        ({SSE: "aws:kms"}, "DenyAwsManagedKey"),  # S3 would use aws/s3 (PutObject API reference)
         ({SSE: "AES256"}, "DenyOtherEncryption"),
         ({SSE: "aws:kms:dsse"}, "DenyOtherEncryption"),
     ],
