@@ -28,18 +28,20 @@ from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
 from tests.benchmark_fixtures import Built, build, definition_of, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (
-    SAGEMAKER_UNMODELED,
     Execution,
     LocalLambdas,
     SageMakerStandIn,
     aborts_stay_aborted,
-    aws_error_names,
+    pascal_case_service_errors,
     record_retry_waits,
     run_execution,
     start_execution,
     wait_for_end,
     zero_waits,
 )
+
+# Moto warns when a faked error code is not in the service's model; for ThrottlingException that is the point.
+pytestmark = pytest.mark.filterwarnings("ignore:.*ThrottlingException does not match an error shape:UserWarning")
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -50,6 +52,11 @@ AGGREGATE = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:aggregate"
 # A p4d and two g5 configurations of the 2023 matrix, so moto's instance-type gap is exercised.
 CONFIGURATIONS = ("7b-gptq-g5-2xlarge", "13b-fp16-p4d-24xlarge", "7b-fp16-g5-12xlarge")
 LEVELS = [1, 5]
+# What moto's Step Functions interpreter names a failed aws-sdk:sagemaker call, in the developer guide's
+# PascalCase: an error code SageMaker's model does not declare (ValidationException, ThrottlingException), and
+# a declared one.
+UNMODELED = "SageMaker.SageMakerException"
+QUOTA = "SageMaker.ResourceLimitExceededException"
 FAST = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=10)
 
 
@@ -137,7 +144,7 @@ def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulato
     set_loadtest_env(monkeypatch, region=REGION, bucket=BUCKET, runtime_url=emulator.base_url)
     stand_in = SageMakerStandIn()
     stand_in.install(monkeypatch)
-    aws_error_names(monkeypatch)
+    pascal_case_service_errors(monkeypatch)
     aborts_stay_aborted(monkeypatch)
     retry_waits = record_retry_waits(monkeypatch)
     lambdas = LocalLambdas({LOADTEST: load_handler("loadtest").handler, AGGREGATE: load_handler("aggregate").handler})
@@ -214,23 +221,24 @@ def test_success_runs_every_level_on_one_endpoint_per_configuration(harness: Har
 
 
 @pytest.mark.parametrize(
-    ("method", "state"),
+    ("method", "action"),
     [
-        ("create_model", "CreateModel"),
-        ("create_endpoint_config", "CreateEndpointConfig"),
-        ("create_endpoint", "CreateEndpoint"),
+        ("create_model", "createModel"),
+        ("create_endpoint_config", "createEndpointConfig"),
+        ("create_endpoint", "createEndpoint"),
     ],
 )
-def test_create_failure_tears_down_what_was_created(harness: Harness, method: str, state: str) -> None:
+def test_create_failure_tears_down_what_was_created(harness: Harness, method: str, action: str) -> None:
     harness.stand_in.fail[method] = "13b-fp16-p4d-24xlarge"
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
     record = failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")
-    assert record["error"]["Error"] == SAGEMAKER_UNMODELED  # a ValidationException, as Step Functions names it
+    assert record["error"]["Error"] == UNMODELED  # a ValidationException, as moto's interpreter names it
     assert f"injected: {method} failed" in record["error"]["Cause"]
     assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == []
-    # Only CreateEndpoint retries a validation error (bounded, doubling); a persistent one still fails.
-    assert harness.retry_waits == ([5, 10, 20] if method == "create_endpoint" else [])
+    # Step Functions cannot tell a persistent validation error from throttling by its name: the call is
+    # retried (three times, bounded), then caught and recorded.
+    assert execution.task_errors(action) == [UNMODELED] * 4
 
 
 def test_create_endpoint_transient_validation_error_is_retried(harness: Harness) -> None:
@@ -240,9 +248,37 @@ def test_create_endpoint_transient_validation_error_is_retried(harness: Harness)
     harness.stand_in.fail_times["create_endpoint"] = 1
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed=None)
+    assert execution.task_errors("createEndpoint") == [UNMODELED]
     assert harness.retry_waits == [5]
-    assert harness.stand_in.fail_times["create_endpoint"] == 0  # the injected failure really happened
     assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == LEVELS
+
+
+@pytest.mark.parametrize(("method", "action"), [("create_model", "createModel"), ("create_endpoint", "createEndpoint")])
+def test_throttled_create_is_retried_under_the_name_moto_gives_it(harness: Harness, method: str, action: str) -> None:
+    """SageMaker throttles with ThrottlingException, a code its model does not declare: moto's interpreter names
+    it SageMaker.SageMakerException, and the definition's Retry must match that name (a Retry on
+    SageMaker.ThrottlingException never would: the execution would record the configuration as failed)."""
+    harness.stand_in.fail[method] = "7b-gptq-g5-2xlarge"
+    harness.stand_in.fail_code[method] = "ThrottlingException"
+    harness.stand_in.fail_times[method] = 2
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed=None)
+    assert execution.task_errors(action) == [UNMODELED, UNMODELED]
+    assert harness.retry_waits == [5, 10]  # the backoff: 5 s, doubled
+    assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == LEVELS
+
+
+def test_quota_error_is_caught_at_once_under_its_modeled_name(harness: Harness) -> None:
+    """ResourceLimitExceeded is in SageMaker's model: moto's interpreter names it
+    SageMaker.ResourceLimitExceededException. A quota does not pass in seconds: not retried, caught, recorded
+    under that name, torn down."""
+    harness.stand_in.fail["create_endpoint"] = "13b-fp16-p4d-24xlarge"
+    harness.stand_in.fail_code["create_endpoint"] = "ResourceLimitExceeded"
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
+    assert execution.task_errors("createEndpoint") == [QUOTA]
+    record = failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")
+    assert record["error"]["Error"] == QUOTA and "injected: create_endpoint failed" in record["error"]["Cause"]
 
 
 @pytest.mark.parametrize("bound", [None, 2])
@@ -286,16 +322,20 @@ def test_describe_failure_in_the_poll_loop_is_caught_and_torn_down(harness: Harn
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="7b-gptq-g5-2xlarge")
     record = failure_record(harness, run_id, "7b-gptq-g5-2xlarge")
-    assert "injected: describe_endpoint failed" in record["error"]["Cause"]
+    assert record["error"]["Error"] == UNMODELED and "injected: describe_endpoint failed" in record["error"]["Cause"]
     assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == []
-    assert harness.retry_waits == [5, 10, 20]  # retried as a throttled call would be, then caught
+    # Retried as a throttled call would be, then caught: four attempts in the poll loop, four in the teardown
+    # (whose describe fails too, and then deletes anyway).
+    assert execution.task_errors("describeEndpoint") == [UNMODELED] * 8
 
 
 def test_describe_throttled_once_in_the_poll_loop_is_retried(harness: Harness) -> None:
     harness.stand_in.fail["describe_endpoint"] = "7b-gptq-g5-2xlarge"
+    harness.stand_in.fail_code["describe_endpoint"] = "ThrottlingException"
     harness.stand_in.fail_times["describe_endpoint"] = 1
     execution = harness.run()
     assert_clean_end(harness, execution, failed=None)
+    assert execution.task_errors("describeEndpoint") == [UNMODELED]
     assert harness.retry_waits == [5] and harness.stand_in.fail_times["describe_endpoint"] == 0
 
 
