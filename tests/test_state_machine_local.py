@@ -25,7 +25,7 @@ from moto.sagemaker.models import sagemaker_backends
 from benchmark.analysis.results import LevelResult
 from benchmark.aws.janitor import TeardownIncompleteError
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
-from tests.benchmark_fixtures import Built, build, definition_of, render
+from tests.benchmark_fixtures import Built, build, definition_of, janitor_sweep_minutes, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (
     Execution,
@@ -65,12 +65,22 @@ def built() -> Built:
     return build()
 
 
-def deployed_environment(built: Built, function: Any) -> dict[str, str]:
-    """A function's environment variables as synthesized (plain strings only: the janitor has no references)."""
+def deployed_environment(built: Built, function: Any, *, state_machine_arn: str) -> dict[str, str]:
+    """A function's environment variables as synthesized, the state machine's reference resolved to the
+    (moto) state machine the test runs; any other reference fails."""
     logical = built.stack.get_logical_id(function.node.default_child)
-    variables = built.template.to_json()["Resources"][logical]["Properties"]["Environment"]["Variables"]
-    assert all(isinstance(v, str) for v in variables.values()), variables
+    machine = built.stack.get_logical_id(built.stack.state_machine.state_machine.node.default_child)  # type: ignore[arg-type]
+    raw = built.template.to_json()["Resources"][logical]["Properties"]["Environment"]["Variables"]
+    variables = render(raw, {machine: state_machine_arn})
+    assert all(isinstance(v, str) and not v.startswith("ref-") for v in variables.values()), raw
     return dict(variables)
+
+
+def janitor_environment(h: Harness, built: Built, monkeypatch: pytest.MonkeyPatch, execution_arn: str) -> None:
+    """The janitor's environment as the stack deploys it, for the state machine that ran the execution."""
+    machine_arn = h.sfn.describe_execution(executionArn=execution_arn)["stateMachineArn"]
+    for name, value in deployed_environment(built, built.stack.janitor.function, state_machine_arn=machine_arn).items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="module")
@@ -533,10 +543,9 @@ def end_mid_run(h: Harness, definition: dict[str, Any], status: str) -> str:
 def test_execution_ended_mid_run_is_torn_down_from_its_status_change(
     harness: Harness, definition: dict[str, Any], built: Built, monkeypatch: pytest.MonkeyPatch, status: str
 ) -> None:
-    for name, value in deployed_environment(built, built.stack.janitor.function).items():
-        monkeypatch.setenv(name, value)  # the janitor's environment as the stack deploys it
     create_bystanders(harness)
     arn = end_mid_run(harness, definition, status)
+    janitor_environment(harness, built, monkeypatch, arn)
     left = harness.leftovers()
     own = {k: sorted(set(v) - set(BYSTANDERS)) for k, v in left.items()}
     assert len(own["endpoints"]) == 1 and own["endpoints"] == own["configs"] == own["models"]  # no teardown ran
@@ -555,6 +564,47 @@ def test_execution_ended_mid_run_is_torn_down_from_its_status_change(
 
     assert report["deleted_endpoints"] == own["endpoints"] and report["pending"] == []
     assert harness.leftovers() == {k: sorted(BYSTANDERS) for k in left}
+
+
+SCHEDULED = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "region": REGION, "detail": {}}
+
+
+def test_aborted_while_creating_is_deleted_within_the_hour_after_it_becomes_deletable(
+    harness: Harness, definition: dict[str, Any], built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An execution aborted while its endpoint is Creating (a p4d can take most of an hour): the status-change
+    teardown cannot delete it, Lambda's two retries of the event (after 1 and 2 minutes) neither, and the event
+    goes to the dead-letter queue. The sweep, at the synthesized schedule's rate, keeps it (and its config and
+    model) while it is Creating and deletes all three at its first pass after it can be deleted."""
+    create_bystanders(harness)
+    arn = end_mid_run(harness, definition, "ABORTED")
+    janitor_environment(harness, built, monkeypatch, arn)
+    left = harness.leftovers()
+    ((name,),) = {tuple(sorted(set(v) - set(BYSTANDERS))) for v in left.values()}  # endpoint, config, model
+    janitor = load_handler("janitor")
+    event = status_change_event(harness.sfn, arn)
+    for _ in range(3):  # the invocation and Lambda's two retries of an asynchronous event
+        with pytest.raises(TeardownIncompleteError, match="pending"):
+            janitor.handler(event, None)
+    assert harness.leftovers() == left
+
+    rate = janitor_sweep_minutes(built)
+    deletable_at = 47  # minutes after the abort: the endpoint leaves Creating (InService) then
+    backend = sagemaker_backends[ACCOUNT][REGION]
+    minute = 0
+    while True:
+        minute += rate
+        assert minute < deletable_at + 60, f"still there an hour after it became deletable (sweep every {rate} min)"
+        harness.stand_in.set_status(backend, name, "Creating" if minute < deletable_at else "InService")
+        report = janitor.handler(SCHEDULED, None)
+        if minute >= deletable_at:
+            break
+        assert report["pending"] == [name] and report["errors"] == []  # kept, and tried again next time
+        assert harness.leftovers() == left
+
+    assert (report["deleted_endpoints"], report["deleted_configs"], report["deleted_models"]) == ([name],) * 3
+    assert minute - deletable_at < rate  # the first pass after it became deletable
+    assert harness.leftovers() == {k: sorted(BYSTANDERS) for k in left}  # another run's and untagged ones stay
 
 
 def test_teardown_rule_matches_only_this_machines_bad_endings(harness: Harness, built: Built) -> None:
