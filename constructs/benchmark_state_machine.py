@@ -2,8 +2,9 @@
 
 Per configuration (an item of the outer Map; its MaxConcurrency is the only bound on parallel endpoints and
 load-test Lambdas, as reserved Lambda concurrency fails in new accounts):
-CreateModel -> CreateEndpointConfig -> CreateEndpoint (retried: right after CreateEndpointConfig SageMaker
-may not find the config yet) -> poll DescribeEndpoint (Wait/Choice, deadline)
+CreateModel -> CreateEndpointConfig -> CreateEndpoint -> poll DescribeEndpoint (Wait/Choice, deadline); every
+SageMaker call is retried on the names Step Functions gives throttling and other transient errors
+(``SAGEMAKER_TRANSIENT_ERRORS``; right after CreateEndpointConfig, CreateEndpoint may not find the config yet)
 -> RunLevels (inner Map, one level at a time, the load-test Lambda writes each record as it finishes)
 -> wait while the endpoint is Creating/Updating (SageMaker refuses to delete it then; bounded)
 -> DeleteEndpoint -> DeleteEndpointConfig -> DeleteModel. Every state that can fail has a Catch that
@@ -66,13 +67,34 @@ from settings.matrix import Matrix
 from settings.sagemaker_requests import isolated_hosting, model_data_uri, primary_container, production_variant
 from settings.subnets import selection_kwargs
 
-# What Step Functions names SageMaker errors that the SDK does not model, ValidationException and
-# ThrottlingException among them (aws/aws-step-functions-data-science-sdk-python#191): a Retry on
-# "SageMaker.ThrottlingException" alone never matches a throttled call.
-SAGEMAKER_UNMODELED_ERROR = "SageMaker.AmazonSageMakerException"
-# CreateEndpoint right after CreateEndpointConfig can fail with a ValidationException ("Could not find
-# endpoint configuration") while the config propagates; the API reference advises retrying it.
-CREATE_ENDPOINT_RETRY = {"interval_s": 5, "max_attempts": 3, "backoff_rate": 2.0}  # waits 5, 10, 20 s
+# How Step Functions names the errors of these ``aws-sdk:sagemaker`` tasks (AWS SDK integration, not the
+# optimized one). The developer guide: "ServiceName.ErrorName", both in PascalCase, with the "Exception" suffix
+# (https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html), so a modeled error is
+# e.g. "SageMaker.ResourceLimitExceededException". SageMaker's service model declares only ConflictException,
+# ResourceAlreadyExists, ResourceInUse, ResourceLimitExceeded and ResourceNotFound (botocore's
+# sagemaker/2017-07-24/service-2.json; the SDK for Kotlin's SageMakerException lists the same subclasses,
+# https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/sagemaker/aws.sdk.kotlin.services.sagemaker.model/-sage-maker-exception).
+# Throttling ("ThrottlingException", https://repost.aws/knowledge-center/sagemaker-python-throttlingexception),
+# ValidationException and the 5xx errors are not modeled, and an unmodeled error of an AWS SDK task is named after
+# the SDK's base exception, "<Service>.<Service>Exception": LocalStack's parity snapshots recorded against AWS show
+# "SecretsManager.SecretsManagerException" and "DynamoDb.DynamoDbException" for unmodeled validation errors
+# (localstack/localstack tests/aws/services/stepfunctions/v2/error_handling/test_aws_sdk.snapshot.json), and moto's
+# port of that interpreter names them the same way, with the service in lower case ("sagemaker.sagemakerException";
+# tests/sfn_local.py corrects the case only). So a throttled SageMaker call is "SageMaker.SageMakerException", and
+# "SageMaker.ThrottlingException" (what this code retried before) never matches.
+# "SageMaker.AmazonSageMakerException" is the optimized integration's name (Java SDK v1 class), not this one's.
+SAGEMAKER_UNMODELED_ERROR = "SageMaker.SageMakerException"
+# The SDK's client-side failure ("Unable to execute HTTP request": LocalStack's recorded SQS snapshot names it
+# "SQS.SdkClientException"): a connection problem, transient.
+SAGEMAKER_CLIENT_ERROR = "SageMaker.SdkClientException"
+# What every SageMaker task retries. The unmodeled name also covers a permanent ValidationException (a bad
+# request, or "not found" on a delete after a failed create): Step Functions cannot tell them apart, so the
+# retries stay short (waits 5, 10, 20 s) and the Catch records the failure afterwards. CreateEndpoint right after
+# CreateEndpointConfig can fail with a ValidationException ("Could not find endpoint configuration") while the
+# config propagates; the API reference advises retrying it, and this retrier does. Modeled errors
+# (ResourceLimitExceeded: a quota) are not transient: caught at once.
+SAGEMAKER_TRANSIENT_ERRORS = (SAGEMAKER_UNMODELED_ERROR, SAGEMAKER_CLIENT_ERROR)
+SAGEMAKER_RETRY = {"interval_s": 5, "max_attempts": 3, "backoff_rate": 2.0}  # waits 5, 10, 20 s
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,15}$")
 
 
@@ -323,7 +345,7 @@ class BenchmarkStateMachine(Construct):
         result_path: str = sfn.JsonPath.DISCARD,
         **kw: Any,
     ) -> sfn.TaskStateBase:
-        """One SageMaker API call scoped to ``kind``'s ARN pattern, retried on throttling."""
+        """One SageMaker API call scoped to ``kind``'s ARN pattern, retried on the transient errors' names."""
         task = tasks.CallAwsService(
             self,
             state_id,
@@ -337,8 +359,12 @@ class BenchmarkStateMachine(Construct):
             result_path=result_path,
             **kw,
         )
+        retry = SAGEMAKER_RETRY
         task.add_retry(
-            errors=["SageMaker.ThrottlingException"], interval=cdk.Duration.seconds(5), max_attempts=4, backoff_rate=2
+            errors=list(SAGEMAKER_TRANSIENT_ERRORS),
+            interval=cdk.Duration.seconds(int(retry["interval_s"])),
+            max_attempts=int(retry["max_attempts"]),
+            backoff_rate=retry["backoff_rate"],
         )
         return task
 
@@ -399,18 +425,8 @@ class BenchmarkStateMachine(Construct):
             "endpoint",
             {"EndpointName.$": "$.names.name", "EndpointConfigName.$": "$.names.name", "Tags": self._tags()},
         )
-        retry = CREATE_ENDPOINT_RETRY
-        create_endpoint.add_retry(
-            errors=[SAGEMAKER_UNMODELED_ERROR],
-            interval=cdk.Duration.seconds(int(retry["interval_s"])),
-            max_attempts=int(retry["max_attempts"]),
-            backoff_rate=retry["backoff_rate"],
-        )
         init_polls = sfn.Pass(self, "InitPolls", result=sfn.Result.from_object({"count": 0}), result_path="$.polls")
         describe = self._describe_endpoint("DescribeEndpoint", result_path="$.endpoint")
-        # The poll loop calls it up to max_polls times per configuration: a throttled call (named like any
-        # validation error) is retried before it fails the configuration.
-        describe.add_retry(errors=[SAGEMAKER_UNMODELED_ERROR], interval=cdk.Duration.seconds(5), max_attempts=3)
         count_poll = sfn.Pass(
             self, "CountPoll", parameters={"count.$": "States.MathAdd($.polls.count, 1)"}, result_path="$.polls"
         )

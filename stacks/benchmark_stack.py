@@ -22,6 +22,8 @@ from constructs.benchmark_janitor import (
     JanitorFunctionProps,
     JanitorSchedule,
     JanitorScheduleProps,
+    StepFunctionsEndpoint,
+    StepFunctionsEndpointProps,
     TeardownOnBadEnd,
     TeardownOnBadEndProps,
 )
@@ -44,6 +46,7 @@ class BenchmarkStackProps:
     subnets: ec2.SubnetSelection
     endpoint_security_group: ec2.ISecurityGroup
     lambda_security_group: ec2.ISecurityGroup
+    interface_endpoint_security_group: ec2.ISecurityGroup  # the foundation's: admits the Lambda group on 443
     weights_bucket: s3.IBucket
     access_log_bucket: s3.IBucket | None = None
     options: BenchmarkOptions = field(default_factory=BenchmarkOptions)
@@ -52,7 +55,8 @@ class BenchmarkStackProps:
 
 class BenchmarkStack(cdk.Stack):
     """Exposes each construct it composes: ``.results``, ``.topic``, ``.model_role``, ``.load_test``, ``.aggregate``,
-    ``.janitor``, ``.state_machine``, ``.schedule``, ``.janitor_schedule``, ``.regression_alarm``, ``.teardown``."""
+    ``.janitor``, ``.state_machine``, ``.schedule``, ``.janitor_schedule``, ``.regression_alarm``, ``.teardown``,
+    ``.states_endpoint``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: BenchmarkStackProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -111,7 +115,7 @@ class BenchmarkStack(cdk.Stack):
                 slo=opts.slo,
             ),
         )
-        self._triggers(opts, key)
+        self._triggers(props, key)
         cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "ResultsBucketName", value=self.results.bucket.bucket_name)
 
@@ -135,19 +139,34 @@ class BenchmarkStack(cdk.Stack):
         self.aggregate = AggregateFunction(
             self, "Aggregate", props=ResultsFunctionProps(placement=placement, results_bucket=bucket)
         )
+        self.placement = placement
+
+    def _triggers(self, props: BenchmarkStackProps, key: kms.IKey) -> None:
+        """What starts the machine and the janitor, and what watches the runs' results."""
+        opts = props.options
+        machine = self.state_machine.state_machine
         self.janitor = JanitorFunction(
             self,
             "Janitor",
-            props=JanitorFunctionProps(placement=placement, ttl_hours=opts.ttl_hours, prefix=opts.prefix),
+            props=JanitorFunctionProps(
+                placement=self.placement, state_machine=machine, ttl_hours=opts.ttl_hours, prefix=opts.prefix
+            ),
         )
-
-    def _triggers(self, opts: BenchmarkOptions, key: kms.IKey) -> None:
-        """What starts the machine and the janitor, and what watches the runs' results."""
+        self.states_endpoint = StepFunctionsEndpoint(
+            self,
+            "StatesEndpoint",
+            props=StepFunctionsEndpointProps(
+                vpc=self.placement.vpc,
+                subnets=self.placement.subnets,
+                security_group=props.interface_endpoint_security_group,
+                state_machine=machine,
+            ),
+        )
         self.schedule = BenchmarkSchedule(
             self,
             "Schedule",
             props=ScheduleProps(
-                state_machine=self.state_machine.state_machine,
+                state_machine=machine,
                 matrix=opts.schedule_matrix,
                 expression=opts.schedule,
                 enabled=opts.enabled,
@@ -157,7 +176,7 @@ class BenchmarkStack(cdk.Stack):
         self.janitor_schedule = JanitorSchedule(
             self,
             "JanitorSchedule",
-            props=JanitorScheduleProps(function=self.janitor.function, rate=cdk.Duration.hours(1)),
+            props=JanitorScheduleProps(function=self.janitor.function),
         )
         self.regression_alarm = RegressionAlarm(
             self,
@@ -169,6 +188,6 @@ class BenchmarkStack(cdk.Stack):
         self.teardown = TeardownOnBadEnd(
             self,
             "TeardownOnBadEnd",
-            props=TeardownOnBadEndProps(state_machine=self.state_machine.state_machine, function=self.janitor.function),
+            props=TeardownOnBadEndProps(state_machine=machine, function=self.janitor.function),
         )
         self.teardown_rule = self.teardown.rule

@@ -85,6 +85,7 @@ def _benchmark_stack(
             subnets=network.subnet_selection,
             endpoint_security_group=network.endpoint_security_group,
             lambda_security_group=network.lambda_security_group,
+            interface_endpoint_security_group=network.interface_endpoint_security_group,
             weights_bucket=foundation.weights.bucket,
             # Its own access-log bucket: logging into the foundation's would widen that bucket's policy.
             access_log_bucket=None,

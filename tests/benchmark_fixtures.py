@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -106,6 +107,9 @@ def build(outdir: str | None = None) -> Built:
         "AwsSolutions-VPC7",
     ):
         cdk.Validations.of(foundation).acknowledge(cdk.Acknowledgment(id=finding, reason="test stand-in, not deployed"))
+    lambda_group = ec2.SecurityGroup(foundation, "LambdaSg", vpc=vpc, allow_all_outbound=False)
+    endpoint_group = ec2.SecurityGroup(foundation, "InterfaceEndpointSg", vpc=vpc, allow_all_outbound=False)
+    endpoint_group.add_ingress_rule(lambda_group, ec2.Port.tcp(443), "HTTPS from the functions")  # as the foundation
     stack = BenchmarkStack(
         app,
         "LlamaBenchmarkStack",
@@ -114,7 +118,8 @@ def build(outdir: str | None = None) -> Built:
             vpc=vpc,
             subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             endpoint_security_group=ec2.SecurityGroup(foundation, "EndpointSg", vpc=vpc),
-            lambda_security_group=ec2.SecurityGroup(foundation, "LambdaSg", vpc=vpc),
+            lambda_security_group=lambda_group,
+            interface_endpoint_security_group=endpoint_group,
             weights_bucket=weights,
             options=BenchmarkOptions(),
         ),
@@ -122,3 +127,18 @@ def build(outdir: str | None = None) -> Built:
     app.synth()  # raises ValidationFailed on any unacknowledged nag finding
     template = Template.from_stack(stack)
     return Built(stack, template, definition_of(template), Path(outdir))
+
+
+def janitor_sweep_minutes(built: Built) -> int:
+    """The rate, in minutes, of the schedule that invokes the janitor, as synthesized."""
+    function = built.stack.janitor.function.node.default_child
+    janitor = {"Fn::GetAtt": [built.stack.get_logical_id(function), "Arn"]}  # type: ignore[arg-type]
+    rules = built.template.find_resources("AWS::Events::Rule").values()
+    (expression,) = [
+        r["Properties"]["ScheduleExpression"]
+        for r in rules
+        if "ScheduleExpression" in r["Properties"] and any(t["Arn"] == janitor for t in r["Properties"]["Targets"])
+    ]
+    rate = re.fullmatch(r"rate\((\d+) (minutes?|hours?)\)", expression)
+    assert rate, expression
+    return int(rate[1]) * (60 if rate[2].startswith("hour") else 1)

@@ -70,6 +70,7 @@ SYNTH_GROUPS = {
     "test_compliance.py": "whole-app",
     "test_foundation.py": "whole-app",
     "test_pipeline.py": "whole-app",
+    "test_asset_publishing.py": "whole-app",
     "test_endpoint_constructs.py": "model-apps",
     "test_benchmark_stack.py": "benchmark-stack",
     "test_state_machine_local.py": "benchmark-stack",

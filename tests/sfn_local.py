@@ -16,11 +16,12 @@ what a test needs to see):
    for (``InService``, ``Creating`` forever, or ``Failed``), and named SageMaker or S3 calls fail with
    the service's own error type, so a failure can be injected at every step, always or only the first
    n times (a transient error). The stand-in also counts the endpoints alive at once.
-4. Error names as Step Functions gives them: moto names every failed ``aws-sdk:sagemaker`` call
-   ``sagemaker.sagemakerException``; Step Functions names an error the SDK does not model (SageMaker's
-   ValidationException and ThrottlingException) ``SageMaker.AmazonSageMakerException``
-   (aws/aws-step-functions-data-science-sdk-python#191) and a modeled one ``SageMaker.<Name>Exception``
-   (Step Functions developer guide, AWS SDK integrations: ``ServiceName.ErrorName``, "Exception" suffix).
+4. Error names: moto's interpreter names a failed ``aws-sdk:sagemaker`` call as Step Functions does
+   ("<Service>.<ErrorName>Exception"; an error SageMaker's model does not declare, such as ValidationException
+   or ThrottlingException, "<Service>.<Service>Exception"), but with the service in lower case
+   ("sagemaker.sagemakerException"), because its table of service error names has no SageMaker entry.
+   :func:`pascal_case_service_errors` adds that entry, which changes the case and nothing else (it checks so);
+   the names the definition's Retry and Catch see are moto's.
 5. Retry waits are recorded instead of slept (:func:`record_retry_waits`), so a test sees the backoff.
 6. An execution stopped inside a Map ends ABORTED (:func:`aborts_stay_aborted`; moto ends it FAILED).
 
@@ -152,6 +153,9 @@ class SageMakerStandIn:
 
     endpoint_status: dict[str, str] = field(default_factory=dict)  # regex of names -> status it keeps
     fail: dict[str, str] = field(default_factory=dict)  # backend method -> regex of names that fail
+    # backend method -> the error code SageMaker answers with (default ValidationException, not in SageMaker's
+    # model; "ThrottlingException" is not either; "ResourceLimitExceeded" is)
+    fail_code: dict[str, str] = field(default_factory=dict)
     fail_times: dict[str, int] = field(default_factory=dict)  # backend method -> fail only the first n matches
     describe_calls: int = 0
     live_endpoints: set[str] = field(default_factory=set)
@@ -230,7 +234,7 @@ class SageMakerStandIn:
         return next((s for pattern, s in self.endpoint_status.items() if re.search(pattern, name)), "InService")
 
     def _failing(self, original: Callable[..., Any], method: str, name_arg: str) -> Callable[..., Any]:
-        from moto.sagemaker.exceptions import ValidationError  # noqa: PLC0415
+        from moto.sagemaker.exceptions import SagemakerClientError  # noqa: PLC0415
 
         stand_in = self
 
@@ -240,7 +244,8 @@ class SageMakerStandIn:
                 stand_in.describe_calls += 1
             pattern = stand_in.fail.get(method)
             if pattern and re.search(pattern, name) and stand_in._take_failure(method):
-                raise ValidationError(message=f"injected: {method} failed for {name}")
+                code = stand_in.fail_code.get(method, "ValidationException")
+                raise SagemakerClientError(code, f"injected: {method} failed for {name}")
             return original(backend, *args, **kwargs)
 
         return wrapper
@@ -257,27 +262,23 @@ class SageMakerStandIn:
 
 # --- 4 and 5. Step Functions' error names, retry waits ---------------------------------------------------
 
-SAGEMAKER_UNMODELED = "SageMaker.AmazonSageMakerException"
+# Moto's interpreter spells the service part of an aws-sdk task's error names from this table (lower case when
+# the service has no entry); Step Functions writes them in PascalCase ("SageMaker.", developer guide, AWS SDK
+# service integrations).
+PASCAL_CASE_SERVICES = {"sagemaker": "SageMaker"}
 
 
-def aws_error_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Name failed ``aws-sdk:sagemaker`` calls as Step Functions does (see the module docstring)."""
-    from botocore.exceptions import ClientError  # noqa: PLC0415
+def pascal_case_service_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give moto's table of service error names the PascalCase of these services: a change of case only."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: PLC0415
         state_task_service_aws_sdk as aws_sdk,
     )
 
-    original = aws_sdk.StateTaskServiceAwsSdk._normalise_exception_name
-
-    def name(norm_service_name: str, ex: Exception) -> str:
-        if norm_service_name.lower() != "sagemaker":
-            return str(original(norm_service_name, ex))
-        if type(ex) is ClientError:  # botocore found no modeled error for the code
-            return SAGEMAKER_UNMODELED
-        modeled = type(ex).__name__
-        return f"SageMaker.{modeled}" if modeled.endswith("Exception") else f"SageMaker.{modeled}Exception"
-
-    monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_normalise_exception_name", staticmethod(name))
+    table = getattr(aws_sdk, "_SERVICE_ERROR_NAMES")  # noqa: B009 - private to moto, read on purpose
+    for service, name in PASCAL_CASE_SERVICES.items():
+        if name.lower() != service:
+            raise AssertionError(f"{name!r} is not {service!r} in another case: only case may change")
+        monkeypatch.setitem(table, service, name)
 
 
 def aborts_stay_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,6 +322,14 @@ class Execution:
     error: str | None
     cause: str | None
     history: list[dict[str, Any]]
+
+    def task_errors(self, action: str) -> list[str]:
+        """The error names of the failed attempts of an ``aws-sdk`` task calling ``action``, in order."""
+        return [
+            e["taskFailedEventDetails"]["error"]
+            for e in self.history
+            if e.get("taskFailedEventDetails", {}).get("resource") == action
+        ]
 
     def entered(self) -> list[str]:
         """Names of the states entered, in order (Map iterations included)."""

@@ -1,8 +1,13 @@
-"""The janitor against moto's SageMaker with the real boto3 client: tagged and expired goes, the rest stays;
-an execution's teardown deletes exactly what carries its execution tag."""
+"""The janitor against moto's SageMaker and Step Functions with the real boto3 clients: tagged and expired goes,
+the rest stays; an execution's teardown deletes exactly what carries its execution tag; the sweep deletes what
+executions that moto's interpreter ended (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) left, once deletable, and keeps
+what a running execution uses."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +25,7 @@ from benchmark.aws.janitor import (
     ended_execution,
     execution_tag,
     require_complete,
+    scheduled_sweep,
     sweep,
     teardown_execution,
 )
@@ -83,9 +89,19 @@ def test_default_ttl_applies_without_ttl_tag(sagemaker) -> None:
     ).deleted_endpoints == ["llmbench-notl"]
 
 
+def _machine(name: str, definition: dict[str, Any]) -> str:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    arn = sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=f"{ROLE}-sfn")
+    return str(arn["stateMachineArn"])
+
+
+WAIT = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
+
+
 def test_handler_runs_the_sweep(sagemaker, monkeypatch) -> None:
     monkeypatch.setenv("DEFAULT_TTL_HOURS", "0")
     monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    monkeypatch.setenv("STATE_MACHINE_ARN", _machine("benchmark", WAIT))
     _create(sagemaker, "llmbench-now", [{"Key": TAG_KEY, "Value": "true"}])
     _create(sagemaker, "other", [])
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}  # what the rate rule sends
@@ -94,11 +110,13 @@ def test_handler_runs_the_sweep(sagemaker, monkeypatch) -> None:
     assert "other" in out["kept"]
 
 
-@pytest.mark.parametrize("missing", ["DEFAULT_TTL_HOURS", "NAME_PREFIX"])
+@pytest.mark.parametrize("missing", ["DEFAULT_TTL_HOURS", "NAME_PREFIX", "STATE_MACHINE_ARN"])
 def test_handler_refuses_to_start_without_its_environment(sagemaker, monkeypatch, missing: str) -> None:
-    """No silent default (a sweep with the wrong TTL or prefix deletes the wrong things): the error names it."""
+    """No silent default (a sweep with the wrong TTL, prefix or state machine deletes the wrong things): the
+    error names it."""
     monkeypatch.setenv("DEFAULT_TTL_HOURS", "6")
     monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:benchmark")
     monkeypatch.delenv(missing)
     _create(sagemaker, "llmbench-now", [{"Key": TAG_KEY, "Value": "true"}])
     with pytest.raises(LambdaEnvironmentError, match=missing):
@@ -109,6 +127,7 @@ def test_handler_refuses_to_start_without_its_environment(sagemaker, monkeypatch
 def test_handler_refuses_a_ttl_that_is_not_a_number(monkeypatch) -> None:
     monkeypatch.setenv("DEFAULT_TTL_HOURS", "six")
     monkeypatch.setenv("NAME_PREFIX", "llmbench-")
+    monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:benchmark")
     with pytest.raises(LambdaEnvironmentError, match="DEFAULT_TTL_HOURS='six': must be a number"):
         load_handler("janitor").handler({}, None)
 
@@ -172,3 +191,108 @@ def test_ended_execution_reads_the_status_change_and_refuses_what_the_rule_must_
         ended_execution(_status_change(status="FAILED", executionArn=None))
     with pytest.raises(ValueError, match=r"source='aws.sagemaker'"):
         ended_execution(_status_change(status="FAILED") | {"source": "aws.sagemaker"})
+
+
+# --- the sweep: what executions that are no longer running left -----------------------------------------------
+
+# One state machine per way an execution ends, run by moto's interpreter: it decides each status.
+ENDINGS: dict[str, dict[str, Any]] = {
+    "SUCCEEDED": {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}},
+    "FAILED": {"StartAt": "Broken", "States": {"Broken": {"Type": "Fail", "Error": "Broken", "Cause": "test"}}},
+    "TIMED_OUT": {**WAIT, "TimeoutSeconds": 1},
+    "ABORTED": WAIT,  # stopped below
+    "RUNNING": WAIT,  # still waiting when the sweep runs
+}
+
+
+@pytest.fixture
+def executing(monkeypatch) -> Iterator[Any]:
+    """Moto with its Step Functions interpreter on; SageMaker and Step Functions clients."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        yield boto3.client("sagemaker", region_name="us-east-1"), boto3.client("stepfunctions", region_name="us-east-1")
+
+
+def _end(sfn: Any, machine: str, status: str) -> str:
+    """An execution of ``machine`` that moto's interpreter reports as ``status``; its ARN."""
+    arn = str(sfn.start_execution(stateMachineArn=machine, name=status.lower().replace("_", "-"))["executionArn"])
+    if status == "ABORTED":
+        sfn.stop_execution(executionArn=arn)
+    deadline = time.monotonic() + 30
+    while sfn.describe_execution(executionArn=arn)["status"] != status:
+        assert time.monotonic() < deadline, f"moto did not end the execution {status}"
+        time.sleep(0.05)
+    return arn
+
+
+def _executions(sfn: Any) -> dict[str, str]:
+    """Status -> ARN of one execution per way of ending, all of one state machine."""
+    machine = _machine("benchmark", ENDINGS["RUNNING"])
+    arns = {}
+    for status, definition in ENDINGS.items():
+        sfn.update_state_machine(stateMachineArn=machine, definition=json.dumps(definition))
+        arns[status] = _end(sfn, machine, status)
+    return arns
+
+
+def _sweep_now(sagemaker: Any, sfn: Any, machine: str) -> Any:
+    return scheduled_sweep(
+        sagemaker, sfn, now=datetime.now(UTC), default_ttl_hours=6, name_prefix="llmbench-", state_machine_arn=machine
+    )
+
+
+def test_sweep_deletes_what_ended_executions_left_and_keeps_what_a_running_one_uses(executing) -> None:
+    sagemaker, sfn = executing
+    arns = _executions(sfn)
+    try:
+        for status, arn in arns.items():
+            _create(sagemaker, f"llmbench-{status.lower().replace('_', '')}", _of(arn))
+        _create(sagemaker, "llmbench-unknown", _of(OTHER))  # an execution the state machine never ran
+        _create(sagemaker, "production", [])
+        machine = sfn.describe_execution(executionArn=arns["RUNNING"])["stateMachineArn"]
+        report = _sweep_now(sagemaker, sfn, machine)
+        gone = {"llmbench-succeeded", "llmbench-failed", "llmbench-timedout", "llmbench-aborted"}
+        assert set(report.deleted_endpoints) == set(report.deleted_configs) == set(report.deleted_models) == gone
+        assert report.errors == report.pending == []
+        left = {"llmbench-running", "llmbench-unknown", "production"}
+        assert _names(sagemaker) == {"endpoints": left, "configs": left, "models": left}
+    finally:
+        sfn.stop_execution(executionArn=arns["RUNNING"])  # ends moto's worker thread
+
+
+def test_sweep_keeps_retrying_a_busy_endpoint_of_an_ended_execution(executing) -> None:
+    sagemaker, sfn = executing
+    machine = _machine("benchmark", WAIT)
+    arn = _end(sfn, machine, "ABORTED")
+    _create(sagemaker, "llmbench-a1-70b", _of(arn))
+    endpoint = sagemaker_backends["123456789012"]["us-east-1"].endpoints["llmbench-a1-70b"]
+    endpoint.endpoint_status = "Creating"  # SageMaker refuses to delete it, and its config and model, for now
+
+    report = _sweep_now(sagemaker, sfn, machine)
+    assert report.pending == ["llmbench-a1-70b"] and report.deleted_endpoints == report.deleted_models == []
+    kept = {"llmbench-a1-70b"}
+    assert _names(sagemaker) == {"endpoints": kept, "configs": kept, "models": kept}
+    endpoint.endpoint_status = "InService"
+    report = _sweep_now(sagemaker, sfn, machine)
+    assert report.deleted_endpoints == report.deleted_configs == report.deleted_models == ["llmbench-a1-70b"]
+    assert _names(sagemaker) == {"endpoints": set(), "configs": set(), "models": set()}
+
+
+def test_sweep_without_the_executions_still_sweeps_by_ttl_and_says_why(executing) -> None:
+    """Step Functions unreachable or the machine gone: moto answers StateMachineDoesNotExist. The pass deletes
+    what outlived its TTL, keeps the rest, and reports the error."""
+    sagemaker, sfn = executing
+    _create(sagemaker, "llmbench-old", [{"Key": TAG_KEY, "Value": "true"}, {"Key": TTL_TAG_KEY, "Value": "1"}])
+    _create(sagemaker, "llmbench-a1-7b", _of(EXECUTION))
+    missing = "arn:aws:states:us-east-1:123456789012:stateMachine:gone"
+    report = scheduled_sweep(
+        sagemaker,
+        sfn,
+        now=datetime.now(UTC) + timedelta(hours=2),
+        default_ttl_hours=6,
+        name_prefix="llmbench-",
+        state_machine_arn=missing,
+    )
+    assert report.deleted_endpoints == ["llmbench-old"] and "llmbench-a1-7b" in report.kept
+    (error,) = report.errors
+    assert error.startswith(f"executions of {missing} unknown") and "StateMachineDoesNotExist" in error

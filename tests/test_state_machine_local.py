@@ -25,21 +25,23 @@ from moto.sagemaker.models import sagemaker_backends
 from benchmark.analysis.results import LevelResult
 from benchmark.aws.janitor import TeardownIncompleteError
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
-from tests.benchmark_fixtures import Built, build, definition_of, render
+from tests.benchmark_fixtures import Built, build, definition_of, janitor_sweep_minutes, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (
-    SAGEMAKER_UNMODELED,
     Execution,
     LocalLambdas,
     SageMakerStandIn,
     aborts_stay_aborted,
-    aws_error_names,
+    pascal_case_service_errors,
     record_retry_waits,
     run_execution,
     start_execution,
     wait_for_end,
     zero_waits,
 )
+
+# Moto warns when a faked error code is not in the service's model; for ThrottlingException that is the point.
+pytestmark = pytest.mark.filterwarnings("ignore:.*ThrottlingException does not match an error shape:UserWarning")
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -50,6 +52,11 @@ AGGREGATE = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:aggregate"
 # A p4d and two g5 configurations of the 2023 matrix, so moto's instance-type gap is exercised.
 CONFIGURATIONS = ("7b-gptq-g5-2xlarge", "13b-fp16-p4d-24xlarge", "7b-fp16-g5-12xlarge")
 LEVELS = [1, 5]
+# What moto's Step Functions interpreter names a failed aws-sdk:sagemaker call, in the developer guide's
+# PascalCase: an error code SageMaker's model does not declare (ValidationException, ThrottlingException), and
+# a declared one.
+UNMODELED = "SageMaker.SageMakerException"
+QUOTA = "SageMaker.ResourceLimitExceededException"
 FAST = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=10)
 
 
@@ -58,12 +65,22 @@ def built() -> Built:
     return build()
 
 
-def deployed_environment(built: Built, function: Any) -> dict[str, str]:
-    """A function's environment variables as synthesized (plain strings only: the janitor has no references)."""
+def deployed_environment(built: Built, function: Any, *, state_machine_arn: str) -> dict[str, str]:
+    """A function's environment variables as synthesized, the state machine's reference resolved to the
+    (moto) state machine the test runs; any other reference fails."""
     logical = built.stack.get_logical_id(function.node.default_child)
-    variables = built.template.to_json()["Resources"][logical]["Properties"]["Environment"]["Variables"]
-    assert all(isinstance(v, str) for v in variables.values()), variables
+    machine = built.stack.get_logical_id(built.stack.state_machine.state_machine.node.default_child)  # type: ignore[arg-type]
+    raw = built.template.to_json()["Resources"][logical]["Properties"]["Environment"]["Variables"]
+    variables = render(raw, {machine: state_machine_arn})
+    assert all(isinstance(v, str) and not v.startswith("ref-") for v in variables.values()), raw
     return dict(variables)
+
+
+def janitor_environment(h: Harness, built: Built, monkeypatch: pytest.MonkeyPatch, execution_arn: str) -> None:
+    """The janitor's environment as the stack deploys it, for the state machine that ran the execution."""
+    machine_arn = h.sfn.describe_execution(executionArn=execution_arn)["stateMachineArn"]
+    for name, value in deployed_environment(built, built.stack.janitor.function, state_machine_arn=machine_arn).items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +154,7 @@ def harness(monkeypatch: pytest.MonkeyPatch, definition: dict[str, Any], emulato
     set_loadtest_env(monkeypatch, region=REGION, bucket=BUCKET, runtime_url=emulator.base_url)
     stand_in = SageMakerStandIn()
     stand_in.install(monkeypatch)
-    aws_error_names(monkeypatch)
+    pascal_case_service_errors(monkeypatch)
     aborts_stay_aborted(monkeypatch)
     retry_waits = record_retry_waits(monkeypatch)
     lambdas = LocalLambdas({LOADTEST: load_handler("loadtest").handler, AGGREGATE: load_handler("aggregate").handler})
@@ -214,23 +231,24 @@ def test_success_runs_every_level_on_one_endpoint_per_configuration(harness: Har
 
 
 @pytest.mark.parametrize(
-    ("method", "state"),
+    ("method", "action"),
     [
-        ("create_model", "CreateModel"),
-        ("create_endpoint_config", "CreateEndpointConfig"),
-        ("create_endpoint", "CreateEndpoint"),
+        ("create_model", "createModel"),
+        ("create_endpoint_config", "createEndpointConfig"),
+        ("create_endpoint", "createEndpoint"),
     ],
 )
-def test_create_failure_tears_down_what_was_created(harness: Harness, method: str, state: str) -> None:
+def test_create_failure_tears_down_what_was_created(harness: Harness, method: str, action: str) -> None:
     harness.stand_in.fail[method] = "13b-fp16-p4d-24xlarge"
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
     record = failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")
-    assert record["error"]["Error"] == SAGEMAKER_UNMODELED  # a ValidationException, as Step Functions names it
+    assert record["error"]["Error"] == UNMODELED  # a ValidationException, as moto's interpreter names it
     assert f"injected: {method} failed" in record["error"]["Cause"]
     assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == []
-    # Only CreateEndpoint retries a validation error (bounded, doubling); a persistent one still fails.
-    assert harness.retry_waits == ([5, 10, 20] if method == "create_endpoint" else [])
+    # Step Functions cannot tell a persistent validation error from throttling by its name: the call is
+    # retried (three times, bounded), then caught and recorded.
+    assert execution.task_errors(action) == [UNMODELED] * 4
 
 
 def test_create_endpoint_transient_validation_error_is_retried(harness: Harness) -> None:
@@ -240,9 +258,37 @@ def test_create_endpoint_transient_validation_error_is_retried(harness: Harness)
     harness.stand_in.fail_times["create_endpoint"] = 1
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed=None)
+    assert execution.task_errors("createEndpoint") == [UNMODELED]
     assert harness.retry_waits == [5]
-    assert harness.stand_in.fail_times["create_endpoint"] == 0  # the injected failure really happened
     assert level_keys(harness, run_id, "13b-fp16-p4d-24xlarge") == LEVELS
+
+
+@pytest.mark.parametrize(("method", "action"), [("create_model", "createModel"), ("create_endpoint", "createEndpoint")])
+def test_throttled_create_is_retried_under_the_name_moto_gives_it(harness: Harness, method: str, action: str) -> None:
+    """SageMaker throttles with ThrottlingException, a code its model does not declare: moto's interpreter names
+    it SageMaker.SageMakerException, and the definition's Retry must match that name (a Retry on
+    SageMaker.ThrottlingException never would: the execution would record the configuration as failed)."""
+    harness.stand_in.fail[method] = "7b-gptq-g5-2xlarge"
+    harness.stand_in.fail_code[method] = "ThrottlingException"
+    harness.stand_in.fail_times[method] = 2
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed=None)
+    assert execution.task_errors(action) == [UNMODELED, UNMODELED]
+    assert harness.retry_waits == [5, 10]  # the backoff: 5 s, doubled
+    assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == LEVELS
+
+
+def test_quota_error_is_caught_at_once_under_its_modeled_name(harness: Harness) -> None:
+    """ResourceLimitExceeded is in SageMaker's model: moto's interpreter names it
+    SageMaker.ResourceLimitExceededException. A quota does not pass in seconds: not retried, caught, recorded
+    under that name, torn down."""
+    harness.stand_in.fail["create_endpoint"] = "13b-fp16-p4d-24xlarge"
+    harness.stand_in.fail_code["create_endpoint"] = "ResourceLimitExceeded"
+    execution = harness.run()
+    run_id = assert_clean_end(harness, execution, failed="13b-fp16-p4d-24xlarge")
+    assert execution.task_errors("createEndpoint") == [QUOTA]
+    record = failure_record(harness, run_id, "13b-fp16-p4d-24xlarge")
+    assert record["error"]["Error"] == QUOTA and "injected: create_endpoint failed" in record["error"]["Cause"]
 
 
 @pytest.mark.parametrize("bound", [None, 2])
@@ -286,16 +332,20 @@ def test_describe_failure_in_the_poll_loop_is_caught_and_torn_down(harness: Harn
     execution = harness.run()
     run_id = assert_clean_end(harness, execution, failed="7b-gptq-g5-2xlarge")
     record = failure_record(harness, run_id, "7b-gptq-g5-2xlarge")
-    assert "injected: describe_endpoint failed" in record["error"]["Cause"]
+    assert record["error"]["Error"] == UNMODELED and "injected: describe_endpoint failed" in record["error"]["Cause"]
     assert level_keys(harness, run_id, "7b-gptq-g5-2xlarge") == []
-    assert harness.retry_waits == [5, 10, 20]  # retried as a throttled call would be, then caught
+    # Retried as a throttled call would be, then caught: four attempts in the poll loop, four in the teardown
+    # (whose describe fails too, and then deletes anyway).
+    assert execution.task_errors("describeEndpoint") == [UNMODELED] * 8
 
 
 def test_describe_throttled_once_in_the_poll_loop_is_retried(harness: Harness) -> None:
     harness.stand_in.fail["describe_endpoint"] = "7b-gptq-g5-2xlarge"
+    harness.stand_in.fail_code["describe_endpoint"] = "ThrottlingException"
     harness.stand_in.fail_times["describe_endpoint"] = 1
     execution = harness.run()
     assert_clean_end(harness, execution, failed=None)
+    assert execution.task_errors("describeEndpoint") == [UNMODELED]
     assert harness.retry_waits == [5] and harness.stand_in.fail_times["describe_endpoint"] == 0
 
 
@@ -493,10 +543,9 @@ def end_mid_run(h: Harness, definition: dict[str, Any], status: str) -> str:
 def test_execution_ended_mid_run_is_torn_down_from_its_status_change(
     harness: Harness, definition: dict[str, Any], built: Built, monkeypatch: pytest.MonkeyPatch, status: str
 ) -> None:
-    for name, value in deployed_environment(built, built.stack.janitor.function).items():
-        monkeypatch.setenv(name, value)  # the janitor's environment as the stack deploys it
     create_bystanders(harness)
     arn = end_mid_run(harness, definition, status)
+    janitor_environment(harness, built, monkeypatch, arn)
     left = harness.leftovers()
     own = {k: sorted(set(v) - set(BYSTANDERS)) for k, v in left.items()}
     assert len(own["endpoints"]) == 1 and own["endpoints"] == own["configs"] == own["models"]  # no teardown ran
@@ -515,6 +564,47 @@ def test_execution_ended_mid_run_is_torn_down_from_its_status_change(
 
     assert report["deleted_endpoints"] == own["endpoints"] and report["pending"] == []
     assert harness.leftovers() == {k: sorted(BYSTANDERS) for k in left}
+
+
+SCHEDULED = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "region": REGION, "detail": {}}
+
+
+def test_aborted_while_creating_is_deleted_within_the_hour_after_it_becomes_deletable(
+    harness: Harness, definition: dict[str, Any], built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An execution aborted while its endpoint is Creating (a p4d can take most of an hour): the status-change
+    teardown cannot delete it, Lambda's two retries of the event (after 1 and 2 minutes) neither, and the event
+    goes to the dead-letter queue. The sweep, at the synthesized schedule's rate, keeps it (and its config and
+    model) while it is Creating and deletes all three at its first pass after it can be deleted."""
+    create_bystanders(harness)
+    arn = end_mid_run(harness, definition, "ABORTED")
+    janitor_environment(harness, built, monkeypatch, arn)
+    left = harness.leftovers()
+    ((name,),) = {tuple(sorted(set(v) - set(BYSTANDERS))) for v in left.values()}  # endpoint, config, model
+    janitor = load_handler("janitor")
+    event = status_change_event(harness.sfn, arn)
+    for _ in range(3):  # the invocation and Lambda's two retries of an asynchronous event
+        with pytest.raises(TeardownIncompleteError, match="pending"):
+            janitor.handler(event, None)
+    assert harness.leftovers() == left
+
+    rate = janitor_sweep_minutes(built)
+    deletable_at = 47  # minutes after the abort: the endpoint leaves Creating (InService) then
+    backend = sagemaker_backends[ACCOUNT][REGION]
+    minute = 0
+    while True:
+        minute += rate
+        assert minute < deletable_at + 60, f"still there an hour after it became deletable (sweep every {rate} min)"
+        harness.stand_in.set_status(backend, name, "Creating" if minute < deletable_at else "InService")
+        report = janitor.handler(SCHEDULED, None)
+        if minute >= deletable_at:
+            break
+        assert report["pending"] == [name] and report["errors"] == []  # kept, and tried again next time
+        assert harness.leftovers() == left
+
+    assert (report["deleted_endpoints"], report["deleted_configs"], report["deleted_models"]) == ([name],) * 3
+    assert minute - deletable_at < rate  # the first pass after it became deletable
+    assert harness.leftovers() == {k: sorted(BYSTANDERS) for k in left}  # another run's and untagged ones stay
 
 
 def test_teardown_rule_matches_only_this_machines_bad_endings(harness: Harness, built: Built) -> None:

@@ -151,3 +151,4 @@ class AggregateEnvironment(_Environment):
 class JanitorEnvironment(_Environment):
     default_ttl_hours: float  # for a tagged resource without a readable TTL tag
     name_prefix: str  # "<prefix>-": the names the state machine gives what it creates
+    state_machine_arn: str  # whose ended executions the sweep cleans up after

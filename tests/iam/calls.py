@@ -34,7 +34,7 @@ class Call:
     def request_resources(self) -> tuple[Resource, ...]:
         """The ARNs the reference says this action is authorised on, for the names given; checks the call names
         every required resource type and only carries condition keys the reference lists for that type."""
-        missing = reference.required_types(self.action) - set(self.resources)
+        missing = reference.missing_types(self.action, set(self.resources))
         if missing:
             raise AssertionError(f"{self.component}: {self.action} also needs resource types {sorted(missing)}")
         documented = reference.action_condition_keys(self.action)

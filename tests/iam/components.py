@@ -148,7 +148,11 @@ def _janitor(b: Benchmark, op: str) -> Iterator[Call]:
         "DeleteModel": ("model", "delete an expired tagged model"),
     }
     name_vars = {"endpoint": "EndpointName", "endpoint-config": "EndpointConfigName", "model": "ModelName"}
-    if op.startswith("List"):
+    if op == "ListExecutions":
+        machine_arn, _ = state_machine_definition(b.account, BENCHMARK)
+        machine = {"statemachine": {"StateMachineName": machine_arn.rsplit(":", 1)[1]}}
+        yield Call("janitor: which executions of the benchmark have ended", role, "states:ListExecutions", machine)
+    elif op.startswith("List"):
         if op == "ListTags":
             resources = {"endpoint": {"EndpointName": RUN_NAME}}
             yield Call("janitor: read TTL tags", role, "sagemaker:ListTags", resources)
@@ -183,18 +187,21 @@ HANDLER_CALLS: dict[str, tuple[HandlerCalls, set[tuple[str, str]]]] = {
     "janitor": (
         _janitor,
         {
-            ("sagemaker", op)
-            for op in (
-                "ListEndpoints",
-                "ListEndpointConfigs",
-                "ListModels",
-                "ListTags",
-                "DescribeEndpoint",
-                "DescribeEndpointConfig",
-                "DeleteEndpoint",
-                "DeleteEndpointConfig",
-                "DeleteModel",
-            )
+            ("stepfunctions", "ListExecutions"),
+            *(
+                ("sagemaker", op)
+                for op in (
+                    "ListEndpoints",
+                    "ListEndpointConfigs",
+                    "ListModels",
+                    "ListTags",
+                    "DescribeEndpoint",
+                    "DescribeEndpointConfig",
+                    "DeleteEndpoint",
+                    "DeleteEndpointConfig",
+                    "DeleteModel",
+                )
+            ),
         },
     ),
 }

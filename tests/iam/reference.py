@@ -80,6 +80,19 @@ def required_types(action: str) -> set[str]:
     return {t for t, required in resource_types(action).items() if required and t}
 
 
+# Actions the reference marks required on several resource types where a request names only one of them: the
+# API takes one ARN or the other (ListExecutions: "You can specify either a mapRunArn or a stateMachineArn, but
+# not both", Step Functions API reference, as botocore's model of it carries it).
+ONE_OF: dict[str, frozenset[str]] = {"states:ListExecutions": frozenset({"maprun", "statemachine"})}
+
+
+def missing_types(action: str, named: set[str]) -> set[str]:
+    """The required resource types a request for ``action`` naming ``named`` lacks."""
+    missing = required_types(action) - named
+    alternatives = ONE_OF.get(action, frozenset())
+    return missing - alternatives if alternatives & named else missing
+
+
 def is_action(action: str) -> bool:
     try:
         privilege(action)

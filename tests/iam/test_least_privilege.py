@@ -12,7 +12,14 @@ from collections.abc import Callable
 import pytest
 
 from tests.iam.account import Account, Role
-from tests.iam.calls import Call, _s3_object, foundation_vpc_arn, pass_role_call, sagemaker_call
+from tests.iam.calls import (
+    Call,
+    _s3_object,
+    foundation_vpc_arn,
+    pass_role_call,
+    sagemaker_call,
+    state_machine_definition,
+)
 from tests.iam.components import BENCHMARK, FOUNDATION, RUN_NAME, weights_bucket
 from tests.iam.evaluator import Principal
 
@@ -37,6 +44,14 @@ def _eni(role: Role, vpc: str) -> Call:
 
 def _invoke(account: Account, action: str) -> Call:
     return Call("", account.role(BENCHMARK, "LoadtestRole"), action, {"endpoint": {"EndpointName": OUTSIDE}})
+
+
+def _benchmark_machine(account: Account) -> str:
+    return state_machine_definition(account, BENCHMARK)[0].rsplit(":", 1)[1]
+
+
+def _list_executions(account: Account, kind: str, names: dict[str, str]) -> Call:
+    return Call("", account.role(BENCHMARK, "JanitorRole"), "states:ListExecutions", {kind: names})
 
 
 CASES: dict[str, Callable[[Account], Call]] = {
@@ -66,6 +81,12 @@ CASES: dict[str, Callable[[Account], Call]] = {
         "endpoint",
         RUN_NAME,
         **{"llama-benchmark": "false"},
+    ),
+    "janitor lists another state machine's executions": lambda a: _list_executions(
+        a, "statemachine", {"StateMachineName": "LlamaOtherStateMachine"}
+    ),
+    "janitor lists the executions of a Map Run of the benchmark": lambda a: _list_executions(
+        a, "maprun", {"StateMachineName": _benchmark_machine(a), "MapRunLabel": "levels", "MapRunId": "0123"}
     ),
     "endpoint reads another model's weights": lambda a: Call(
         "",
