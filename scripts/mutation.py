@@ -97,9 +97,13 @@ TARGETS = (
     ),
     Target("benchmark/wire/sse.py", ("tests/benchmark/test_sse.py",)),
     # The policy builders are only visible in synthesized templates: each mutant costs a synth.
-    Target("constructs/weights_bucket.py", ("tests/test_foundation.py",), "weights or prefix or model_data"),
     Target(
-        "constructs/execution_role.py",
+        "constructs/llama_constructs/foundation/weights_bucket.py",
+        ("tests/test_foundation.py",),
+        "weights or prefix or model_data",
+    ),
+    Target(
+        "constructs/llama_constructs/endpoint/execution_role.py",
         ("tests/iam/test_execution_role_props.py", "tests/test_endpoint_constructs.py"),
         "(execution_role_statements or no_broad_permissions) and (latency-7b or cost-70b) or nag_names"
         " or execution_role_props",

@@ -25,7 +25,7 @@ from benchmark.aws.contract import (
 )
 from benchmark.aws.levels import parse_event
 from catalog.errors import ConfigError
-from constructs.benchmark_state_machine import matrix_items
+from llama_constructs.benchmark.benchmark_state_machine import matrix_items
 from settings.matrix import load_matrix
 from tests.benchmark_fixtures import Built, build
 

@@ -22,7 +22,7 @@ from benchmark.aws.levels import NAMESPACE, metric_window
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
 from benchmark.measure.failfast import LevelAborted
 from catalog.errors import ConfigError
-from constructs.benchmark_state_machine import matrix_items
+from llama_constructs.benchmark.benchmark_state_machine import matrix_items
 from settings.matrix import load_matrix
 from tests.lambda_handlers import load_handler, set_loadtest_env
 

@@ -14,7 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from botocore.model import StringShape
 
-from constructs.python_function import STALE_AFTER_S, PythonFunctionProps, local_runtime, stage_bundle
+from llama_constructs.common.python_function import STALE_AFTER_S, PythonFunctionProps, local_runtime, stage_bundle
 
 
 @pytest.fixture(scope="module")

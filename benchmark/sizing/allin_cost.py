@@ -22,7 +22,7 @@ from settings.network_options import DEFAULT_AZ_COUNT
 class StackInventory:
     """Billable things the stacks create: the foundation once, then per endpoint stack (see the test)."""
 
-    interface_endpoints: int = 9  # constructs/network.py DEFAULT_INTERFACE_ENDPOINTS
+    interface_endpoints: int = 9  # constructs/llama_constructs/foundation/network.py DEFAULT_INTERFACE_ENDPOINTS
     availability_zones: int = DEFAULT_AZ_COUNT  # the az_count setting: each interface endpoint is billed per AZ
     kms_keys: int = 1  # the foundation's key
     secrets: int = 1  # the Hub token the staging job reads (created by you, read by the stack)

@@ -15,7 +15,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps
+from llama_constructs.common.access_log_bucket import AccessLogBucket, AccessLogBucketProps
 
 _LOG_PREFIX = "artifacts/"
 

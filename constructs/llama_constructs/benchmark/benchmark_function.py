@@ -10,8 +10,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from constructs.benchmark_findings import acknowledge_own_inline_policy
-from constructs.python_function import PythonFunction, PythonFunctionProps
+from llama_constructs.benchmark.benchmark_findings import acknowledge_own_inline_policy
+from llama_constructs.common.python_function import PythonFunction, PythonFunctionProps
 
 # The handlers' logic and what it imports; pure-Python third-party packages for the report templates.
 LIBRARY = ("benchmark", "catalog", "settings")

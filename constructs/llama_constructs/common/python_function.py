@@ -29,7 +29,7 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[3]  # constructs/llama_constructs/common/ -> the checkout
 LAMBDA_SOURCE = PROJECT_ROOT / "lambda"
 BUILD_ROOT = PROJECT_ROOT / "build" / "lambda"
 _EXCLUDED_DIRS = {"__pycache__", "tests", ".mypy_cache", ".pytest_cache"}
