@@ -89,8 +89,8 @@ TARGETS = (
     Target("benchmark/analysis/cost.py", ("tests/benchmark/test_cost.py",)),
     Target("benchmark/analysis/recommend.py", ("tests/benchmark/test_recommend.py",)),
     Target("catalog/fit.py", ("tests/test_catalog.py", "tests/test_config_validation.py")),
-    Target("settings/deployment.py", SETTINGS_TESTS),
-    Target("settings/deployment_checks.py", SETTINGS_TESTS),  # DeploymentConfig's checks, once split out
+    Target("catalog/deployment.py", SETTINGS_TESTS),
+    Target("catalog/deployment_checks.py", SETTINGS_TESTS),  # DeploymentConfig's checks, once split out
     Target(
         "benchmark/clients/protocol.py",
         ("tests/benchmark/test_protocol.py", "tests/benchmark/test_real_streams.py", "tests/benchmark/test_clients.py"),

@@ -14,6 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
+from benchmark.matrix import Matrix, load_matrix
 from constructs import Construct
 from llama_constructs.benchmark.aggregate_function import AggregateFunction
 from llama_constructs.benchmark.benchmark_function import FunctionPlacement, ResultsFunctionProps
@@ -34,7 +35,6 @@ from llama_constructs.benchmark.regression_alarm import RegressionAlarm, Regress
 from llama_constructs.benchmark.results_bucket import ResultsBucket, ResultsBucketProps
 from llama_constructs.common.encryption import Encryption, EncryptionProps
 from settings.benchmark_options import BenchmarkOptions
-from settings.matrix import Matrix, load_matrix
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +47,7 @@ class BenchmarkStackProps:
     weights_bucket: s3.IBucket
     access_log_bucket: s3.IBucket | None = None
     options: BenchmarkOptions = field(default_factory=BenchmarkOptions)
-    matrices: Mapping[str, Matrix] | None = None  # default: load options.matrices from settings/matrices/
+    matrices: Mapping[str, Matrix] | None = None  # default: load options.matrices from benchmark/matrices/
 
 
 class BenchmarkStack(cdk.Stack):

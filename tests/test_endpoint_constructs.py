@@ -24,6 +24,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
 import constructs
+from catalog.network_options import DEFAULT_AZ_COUNT
 from llama_constructs.endpoint import tgi_endpoint
 from llama_constructs.endpoint.autoscaling import SCALABLE_DIMENSION
 from llama_constructs.endpoint.execution_role import nag_name
@@ -35,7 +36,6 @@ from llama_constructs.endpoint.tgi_endpoint import (
     execution_timeout_s,
 )
 from settings import STACK_NAMES, DeploymentConfig
-from settings.network_options import DEFAULT_AZ_COUNT
 from settings.sagemaker_requests import VARIANT_NAME
 from stacks.endpoint_stack import LlamaEndpointStack, SharedResources
 from tests.fixtures_endpoint import MODELS, SCENARIOS, deployment, only, resources, synth_model

@@ -17,8 +17,8 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from catalog.deployment import DeploymentConfig
 from settings import load_settings
-from settings.deployment import DeploymentConfig
 from settings.preflight import (
     BUCKET_OUTPUT,
     FOUNDATION_STACK,

@@ -14,8 +14,8 @@ from benchmark.analysis.configuration import BenchmarkConfiguration
 from catalog import get_model, get_quantization
 from catalog.errors import ConfigError, Issue
 from catalog.models import GB
+from catalog.network_options import DEFAULT_AZ_COUNT
 from catalog.prices import HOURS_PER_MONTH, get_service_price
-from settings.network_options import DEFAULT_AZ_COUNT
 
 
 @dataclass(frozen=True)

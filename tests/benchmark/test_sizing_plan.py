@@ -14,9 +14,9 @@ from benchmark.sizing.allin_cost import StackInventory, Usage, monthly_lines, we
 from benchmark.sizing.capacity import Capacity, capacity_of
 from benchmark.sizing.plan import SizingOptions, Traffic, make_plan
 from benchmark.sizing.report import write_sizing_report
+from benchmark.sizing.slo import parse_slo
 from catalog.errors import ConfigError
 from catalog.prices import get_service_price
-from settings.slo import parse_slo
 from tests.benchmark.sizing_factories import level
 from tests.conftest import AppAssembly
 

@@ -53,6 +53,7 @@ from benchmark.aws.contract import (
     failures_prefix,
     required_fields,
 )
+from benchmark.matrix import Matrix
 from catalog.tgi_images import get_image
 from constructs import Construct
 from llama_constructs.benchmark.benchmark_findings import (
@@ -62,7 +63,6 @@ from llama_constructs.benchmark.benchmark_findings import (
     sagemaker_arn_prefix,
 )
 from llama_constructs.endpoint.tgi_image import TgiImageLocation
-from settings.matrix import Matrix
 from settings.sagemaker_requests import isolated_hosting, model_data_uri, primary_container, production_variant
 from settings.subnets import selection_kwargs
 
