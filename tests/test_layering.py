@@ -8,17 +8,24 @@ the project's modules; an import of anything else is a leaf. The rules:
 * ``catalog`` reaches nothing of ``benchmark``;
 * on the CDK side, ``settings`` reaches no construct or stack, and ``llama_constructs`` no stack;
 * inside ``llama_constructs``, a component imports ``common`` and itself only, and ``benchmark`` also
-  ``endpoint``.
+  ``endpoint``;
+* what the distribution imports at run time (outside ``TYPE_CHECKING``) is the standard library, itself, or a
+  dependency pyproject.toml declares (or one a declared dependency requires).
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
 from collections import deque
 from functools import cache
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 # Top-level packages and modules of the project, and the folder each is found in.
@@ -158,3 +165,55 @@ def test_construct_components_import_common_and_what_they_build_on() -> None:
             if target[0] == "llama_constructs" and len(target) > 1 and target[1] not in allowed:
                 wrong.append(f"{where} imports {name}")
     assert wrong == []
+
+
+def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Import statements outside ``if TYPE_CHECKING:`` blocks (those only exist for the type checker)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            found += [n for child in node.orelse for n in _runtime_imports(child)]
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        found += _runtime_imports(node)
+    return found
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared_with_their_requirements() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [r for group in project.get("optional-dependencies", {}).values() for r in group]
+    pending = [Requirement(r).name for r in [*project["dependencies"], *extras]]
+    found: set[str] = set()
+    while pending:
+        name = _normalise(pending.pop())
+        if name in found:
+            continue
+        found.add(name)
+        for raw in importlib.metadata.requires(name) or []:
+            requirement = Requirement(raw)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return found
+
+
+def test_the_distribution_imports_only_what_it_declares() -> None:
+    files = _module_files()
+    providers = importlib.metadata.packages_distributions()
+    allowed = _declared_with_their_requirements()
+    undeclared: list[str] = []
+    for module in _modules(*DISTRIBUTION):
+        path = files[module]
+        for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for name in names:
+                top = name.split(".")[0]
+                if not top or top in sys.stdlib_module_names or top in DISTRIBUTION:
+                    continue
+                if not {_normalise(d) for d in providers.get(top, [])} & allowed:
+                    undeclared.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert undeclared == [], "declare it in pyproject.toml [project.dependencies]"

@@ -13,8 +13,8 @@ from constructs import Construct
 from llama_constructs.benchmark.benchmark_findings import acknowledge_own_inline_policy
 from llama_constructs.common.python_function import PythonFunction, PythonFunctionProps
 
-# The handlers' logic and what it imports; pure-Python third-party packages for the report templates.
-LIBRARY = ("benchmark", "catalog", "settings")
+# The handlers' logic is the benchmark distribution (benchmark, catalog; no settings); pure-Python third-party
+# packages for the report templates and the matrices (the runtime has boto3).
 THIRD_PARTY = ("jinja2", "markupsafe", "yaml")
 
 
@@ -55,7 +55,7 @@ def benchmark_function(
         props=PythonFunctionProps(
             name=name,
             description=description,
-            project_packages=LIBRARY,
+            distribution=True,
             third_party=THIRD_PARTY,
             environment=environment,
             key=placement.key,
