@@ -1,6 +1,6 @@
 """A benchmark matrix: which configurations to deploy and which concurrency levels to run on each.
 
-Every configuration is validated by building the same ``settings.DeploymentConfig`` the endpoint stacks
+Every configuration is validated by building the same ``catalog.deployment.DeploymentConfig`` the endpoint stacks
 use, so a matrix cannot ask for a combination the stacks would refuse (13B fp16 on one A10G, the
 non-existent ml.p4d.12xlarge, ...). ``on_infeasible: refuse`` (the default) stops with every problem
 listed; ``skip`` drops those entries and carries the reasons to the report.

@@ -30,10 +30,10 @@ from llama_constructs.benchmark.benchmark_model_role import ModelRole, ModelRole
 from llama_constructs.benchmark.benchmark_schedule import BenchmarkSchedule, ScheduleProps
 from llama_constructs.benchmark.benchmark_state_machine import BenchmarkStateMachine, BenchmarkStateMachineProps
 from llama_constructs.benchmark.load_test_function import LoadTestFunction, LoadTestFunctionProps
-from llama_constructs.benchmark.notification_topic import NotificationTopic, NotificationTopicProps
 from llama_constructs.benchmark.regression_alarm import RegressionAlarm, RegressionAlarmProps
 from llama_constructs.benchmark.results_bucket import ResultsBucket, ResultsBucketProps
 from llama_constructs.common.encryption import Encryption, EncryptionProps
+from llama_constructs.common.notification_topic import NotificationTopic, NotificationTopicProps
 from settings.benchmark_options import BenchmarkOptions
 
 

@@ -1,9 +1,9 @@
 """The project's CDK constructs, by component; a package of its own name beside the ``constructs`` library.
 
-``common`` holds what several components build (the KMS key, data and access-log buckets, the bundled Python
-function); ``foundation``, ``endpoint``, ``benchmark`` and ``pipeline`` each hold one component's constructs.
-A component imports ``common`` and, for ``benchmark``, ``endpoint`` (it deploys endpoints); nothing else
-(tests/test_layering.py). See constructs/README.md for why this lives in a src folder.
+``common`` holds what several components build (the KMS key, data and access-log buckets, the notification
+topic, the bundled Python function); ``foundation``, ``endpoint``, ``benchmark`` and ``pipeline`` each hold one
+component's constructs. A component imports ``common`` and, for ``benchmark``, ``endpoint`` (it deploys
+endpoints); nothing else (tests/test_layering.py). See constructs/README.md for why this lives in a src folder.
 """
 
 # The constructs library's __init__ calls pkgutil.extend_path, which appends every folder named constructs on

@@ -1,1 +1,1 @@
-"""The benchmark stack: its functions, state machine, schedule, janitor, results bucket, topic and alarm."""
+"""The benchmark stack: functions, state machine, schedule, janitor, model role, results bucket, regression alarm."""

@@ -1,1 +1,1 @@
-"""Constructs more than one component builds: the KMS key, data and access-log buckets, the Python function."""
+"""Constructs several components build: KMS key, data and access-log buckets, notification topic, Python function."""
