@@ -1,6 +1,10 @@
 """The single source of truth for models, quantizations, instances, prices and TGI images.
 
-Pure Python with no CDK or SDK import: the stacks, the benchmark and the Lambda functions all read it.
+Also what is validated against them and needed on both sides of the project: the scenario profiles
+(``scenarios``), one endpoint's ``DeploymentConfig`` and its checks (``deployment``, ``deployment_checks``),
+how configuration values become its field types (``coercion``) and the ``az_count`` option (``network_options``).
+Pure Python with no CDK or SDK import and nothing of ``benchmark``: the stacks, the settings, the benchmark and
+the Lambda functions all read it.
 """
 
 from catalog.errors import ConfigError, Issue

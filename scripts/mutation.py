@@ -89,17 +89,21 @@ TARGETS = (
     Target("benchmark/analysis/cost.py", ("tests/benchmark/test_cost.py",)),
     Target("benchmark/analysis/recommend.py", ("tests/benchmark/test_recommend.py",)),
     Target("catalog/fit.py", ("tests/test_catalog.py", "tests/test_config_validation.py")),
-    Target("settings/deployment.py", SETTINGS_TESTS),
-    Target("settings/deployment_checks.py", SETTINGS_TESTS),  # DeploymentConfig's checks, once split out
+    Target("catalog/deployment.py", SETTINGS_TESTS),
+    Target("catalog/deployment_checks.py", SETTINGS_TESTS),  # DeploymentConfig's checks, once split out
     Target(
         "benchmark/clients/protocol.py",
         ("tests/benchmark/test_protocol.py", "tests/benchmark/test_real_streams.py", "tests/benchmark/test_clients.py"),
     ),
     Target("benchmark/wire/sse.py", ("tests/benchmark/test_sse.py",)),
     # The policy builders are only visible in synthesized templates: each mutant costs a synth.
-    Target("constructs/weights_bucket.py", ("tests/test_foundation.py",), "weights or prefix or model_data"),
     Target(
-        "constructs/execution_role.py",
+        "constructs/llama_constructs/foundation/weights_bucket.py",
+        ("tests/test_foundation.py",),
+        "weights or prefix or model_data",
+    ),
+    Target(
+        "constructs/llama_constructs/endpoint/execution_role.py",
         ("tests/iam/test_execution_role_props.py", "tests/test_endpoint_constructs.py"),
         "(execution_role_statements or no_broad_permissions) and (latency-7b or cost-70b) or nag_names"
         " or execution_role_props",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.aws.contract import NAME_PREFIX
+from benchmark.sizing.slo import parse_slo
 from catalog.errors import ConfigError, Issue
-from settings.slo import parse_slo
 
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 _KEYS = {

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catalog.coercion import DEPLOYMENT_KEYS, FILE_SECTIONS, coerce_section
+from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
+from catalog.network_options import parse_availability_zones, parse_az_count
+from catalog.scenarios import SCENARIOS
 from settings.benchmark_options import parse_benchmark_option
-from settings.coercion import DEPLOYMENT_KEYS, FILE_SECTIONS, coerce_section
-from settings.deployment import DeploymentConfig
 from settings.files import read_data_file
-from settings.network_options import parse_availability_zones, parse_az_count
 from settings.options import AppOptions, Settings
-from settings.scenarios import SCENARIOS
 from settings.stages import load_stages
 
 # App-level options (not per deployment), parsed into ``AppOptions``. Extend here and in ``_app_options``.
@@ -180,10 +180,8 @@ def load_settings(context: Mapping[str, Any], *, base_dir: Path | None = None) -
     return Settings(deployments=types.MappingProxyType(deployments), options=options)
 
 
-# DEPLOYMENT_KEYS: settings/matrix.py reads it here.
 __all__ = [
     "APP_OPTION_KEYS",
-    "DEPLOYMENT_KEYS",
     "ContextValues",
     "load_settings",
     "read_config_file",

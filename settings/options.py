@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from catalog.deployment import DeploymentConfig
+from catalog.network_options import DEFAULT_AZ_COUNT
+from catalog.scenarios import SCENARIOS
 from settings.benchmark_options import BenchmarkOptions
-from settings.deployment import DeploymentConfig
-from settings.network_options import DEFAULT_AZ_COUNT
-from settings.scenarios import SCENARIOS
 
 if TYPE_CHECKING:
     from settings.stages import StagesConfig

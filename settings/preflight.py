@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
+from catalog.network_options import DEFAULT_AZ_COUNT, DEFAULT_INTERFACE_ENDPOINTS, interface_endpoint_service
 from catalog.tgi_images import get_image
-from settings.deployment import DeploymentConfig
 from settings.loading import load_settings
-from settings.network_options import DEFAULT_AZ_COUNT, DEFAULT_INTERFACE_ENDPOINTS, interface_endpoint_service
 from settings.staging_record import StagingRecord, record_key
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from settings.deployment import DeploymentConfig
+from catalog.deployment import DeploymentConfig
 
 # Blue/green updates need the new config to keep the variant name; alarms and autoscaling name it too.
 VARIANT_NAME = "AllTraffic"

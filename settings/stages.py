@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catalog.coercion import FILE_SECTIONS, coerce_section
+from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
+from catalog.network_options import DEFAULT_AZ_COUNT, parse_az_count
 from catalog.regions import REGION
+from catalog.scenarios import SCENARIOS
 from settings.benchmark_options import BenchmarkOptions
-from settings.coercion import FILE_SECTIONS, coerce_section
-from settings.deployment import DeploymentConfig
 from settings.files import read_data_file
-from settings.network_options import DEFAULT_AZ_COUNT, parse_az_count
 from settings.options import AppOptions, Settings
-from settings.scenarios import SCENARIOS
 
 ACCOUNT = re.compile(r"^\d{12}$")
 STAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,19}$")  # a construct id, a stack-name prefix and part of role names

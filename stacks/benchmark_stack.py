@@ -14,10 +14,11 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
+from benchmark.matrix import Matrix, load_matrix
 from constructs import Construct
-from constructs.aggregate_function import AggregateFunction
-from constructs.benchmark_function import FunctionPlacement, ResultsFunctionProps
-from constructs.benchmark_janitor import (
+from llama_constructs.benchmark.aggregate_function import AggregateFunction
+from llama_constructs.benchmark.benchmark_function import FunctionPlacement, ResultsFunctionProps
+from llama_constructs.benchmark.benchmark_janitor import (
     JanitorFunction,
     JanitorFunctionProps,
     JanitorSchedule,
@@ -27,16 +28,15 @@ from constructs.benchmark_janitor import (
     TeardownOnBadEnd,
     TeardownOnBadEndProps,
 )
-from constructs.benchmark_model_role import ModelRole, ModelRoleProps
-from constructs.benchmark_schedule import BenchmarkSchedule, ScheduleProps
-from constructs.benchmark_state_machine import BenchmarkStateMachine, BenchmarkStateMachineProps
-from constructs.encryption import Encryption, EncryptionProps
-from constructs.load_test_function import LoadTestFunction, LoadTestFunctionProps
-from constructs.notification_topic import NotificationTopic, NotificationTopicProps
-from constructs.regression_alarm import RegressionAlarm, RegressionAlarmProps
-from constructs.results_bucket import ResultsBucket, ResultsBucketProps
+from llama_constructs.benchmark.benchmark_model_role import ModelRole, ModelRoleProps
+from llama_constructs.benchmark.benchmark_schedule import BenchmarkSchedule, ScheduleProps
+from llama_constructs.benchmark.benchmark_state_machine import BenchmarkStateMachine, BenchmarkStateMachineProps
+from llama_constructs.benchmark.load_test_function import LoadTestFunction, LoadTestFunctionProps
+from llama_constructs.benchmark.regression_alarm import RegressionAlarm, RegressionAlarmProps
+from llama_constructs.benchmark.results_bucket import ResultsBucket, ResultsBucketProps
+from llama_constructs.common.encryption import Encryption, EncryptionProps
+from llama_constructs.common.notification_topic import NotificationTopic, NotificationTopicProps
 from settings.benchmark_options import BenchmarkOptions
-from settings.matrix import Matrix, load_matrix
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +50,7 @@ class BenchmarkStackProps:
     weights_bucket: s3.IBucket
     access_log_bucket: s3.IBucket | None = None
     options: BenchmarkOptions = field(default_factory=BenchmarkOptions)
-    matrices: Mapping[str, Matrix] | None = None  # default: load options.matrices from settings/matrices/
+    matrices: Mapping[str, Matrix] | None = None  # default: load options.matrices from benchmark/matrices/
 
 
 class BenchmarkStack(cdk.Stack):

@@ -15,11 +15,11 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from constructs.autoscaling import EndpointAutoscaling, EndpointAutoscalingProps
-from constructs.execution_role import ExecutionRole, ExecutionRoleProps
-from constructs.monitoring import EndpointMonitoring, EndpointMonitoringProps
-from constructs.tgi_endpoint import TgiEndpoint, TgiEndpointProps
-from constructs.tgi_image import TgiImageLocation
+from llama_constructs.endpoint.autoscaling import EndpointAutoscaling, EndpointAutoscalingProps
+from llama_constructs.endpoint.execution_role import ExecutionRole, ExecutionRoleProps
+from llama_constructs.endpoint.monitoring import EndpointMonitoring, EndpointMonitoringProps
+from llama_constructs.endpoint.tgi_endpoint import TgiEndpoint, TgiEndpointProps
+from llama_constructs.endpoint.tgi_image import TgiImageLocation
 from settings import DeploymentConfig
 from settings.sagemaker_requests import VARIANT_NAME
 

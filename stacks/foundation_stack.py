@@ -18,12 +18,12 @@ import aws_cdk as cdk
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
+from catalog.network_options import DEFAULT_INTERFACE_ENDPOINTS
 from constructs import Construct
-from constructs.encryption import Encryption, EncryptionProps
-from constructs.network import Network, NetworkProps
-from constructs.weights_bucket import WeightsBucket, WeightsBucketProps
-from constructs.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStaging, WeightsStagingProps
-from settings.network_options import DEFAULT_INTERFACE_ENDPOINTS
+from llama_constructs.common.encryption import Encryption, EncryptionProps
+from llama_constructs.foundation.network import Network, NetworkProps
+from llama_constructs.foundation.weights_bucket import WeightsBucket, WeightsBucketProps
+from llama_constructs.foundation.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStaging, WeightsStagingProps
 
 _MAX_AZS = 6
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 
 from constructs import Construct
-from constructs.smoke_test_access import SmokeTestAccess, SmokeTestAccessProps, smoke_role_names
+from llama_constructs.pipeline.smoke_test_access import SmokeTestAccess, SmokeTestAccessProps, smoke_role_names
 from settings.stages import PipelineConfig, StageConfig
 from stacks.compliance import apply_compliance
 from stacks.composition import LlamaStacks, add_llama_stacks

@@ -8,7 +8,8 @@ Cross-account: the pipeline runs in the tooling account; ``cross_account_keys`` 
 customer-managed key (rotated) whose policy lets each stage account's bootstrap roles read the artifacts, and
 CloudFormation in the stage account deploys through those roles (``cdk bootstrap --trust <pipeline account>``).
 The smoke test runs in the pipeline account as a per-stage runner role that may only assume that stage's
-smoke-test role (``constructs/smoke_test_access.py``), which may only invoke that stage's endpoints.
+smoke-test role (``constructs/llama_constructs/pipeline/smoke_test_access.py``), which may only invoke that stage's
+endpoints.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import pipelines
 
 from constructs import Construct
-from constructs.pipeline_artifacts import ArtifactBucketHardening, ArtifactBucketHardeningProps
-from constructs.pipeline_findings import acknowledge_generated_resources
-from constructs.pipeline_source import grant_use_connection, pipeline_source
-from constructs.smoke_test_access import SmokeTestRunner, SmokeTestRunnerProps, smoke_role_names
+from llama_constructs.pipeline.pipeline_artifacts import ArtifactBucketHardening, ArtifactBucketHardeningProps
+from llama_constructs.pipeline.pipeline_findings import acknowledge_generated_resources
+from llama_constructs.pipeline.pipeline_source import grant_use_connection, pipeline_source
+from llama_constructs.pipeline.smoke_test_access import SmokeTestRunner, SmokeTestRunnerProps, smoke_role_names
 from settings.stages import StageConfig, StagesConfig
 from stacks.llama_stage import LlamaStage, LlamaStageProps
 

@@ -10,7 +10,7 @@ import pytest
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
-from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
+from llama_constructs.common.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
 
 SOURCE_ARN = "arn:aws:s3:::source-bucket"
 

@@ -24,9 +24,9 @@ from benchmark.aws.contract import (
     variable_names,
 )
 from benchmark.aws.levels import parse_event
+from benchmark.matrix import load_matrix
 from catalog.errors import ConfigError
-from constructs.benchmark_state_machine import matrix_items
-from settings.matrix import load_matrix
+from llama_constructs.benchmark.benchmark_state_machine import matrix_items
 from tests.benchmark_fixtures import Built, build
 
 LAMBDA = Path(__file__).resolve().parent.parent / "lambda"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from settings.matrix import load_matrix
+from benchmark.matrix import load_matrix
 from tests.benchmark_fixtures import Built, build
 from tests.iam.account import Account
 from tests.iam.calls import pass_role_call, sagemaker_call

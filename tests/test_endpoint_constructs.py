@@ -24,13 +24,18 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
 import constructs
-from constructs import tgi_endpoint
-from constructs.autoscaling import SCALABLE_DIMENSION
-from constructs.execution_role import nag_name
-from constructs.monitoring import alarm_names
-from constructs.tgi_endpoint import EXECUTION_MARGIN_S, TERMINATION_WAIT_S, TgiEndpointProps, execution_timeout_s
+from catalog.network_options import DEFAULT_AZ_COUNT
+from llama_constructs.endpoint import tgi_endpoint
+from llama_constructs.endpoint.autoscaling import SCALABLE_DIMENSION
+from llama_constructs.endpoint.execution_role import nag_name
+from llama_constructs.endpoint.monitoring import alarm_names
+from llama_constructs.endpoint.tgi_endpoint import (
+    EXECUTION_MARGIN_S,
+    TERMINATION_WAIT_S,
+    TgiEndpointProps,
+    execution_timeout_s,
+)
 from settings import STACK_NAMES, DeploymentConfig
-from settings.network_options import DEFAULT_AZ_COUNT
 from settings.sagemaker_requests import VARIANT_NAME
 from stacks.endpoint_stack import LlamaEndpointStack, SharedResources
 from tests.fixtures_endpoint import MODELS, SCENARIOS, deployment, only, resources, synth_model
@@ -436,6 +441,4 @@ def test_constructs_package_is_the_library_and_project_modules_load() -> None:
     assert constructs.Construct.__module__ == "constructs"
     library_dir = Path(constructs.__file__).resolve().parent
     assert "site-packages" in str(library_dir)
-    assert Path(tgi_endpoint.__file__).resolve().parent == ROOT / "constructs"
-    library = {p.stem for p in library_dir.iterdir()}
-    assert not {p.stem for p in (ROOT / "constructs").glob("*.py")} & library
+    assert Path(tgi_endpoint.__file__).resolve().parent == ROOT / "constructs" / "llama_constructs" / "endpoint"

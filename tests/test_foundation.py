@@ -20,13 +20,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
 
 from catalog.errors import ConfigError
-from constructs.encryption import EncryptionProps
-from constructs.network import NetworkProps
-from constructs.weights_bucket import WeightsBucket, WeightsBucketProps, check_weights_prefix
-from constructs.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStagingProps, buildspec
+from catalog.network_options import DEFAULT_AZ_COUNT, DEFAULT_INTERFACE_ENDPOINTS
+from catalog.scenarios import SCENARIOS
+from llama_constructs.common.encryption import EncryptionProps
+from llama_constructs.foundation.network import NetworkProps
+from llama_constructs.foundation.weights_bucket import WeightsBucket, WeightsBucketProps, check_weights_prefix
+from llama_constructs.foundation.weights_staging import DEFAULT_TOKEN_SECRET_NAME, WeightsStagingProps, buildspec
 from settings import DeploymentConfig
-from settings.network_options import DEFAULT_AZ_COUNT, DEFAULT_INTERFACE_ENDPOINTS
-from settings.scenarios import SCENARIOS
 from stacks.foundation_stack import FoundationProps, LlamaFoundationStack
 from tests.iam.account import Account
 from tests.iam.calls import Call, _s3_object

@@ -20,10 +20,10 @@ from benchmark.analysis.results import LevelResult
 from benchmark.aws.contract import levels_prefix
 from benchmark.aws.levels import NAMESPACE, metric_window
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
+from benchmark.matrix import load_matrix
 from benchmark.measure.failfast import LevelAborted
 from catalog.errors import ConfigError
-from constructs.benchmark_state_machine import matrix_items
-from settings.matrix import load_matrix
+from llama_constructs.benchmark.benchmark_state_machine import matrix_items
 from tests.lambda_handlers import load_handler, set_loadtest_env
 
 REGION = "us-east-1"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from benchmark.matrix import load_matrix, parse_matrix
 from catalog.errors import ConfigError
-from settings.matrix import load_matrix, parse_matrix
 
 BASE = {"name": "t", "load": {"concurrency": [1, 5]}}
 

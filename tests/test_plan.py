@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from benchmark.analysis.plan import format_plan, main, make_plan
-from settings.matrix import load_matrix
+from benchmark.matrix import load_matrix
 
 
 def test_2023_plan_numbers() -> None:

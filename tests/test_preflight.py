@@ -21,9 +21,9 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from catalog.deployment import DeploymentConfig
+from catalog.network_options import DEFAULT_INTERFACE_ENDPOINTS, interface_endpoint_service
 from settings import load_settings
-from settings.deployment import DeploymentConfig
-from settings.network_options import DEFAULT_INTERFACE_ENDPOINTS, interface_endpoint_service
 from settings.preflight import (
     BUCKET_OUTPUT,
     FOUNDATION_STACK,

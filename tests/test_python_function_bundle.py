@@ -14,7 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from botocore.model import StringShape
 
-from constructs.python_function import STALE_AFTER_S, PythonFunctionProps, local_runtime, stage_bundle
+from llama_constructs.common.python_function import STALE_AFTER_S, PythonFunctionProps, local_runtime, stage_bundle
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def props() -> PythonFunctionProps:
     return PythonFunctionProps(
         name="janitor",
         description="test",
-        project_packages=("benchmark", "catalog"),
+        distribution=True,
         third_party=("jinja2",),
         key=kms.Key(stack, "Key"),
         vpc=vpc,
@@ -42,6 +42,17 @@ def test_bundle_holds_handler_packages_and_no_build_debris(props: PythonFunction
     assert not list(out.rglob("__pycache__"))
     assert not list(out.rglob("*.so"))
     assert not (out / "boto3").exists()  # the Lambda runtime provides it
+
+
+def test_bundle_holds_the_benchmark_distribution_and_nothing_of_the_cdk_app(
+    props: PythonFunctionProps, tmp_path: Path
+) -> None:
+    out = stage_bundle(props, build_root=tmp_path)
+    assert (out / "benchmark" / "matrices" / "2023.yaml").is_file()
+    assert (out / "benchmark" / "report" / "templates" / "report.html.j2").is_file()
+    assert not (out / "benchmark" / "README.md").exists()  # not in the wheel either
+    for app_side in ("settings", "stacks", "llama_constructs", "constructs", "app.py"):
+        assert not (out / app_side).exists(), app_side
 
 
 def test_same_sources_reuse_the_bundle_and_stale_ones_are_pruned(props: PythonFunctionProps, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from benchmark.cli import main
 from benchmark.sizing.capacity import capacity_of
 from benchmark.sizing.levels import by_configuration, load_levels
 from benchmark.sizing.plan import SizingOptions, Traffic, make_plan
-from settings.slo import parse_slo
+from benchmark.sizing.slo import parse_slo
 from tests.conftest import _collect
 
 SLO = "ttft_ms.p90<=1500,ms_per_token.p90<=41,error_rate<=0.01"

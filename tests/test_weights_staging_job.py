@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from catalog.models import MODELS
-from constructs.weights_staging import DEFAULT_INCLUDE, STAGING_REQUIREMENTS, buildspec, pinned_commits
+from llama_constructs.foundation.weights_staging import DEFAULT_INCLUDE, STAGING_REQUIREMENTS, buildspec, pinned_commits
 from settings import DeploymentConfig
 from settings.staging_record import StagingRecord, record_key
 

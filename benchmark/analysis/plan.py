@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
+from benchmark.matrix import Matrix, PlanSettings, load_matrix
 from catalog import get_price
 from catalog.errors import ConfigError, Issue
-from settings.matrix import Matrix, PlanSettings, load_matrix
 
 
 @dataclass(frozen=True)

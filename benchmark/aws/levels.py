@@ -1,6 +1,7 @@
 """One concurrency level on a benchmark endpoint, as the state machine's load-test Lambda runs it.
 
-The event is what ``constructs/benchmark_state_machine.py`` sends for each item of its ``RunLevels`` map.
+The event is what ``constructs/llama_constructs/benchmark/benchmark_state_machine.py`` sends for each item of its
+``RunLevels`` map.
 The level's record is written to S3 by :func:`benchmark.measure.runner.run_one_level` the moment it finishes,
 then enriched with the endpoint's CloudWatch utilisation for the level's window and written again (the
 same object), so a failure while reading CloudWatch still leaves the measured record in place.

@@ -32,8 +32,8 @@ from benchmark.analysis.configuration import BenchmarkConfiguration
 from catalog import get_model, get_quantization
 from catalog.errors import ConfigError, Issue
 from catalog.models import GB
+from catalog.network_options import DEFAULT_AZ_COUNT
 from catalog.prices import HOURS_PER_MONTH, get_service_price
-from settings.network_options import DEFAULT_AZ_COUNT
 
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
 SNS_DATA_KEY_REUSE_S = 300.0  # SNS developer guide, "Estimating AWS KMS costs": a data key is reused up to 5 minutes
@@ -43,7 +43,7 @@ SNS_DATA_KEY_REUSE_S = 300.0  # SNS developer guide, "Estimating AWS KMS costs":
 class StackInventory:
     """Billable things the stacks create: the foundation once, then per endpoint stack (see the test)."""
 
-    interface_endpoints: int = 9  # constructs/network.py DEFAULT_INTERFACE_ENDPOINTS
+    interface_endpoints: int = 9  # constructs/llama_constructs/foundation/network.py DEFAULT_INTERFACE_ENDPOINTS
     availability_zones: int = DEFAULT_AZ_COUNT  # the az_count setting: each interface endpoint is billed per AZ
     kms_keys: int = 1  # the foundation's key (rotation on)
     flow_log_aggregation_s: int = 600  # the foundation's flow log: AWS's default MaxAggregationInterval

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.goodput import LevelVerdict, evaluate
 from benchmark.sizing.levels import MeasuredLevel
+from benchmark.sizing.slo import Slo
 from catalog.errors import ConfigError, Issue
-from settings.slo import Slo
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.capacity import Capacity, SweepSettings, capacity_of, sweep
 from benchmark.sizing.levels import MeasuredLevel, by_configuration, load_levels
 from benchmark.sizing.plan import SizingOptions, SizingPlan, Traffic, describe_all_in, make_plan
+from benchmark.sizing.slo import parse_slo
 from catalog import DEFAULT_REGION
 from catalog.errors import ConfigError, Issue
-from settings.slo import parse_slo
 
 EXIT_NOT_DEPLOYABLE = 1
 
@@ -156,7 +156,7 @@ def _options(args: argparse.Namespace) -> SizingOptions:
     usage = Usage()
     if args.benchmark_matrix and args.benchmark_runs_per_month:
         from benchmark.analysis.plan import make_plan as matrix_plan  # noqa: PLC0415
-        from settings.matrix import load_matrix  # noqa: PLC0415
+        from benchmark.matrix import load_matrix  # noqa: PLC0415
 
         matrix = load_matrix(args.benchmark_matrix)
         usage = Usage(

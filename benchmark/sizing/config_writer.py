@@ -2,24 +2,25 @@
 
 The file sets one scenario section (``cost`` by default) to the plan's configuration: model, quantization,
 instance type and TGI version as measured, ``min_instances``/``max_instances`` from the traffic and
-``autoscaling_target`` from the measured capacity less the safety margin. Before the file is written it goes
-through the same loader and validation as synth (``settings.load_settings``), so a plan that cannot be
-deployed fails here, naming the field, not at ``cdk deploy``.
+``autoscaling_target`` from the measured capacity less the safety margin. Before the file is written its section
+goes through the same coercion and ``DeploymentConfig`` checks that synth applies to a config file section (both
+in ``catalog``, below the CDK app's loader), so a plan that cannot be deployed fails here, naming the field, not
+at ``cdk deploy``. tests/test_sizing_config_check.py holds this to the app's own loader.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from benchmark.sizing.plan import ConfigurationPlan, SizingPlan, describe_all_in
+from benchmark.sizing.slo import Slo
+from catalog.coercion import coerce_section
+from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
-from settings.loading import load_settings
-from settings.scenarios import SCENARIOS, STACK_NAMES
-from settings.slo import Slo
+from catalog.scenarios import SCENARIOS, STACK_NAMES
 
 
 def deployment_values(plan: ConfigurationPlan) -> dict[str, Any]:
@@ -61,15 +62,13 @@ def render_config(sizing: SizingPlan, plan: ConfigurationPlan, slo: Slo, *, scen
 
 
 def check_deployable(text: str, scenario: str) -> None:
-    """Load the file exactly as ``cdk synth -c config=FILE -c scenarios=<scenario>`` would."""
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "sizing.yaml"
-        path.write_text(text, encoding="utf-8")
-        try:
-            load_settings({"config": str(path), "scenarios": scenario})
-        except ConfigError as err:
-            issues = [Issue(f"config.{i.field}", i.value, i.allowed) for i in err.issues]
-            raise ConfigError(issues, context="sized deployment (synth would refuse it)") from None
+    """Check the file's section as ``cdk synth -c config=FILE -c scenarios=<scenario>`` does."""
+    section = yaml.safe_load(text)[scenario]
+    try:
+        DeploymentConfig(scenario=scenario, **coerce_section(section, f"sizing.yaml:{scenario}"))
+    except ConfigError as err:
+        issues = [Issue(f"config.{scenario}.{i.field}", i.value, i.allowed) for i in err.issues]
+        raise ConfigError(issues, context="sized deployment (synth would refuse it)") from None
 
 
 def write_config(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from benchmark.measure.percentiles import min_samples, percentile
 from benchmark.sizing.levels import MeasuredLevel
-from settings.slo import Limit, Slo
+from benchmark.sizing.slo import Limit, Slo
 
 MET, EXCEEDED, TOO_FEW, NO_DATA = "met", "exceeded", "too few requests", "no data"
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from benchmark.analysis.cost import price_for
 from benchmark.sizing.allin_cost import CostLine, StackInventory, Usage, monthly_lines
 from benchmark.sizing.capacity import Capacity
+from catalog.deployment import MAX_INSTANCES_CAP
 from catalog.errors import ConfigError, Issue
 from catalog.prices import HOURS_PER_MONTH
-from settings.deployment import MAX_INSTANCES_CAP
 
 HOURS_PER_DAY = 24
 

@@ -18,7 +18,7 @@ from benchmark.report import DASH, TEMPLATES, Trusted, md_escape
 from benchmark.sizing.capacity import Capacity, requests_per_s
 from benchmark.sizing.chart import line_chart
 from benchmark.sizing.plan import ConfigurationPlan, SizingPlan, describe_all_in
-from settings.slo import Slo
+from benchmark.sizing.slo import Slo
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.sizing.capacity import Measure, SweepSettings, capacity_of, sweep
 from benchmark.sizing.levels import MeasuredLevel, load_levels
-from settings.slo import parse_slo
+from benchmark.sizing.slo import parse_slo
 from tests.benchmark.sizing_factories import level
 
 BASE_MS, SLOPE_MS, LIMIT_MS = 10.0, 2.0, 41.0

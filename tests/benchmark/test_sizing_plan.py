@@ -17,9 +17,9 @@ from benchmark.sizing.cli import summary
 from benchmark.sizing.config_writer import render_config
 from benchmark.sizing.plan import SizingOptions, Traffic, describe_all_in, make_plan
 from benchmark.sizing.report import write_sizing_report
+from benchmark.sizing.slo import parse_slo
 from catalog.errors import ConfigError
 from catalog.prices import get_service_price
-from settings.slo import parse_slo
 from tests.benchmark.sizing_factories import level
 from tests.conftest import AppAssembly
 

@@ -21,7 +21,7 @@ from benchmark.sizing.regression import (
     run_ids_newest_first,
     trend,
 )
-from settings.slo import parse_slo
+from benchmark.sizing.slo import parse_slo
 from tests.benchmark.factories import result
 
 

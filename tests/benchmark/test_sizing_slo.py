@@ -10,8 +10,8 @@ import pytest
 from benchmark.sizing.goodput import EXCEEDED, MET, NO_DATA, TOO_FEW, evaluate
 from benchmark.sizing.levels import MeasuredLevel
 from benchmark.sizing.plan import SizingOptions, Traffic
+from benchmark.sizing.slo import Limit, Slo, parse_slo
 from catalog.errors import ConfigError
-from settings.slo import Limit, Slo, parse_slo
 from tests.benchmark.factories import result
 from tests.benchmark.sizing_factories import level
 

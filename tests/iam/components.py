@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.matrix import load_matrix
 from catalog.tgi_images import get_image
-from settings.matrix import load_matrix
 from tests.iam.account import Account, Role
 from tests.iam.calls import (
     Call,

@@ -14,7 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
-from constructs.execution_role import ExecutionRole, ExecutionRoleProps
+from llama_constructs.endpoint.execution_role import ExecutionRole, ExecutionRoleProps
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
+from catalog.network_options import DEFAULT_INTERFACE_ENDPOINTS
 from constructs import Construct
-from settings.network_options import DEFAULT_INTERFACE_ENDPOINTS
 
 _SERVICE = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*$")
 _PREFIX_LIST = re.compile(r"^pl-[0-9a-f]{8,17}$")

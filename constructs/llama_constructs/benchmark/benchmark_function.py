@@ -10,11 +10,11 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from constructs.benchmark_findings import acknowledge_own_inline_policy
-from constructs.python_function import PythonFunction, PythonFunctionProps
+from llama_constructs.benchmark.benchmark_findings import acknowledge_own_inline_policy
+from llama_constructs.common.python_function import PythonFunction, PythonFunctionProps
 
-# The handlers' logic and what it imports; pure-Python third-party packages for the report templates.
-LIBRARY = ("benchmark", "catalog", "settings")
+# The handlers' logic is the benchmark distribution (benchmark, catalog; no settings); pure-Python third-party
+# packages for the report templates and the matrices (the runtime has boto3).
 THIRD_PARTY = ("jinja2", "markupsafe", "yaml")
 
 
@@ -55,7 +55,7 @@ def benchmark_function(
         props=PythonFunctionProps(
             name=name,
             description=description,
-            project_packages=LIBRARY,
+            distribution=True,
             third_party=THIRD_PARTY,
             environment=environment,
             key=placement.key,

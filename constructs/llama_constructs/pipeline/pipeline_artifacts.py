@@ -20,8 +20,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps
-from constructs.kms_bucket import require_bucket_key
+from llama_constructs.common.access_log_bucket import AccessLogBucket, AccessLogBucketProps
+from llama_constructs.common.kms_bucket import require_bucket_key
 
 _LOG_PREFIX = "artifacts/"
 

@@ -17,7 +17,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 
 from constructs import Construct
-from constructs.notification_topic import allow_alarm_notifications
+from llama_constructs.common.notification_topic import allow_alarm_notifications
 from settings import DeploymentConfig
 
 INVOCATION_NAMESPACE = "AWS/SageMaker"

@@ -12,7 +12,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_stepfunctions as sfn
 
 from constructs import Construct
-from constructs.benchmark_findings import acknowledge_own_inline_policy
+from llama_constructs.benchmark.benchmark_findings import acknowledge_own_inline_policy
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,8 @@
 """A Python Lambda function bundled without Docker, in the isolated VPC, encrypted, traced and logged.
 
-Bundling copies ``lambda/<name>/`` (the thin handler), the project packages it imports and the pure-Python
-third-party packages it needs from the current environment into ``build/lambda/<name>-<hash>/``. The hash
+Bundling copies ``lambda/<name>/`` (the thin handler), the files of the benchmark distribution when asked (its
+packages as its wheel holds them: ``distribution.py``) and the pure-Python third-party packages it needs from the
+current environment into ``build/lambda/<name>-<hash>/``. The hash
 covers every copied file, so the asset (and the template) only changes when the code does. Compiled
 extension modules are left out: the runtime may differ from the build machine, and the packages we ship
 (jinja2, markupsafe, yaml) fall back to pure Python without them. boto3 is not copied: the runtime has it.
@@ -28,8 +29,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from llama_constructs.common.distribution import distribution_files
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[3]  # constructs/llama_constructs/common/ -> the checkout
 LAMBDA_SOURCE = PROJECT_ROOT / "lambda"
 BUILD_ROOT = PROJECT_ROOT / "build" / "lambda"
 _EXCLUDED_DIRS = {"__pycache__", "tests", ".mypy_cache", ".pytest_cache"}
@@ -59,7 +61,7 @@ def local_runtime(version: tuple[int, int] | None = None) -> lambda_.Runtime:
 class PythonFunctionProps:
     name: str  # folder under lambda/ holding handler.py
     description: str
-    project_packages: Sequence[str] = ()  # top-level folders of this repository, e.g. ("benchmark", "catalog")
+    distribution: bool = False  # ship the benchmark distribution (pyproject.toml): benchmark, catalog
     third_party: Sequence[str] = ()  # importable names of pure-Python packages, e.g. ("jinja2", "markupsafe")
     environment: Mapping[str, str] = field(default_factory=dict)
     key: kms.IKey
@@ -76,9 +78,6 @@ class PythonFunctionProps:
     def __post_init__(self) -> None:
         if not (LAMBDA_SOURCE / self.name / "handler.py").is_file():
             raise ValueError(f"lambda/{self.name}/handler.py does not exist")
-        for package in self.project_packages:
-            if not (PROJECT_ROOT / package).is_dir():
-                raise ValueError(f"project package {package!r} is not a folder of {PROJECT_ROOT}")
         if not 128 <= self.memory_mb <= 10240:
             raise ValueError("memory_mb must be 128..10240")
         if self.reserved_concurrency is not None and self.reserved_concurrency < 1:
@@ -103,16 +102,16 @@ def _third_party_root(name: str) -> Path:
 
 def stage_bundle(props: PythonFunctionProps, *, build_root: Path = BUILD_ROOT) -> Path:
     """Copy the handler and its packages into a content-addressed folder; reuse it when it exists."""
-    sources: list[tuple[Path, Path]] = [(LAMBDA_SOURCE / props.name, Path("."))]
-    sources += [(PROJECT_ROOT / p, Path(p)) for p in props.project_packages]
-    sources += [(_third_party_root(p), Path(p)) for p in props.third_party]
-    plan: list[tuple[Path, Path]] = []
+    handler = LAMBDA_SOURCE / props.name
+    plan = [(file, file.relative_to(handler)) for file in _files(handler)]
+    if props.distribution:
+        plan += distribution_files(PROJECT_ROOT)
+    for package in props.third_party:
+        root = _third_party_root(package)
+        plan += [(file, Path(package) / file.relative_to(root)) for file in _files(root)]
     digest = hashlib.sha256()
-    for root, dest in sources:
-        for file in _files(root):
-            target = dest / file.relative_to(root)
-            plan.append((file, target))
-            digest.update(str(target).encode() + b"\0" + file.read_bytes() + b"\0")
+    for file, target in plan:
+        digest.update(str(target).encode() + b"\0" + file.read_bytes() + b"\0")
     out = build_root / f"{props.name}-{digest.hexdigest()[:16]}"
     if not out.is_dir():
         tmp = out.with_name(out.name + ".tmp")

@@ -20,7 +20,7 @@ from aws_cdk import aws_sns as sns
 from benchmark.sizing.regression import WORST_METRIC
 from catalog.errors import ConfigError, Issue
 from constructs import Construct
-from constructs.notification_topic import allow_alarm_notifications
+from llama_constructs.common.notification_topic import allow_alarm_notifications
 
 
 @dataclass(frozen=True, kw_only=True)

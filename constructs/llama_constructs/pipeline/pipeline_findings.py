@@ -2,7 +2,8 @@
 
 CDK Pipelines creates the pipeline's roles, CodeBuild projects, asset-publishing and self-mutation steps and
 the cross-region support buckets itself; what it grants is acknowledged here, on the resources it made. (The
-support buckets' logging, versioning and upload policy are completed by ``constructs.pipeline_artifacts``.)
+support buckets' logging, versioning and upload policy are completed by
+``llama_constructs.pipeline.pipeline_artifacts``.)
 """
 
 from __future__ import annotations

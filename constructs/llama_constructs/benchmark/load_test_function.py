@@ -9,8 +9,8 @@ from aws_cdk import aws_iam as iam
 
 from benchmark.aws.contract import NAME_PREFIX, RESULTS_PREFIX, LoadTestEnvironment
 from constructs import Construct
-from constructs.benchmark_findings import acknowledge_results_objects, sagemaker_arn_prefix
-from constructs.benchmark_function import ResultsFunctionProps, benchmark_function
+from llama_constructs.benchmark.benchmark_findings import acknowledge_results_objects, sagemaker_arn_prefix
+from llama_constructs.benchmark.benchmark_function import ResultsFunctionProps, benchmark_function
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,7 +12,7 @@ IAM cannot express, because the caller is an AWS service, not a principal of the
   https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services), limited
   to alarms of this account and region (``aws:SourceAccount`` and ``aws:SourceArn``, the confused-deputy keys
   that page tells to add). The topic's own policy must allow ``sns:Publish`` too
-  (``constructs.notification_topic.allow_alarm_notifications``).
+  (``llama_constructs.common.notification_topic.allow_alarm_notifications``).
 """
 
 from __future__ import annotations

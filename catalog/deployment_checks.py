@@ -14,11 +14,11 @@ from catalog.errors import ConfigError, Issue, collect
 from catalog.instances import InstanceSpec
 from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, ModelSpec, Quantization
 from catalog.regions import region_issue
+from catalog.scenarios import SCENARIOS, get_profile
 from catalog.tgi_images import at_least, resolve_version
-from settings.scenarios import SCENARIOS, get_profile
 
 if TYPE_CHECKING:
-    from settings.deployment import DeploymentConfig
+    from catalog.deployment import DeploymentConfig
 
 TIMEOUT_RANGE = (60, 3600)  # SageMaker's limits for both endpoint-config timeouts
 MAX_INSTANCES_CAP = 20

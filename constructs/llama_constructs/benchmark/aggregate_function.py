@@ -7,8 +7,8 @@ from aws_cdk import aws_iam as iam
 
 from benchmark.aws.contract import METRICS_NAMESPACE, RESULTS_PREFIX, AggregateEnvironment
 from constructs import Construct
-from constructs.benchmark_findings import acknowledge_results_objects
-from constructs.benchmark_function import ResultsFunctionProps, benchmark_function
+from llama_constructs.benchmark.benchmark_findings import acknowledge_results_objects
+from llama_constructs.benchmark.benchmark_function import ResultsFunctionProps, benchmark_function
 
 
 class AggregateFunction(Construct):

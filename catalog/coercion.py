@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
-from settings.deployment import DeploymentConfig
-from settings.scenarios import SCENARIOS
+from catalog.scenarios import SCENARIOS
 
 DEPLOYMENT_KEYS: frozenset[str] = frozenset(f.name for f in fields(DeploymentConfig)) - {"scenario"}
 FILE_SECTIONS: frozenset[str] = frozenset({"defaults", *SCENARIOS})

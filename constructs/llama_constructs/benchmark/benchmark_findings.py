@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 
 from benchmark.aws.contract import RESULTS_PREFIX
 from constructs import Construct, IConstruct
-from constructs.execution_role import nag_name
+from llama_constructs.endpoint.execution_role import nag_name
 
 OWN_INLINE_POLICY = cdk.Acknowledgment(
     id="NIST.800.53.R5-IAMNoInlinePolicy",

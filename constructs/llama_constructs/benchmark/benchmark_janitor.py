@@ -28,8 +28,8 @@ from benchmark.aws.contract import (
     JanitorEnvironment,
 )
 from constructs import Construct
-from constructs.benchmark_findings import sagemaker_arn_prefix
-from constructs.benchmark_function import FunctionPlacement, benchmark_function
+from llama_constructs.benchmark.benchmark_findings import sagemaker_arn_prefix
+from llama_constructs.benchmark.benchmark_function import FunctionPlacement, benchmark_function
 from settings.subnets import selection_kwargs
 
 # How often the sweep runs. An endpoint of an ended execution that becomes deletable is deleted by the next

@@ -39,7 +39,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 
 from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, MODELS
 from constructs import Construct
-from constructs.weights_bucket import WEIGHTS_ROOT
+from llama_constructs.foundation.weights_bucket import WEIGHTS_ROOT
 from settings.staging_record import RECORD_SUFFIX
 
 DEFAULT_TOKEN_SECRET_NAME = "llama2/hf-token"
@@ -76,7 +76,8 @@ class WeightsStagingProps:
             raise ValueError("timeout_minutes must be 5..2160 (the CodeBuild limits)")
 
 
-STAGING_REQUIREMENTS = Path(__file__).resolve().parent.parent / "catalog" / "data" / "staging_requirements.txt"
+# constructs/llama_constructs/foundation/ -> the checkout
+STAGING_REQUIREMENTS = Path(__file__).resolve().parents[3] / "catalog" / "data" / "staging_requirements.txt"
 _REQUIREMENTS_FILE = "/tmp/hub-requirements.txt"  # the build container's own scratch space
 _INCLUDE_PATTERN = r"^[A-Za-z0-9_.*?/ -]+$"
 

@@ -9,8 +9,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
-from constructs.kms_bucket import kms_bucket
+from llama_constructs.common.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
+from llama_constructs.common.kms_bucket import kms_bucket
 
 _LOG_PREFIX = "benchmark-results/"
 

@@ -2,7 +2,7 @@
 the project's encrypted topics lets CloudWatch alarms publish to it.
 
 An alarm notifies an encrypted topic only when both policies allow the CloudWatch service principal: the key
-policy (``kms:GenerateDataKey*``/``kms:Decrypt``, ``constructs.encryption``) and the topic policy
+policy (``kms:GenerateDataKey*``/``kms:Decrypt``, ``llama_constructs.common.encryption``) and the topic policy
 (``sns:Publish``, here). ``enforce_ssl`` replaces SNS's default topic policy, so the allow must be explicit. It
 is limited with the confused-deputy keys AWS documents for alarm actions (Amazon CloudWatch user guide,
 "Notifying users on alarm changes"; AWS re:Post knowledge center, "Why didn't I receive an SNS notification for
@@ -22,7 +22,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 
 from constructs import Construct
-from constructs.encryption import CLOUDWATCH_ALARMS
+from llama_constructs.common.encryption import CLOUDWATCH_ALARMS
 
 
 def allow_alarm_notifications(topic: sns.ITopic, *, alarms: Sequence[cw.IAlarm], sid: str) -> None:

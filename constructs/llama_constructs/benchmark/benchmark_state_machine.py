@@ -54,16 +54,16 @@ from benchmark.aws.contract import (
     failures_prefix,
     required_fields,
 )
+from benchmark.matrix import Matrix
 from catalog.tgi_images import get_image
 from constructs import Construct
-from constructs.benchmark_findings import (
+from llama_constructs.benchmark.benchmark_findings import (
     acknowledge_own_inline_policy,
     acknowledge_results_objects,
     arn_ref,
     sagemaker_arn_prefix,
 )
-from constructs.tgi_image import TgiImageLocation
-from settings.matrix import Matrix
+from llama_constructs.endpoint.tgi_image import TgiImageLocation
 from settings.sagemaker_requests import isolated_hosting, model_data_uri, primary_container, production_variant
 from settings.subnets import selection_kwargs
 

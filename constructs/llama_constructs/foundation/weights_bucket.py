@@ -21,8 +21,8 @@ from aws_cdk import aws_s3 as s3
 
 from catalog.errors import ConfigError, Issue
 from constructs import Construct
-from constructs.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
-from constructs.kms_bucket import kms_bucket
+from llama_constructs.common.access_log_bucket import AccessLogBucket, AccessLogBucketProps, deliver_logs_by_policy
+from llama_constructs.common.kms_bucket import kms_bucket
 
 WEIGHTS_ROOT = "models/"
 _PREFIX = re.compile(r"^models/[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")

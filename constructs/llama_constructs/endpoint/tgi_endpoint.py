@@ -25,7 +25,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 
 from constructs import Construct
-from constructs.execution_role import ENDPOINT_LOG_GROUP_PREFIX
+from llama_constructs.endpoint.execution_role import ENDPOINT_LOG_GROUP_PREFIX
 from settings import DeploymentConfig
 from settings.sagemaker_requests import (
     VARIANT_NAME,

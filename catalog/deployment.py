@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog import get_image, get_instance, get_model, get_quantization
+from catalog.deployment_checks import MAX_INSTANCES_CAP, check
 from catalog.errors import ConfigError
+from catalog.scenarios import get_profile
 from catalog.tgi_images import DEFAULT_VERSION, TgiImage, max_input_env_name, resolve_version
 from catalog.views import CatalogViews
-from settings.deployment_checks import MAX_INSTANCES_CAP, check
-from settings.scenarios import get_profile
 
 # Loading weights into GPU memory and warming up TGI takes longer for bigger models; these are the
 # timeouts used when the config does not set them (seconds, within SageMaker's 60..3600).

@@ -1,6 +1,6 @@
 """A benchmark matrix: which configurations to deploy and which concurrency levels to run on each.
 
-Every configuration is validated by building the same ``settings.DeploymentConfig`` the endpoint stacks
+Every configuration is validated by building the same ``catalog.deployment.DeploymentConfig`` the endpoint stacks
 use, so a matrix cannot ask for a combination the stacks would refuse (13B fp16 on one A10G, the
 non-existent ml.p4d.12xlarge, ...). ``on_infeasible: refuse`` (the default) stops with every problem
 listed; ``skip`` drops those entries and carries the reasons to the report.
@@ -21,10 +21,10 @@ from typing import Any
 import yaml
 
 from benchmark.aws.contract import NAME_PREFIX
+from catalog.coercion import DEPLOYMENT_KEYS
+from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
-from settings.deployment import DeploymentConfig
-from settings.loading import DEPLOYMENT_KEYS
-from settings.scenarios import SCENARIOS
+from catalog.scenarios import SCENARIOS
 
 MATRICES_DIR = Path(__file__).with_name("matrices")
 # Profile consulted only when a configuration names its instance and quantization (then it supplies nothing).
@@ -250,7 +250,7 @@ def parse_matrix(data: Any, *, source: str = "matrix", prefix: str = NAME_PREFIX
 
 
 def resolve_path(name_or_path: str | Path) -> Path:
-    """A path, or the name of a shipped matrix (``2023`` -> ``settings/matrices/2023.yaml``)."""
+    """A path, or the name of a shipped matrix (``2023`` -> ``benchmark/matrices/2023.yaml``)."""
     path = Path(name_or_path)
     if path.is_file():
         return path

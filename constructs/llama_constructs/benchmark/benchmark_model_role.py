@@ -12,8 +12,8 @@ from aws_cdk import aws_kms as kms
 from benchmark.aws.contract import NAME_PREFIX
 from catalog.tgi_images import get_image
 from constructs import Construct
-from constructs.benchmark_findings import acknowledge_own_inline_policy, nag_environment
-from constructs.execution_role import VpcAccess, acknowledge_scoped_wildcards
+from llama_constructs.benchmark.benchmark_findings import acknowledge_own_inline_policy, nag_environment
+from llama_constructs.endpoint.execution_role import VpcAccess, acknowledge_scoped_wildcards
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,1 @@
+"""The benchmark stack: functions, state machine, schedule, janitor, model role, results bucket, regression alarm."""

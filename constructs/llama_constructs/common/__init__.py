@@ -1,0 +1,1 @@
+"""Constructs several components build: KMS key, data and access-log buckets, notification topic, Python function."""

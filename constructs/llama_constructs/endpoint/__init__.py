@@ -1,0 +1,1 @@
+"""One TGI endpoint: its image, execution role, endpoint with blue/green updates, autoscaling and alarms."""

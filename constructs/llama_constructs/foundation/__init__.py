@@ -1,0 +1,1 @@
+"""The shared foundation: the isolated VPC, the weights bucket and the weights staging job."""
