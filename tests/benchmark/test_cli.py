@@ -59,6 +59,19 @@ def test_real_target_needs_its_address(capsys: pytest.CaptureFixture[str]) -> No
     assert line.startswith("error: endpoint=None: is required")
 
 
+def test_emulator_needs_an_instance_to_emulate(capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = error_lines(capsys, ["run", "--model", "13b"])
+    assert line.startswith("error: instance=None: is required with --target emulator")
+
+
+def test_sweep_refuses_emulator_latency_for_a_real_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["size", "sweep", "--target", "tgi", "--url", "http://127.0.0.1:9"]
+    argv += ["--config", "model=7b,instance=g5.2xlarge", "--slo", "error_rate<=0.01"]
+    argv += ["--emulator-latency", "{}", "--out", str(tmp_path / "s.jsonl")]
+    (line,) = error_lines(capsys, argv)
+    assert line == "error: emulator_latency='{}': applies to --target emulator only"
+
+
 def test_malformed_results_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "other.csv"
     bad.write_text(
