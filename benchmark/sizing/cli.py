@@ -88,6 +88,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     settings = SweepSettings(start=args.start, limit=args.limit, step=args.step, repeats=args.repeats)
     if not args.duration > 0:
         raise ConfigError([Issue("duration", args.duration, "must be a positive number of seconds")])
+    if args.workers and args.mode == "rate":
+        raise ConfigError([Issue("workers", args.workers, "applies to --mode concurrency only (closed loop)")])
     configuration = parse_config(args.config, region=args.region)
     configuration.check_deployable()
     plan = LevelPlan(

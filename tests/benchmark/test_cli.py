@@ -72,6 +72,13 @@ def test_sweep_refuses_emulator_latency_for_a_real_target(capsys: pytest.Capture
     assert line == "error: emulator_latency='{}': applies to --target emulator only"
 
 
+def test_sweep_refuses_workers_for_an_open_loop(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["size", "sweep", "--config", "model=7b,instance=g5.2xlarge", "--slo", "error_rate<=0.01"]
+    argv += ["--mode", "rate", "--workers", "2", "--out", str(tmp_path / "s.jsonl")]
+    (line,) = error_lines(capsys, argv)
+    assert line == "error: workers=2: applies to --mode concurrency only (closed loop)"
+
+
 def test_malformed_results_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "other.csv"
     bad.write_text(
