@@ -12,13 +12,11 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from benchmark.analysis import plan
 from benchmark.analysis.collect import collect_results
 from benchmark.analysis.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
 from benchmark.analysis.cost import parse_price_overrides
-from benchmark.analysis.headroom import headroom
 from benchmark.analysis.published import load_published
 from benchmark.analysis.recommend import rules_with
 from benchmark.analysis.results import LevelResult, open_store
@@ -26,7 +24,16 @@ from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.runner import ClientOpener, MatrixPlan, Progress, run_matrix
 from benchmark.report import write_report
 from benchmark.sizing import cli as sizing_cli
-from catalog import DEFAULT_REGION
+from benchmark.target import (
+    add_process_arguments,
+    add_target_arguments,
+    check_target,
+    described_target,
+    late_stamps_advice,
+    make_client,
+    persisted_target,
+)
+from catalog import bandwidth_bound_ms_per_token
 from catalog.errors import ConfigError, Issue
 
 if TYPE_CHECKING:  # the emulator needs aiohttp; `report` (and the Lambda) must work without it
@@ -34,7 +41,6 @@ if TYPE_CHECKING:  # the emulator needs aiohttp; `report` (and the Lambda) must 
 
 EXIT_BAD_INPUT = 2
 EXIT_ABORTED = 3  # a level failed fast (target unreachable, every first request failed, error-rate limit)
-TARGETS = ("emulator", "sagemaker", "tgi", "openai")
 # The demo's matrix: small enough to finish in seconds against the emulator, wide enough for three tables.
 DEMO_CONFIGURATIONS = (
     {"model": "7b", "quantization": "gptq", "instance_type": "ml.g5.2xlarge"},
@@ -88,7 +94,8 @@ def emulator_config(configuration: BenchmarkConfiguration) -> EmulatorConfig:
     """
     from benchmark.emulator import EmulatorConfig, LatencyModel  # noqa: PLC0415
 
-    bound = headroom(configuration, None).bound_ms_per_token
+    c = configuration
+    bound = bandwidth_bound_ms_per_token(c.model_spec, c.quantization_spec, c.instance)
     tpot = bound / EMULATED_EFFICIENCY
     latency = LatencyModel(
         prefill_base_ms=2 * tpot, prefill_ms_per_token=tpot / 100, tpot_base_ms=tpot, tpot_slope_ms=tpot * 0.02
@@ -96,101 +103,42 @@ def emulator_config(configuration: BenchmarkConfiguration) -> EmulatorConfig:
     return EmulatorConfig(latency=latency)
 
 
-# --- targets ------------------------------------------------------------------------------------------------
-
-
-# --target -> benchmark.clients kind (streaming adds "-stream").
-CLIENT_KINDS = {"emulator": "tgi-http", "tgi": "tgi-http", "openai": "openai-chat", "sagemaker": "sagemaker"}
-
-
-def make_client(args: argparse.Namespace, address: str, concurrency: int) -> Any:
-    """A client from ``benchmark.clients.create_client``, imported late: `report` needs no HTTP stack."""
-    from benchmark.clients import create_client  # noqa: PLC0415
-
-    kind = CLIENT_KINDS[args.target] + ("" if args.no_stream else "-stream")
-    options = target_options(args)
-    if getattr(args, "workers", 0):  # each worker process builds its own client from this description
-        from benchmark.measure.workers import ClientSpec  # noqa: PLC0415
-
-        return ClientSpec(kind, address, concurrency=concurrency, timeout_s=args.timeout, options=options)
-    return create_client(kind, address, concurrency=concurrency, timeout_s=args.timeout, **options)
-
-
-def target_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Client options for the target: request model name, API key (environment only), SageMaker endpoint URL."""
-    from benchmark.clients.base import api_key_from_env, redact_url  # noqa: PLC0415 - clients are imported late
-
-    if args.target == "sagemaker":
-        return {"region_name": args.region, "endpoint_url": args.endpoint_url}
-    if args.endpoint_url:
-        raise ConfigError([Issue("endpoint_url", redact_url(args.endpoint_url), "applies to --target sagemaker only")])
-    options: dict[str, Any] = {}
-    if args.target in ("tgi", "openai"):
-        options["api_key"] = api_key_from_env(args.api_key_env)
-    if args.target == "openai":
-        if not args.model_name.strip():
-            raise ConfigError([Issue("model_name", args.model_name, "must be a non-empty model name")])
-        options["model"] = args.model_name
-    return options
-
-
-def persisted_target(args: argparse.Namespace) -> str:
-    """What results record as ``load.target``: never a credential from a URL."""
-    from benchmark.clients.base import redact_url  # noqa: PLC0415 - clients are imported late
-
-    if args.target == "emulator":
-        return "emulator"
-    if args.target == "sagemaker":
-        via = f" via {redact_url(args.endpoint_url)}" if args.endpoint_url else ""
-        return f"sagemaker:{args.endpoint}{via}"
-    name = f" model={args.model_name}" if args.target == "openai" else ""
-    return f"{args.target}:{redact_url(args.url or '')}{name}"
+# --- targets (options and clients: benchmark/target.py) -------------------------------------------------
 
 
 def client_opener(args: argparse.Namespace, concurrency: int) -> ClientOpener:
     """How to reach the deployment under test: the local emulator (one per configuration) or a real target."""
-    if args.target == "emulator":
+    address = check_target(args)
+    emulate = args.target == "emulator"
+    if emulate:
         from benchmark.emulator import running_emulator  # noqa: PLC0415
 
-    def opener(make: Callable[[BenchmarkConfiguration, str], Any], emulate: bool) -> ClientOpener:
-        @contextlib.asynccontextmanager
-        async def open_client(configuration: BenchmarkConfiguration) -> AsyncIterator[Any]:
-            with contextlib.ExitStack() as stack:
-                base_url = stack.enter_context(running_emulator(emulator_config(configuration))) if emulate else ""
-                client = make(configuration, base_url)
-                try:
-                    yield client
-                finally:
-                    await client.aclose()
+    @contextlib.asynccontextmanager
+    async def open_client(configuration: BenchmarkConfiguration) -> AsyncIterator[Any]:
+        with contextlib.ExitStack() as stack:
+            base_url = stack.enter_context(running_emulator(emulator_config(configuration))) if emulate else address
+            client = make_client(args, base_url, concurrency)
+            try:
+                yield client
+            finally:
+                await client.aclose()
 
-        return open_client
-
-    if args.target == "emulator":
-        return opener(lambda c, url: make_client(args, url, concurrency), emulate=True)
-    if args.target == "sagemaker":
-        if not args.endpoint:
-            raise ConfigError([Issue("endpoint", None, "is required with --target sagemaker")])
-        if args.endpoint_url:
-            from benchmark.clients.base import split_credentials  # noqa: PLC0415 - clients are imported late
-
-            split_credentials(args.endpoint_url, "endpoint_url")
-        return opener(lambda c, _: make_client(args, args.endpoint, concurrency), emulate=False)
-    if not args.url:
-        raise ConfigError([Issue("url", None, f"is required with --target {args.target}")])
-    from benchmark.clients.base import split_credentials  # noqa: PLC0415 - clients are imported late
-
-    split_credentials(args.url)  # a malformed URL stops the run before any level starts
-    target_options(args)
-    return opener(lambda c, _: make_client(args, args.url, concurrency), emulate=False)
+    return open_client
 
 
 # --- commands -----------------------------------------------------------------------------------------------
 
 
 def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
+    """What is measured. A real target may go without an instance type: its results then carry no cost."""
     if args.config:
         configurations = [parse_config(text, region=args.region) for text in args.config]
-    elif args.model or args.instance:
+    elif args.target == "emulator" and not (args.model or args.instance):
+        configurations = [BenchmarkConfiguration.from_dict({**c, "region": args.region}) for c in DEMO_CONFIGURATIONS]
+    else:
+        if args.target == "emulator" and not args.instance:
+            allowed = "is required with --target emulator (the emulator's speed follows the instance's GPUs)"
+            raise ConfigError([Issue("instance", None, allowed)])
         configurations = [
             BenchmarkConfiguration(
                 model=args.model or "7b",
@@ -201,10 +149,6 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
                 label=args.label,
             )
         ]
-    elif args.target == "emulator":
-        configurations = [BenchmarkConfiguration.from_dict({**c, "region": args.region}) for c in DEMO_CONFIGURATIONS]
-    else:
-        raise ConfigError([Issue("config", None, "name the deployment behind the target (--config or --instance)")])
     if args.target != "emulator" and len(configurations) != 1:
         raise ConfigError([Issue("config", len(configurations), "a real target serves exactly one configuration")])
     keys = [c.key for c in configurations]
@@ -220,7 +164,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     concurrency = parse_concurrency(args.concurrency)
     _positive("duration", args.duration)
-    _positive("timeout", args.timeout)
     if args.max_requests is not None and args.max_requests < 1:
         raise ConfigError([Issue("max_requests", args.max_requests, "must be a positive integer")])
     if args.warmup < 0:
@@ -268,6 +211,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for result in new:
             sys.stdout.write(result.to_json_line())
     print(f"{len(new)} level(s) measured; results in {store.location}", file=sys.stderr)
+    advice = late_stamps_advice(args, [result.metrics for result in new])
+    if advice:
+        print(advice, file=sys.stderr)
     if args.report_dir:
         files = write_report(store.load(), args.report_dir)
         print(f"report: {files.markdown} {files.html}", file=sys.stderr)
@@ -279,8 +225,6 @@ def _check_abort_options(args: argparse.Namespace) -> None:
         raise ConfigError([Issue("fail_fast", args.fail_fast, "must be zero (off) or a positive integer")])
     if args.abort_error_rate is not None and not 0.0 <= args.abort_error_rate < 1.0:
         raise ConfigError([Issue("abort_error_rate", args.abort_error_rate, "must be within [0, 1), e.g. 0.5")])
-    if args.workers < 0:
-        raise ConfigError([Issue("workers", args.workers, "must be zero (in this process) or a positive integer")])
     if not args.ramp_up >= 0:
         raise ConfigError([Issue("ramp_up", args.ramp_up, "must be zero or a positive number of seconds")])
 
@@ -292,17 +236,6 @@ def _worker_runner(args: argparse.Namespace) -> Any:
     from benchmark.measure.workers import worker_level_runner  # noqa: PLC0415
 
     return worker_level_runner(args.workers, uvloop=args.uvloop)
-
-
-def _aborted_target(args: argparse.Namespace) -> str:
-    """What the abort message names: the URL (without credentials), the endpoint, or the emulator."""
-    if args.target == "sagemaker":
-        return f"SageMaker endpoint {args.endpoint} ({args.region})"
-    if args.target == "emulator" or not args.url:
-        return "the local emulator"
-    parts = urlsplit(args.url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return str(urlunsplit(parts._replace(netloc=netloc)))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -400,29 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run configurations x concurrency levels against a target (resumes)")
-    run.add_argument("--target", choices=TARGETS, default="emulator")
-    run.add_argument("--endpoint", help="SageMaker endpoint name (--target sagemaker)")
-    run.add_argument("--url", help="base URL (--target tgi or openai); user:password@ in it is sent, never recorded")
-    run.add_argument("--endpoint-url", help="SageMaker runtime URL (--target sagemaker), e.g. a VPC endpoint")
-    run.add_argument("--model-name", default="tgi", help="request model name (--target openai; TGI accepts tgi)")
-    run.add_argument(
-        "--api-key-env",
-        metavar="VARIABLE",
-        help="environment variable holding the API key sent as Bearer (--target tgi/openai; "
-        "default: BENCHMARK_API_KEY when set); the key itself is never a flag",
-    )
-    run.add_argument("--region", default=DEFAULT_REGION)
+    add_target_arguments(run)
+    add_process_arguments(run)
     run.add_argument("--config", action="append", help="model=7b,quantization=gptq,instance=ml.g5.2xlarge (repeat)")
-    run.add_argument("--model")
+    run.add_argument("--model", help="model size served (default 7b)")
     run.add_argument("--quantization", default="fp16")
-    run.add_argument("--instance")
+    run.add_argument("--instance", help="instance type serving the target; without it, no cost (real targets only)")
     run.add_argument("--tgi-version", default=DEFAULT_TGI_VERSION)
     run.add_argument("--label", default="")
     run.add_argument("--concurrency", default="1,5,10,20")
     run.add_argument("--duration", type=float, default=90.0, help="seconds per level")
     run.add_argument("--max-requests", type=int)
     run.add_argument("--warmup", type=int, default=0, help="warm-up requests per level, not measured")
-    run.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     run.add_argument(
         "--fail-fast",
         type=int,
@@ -437,13 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop with exit 3 when a level's error rate passes RATE (0-1), judged after max(20, concurrency)",
     )
     run.add_argument("--ramp-up", type=float, default=0.0, metavar="S", help="stagger users' first requests over S s")
-    run.add_argument(
-        "--workers", type=int, default=0, metavar="N", help="spread each level's users over N processes (0: one)"
-    )
-    run.add_argument("--uvloop", action="store_true", help="run the load generator on uvloop (less CPU per event)")
     run.add_argument("--dataset", help="JSONL prompts (default: built-in set)")
     run.add_argument("--max-new-tokens", type=int, default=50)
-    run.add_argument("--no-stream", action="store_true", help="non-streaming requests, as in 2023")
     run.add_argument("--results", default="results/results.jsonl", help="JSONL path or s3://bucket/prefix")
     run.add_argument("--price-override", action="append", metavar="INSTANCE=USD")
     run.add_argument("--report-dir", help="also render the report here when done")
@@ -504,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {issue}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except LevelAborted as err:
-        print(f"error: run aborted against {_aborted_target(args)}: {err.reason}", file=sys.stderr)
+        print(f"error: run aborted against {described_target(args)}: {err.reason}", file=sys.stderr)
         return EXIT_ABORTED
     return code
 

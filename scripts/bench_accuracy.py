@@ -63,6 +63,8 @@ class Row:
     read_lag_ms: float  # median: client's first-token stamp - server's first token write
     cpu_us_per_token: float
     load: float
+    coalesced: float  # share of first tokens read with later bytes (the level is flagged above 1 %)
+    flagged: bool
 
     def errors(self) -> tuple[float, float, float]:
         return (_err(self.ttft, self.ttft_truth), _err(self.tpot, self.tpot_truth), _err(self.tps, self.tps_truth))
@@ -188,6 +190,8 @@ def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace
         read_lag_ms=read_lag,
         cpu_us_per_token=cpu / max(1, tokens) * 1e6,
         load=(load_before + os.getloadavg()[0]) / 2,
+        coalesced=metrics.coalesced_first_token_share or 0.0,
+        flagged=metrics.late_first_tokens,
     )
 
 
@@ -212,6 +216,7 @@ def print_rows(rows: list[Row], repeat: int) -> None:
     header = (
         f"{'client':<20}{'conc':>5}{'reqs':>6}{'TTFT p50':>10}{'truth':>8}{'err':>8}{'ms/tok':>8}{'truth':>8}"
         f"{'err':>8}{'tok/s':>9}{'truth':>9}{'err':>8}{'window':>8}{'send':>7}{'read':>7}{'CPU us/tok':>11}{'load':>6}"
+        f"{'coalesced':>11}"
     )
     _print_header(header)
     for r in rows:
@@ -220,6 +225,7 @@ def print_rows(rows: list[Row], repeat: int) -> None:
             f"{r.client:<20}{r.concurrency:>5}{r.requests:>6}{r.ttft:>10.2f}{r.ttft_truth:>8.2f}{e[0]:>+7.2f}%"
             f"{r.tpot:>8.2f}{r.tpot_truth:>8.2f}{e[1]:>+7.2f}%{r.tps:>9.1f}{r.tps_truth:>9.1f}{e[2]:>+7.2f}%"
             f"{r.window_s:>7.1f}s{r.send_lag_ms:>7.2f}{r.read_lag_ms:>7.2f}{r.cpu_us_per_token:>11.1f}{r.load:>6.1f}"
+            f"{r.coalesced:>9.1%}{' !' if r.flagged else '  '}"
         )
     if repeat > 1:
         print()
@@ -357,7 +363,9 @@ def main() -> int:
         "TTFT p50 / ms/tok: the benchmark's medians over the level's requests, truth over the same requests from\n"
         "the server's log; tok/s: steady-state throughput, truth = tokens written in the same window / window.\n"
         "send / read: median ms from the client's start stamp to the request's arrival at the server, and from\n"
-        "the server writing the first token to the client's stamp of it (where a TTFT error comes from)."
+        "the server writing the first token to the client's stamp of it (where a TTFT error comes from).\n"
+        "coalesced: share of first tokens read in one piece with later bytes (stamped late); ! flags the level\n"
+        "(above 1 %), as the benchmark's results and report do."
     )
     if guide_rows:
         print()

@@ -22,6 +22,8 @@ from catalog.views import CatalogViews
 DEFAULT_MAX_TOTAL_TOKENS = 2048
 _LABEL = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
 _SETTING_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+# What the key says where no instance type was given (a URL measured as it is): no price, no bandwidth bound.
+NO_INSTANCE = "no-instance"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +31,9 @@ class BenchmarkConfiguration(CatalogViews):
     """Model size, quantization, instance, TGI version and region, plus an optional label and TGI settings.
 
     ``settings`` holds extra container settings that change performance (e.g. ``MAX_BATCH_TOTAL_TOKENS``);
-    they are part of the key, so two runs that differ only there are never confused.
+    they are part of the key, so two runs that differ only there are never confused. ``instance_type`` may
+    be ``""`` where nobody said what serves the target (``run --url`` alone): such a result has no cost and
+    no bandwidth bound, and its key says ``no-instance``.
     """
 
     model: str
@@ -51,7 +55,8 @@ class BenchmarkConfiguration(CatalogViews):
 
         lookup("model", lambda v, field: get_model(v, field=field).size, self.model)
         lookup("quantization", lambda v, field: get_quantization(v, field=field).name, self.quantization)
-        lookup("instance_type", lambda v, field: get_instance(v, field=field).name, self.instance_type)
+        if self.instance_type != "":
+            lookup("instance_type", lambda v, field: get_instance(v, field=field).name, self.instance_type)
         lookup("tgi_version", resolve_version, self.tgi_version)
         malformed = region_issue(self.region)
         issues += [malformed] if malformed else []
@@ -106,7 +111,8 @@ class BenchmarkConfiguration(CatalogViews):
     @property
     def key(self) -> str:
         """Stable identity for resume and de-duplication: changes only if the deployment changes."""
-        parts = [self.model, self.quantization, self.instance_type, f"tgi-{self.tgi_version}", self.region]
+        instance = self.instance_type or NO_INSTANCE
+        parts = [self.model, self.quantization, instance, f"tgi-{self.tgi_version}", self.region]
         if self.label:
             parts.append(self.label)
         if self.settings:
@@ -114,8 +120,14 @@ class BenchmarkConfiguration(CatalogViews):
         return "/".join(parts)
 
     @property
+    def has_instance(self) -> bool:
+        """False where no instance type was given: nothing to price, no bandwidth bound, no memory check."""
+        return self.instance_type != ""
+
+    @property
     def display_name(self) -> str:
-        text = f"{self.model_spec.display_name} {self.quantization_spec.display_name} {self.instance_type}"
+        instance = self.instance_type or NO_INSTANCE
+        text = f"{self.model_spec.display_name} {self.quantization_spec.display_name} {instance}"
         return f"{text} [{self.label}]" if self.label else text
 
     @property
@@ -125,6 +137,8 @@ class BenchmarkConfiguration(CatalogViews):
 
     def check_deployable(self) -> None:
         """Refuse a configuration whose weights cannot fit or shard: no point starting an endpoint for it."""
+        if not self.has_instance:
+            return
         issues = self.memory_plan.issues()
         if issues:
             raise ConfigError(issues, context=f"benchmark configuration {self.key}")
@@ -133,5 +147,6 @@ class BenchmarkConfiguration(CatalogViews):
 __all__ = [
     "DEFAULT_MAX_TOTAL_TOKENS",
     "DEFAULT_TGI_VERSION",
+    "NO_INSTANCE",
     "BenchmarkConfiguration",
 ]  # the CLI reads the default here

@@ -3,7 +3,8 @@
 Each decode step reads every weight once, so ms/token cannot beat weights per GPU / GPU bandwidth
 (tensor parallel over all of the instance's GPUs; ``catalog.fit``). Efficiency = bound / measured
 median ms/token: near 1 means the hardware is the limit, well below 1 means software or batching is.
-The bound ignores KV-cache reads and communication, so it is a lower bound, not a prediction.
+The bound ignores KV-cache reads and communication, so it is a lower bound, not a prediction. A result
+measured without an instance type (``run --url`` alone) has none.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ class Headroom:
         )
 
 
-def headroom(configuration: BenchmarkConfiguration, measured_ms_per_token_median: float | None) -> Headroom:
+def headroom(configuration: BenchmarkConfiguration, measured_ms_per_token_median: float | None) -> Headroom | None:
+    """None without an instance type: no GPU, so no bound to compare with."""
+    if not configuration.has_instance:
+        return None
     model, quant, instance = configuration.model_spec, configuration.quantization_spec, configuration.instance
     bound = bandwidth_bound_ms_per_token(model, quant, instance)
     measured = measured_ms_per_token_median

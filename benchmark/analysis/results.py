@@ -31,6 +31,7 @@ from catalog.errors import ConfigError, Issue
 SCHEMA = "llama2-benchmark/level-result/1"
 TOOL_NAME = "llama2-sagemaker-benchmark"
 MEASURED = "measured"
+NO_INSTANCE_NOTE = "no instance given: cost not computed"
 
 
 def tool_version() -> str:
@@ -65,7 +66,7 @@ class LevelResult:
     load: Mapping[str, Any]  # the LoadSpec plus max_new_tokens, target and dataset
     metrics: LevelMetrics
     cost: CostEstimate | None
-    headroom: Headroom
+    headroom: Headroom | None  # None without an instance type (no GPU to bound ms/token)
     started_at: str
     finished_at: str
     tool_version: str
@@ -99,7 +100,7 @@ class LevelResult:
             "load": dict(self.load),
             "metrics": self.metrics.to_dict(),
             "cost": None if self.cost is None else self.cost.to_dict(),
-            "headroom": self.headroom.to_dict(),
+            "headroom": None if self.headroom is None else self.headroom.to_dict(),
             "utilization": None if self.utilization is None else dict(self.utilization),
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -116,13 +117,14 @@ class LevelResult:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"schema must be {SCHEMA}")
         cost = data.get("cost")
+        bound = data["headroom"]
         utilization = data.get("utilization")
         return cls(
             configuration=BenchmarkConfiguration.from_dict(data["configuration"]),
             load=dict(data.get("load") or {}),
             metrics=LevelMetrics.from_dict(data["metrics"]),
             cost=None if cost is None else CostEstimate.from_dict(cost),
-            headroom=Headroom.from_dict(data["headroom"]),
+            headroom=None if bound is None else Headroom.from_dict(bound),
             started_at=str(data.get("started_at", "")),
             finished_at=str(data.get("finished_at", "")),
             tool_version=str(data.get("tool_version", "")),
@@ -154,14 +156,17 @@ def build_result(
     source: str = MEASURED,
     notes: Iterable[str] = (),
 ) -> LevelResult:
-    """Attach cost and headroom to measured metrics. A missing catalog price leaves cost empty, with a note."""
+    """Attach cost and headroom to measured metrics. No instance or no catalog price: cost empty, with a note."""
     extra = list(notes)
-    try:
-        price = price_for(configuration.instance_type, configuration.region, price_overrides)
-        cost: CostEstimate | None = estimate(metrics.tokens_per_s, price)
-    except ConfigError as err:
-        cost = None
-        extra.append(f"no cost: {'; '.join(str(i) for i in err.issues)}")
+    cost: CostEstimate | None = None
+    if not configuration.has_instance:
+        extra.append(NO_INSTANCE_NOTE)
+    else:
+        try:
+            price = price_for(configuration.instance_type, configuration.region, price_overrides)
+            cost = estimate(metrics.tokens_per_s, price)
+        except ConfigError as err:
+            extra.append(f"no cost: {'; '.join(str(i) for i in err.issues)}")
     return LevelResult(
         configuration=configuration,
         load=dict(load),

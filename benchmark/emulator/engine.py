@@ -39,6 +39,9 @@ class RequestTruth:
     tokens_sent: int = 0
     max_lag_ms: float = 0.0  # worst lateness of an emission against its deadline (emulator overload check)
     outcome: str = "pending"
+    # Streams: time.perf_counter() right after each token's bytes were written (CLOCK_MONOTONIC on Linux, the
+    # clock the client stamps with): what the server sent, and when, for tests that check throughput against it.
+    sent_at: list[float] = field(default_factory=list)
 
     @property
     def tpot_ms(self) -> float | None:

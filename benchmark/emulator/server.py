@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -478,6 +479,7 @@ class EmulatorApp:
             if last:
                 gen.done("ok")
             await wire.send(data)
+            truth.sent_at.append(time.perf_counter())
         return await wire.finish()
 
 

@@ -14,6 +14,19 @@ Rules (each chosen so the number means what its name says):
 - ``completed_tokens_per_s`` = tokens of successful in-window requests / window length: the older,
   completion-counted figure, biased low at high concurrency (a request in flight at either edge of the
   window is lost); kept as a labelled comparison column.
+- ``requests_per_min`` = successful requests completed per minute in steady state (see
+  :func:`steady_requests_per_s`): the steady-state window of tokens/s, opened at the requests' own first
+  output (the moment every user has completed its first measured request), so each user's cold first
+  request does not count against it; each user's completions are counted between two of its own
+  completions that bracket the window (a rate between two events, per user), and the users' rates add
+  up. ``completed_requests_per_min`` is the older figure, completions in the load window / its length: it
+  opens at the first send, so it reads low by up to one request per user.
+- ``coalesced_first_token_share`` = share of successful streamed requests whose first token shares its
+  kernel receive stamp with later bytes: its time equals the second token's (or, with one token, the
+  end's). One ``recvmsg`` that returns several TCP segments carries the last one's stamp, so such a first
+  token, and the TTFT, read late: the client read the socket too late (a load generator short of CPU).
+  Above :data:`COALESCED_LIMIT` the level is flagged (``late_first_tokens``); a server that writes its first
+  two tokens together also shows here.
 - ``ms_per_token`` is per request, the time per output token *after the first*, from the best source
   available (see :class:`TokenTimeSource`); percentiles are over requests.
 - ``inter_token_ms`` pools every gap between consecutive streamed tokens (streaming only).
@@ -30,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -42,6 +55,8 @@ from benchmark.measure.records import ErrorKind, RequestRecord
 SERVER_TIME_PER_TOKEN_KEYS = ("x-time-per-token", "time_per_token")
 # A request that ends this close after the window end (float noise from the clock) still counts.
 _WINDOW_SLACK_S = 1e-9
+# Above this share of coalesced first tokens a level's TTFT may read late: the level is flagged.
+COALESCED_LIMIT = 0.01
 
 
 class TokenTimeSource(StrEnum):
@@ -95,14 +110,17 @@ def ms_per_token(record: RequestRecord) -> tuple[float, TokenTimeSource] | None:
     return None
 
 
-def steady_window(records: Iterable[RequestRecord]) -> tuple[float, float] | None:
+def steady_window(
+    records: Iterable[RequestRecord], first_output: Callable[[RequestRecord], float] | None = None
+) -> tuple[float, float] | None:
     """The interval during which every virtual user was inside a measured request cycle.
 
-    It opens when the last user receives the first counted output (first token event, else the end) of
-    its first measured request, so nobody is still waiting out the cold start or a warm-up request; it
-    closes when the first user finishes its last request and goes idle. Tokens are counted in
-    ``(opens, closes]``: the events after the opening one, as a rate between two events is measured.
-    None when the two do not overlap (too few requests per user to have a steady state).
+    It opens when the last user receives the first counted output (``first_output``: by default the first
+    token event, else the end; for requests their end) of its first measured request, so nobody is still
+    waiting out the cold start or a warm-up request; it closes when the first user finishes its last
+    request and goes idle. Outputs are counted in ``(opens, closes]``: the events after the opening one,
+    as a rate between two events is measured. None when the two do not overlap (too few requests per
+    user to have a steady state).
     """
     by_user: dict[int, list[RequestRecord]] = {}
     for record in records:
@@ -110,7 +128,8 @@ def steady_window(records: Iterable[RequestRecord]) -> tuple[float, float] | Non
             by_user.setdefault(record.user, []).append(record)
     if not by_user:
         return None
-    opens = max(_first_output(min(rs, key=lambda r: r.start)) for rs in by_user.values())
+    first = first_output or _first_output
+    opens = max(first(min(rs, key=lambda r: r.start)) for rs in by_user.values())
     closes = min(max(r.end for r in rs) for rs in by_user.values())
     return (opens, closes) if closes > opens else None
 
@@ -118,6 +137,50 @@ def steady_window(records: Iterable[RequestRecord]) -> tuple[float, float] | Non
 def _first_output(record: RequestRecord) -> float:
     """When a request's first counted token arrives: its first token event, or its end without any."""
     return record.token_times[0] if record.token_times else record.end
+
+
+def _end(record: RequestRecord) -> float:
+    return record.end
+
+
+def steady_requests_per_s(records: Iterable[RequestRecord]) -> float | None:
+    """Successful requests per second in steady state, the sum of the users' own rates; None without one.
+
+    The window is :func:`steady_window` opened at the requests' first output, their end: from the moment
+    every user has completed its first measured request until the first user goes idle. Each user's rate
+    is its successful completions in ``(a, b]`` / ``(b - a)``, where ``a`` is its last request end at or
+    before the window opens and ``b`` its first at or after the window closes: whole request cycles, so the
+    figure is exact for users that each repeat a fixed cycle, in step or not (counting every user's
+    completions inside one shared window would lose, at the closing edge, the last completion of each user
+    that ends a moment after the first user went idle: a request per user). A user stalled across the
+    window's end (a timeout) spans its stall, which lowers its rate as it lowered the throughput.
+    """
+    measured = [r for r in records if not r.warmup]
+    window = steady_window(measured, _end)
+    if window is None:
+        return None
+    opens, closes = window
+    by_user: dict[int, list[RequestRecord]] = {}
+    for record in measured:
+        by_user.setdefault(record.user, []).append(record)
+    total = 0.0
+    for user_records in by_user.values():
+        ends = [r.end for r in user_records]
+        a = max(e for e in ends if e <= opens)
+        b = min(e for e in ends if e >= closes)
+        total += sum(1 for r in user_records if r.ok and a < r.end <= b) / (b - a)
+    return total
+
+
+def coalesced_first_token(record: RequestRecord) -> bool | None:
+    """Whether a streamed request's first token shares its kernel stamp with later bytes (None: not streamed).
+
+    Its time equals the second token's, or, with a single token, the end's (the last bytes' receive time).
+    """
+    if not record.token_times:
+        return None
+    later = record.token_times[1] if len(record.token_times) > 1 else record.end
+    return record.token_times[0] == later
 
 
 def tokens_between(record: RequestRecord, start: float, end: float) -> float:
@@ -161,6 +224,19 @@ class LevelMetrics:
     steady_start_s: float | None = None  # the steady window, in seconds from the measurement window's start
     steady_end_s: float | None = None
     requests_resent: int = 0  # measured requests sent twice: their kept-alive connection closed unanswered
+    completed_requests_per_min: float | None = None  # requests_ok / window_s x 60 (from the first send, comparison)
+    streamed_ok: int = 0  # successful in-window requests with token times (the TTFT's streams)
+    coalesced_first_tokens: int = 0  # of those, first tokens stamped with later bytes (see the module docstring)
+
+    @property
+    def coalesced_first_token_share(self) -> float | None:
+        return self.coalesced_first_tokens / self.streamed_ok if self.streamed_ok else None
+
+    @property
+    def late_first_tokens(self) -> bool:
+        """Flag: more than :data:`COALESCED_LIMIT` of first tokens coalesced, so the TTFT may read late."""
+        share = self.coalesced_first_token_share
+        return share is not None and share > COALESCED_LIMIT
 
     @property
     def steady_window_s(self) -> float | None:
@@ -198,6 +274,11 @@ class LevelMetrics:
             "steady_start_s": self.steady_start_s,
             "steady_end_s": self.steady_end_s,
             "requests_resent": self.requests_resent,
+            "completed_requests_per_min": self.completed_requests_per_min,
+            "streamed_ok": self.streamed_ok,
+            "coalesced_first_tokens": self.coalesced_first_tokens,
+            "coalesced_first_token_share": self.coalesced_first_token_share,
+            "late_first_tokens": self.late_first_tokens,  # derived: recomputed on reading
         }
 
     @classmethod
@@ -230,6 +311,9 @@ class LevelMetrics:
             steady_start_s=opt("steady_start_s"),
             steady_end_s=opt("steady_end_s"),
             requests_resent=int(data.get("requests_resent", 0)),
+            completed_requests_per_min=opt("completed_requests_per_min"),
+            streamed_ok=int(data.get("streamed_ok", 0)),
+            coalesced_first_tokens=int(data.get("coalesced_first_tokens", 0)),
         )
 
 
@@ -289,6 +373,17 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
     else:
         arrived = math.fsum(tokens_between(r, *steady) for r in measured if r.ok)
         tokens_per_s = arrived / (steady[1] - steady[0])
+    completed_rpm = len(ok) / window_s * 60.0 if has_window else None
+    steady_rps = steady_requests_per_s(measured)
+    if steady_rps is None:
+        notes.append("no steady state for requests (too few per user): requests/min counts from the first send")
+        requests_per_min = completed_rpm
+    else:
+        requests_per_min = steady_rps * 60.0
+    streamed = [flag for r in ok if (flag := coalesced_first_token(r)) is not None]
+    coalesced = sum(streamed)
+    if streamed and coalesced / len(streamed) > COALESCED_LIMIT:
+        notes.append(late_first_tokens_note(coalesced / len(streamed)))
 
     return LevelMetrics(
         concurrency=run.spec.concurrency,
@@ -300,7 +395,7 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
         error_rate=len(failed) / len(measured) if measured else None,
         output_tokens=tokens,
         tokens_per_s=tokens_per_s,
-        requests_per_min=len(ok) / window_s * 60.0 if has_window else None,
+        requests_per_min=requests_per_min,
         ms_per_token=Distribution.of(per_token),
         ms_per_token_sources=dict(sorted(sources.items())),
         inter_token_ms=Distribution.of(gaps),
@@ -315,6 +410,17 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
         steady_start_s=None if steady is None else steady[0] - run.window_start,
         steady_end_s=None if steady is None else steady[1] - run.window_start,
         requests_resent=sum(1 for r in measured if r.resent),
+        completed_requests_per_min=completed_rpm,
+        streamed_ok=len(streamed),
+        coalesced_first_tokens=coalesced,
+    )
+
+
+def late_first_tokens_note(share: float) -> str:
+    """What a flagged level says: why its TTFT may read late, and what to do."""
+    return (
+        f"TTFT may read late: {share:.1%} of first tokens arrived in one read with later bytes (above "
+        f"{COALESCED_LIMIT:.0%}); the load generator read the socket too late: run with --workers N --uvloop"
     )
 
 

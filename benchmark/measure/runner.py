@@ -20,7 +20,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.analysis.results import LevelResult, ResultsStore, build_result, finished_levels, utc_now
 from benchmark.measure.failfast import LevelAborted
-from benchmark.measure.metrics import LevelRunLike, compute_metrics
+from benchmark.measure.metrics import LevelMetrics, LevelRunLike, compute_metrics
 
 T = TypeVar("T")
 
@@ -217,7 +217,8 @@ async def arun_matrix(
                     m = result.metrics
                     progress.line(
                         f"{configuration.key} c={spec.concurrency}: {_num(m.tokens_per_s)} tokens/s (steady), "
-                        f"{_num(m.ms_per_token.median)} ms/token, {m.requests_ok} ok, {m.requests_failed} failed",
+                        f"{_num(m.ms_per_token.median)} ms/token, {m.requests_ok} ok, {m.requests_failed} failed"
+                        + late_first_tokens_flag(m),
                         final=True,
                     )
     return results
@@ -226,6 +227,14 @@ async def arun_matrix(
 @contextlib.asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
+
+
+def late_first_tokens_flag(metrics: LevelMetrics) -> str:
+    """``""``, or what a progress line adds for a level whose TTFT may read late (coalesced first tokens)."""
+    share = metrics.coalesced_first_token_share
+    if not metrics.late_first_tokens or share is None:
+        return ""
+    return f"; LATE STAMPS: {share:.1%} of first tokens coalesced, TTFT may read late"
 
 
 def _num(value: float | None) -> str:

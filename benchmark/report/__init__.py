@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from benchmark.analysis.recommend import DEFAULT_RULES, Recommendation, Rule, recommend
 from benchmark.analysis.results import LevelResult, tool_version, utc_now
+from benchmark.measure.metrics import COALESCED_LIMIT
 from benchmark.measure.percentiles import PERCENTILES, Distribution, min_samples
 from benchmark.report.charts import Bar, Point, bars, scatter
 from catalog import MODELS
@@ -101,7 +102,7 @@ class ReportFiles:
 def _short(result: LevelResult, *, model: bool = True) -> str:
     """``7B fp16 g5.12xlarge [label] (source)``; without the size inside a chart that holds one size."""
     c = result.configuration
-    name = f"{c.quantization_spec.display_name} {c.instance_type.removeprefix('ml.')}"
+    name = f"{c.quantization_spec.display_name} {c.instance_type.removeprefix('ml.') or 'no instance'}"
     if model:
         name = f"{c.model.upper()} {name}"
     if c.label:
@@ -207,6 +208,7 @@ def context(
         "measured_count": sum(1 for r in results if r.measured),
         "imported_definitions": _imported_definitions(ordered),
         "percentile_rules": [(name, min_samples(q)) for name, q in PERCENTILES.items()],
+        "coalesced_limit": COALESCED_LIMIT,
         "charts": _charts(ordered),
     }
 

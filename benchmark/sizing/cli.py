@@ -19,7 +19,7 @@ from benchmark.sizing.capacity import Capacity, SweepSettings, capacity_of, swee
 from benchmark.sizing.levels import MeasuredLevel, by_configuration, load_levels
 from benchmark.sizing.plan import SizingOptions, SizingPlan, Traffic, describe_all_in, make_plan
 from benchmark.sizing.slo import parse_slo
-from catalog import DEFAULT_REGION
+from benchmark.target import add_process_arguments, add_target_arguments, late_stamps_advice
 from catalog.errors import ConfigError, Issue
 
 EXIT_NOT_DEPLOYABLE = 1
@@ -50,27 +50,29 @@ def _emulator_latency(text: str | None, configuration: BenchmarkConfiguration) -
 
 @contextlib.contextmanager
 def _clients(args: argparse.Namespace, configuration: BenchmarkConfiguration) -> Iterator[Any]:
-    from benchmark.cli import make_client  # noqa: PLC0415
-    from benchmark.sizing.measure import emulator_clients  # noqa: PLC0415
+    """A factory of clients (concurrency -> client) for the target, through the same factory as ``run``."""
+    from benchmark.target import check_target, make_client  # noqa: PLC0415
 
-    if args.target == "emulator":
-        config = _emulator_latency(args.emulator_latency, configuration)
-        with emulator_clients(config, streaming=not args.no_stream, timeout_s=args.timeout) as factory:
-            yield factory
-        return
-    address = args.endpoint if args.target == "sagemaker" else args.url
-    if not address:
-        field = "endpoint" if args.target == "sagemaker" else "url"
-        raise ConfigError([Issue(field, None, f"is required with --target {args.target}")])
-    yield lambda concurrency: make_client(args, address, concurrency)
+    address = check_target(args)
+    with contextlib.ExitStack() as stack:
+        if args.target == "emulator":
+            from benchmark.emulator import running_emulator  # noqa: PLC0415 - the emulator needs aiohttp
+
+            # One emulator for the whole sweep, so its latency model (the batching slope) stays what was set.
+            address = stack.enter_context(running_emulator(_emulator_latency(args.emulator_latency, configuration)))
+        elif args.emulator_latency:
+            raise ConfigError([Issue("emulator_latency", args.emulator_latency, "applies to --target emulator only")])
+        yield lambda concurrency: make_client(args, address, concurrency)
 
 
 def _progress(level: MeasuredLevel) -> None:
+    from benchmark.measure.runner import late_first_tokens_flag  # noqa: PLC0415
+
     m = level.result.metrics
     print(
         f"  load {level.load:g} run {level.repeat + 1}: {m.requests_total} requests, "
         f"p90 ms/token {m.ms_per_token.p90 or 0:.1f}, p90 TTFT {m.ttft_ms.p90 or 0:.0f} ms, "
-        f"errors {m.error_rate or 0:.1%}",
+        f"errors {m.error_rate or 0:.1%}" + late_first_tokens_flag(m),
         file=sys.stderr,
         flush=True,
     )
@@ -80,29 +82,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from benchmark.cli import parse_config  # noqa: PLC0415
     from benchmark.measure.prompts import builtin_prompts  # noqa: PLC0415
     from benchmark.sizing.measure import LevelPlan, measurer  # noqa: PLC0415
+    from benchmark.target import persisted_target  # noqa: PLC0415
 
     slo = parse_slo(args.slo)
     settings = SweepSettings(start=args.start, limit=args.limit, step=args.step, repeats=args.repeats)
     if not args.duration > 0:
         raise ConfigError([Issue("duration", args.duration, "must be a positive number of seconds")])
+    if args.workers and args.mode == "rate":
+        raise ConfigError([Issue("workers", args.workers, "applies to --mode concurrency only (closed loop)")])
     configuration = parse_config(args.config, region=args.region)
     configuration.check_deployable()
-    target = "emulator" if args.target == "emulator" else f"{args.target}:{args.endpoint or args.url}"
     plan = LevelPlan(
         duration_s=args.duration,
         warmup_requests=args.warmup,
         timeout_s=args.timeout,
         max_new_tokens=args.max_new_tokens,
         open_loop=args.mode == "rate",
-        target=target,
+        target=persisted_target(args),
+        workers=args.workers,
+        uvloop=args.uvloop,
     )
-    print(f"sweeping {configuration.key} under {slo} ({args.mode})", file=sys.stderr)
-    with _clients(args, configuration) as factory:
+    with _clients(args, configuration) as factory:  # a target that cannot be reached stops here
+        print(f"sweeping {configuration.key} under {slo} ({args.mode})", file=sys.stderr)
         measure = measurer(configuration, factory, builtin_prompts(), plan, sizing_file=args.out, on_level=_progress)
         levels = sweep(measure, slo, settings)
     capacity = capacity_of(levels, slo)
     print(_capacity_line(capacity))
     print(f"{len(levels)} level(s) in {args.out}", file=sys.stderr)
+    advice = late_stamps_advice(args, [level.result.metrics for level in levels])
+    if advice:
+        print(advice, file=sys.stderr)
     return 0
 
 
@@ -219,10 +228,8 @@ def add_parser(sub: Any) -> None:
     commands = size.add_subparsers(dest="size_command", required=True)
 
     run = commands.add_parser("sweep", help="find one instance's capacity under the SLO (refining sweep)")
-    run.add_argument("--target", choices=("emulator", "sagemaker", "tgi", "openai"), default="emulator")
-    run.add_argument("--endpoint", help="SageMaker endpoint name (--target sagemaker)")
-    run.add_argument("--url", help="base URL (--target tgi or openai)")
-    run.add_argument("--region", default=DEFAULT_REGION)
+    add_target_arguments(run)
+    add_process_arguments(run)
     run.add_argument("--config", required=True, help="model=7b,quantization=gptq,instance=ml.g5.2xlarge")
     run.add_argument("--slo", required=True, help='e.g. "ttft_ms.p90<=1500,ms_per_token.p90<=60,error_rate<=0.01"')
     run.add_argument("--mode", choices=("concurrency", "rate"), default="concurrency", help="closed or open loop")
@@ -232,9 +239,7 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--repeats", type=int, default=2, help="runs at the capacity level (spread)")
     run.add_argument("--duration", type=float, default=30.0, help="seconds per level")
     run.add_argument("--warmup", type=int, default=0)
-    run.add_argument("--timeout", type=float, default=120.0)
     run.add_argument("--max-new-tokens", type=int, default=50)
-    run.add_argument("--no-stream", action="store_true")
     run.add_argument("--emulator-latency", help='emulator knobs as JSON, e.g. {"tpot_base_ms":10,"tpot_slope_ms":2}')
     run.add_argument("--out", default="results/sweep.jsonl", help="sizing file (appended)")
     run.set_defaults(func=cmd_sweep)

@@ -7,16 +7,15 @@ sweep, so its latency model (the batching slope in particular) stays what the ca
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.analysis.results import build_result, utc_now
 from benchmark.measure.metrics import compute_metrics
-from benchmark.measure.runner import describe_load
+from benchmark.measure.runner import describe_load, run_async
 from benchmark.sizing.capacity import Measure
 from benchmark.sizing.levels import MeasuredLevel, append_level, samples_of
 
@@ -35,6 +34,8 @@ class LevelPlan:
     max_in_flight: int = 256  # open loop: at most this many requests outstanding
     target: str = "emulator"
     price_overrides: Mapping[str, float] = field(default_factory=dict)
+    workers: int = 0  # > 0: each level's users spread over this many processes (the client is then a ClientSpec)
+    uvloop: bool = False
 
 
 def measurer(
@@ -51,6 +52,11 @@ def measurer(
     from benchmark.measure.prompts import GenerationParams  # noqa: PLC0415
 
     params = GenerationParams(max_new_tokens=plan.max_new_tokens)
+    level_runner: Callable[..., Awaitable[Any]] = run_level
+    if plan.workers:
+        from benchmark.measure.workers import worker_level_runner  # noqa: PLC0415
+
+        level_runner = worker_level_runner(plan.workers, uvloop=plan.uvloop)
 
     async def one(load: int, repeat: int) -> MeasuredLevel:
         spec = LoadSpec(
@@ -65,7 +71,7 @@ def measurer(
         client = make_client(spec.concurrency)
         started = utc_now()
         try:
-            run = await run_level(client, prompts, params, spec)
+            run = await level_runner(client, prompts, params, spec)
         finally:
             await client.aclose()
         metrics = compute_metrics(run, max_new_tokens=plan.max_new_tokens)
@@ -76,7 +82,7 @@ def measurer(
         return MeasuredLevel(result, samples_of(run), repeat)
 
     def measure(load: int, repeat: int) -> MeasuredLevel:
-        level = asyncio.run(one(load, repeat))
+        level = run_async(one(load, repeat), uvloop=plan.uvloop)
         if sizing_file:
             append_level(sizing_file, level)
         if on_level is not None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from benchmark import emulator
 from benchmark.cli import main, parse_concurrency
+from benchmark.emulator import EmulatorConfig, EmulatorServer, RequestTruth
+from benchmark.measure import loadgen
+from benchmark.measure.loadgen import LevelRun
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored 2023 data
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +57,26 @@ def test_missing_dataset_is_refused(capsys: pytest.CaptureFixture[str], tmp_path
 def test_real_target_needs_its_address(capsys: pytest.CaptureFixture[str]) -> None:
     (line,) = error_lines(capsys, ["run", "--target", "sagemaker", "--instance", "ml.g5.2xlarge"])
     assert line.startswith("error: endpoint=None: is required")
+
+
+def test_emulator_needs_an_instance_to_emulate(capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = error_lines(capsys, ["run", "--model", "13b"])
+    assert line.startswith("error: instance=None: is required with --target emulator")
+
+
+def test_sweep_refuses_emulator_latency_for_a_real_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["size", "sweep", "--target", "tgi", "--url", "http://127.0.0.1:9"]
+    argv += ["--config", "model=7b,instance=g5.2xlarge", "--slo", "error_rate<=0.01"]
+    argv += ["--emulator-latency", "{}", "--out", str(tmp_path / "s.jsonl")]
+    (line,) = error_lines(capsys, argv)
+    assert line == "error: emulator_latency='{}': applies to --target emulator only"
+
+
+def test_sweep_refuses_workers_for_an_open_loop(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["size", "sweep", "--config", "model=7b,instance=g5.2xlarge", "--slo", "error_rate<=0.01"]
+    argv += ["--mode", "rate", "--workers", "2", "--out", str(tmp_path / "s.jsonl")]
+    (line,) = error_lines(capsys, argv)
+    assert line == "error: workers=2: applies to --mode concurrency only (closed loop)"
 
 
 def test_malformed_results_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -99,7 +126,33 @@ def test_module_entry_point_reports_errors_with_exit_code_2() -> None:
     assert proc.stderr.strip().startswith("error: concurrency='0'")
 
 
-def test_run_against_emulator_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def emulator_log(monkeypatch: pytest.MonkeyPatch) -> tuple[list[RequestTruth], list[LevelRun]]:
+    """What the emulators the CLI starts sent (their own log), and every level run the load generator returned."""
+    truths: list[RequestTruth] = []
+    runs: list[LevelRun] = []
+
+    @contextlib.contextmanager
+    def logged(config: EmulatorConfig | None = None) -> Iterator[str]:
+        with EmulatorServer(config) as server:
+            yield server.base_url
+            truths.extend(server.truth())
+
+    real_run_level = loadgen.run_level
+
+    async def run_level(*args: Any, **kwargs: Any) -> LevelRun:
+        run = await real_run_level(*args, **kwargs)
+        runs.append(run)
+        return run
+
+    monkeypatch.setattr(emulator, "running_emulator", logged)
+    monkeypatch.setattr(loadgen, "run_level", run_level)
+    return truths, runs
+
+
+def test_run_against_emulator_end_to_end_then_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], emulator_log: tuple[list[RequestTruth], list[LevelRun]]
+) -> None:
     results = tmp_path / "results.jsonl"
     argv = [
         "run",
@@ -120,15 +173,22 @@ def test_run_against_emulator_end_to_end_then_resume(tmp_path: Path, capsys: pyt
     assert main(argv) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["metrics"]["concurrency"] for r in printed] == [1, 4]
-    for record in printed:
+    truths, runs = emulator_log
+    sent = {truth.request_id: truth for truth in truths}  # what the emulator sent, by request id
+    for record, run in zip(printed, runs, strict=True):
         m = record["metrics"]
         assert m["error_rate"] == 0 and m["requests_ok"] > 0
-        # The emulator generates exactly max_new_tokens (8) per request, and the count comes from the server.
+        # Token counts come from the server: the emulator's log says 8 tokens went out for every request.
+        assert {sent[r.request_id].tokens_sent for r in run.records if r.request_id} == {8}
         assert m["output_tokens"] == 8 * m["requests_ok"]
-        # Little's law for a closed loop: c users, each with one request of 8 tokens at a time, deliver
-        # c x 8 / mean end-to-end time. Edge effects of a 1 s window keep the measured rate a little lower.
-        expected = m["concurrency"] * 8 * 1000.0 / m["e2e_ms"]["mean"]
-        assert 0.75 * expected <= m["tokens_per_s"] <= 1.1 * expected, (m["tokens_per_s"], expected)
+        # Tokens/s against what the emulator's log says it wrote inside the same steady window (not against
+        # wall-clock expectations): a token written just before an edge of the window may be stamped by the
+        # client just after it, at most one per user and edge.
+        opens, closes = run.window_start + m["steady_start_s"], run.window_start + m["steady_end_s"]
+        ids = {r.request_id for r in run.records}
+        written = sum(1 for t in truths if t.request_id in ids for at in t.sent_at if opens < at <= closes)
+        assert written > 0
+        assert abs(m["tokens_per_s"] * (closes - opens) - written) <= 2 * m["concurrency"], (m, written)
     assert len(results.read_text().splitlines()) == 2
     assert main(argv) == 0  # resume: nothing left to run
     assert capsys.readouterr().out == ""

@@ -117,16 +117,21 @@ def test_missing_catalog_price_names_region() -> None:
 def test_bandwidth_bound_and_efficiency() -> None:
     # 7B fp16: 6.74e9 params x 2 bytes = 13.48 GB; one A10G at 600 GB/s -> 22.467 ms/token
     single = headroom(BenchmarkConfiguration(model="7b", instance_type="ml.g5.2xlarge"), 44.933)
+    assert single is not None
     assert single.bound_ms_per_token == pytest.approx(22.4667, abs=1e-3)
     assert single.efficiency == pytest.approx(0.5, abs=1e-3)
     # over 4 GPUs: 3.37 GB each -> 5.617 ms/token
     sharded = headroom(BenchmarkConfiguration(model="7b", instance_type="ml.g5.12xlarge"), None)
+    assert sharded is not None
     assert sharded.bound_ms_per_token == pytest.approx(5.6167, abs=1e-3)
     assert sharded.weights_gb_per_gpu == pytest.approx(3.37)
     assert sharded.efficiency is None
     # 70B fp16 on 8 x A100 at 1555 GB/s: 137.96 GB / 8 / 1555 -> 11.09 ms/token
     big = headroom(BenchmarkConfiguration(model="70b", instance_type="ml.p4d.24xlarge"), 41.35)
+    assert big is not None
     assert big.bound_ms_per_token == pytest.approx(11.090, abs=1e-3)
+    # No instance type (a URL measured as it is): no GPU, no bound.
+    assert headroom(BenchmarkConfiguration(model="7b", instance_type=""), 41.35) is None
 
 
 def test_configuration_validates_and_has_stable_key() -> None:

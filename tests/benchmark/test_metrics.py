@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from benchmark.measure.metrics import (
     LevelMetrics,
     TokenTimeSource,
+    coalesced_first_token,
     compute_metrics,
     derived_tokens_per_s_2023,
     ms_per_token,
     output_tokens,
+    steady_requests_per_s,
     steady_window,
 )
 from benchmark.measure.percentiles import Distribution, min_samples, percentile
@@ -350,7 +352,10 @@ def test_window_is_closed_with_float_slack_and_need_not_start_at_zero() -> None:
     assert m.window_s == 10.0
     assert m.requests_ok == 4  # 10.0, 13.0, 20.0 and 20.0 + 1e-10 (clock noise) are inside [10, 20]
     assert m.completed_tokens_per_s == pytest.approx(4.0)  # 40 tokens / 10 s
-    assert m.requests_per_min == pytest.approx(24.0)
+    assert m.completed_requests_per_min == pytest.approx(24.0)  # 4 requests / 10 s
+    # The requests' steady window runs from the user's first completion (9.5) to its last (20 + 1e-6):
+    # 5 completions in (9.5, 20.000001].
+    assert m.requests_per_min == pytest.approx(5 / (10.5 + 1e-6) * 60)
     assert "2 successful request(s) ended outside the measurement window and are not counted" in m.notes
 
 
@@ -384,3 +389,92 @@ def test_metrics_from_a_minimal_row_have_zero_counts() -> None:
     m = LevelMetrics.from_dict({"concurrency": 3})
     assert (m.concurrency, m.window_s, m.requests_total, m.requests_ok, m.requests_failed) == (3, 0.0, 0, 0, 0)
     assert (m.output_tokens, m.tokens_per_s, m.errors_by_kind, m.max_new_tokens) == (0, None, {}, None)
+
+
+# --- requests/s in steady state ------------------------------------------------------------------------------
+
+
+def fixed_cycle(user: int, offset: float, cycle: float, requests: int) -> list[RequestRecord]:
+    """A closed-loop user repeating one request of ``cycle`` seconds (no token times), from ``offset``."""
+    return [
+        RequestRecord(user=user, start=offset + k * cycle, end=offset + (k + 1) * cycle, generated_tokens=10)
+        for k in range(requests)
+    ]
+
+
+@pytest.mark.parametrize("step", [2**-10, 0.125], ids=["in-step", "out-of-step"])
+def test_requests_per_s_is_the_users_cycle_rate_in_step_or_not(step: float) -> None:
+    # 4 users, each a 0.5 s cycle, 16 requests, user u starting u x step later: by hand 4 / 0.5 = 8 requests/s.
+    # In step (a millisecond apart), every user but the first to go idle ends its last request just after
+    # the window closes: one shared window would count 15 + 3 x 14 completions in 7.5 s (7.6 requests/s).
+    records = [r for u in range(4) for r in fixed_cycle(u, u * step, 0.5, 16)]
+    assert steady_requests_per_s(records) == pytest.approx(8.0)
+    m = compute_metrics(Run(Spec(concurrency=4), 0.0, 8.0, records))
+    assert m.requests_per_min == pytest.approx(8.0 * 60)
+    # Counted from the first send, as before: the cold first cycle lowers it (15 of 16 cycles end by 8 s).
+    expected_completed = sum(1 for r in records if r.end <= 8.0) / 8.0 * 60
+    assert m.completed_requests_per_min == pytest.approx(expected_completed)
+    assert m.completed_requests_per_min is not None and m.completed_requests_per_min < 0.97 * 8.0 * 60
+
+
+def test_requests_per_s_counts_a_stall_and_leaves_out_failures_and_warmups() -> None:
+    fast = fixed_cycle(0, 0.0, 0.5, 16)  # 2 requests/s
+    # User 1: 0.5 s cycles, then a request that fails after 4 s across the window's end.
+    slow = fixed_cycle(1, 0.0, 0.5, 8)
+    slow.append(RequestRecord(user=1, start=4.0, end=8.0, error=ErrorKind.TIMEOUT))
+    warmup = RequestRecord(user=2, start=-1.0, end=3.0, generated_tokens=10, warmup=True)
+    rate = steady_requests_per_s([*fast, *slow, warmup])
+    # Window: opens at 0.5 (both users' first completion), closes at 8.0 (user 1's last end). User 0: 15
+    # completions in (0.5, 8.0] = 2/s; user 1: its 7 successful completions in (0.5, 8.0], over 7.5 s.
+    assert rate == pytest.approx(15 / 7.5 + 7 / 7.5)
+    assert steady_requests_per_s(fixed_cycle(0, 0.0, 1.0, 1)) is None  # one request: no steady state
+
+
+# --- coalesced first tokens (kernel stamps shared with later bytes) ----------------------------------------
+
+
+def streams_with_coalesced(total: int, coalesced: int, *, single: int = 0) -> list[RequestRecord]:
+    """``total`` successful streams of 4 tokens, one user each; the first ``coalesced`` have their first two
+    tokens in one read (the same time); then ``single`` one-token streams whose token arrived with the end."""
+    records = []
+    for user in range(total):
+        record = stream(0.0, 0.1, 0.01, 4, 0.2, user=user)
+        if user < coalesced:
+            record.token_times[0] = record.first_token_at = record.token_times[1]
+        records.append(record)
+    for user in range(total, total + single):
+        records.append(
+            RequestRecord(user=user, start=0.0, end=0.15, generated_tokens=1, first_token_at=0.15, token_times=[0.15])
+        )
+    return records
+
+
+@pytest.mark.parametrize(
+    ("coalesced", "single", "share", "flagged"),
+    [
+        (0, 0, 0.0, False),
+        (1, 0, 0.01, False),  # exactly 1 %: not above the limit
+        (2, 0, 0.02, True),
+        (1, 1, 0.02, True),  # a one-token stream stamped with its end counts too
+    ],
+)
+def test_coalesced_first_tokens_are_counted_and_flagged_above_one_percent(
+    coalesced: int, single: int, share: float, flagged: bool
+) -> None:
+    records = streams_with_coalesced(100 - single, coalesced, single=single)
+    records.append(RequestRecord(user=500, start=0.0, end=0.2, generated_tokens=4))  # not streamed: not counted
+    records.append(RequestRecord(user=501, start=0.0, end=0.2, error=ErrorKind.TIMEOUT))  # failed: not counted
+    m = compute_metrics(Run(Spec(concurrency=102), 0.0, 1.0, records))
+    assert (m.streamed_ok, m.coalesced_first_tokens) == (100, coalesced + single)
+    assert m.coalesced_first_token_share == pytest.approx(share)
+    assert m.late_first_tokens is flagged
+    data = m.to_dict()
+    assert (data["coalesced_first_token_share"], data["late_first_tokens"]) == (m.coalesced_first_token_share, flagged)
+    assert LevelMetrics.from_dict(data) == m
+    assert any(note.startswith("TTFT may read late") and "--workers" in note for note in m.notes) is flagged
+
+
+def test_a_level_without_streams_has_no_coalesced_share() -> None:
+    m = compute_metrics(Run(Spec(concurrency=1), 0.0, 1.0, [RequestRecord(user=0, start=0.0, end=0.5)]))
+    assert (m.streamed_ok, m.coalesced_first_token_share, m.late_first_tokens) == (0, None, False)
+    assert coalesced_first_token(RequestRecord(user=0, start=0.0, end=0.5)) is None

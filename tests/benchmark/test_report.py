@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.analysis.published import published_results
-from benchmark.analysis.results import LevelResult
-from benchmark.report import write_report
+from benchmark.analysis.results import LevelResult, build_result
+from benchmark.report import DASH, write_report
 from benchmark.report.charts import Bar, Point, bars, scatter
 from tests.benchmark.factories import RESULTS, result
 
@@ -77,3 +79,35 @@ def test_published_rows_render_with_their_corrections(tmp_path: Path) -> None:
     assert (
         "| Llama 2 7B | fp16 | ml.g5.12xlarge (published 2023) | 20 | 44.00‡ | 449.94‡ | 7.090 | 37.04 | 4.38 |" in md
     )
+
+
+def test_a_level_with_late_first_tokens_is_flagged_in_both_formats(tmp_path: Path) -> None:
+    late = result("7b", "gptq", "ml.g5.2xlarge", 5, 120.0, 34.0)
+    late = replace(late, metrics=replace(late.metrics, streamed_ok=200, coalesced_first_tokens=3))  # 1.5 %
+    on_time = result("7b", "fp16", "ml.g5.12xlarge", 5, 300.0, 16.0)
+    on_time = replace(on_time, metrics=replace(on_time.metrics, streamed_ok=200, coalesced_first_tokens=2))  # 1 %
+    files = write_report([late, on_time], tmp_path)
+    md, html = files.markdown.read_text(), files.html.read_text()
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| 7b/")}
+    assert "| 1.5% ⚠ |" in rows["| 7b/gptq/ml.g5.2xlarge/tgi-3.3.6/us-east-1"]
+    assert "| 1.0% |" in rows["| 7b/fp16/ml.g5.12xlarge/tgi-3.3.6/us-east-1"]
+    assert "⚠" not in rows["| 7b/fp16/ml.g5.12xlarge/tgi-3.3.6/us-east-1"]
+    assert '<td class="n late">1.5% ⚠ <span class="small">TTFT may read late</span></td>' in html
+    assert '<td class="n">1.0%</td>' in html
+    assert html.count("TTFT may read late</span>") == 1
+
+
+def test_a_level_without_an_instance_has_no_cost_and_says_why(tmp_path: Path) -> None:
+    priced = result("7b", "fp16", "ml.g5.12xlarge", 5, 300.0, 16.0)
+    configuration = BenchmarkConfiguration(model="7b", instance_type="")
+    unpriced = build_result(configuration, {}, priced.metrics, started_at="t0")
+    assert unpriced.cost is None and unpriced.headroom is None
+    assert unpriced.notes == ("no instance given: cost not computed",)
+    assert LevelResult.from_dict(unpriced.to_dict()) == unpriced
+    files = write_report([unpriced], tmp_path)
+    md, html = files.markdown.read_text(), files.html.read_text()
+    assert "7b/fp16/no-instance/tgi-3.3.6/us-east-1 at concurrency 5: no instance given: cost not computed" in md
+    (row,) = [line for line in md.splitlines() if line.startswith("| 7b/fp16/no-instance/")]
+    # bound ms/token, efficiency, $/h, minutes per 1M, $ per 1M, utilization: each an en dash (no value)
+    assert row.endswith(" |".join([""] + [f" {DASH}"] * 6) + " |")
+    assert "no instance given: cost not computed" in html

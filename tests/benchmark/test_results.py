@@ -191,6 +191,7 @@ def test_external_csv_is_imported_and_priced(tmp_path: Path) -> None:
     assert first.cost.usd_per_1m_tokens == pytest.approx(1e6 / 71.7 / 3600 * 1.515)
     assert first.metrics.error_rate == 0.01 and first.source == "other.csv"
     assert second.cost is not None and second.cost.usd_per_hour == 8.0  # the file's own price
+    assert second.headroom is not None
     assert second.headroom.efficiency == pytest.approx(second.headroom.bound_ms_per_token / 16.8)
 
 
