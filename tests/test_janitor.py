@@ -216,9 +216,14 @@ def executing(monkeypatch) -> Iterator[Any]:
 def _end(sfn: Any, machine: str, status: str) -> str:
     """An execution of ``machine`` that moto's interpreter reports as ``status``; its ARN."""
     arn = str(sfn.start_execution(stateMachineArn=machine, name=status.lower().replace("_", "-"))["executionArn"])
-    if status == "ABORTED":
-        sfn.stop_execution(executionArn=arn)
     deadline = time.monotonic() + 30
+    if status == "ABORTED":
+        # moto's worker thread sets up the interpreter's environment after start_execution returns, and stopping
+        # before that raises inside moto: stop once the interpreter has entered the first state.
+        while len(sfn.get_execution_history(executionArn=arn)["events"]) < 2:
+            assert time.monotonic() < deadline, "moto did not start the execution"
+            time.sleep(0.05)
+        sfn.stop_execution(executionArn=arn)
     while sfn.describe_execution(executionArn=arn)["status"] != status:
         assert time.monotonic() < deadline, f"moto did not end the execution {status}"
         time.sleep(0.05)
