@@ -267,7 +267,7 @@ def test_create_endpoint_transient_validation_error_is_retried(harness: Harness)
 def test_throttled_create_is_retried_under_the_name_moto_gives_it(harness: Harness, method: str, action: str) -> None:
     """SageMaker throttles with ThrottlingException, a code its model does not declare: moto's interpreter names
     it SageMaker.SageMakerException, and the definition's Retry must match that name (a Retry on
-    SageMaker.ThrottlingException never would: the execution would record the configuration as failed)."""
+    SageMaker.ThrottlingException alone never would: the execution would record the configuration as failed)."""
     harness.stand_in.fail[method] = "7b-gptq-g5-2xlarge"
     harness.stand_in.fail_code[method] = "ThrottlingException"
     harness.stand_in.fail_times[method] = 2

@@ -80,20 +80,23 @@ from settings.subnets import selection_kwargs
 # "SecretsManager.SecretsManagerException" and "DynamoDb.DynamoDbException" for unmodeled validation errors
 # (localstack/localstack tests/aws/services/stepfunctions/v2/error_handling/test_aws_sdk.snapshot.json), and moto's
 # port of that interpreter names them the same way, with the service in lower case ("sagemaker.sagemakerException";
-# tests/sfn_local.py corrects the case only). So a throttled SageMaker call is "SageMaker.SageMakerException", and
-# "SageMaker.ThrottlingException" (what this code retried before) never matches.
+# tests/sfn_local.py corrects the case only). So a throttled SageMaker call is "SageMaker.SageMakerException".
+# The developer guide's rule read literally (the error code SageMaker returns, "ThrottlingException", after the
+# service name) gives "SageMaker.ThrottlingException": no recording shows it for an unmodeled error, but nothing
+# rules it out either, so it is retried too (a name that never comes costs nothing; a missing one loses a run).
 # "SageMaker.AmazonSageMakerException" is the optimized integration's name (Java SDK v1 class), not this one's.
 SAGEMAKER_UNMODELED_ERROR = "SageMaker.SageMakerException"
 # The SDK's client-side failure ("Unable to execute HTTP request": LocalStack's recorded SQS snapshot names it
 # "SQS.SdkClientException"): a connection problem, transient.
 SAGEMAKER_CLIENT_ERROR = "SageMaker.SdkClientException"
+SAGEMAKER_THROTTLING_BY_CODE = "SageMaker.ThrottlingException"
 # What every SageMaker task retries. The unmodeled name also covers a permanent ValidationException (a bad
 # request, or "not found" on a delete after a failed create): Step Functions cannot tell them apart, so the
 # retries stay short (waits 5, 10, 20 s) and the Catch records the failure afterwards. CreateEndpoint right after
 # CreateEndpointConfig can fail with a ValidationException ("Could not find endpoint configuration") while the
 # config propagates; the API reference advises retrying it, and this retrier does. Modeled errors
 # (ResourceLimitExceeded: a quota) are not transient: caught at once.
-SAGEMAKER_TRANSIENT_ERRORS = (SAGEMAKER_UNMODELED_ERROR, SAGEMAKER_CLIENT_ERROR)
+SAGEMAKER_TRANSIENT_ERRORS = (SAGEMAKER_UNMODELED_ERROR, SAGEMAKER_THROTTLING_BY_CODE, SAGEMAKER_CLIENT_ERROR)
 SAGEMAKER_RETRY = {"interval_s": 5, "max_attempts": 3, "backoff_rate": 2.0}  # waits 5, 10, 20 s
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,15}$")
 
