@@ -57,7 +57,8 @@ def test_two_workers_measure_one_level_against_the_emulator() -> None:
     assert sum(r.warmup for r in run.records) == 6
     # One clock: every record's times lie inside the merged run's span and match the emulator's requests.
     assert sorted(r.request_id or "" for r in run.records) == sorted(t.request_id for t in truths)
-    assert all(r.start < r.first_token_at < r.end for r in run.records if r.first_token_at)
+    # <= at the end: a first token that arrived in one read with the last bytes shares their kernel stamp.
+    assert all(r.start < r.first_token_at <= r.end for r in run.records if r.first_token_at)
     assert run.window_start < run.window_end
 
 
