@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# checkov on the synthesized CloudFormation templates, offline (what README "Security defaults" reports).
+# checkov on the synthesized CloudFormation templates, offline (what docs/security.md reports).
 #
 #   scripts/checkov.sh            # the default app: foundation, three scenario stacks, benchmark
 #   scripts/checkov.sh --pipeline # also the promotion pipeline and its stages (stages.example.yaml)

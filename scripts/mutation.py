@@ -11,14 +11,14 @@ Operators that swap arithmetic for bitwise or shift operators are left out: on f
 TypeError, which any test notices, so they would pad the score without testing anything. Mutants inside
 type annotations are left out too (``float | None`` -> ``float + None``): under ``from __future__ import
 annotations`` Python never evaluates them, so no test could tell them apart. The survivors that remain and
-are equivalent for another reason are listed in ``EQUIVALENT`` below and in README's Testing section.
+are equivalent for another reason are listed in ``EQUIVALENT`` below and in docs/testing.md.
 
     python scripts/mutation.py                         # every module, then the overall score
     python scripts/mutation.py catalog/fit.py          # some modules only
     python scripts/mutation.py --survivors catalog/fit.py   # also print each surviving mutant's diff
 
 A rerun continues an unfinished session when neither the module nor its tests changed. Not part of CI:
-the score is a benchmark, not a gate (README: Testing).
+the score is a benchmark, not a gate (docs/testing.md, with the dated scores).
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ def trust_context() -> ssl.SSLContext:
     OpenSSL's defaults are the system store, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` in its place when set
     (what ``curl``, ``httpx`` and aiohttp trust). ``REQUESTS_CA_BUNDLE`` and ``AWS_CA_BUNDLE`` (a file, or a
     directory of hashed certificates) are added to them, so a private CA set up for requests or the AWS
-    tools is trusted here too. The SageMaker target trusts what botocore trusts (README "Proxies and TLS trust").
+    tools is trusted here too. The SageMaker target trusts what botocore trusts (docs/benchmark.md, "Proxies and
+    TLS trust").
     """
     context = ssl.create_default_context()
     for variable in EXTRA_CA_BUNDLES:

@@ -7,7 +7,7 @@ boto3 builds and signs each request (endpoint rules, credentials, SigV4, user ag
 a ``before-send`` handler takes the signed request from it; the bytes then go over :mod:`benchmark.wire`,
 which reads the kernel's receive time of each chunk, and botocore's own event-stream parser and error
 parser read the answer. boto3's blocking threads would stamp a token when a thread gets the GIL back,
-milliseconds late at hundreds of streams (TTFT +3 to +13 % against an independent ground truth). Where
+milliseconds late at hundreds of streams (TTFT high against an independent ground truth: docs/benchmark.md). Where
 a proxy applies, or a stubbed client answers without sending, boto3 itself sends the request and reads
 the answer on a thread (:meth:`SageMakerClient.invoke`).
 """
@@ -148,7 +148,7 @@ class SageMakerClient:
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sagemaker-invoke")
         self._wire: ConnectionPool | None = None
         # A boto3 request's clock starts when botocore hands it to the connection, after serializing and SigV4
-        # signing (about 2 ms of client CPU, which is not the endpoint's latency); each request has a thread.
+        # signing (client CPU, which is not the endpoint's latency); each request has a thread.
         self._current = threading.local()
         self._client.meta.events.register("before-send.sagemaker-runtime", self._before_send)
 

@@ -1,7 +1,7 @@
 """One level spread over worker processes, each with its own event loop and client (as GuideLLM does).
 
-At hundreds of streams one Python event loop needs more than a core (about 0.2 ms of CPU per token
-event): it would fall behind and send its next requests late, lowering the load it offers. The times
+At hundreds of streams one Python event loop needs more than a core (its CPU per token: docs/benchmark.md):
+it would fall behind and send its next requests late, lowering the load it offers. The times
 themselves come from the kernel (see :mod:`benchmark.wire.connection`), so a busy loop does not shift
 them; splitting the virtual users over processes keeps the offered load what was asked for. Every
 process stamps times on ``time.perf_counter()``, which on Linux is ``CLOCK_MONOTONIC``, shared by all

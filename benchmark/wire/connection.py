@@ -2,7 +2,7 @@
 
 Why not aiohttp or urllib3: they read sockets with ``recv``, so the earliest a client could read the clock
 is when its event loop or thread gets to the bytes, which at hundreds of streams on a small machine is
-milliseconds late (TTFT read +2 to +100 % against an independent ground truth). Here the socket is read with
+milliseconds late (TTFT read high against an independent ground truth: docs/benchmark.md). Here the socket is read with
 ``recvmsg`` and every chunk carries the kernel's receive time (:mod:`benchmark.wire.kernel_clock`); a
 request's start is read just before the ``send`` that hands its bytes to the kernel. TLS runs through
 ``ssl.MemoryBIO``, so the stamps survive it. Works on asyncio's own loops and on uvloop (``add_reader``).

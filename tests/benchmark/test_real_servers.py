@@ -508,7 +508,7 @@ def test_proxy_credentials_are_sent_as_proxy_authorization(
 # --- which certificates each target trusts --------------------------------------------------------------------------
 
 
-# variable set to the local CA -> (the HTTP targets trust it, the SageMaker target trusts it): README's table
+# variable set to the local CA -> (the HTTP targets trust it, the SageMaker target trusts it): docs/benchmark.md's table
 TRUST_TABLE = {
     None: (False, False),
     "SSL_CERT_FILE": (True, False),
@@ -545,5 +545,5 @@ def test_trust_variables_are_honoured_as_the_readme_table_says(
     asyncio.run(boto3_client.aclose())
     (wire_record,) = send_all(sagemaker(), [f"{tag}-wire"])
     assert wire_record.ok is boto3_record.ok, (wire_record.error_detail, boto3_record.error_detail)
-    assert boto3_record.ok is sagemaker_trusts, boto3_record.error_detail  # what README's table says of botocore
+    assert boto3_record.ok is sagemaker_trusts, boto3_record.error_detail  # docs/benchmark.md's table on botocore
     assert len(tls_server.seen(f"{tag}-wire")) == int(wire_record.ok)
