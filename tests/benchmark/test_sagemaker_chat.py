@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -408,3 +411,41 @@ def test_the_payload_option_is_checked_and_reaches_the_client() -> None:
     assert isinstance(made, SageMakerClient) and made.payload == "openai-chat" and made.model == SERVED_MODEL_NAME
     assert made.name == "sagemaker-chat-stream:ep"
     asyncio.run(made.aclose())
+
+
+def test_the_truth_servers_chat_route_is_what_the_accuracy_run_measures() -> None:
+    """scripts/truth_server.py answers an OpenAI chat body on the SageMaker streaming route as vLLM would."""
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen(
+        [sys.executable, str(root / "scripts" / "truth_server.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1]
+        sagemaker = SageMakerClient(
+            "bench",
+            streaming=True,
+            endpoint_url=url,
+            region_name="us-east-1",
+            client_kwargs={"aws_access_key_id": "x", "aws_secret_access_key": "x"},
+            payload="openai-chat",
+        )
+
+        async def go() -> RequestRecord:
+            try:
+                return await sagemaker.send(PROMPT, GenerationParams(max_new_tokens=5), user=0)
+            finally:
+                await sagemaker.aclose()
+
+        record = asyncio.run(go())
+        with urllib.request.urlopen(url + "/truth", timeout=10) as answered:
+            (truth,) = json.loads(answered.read())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert record.ok, record.error_detail
+    assert (truth["id"], truth["protocol"], truth["tokens"]) == (record.request_id, "sagemaker-chat", 5)
+    assert record.generated_tokens == len(record.token_times) == len(truth["writes"]) == 5
+    # The kernel stamps each token's bytes as they arrive, before the server's clock reads "written" (loopback).
+    for written, seen in zip(truth["writes"], record.token_times, strict=True):
+        assert truth["arrival"] < seen <= written + 0.05
