@@ -28,7 +28,7 @@ from settings import DeploymentConfig
 # `vllm serve`'s (https://docs.vllm.ai/en/latest/configuration/serve_args/). Expected values, field by field, for
 # Llama 2 70B GPTQ on a g5.12xlarge (4 x A10G) with the deployment defaults:
 CONTRACT = {
-    "SM_VLLM_MODEL": ("--model", "/opt/ml/model"),  # the S3 weights SageMaker mounts (the DLC auto-detects it too)
+    "SM_VLLM_MODEL": ("--model", "/opt/ml/model"),  # the S3 weights SageMaker mounts; the HF entrypoint needs it set
     "SM_VLLM_SERVED_MODEL_NAME": ("--served-model-name", SERVED_MODEL_NAME),  # the `model` requests carry
     "SM_VLLM_TENSOR_PARALLEL_SIZE": ("--tensor-parallel-size", "4"),  # number of GPUs
     "SM_VLLM_MAX_MODEL_LEN": ("--max-model-len", "4096"),
