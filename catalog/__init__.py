@@ -1,4 +1,4 @@
-"""The single source of truth for models, quantizations, instances, prices and TGI images.
+"""The single source of truth for models, quantizations, instances, prices, engines and their images.
 
 Also what is validated against them and needed on both sides of the project: the scenario profiles
 (``scenarios``), one endpoint's ``DeploymentConfig`` and its checks (``deployment``, ``deployment_checks``),
@@ -7,6 +7,7 @@ Pure Python with no CDK or SDK import and nothing of ``benchmark``: the stacks, 
 the Lambda functions all read it.
 """
 
+from catalog.engines import ENGINES, Engine, ServingLimits, engine_environment, engine_issues, get_engine
 from catalog.errors import ConfigError, Issue
 from catalog.fit import MemoryPlan, bandwidth_bound_ms_per_token
 from catalog.instances import INSTANCES, GpuSpec, InstanceSpec, get_instance
@@ -16,11 +17,13 @@ from catalog.tgi_images import TgiImage, get_image, known_versions, resolve_vers
 
 __all__ = [
     "DEFAULT_REGION",
+    "ENGINES",
     "INSTANCES",
     "MODELS",
     "PRICES",
     "QUANTIZATIONS",
     "ConfigError",
+    "Engine",
     "GpuSpec",
     "InstanceSpec",
     "Issue",
@@ -28,8 +31,12 @@ __all__ = [
     "ModelSpec",
     "Price",
     "Quantization",
+    "ServingLimits",
     "TgiImage",
     "bandwidth_bound_ms_per_token",
+    "engine_environment",
+    "engine_issues",
+    "get_engine",
     "get_image",
     "get_instance",
     "get_model",

@@ -1,6 +1,7 @@
 """SageMaker GPU instances in scope: GPUs, their memory and bandwidth, local NVMe.
 
-Sources: AWS instance type pages for G5 and P4d, NVIDIA A10G and A100 data sheets.
+Sources: AWS instance type pages for G5 and P4d, NVIDIA A10G and A100 data sheets; compute capabilities from
+NVIDIA's table of CUDA GPUs (https://developer.nvidia.com/cuda-gpus: A10G 8.6 like the A10, A100 8.0).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class GpuSpec:
     name: str
     memory_bytes: float
     bandwidth_bytes_per_s: float
+    compute_capability: tuple[int, int]  # (major, minor): what kernels and CUDA toolkits can run on it
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,8 @@ class InstanceSpec:
         return self.local_nvme_gb > 0
 
 
-A10G = GpuSpec("NVIDIA A10G", 24 * GB, 600 * GB)
-A100_40GB = GpuSpec("NVIDIA A100 40GB", 40 * GB, 1555 * GB)
+A10G = GpuSpec("NVIDIA A10G", 24 * GB, 600 * GB, (8, 6))
+A100_40GB = GpuSpec("NVIDIA A100 40GB", 40 * GB, 1555 * GB, (8, 0))
 
 INSTANCES: MappingProxyType[str, InstanceSpec] = MappingProxyType(
     {

@@ -16,8 +16,9 @@ Each (client, level) runs ``--repeat`` times; the table gives every run's errors
 Also printed: the client's CPU time per token (this process and its workers) and the machine's load.
 
 Rerunnable, never asserted: ``python scripts/bench_accuracy.py [--levels 1,20,64,256] [--duration 20]
-[--repeat 3] [--clients tgi-http-stream,openai-chat-stream,sagemaker-stream] [--ramp-up auto] [--workers auto]
-[--loop uvloop]``. The same settings exist on ``python -m benchmark run``: ``--ramp-up``, ``--workers``, ``--uvloop``.
+[--repeat 3] [--clients tgi-http-stream,openai-chat-stream,sagemaker-stream,sagemaker-chat-stream] [--ramp-up auto]
+[--workers auto] [--loop uvloop]``. The same settings exist on ``python -m benchmark run``: ``--ramp-up``,
+``--workers``, ``--uvloop``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from benchmark.measure.metrics import compute_metrics  # noqa: E402
 from benchmark.measure.prompts import GenerationParams, builtin_prompts  # noqa: E402
 from benchmark.measure.workers import ClientSpec, run_level_in_workers  # noqa: E402
 
-CLIENTS = ("tgi-http-stream", "openai-chat-stream", "sagemaker-stream")
+# sagemaker-chat-stream: the SageMaker client with payload="openai-chat" (vLLM's OpenAI chat on /invocations).
+CLIENTS = ("tgi-http-stream", "openai-chat-stream", "sagemaker-stream", "sagemaker-chat-stream")
 TRUTH_TOKENS = 50  # what scripts/truth_server.py generates per request
 
 
@@ -113,11 +115,13 @@ def call(base_url: str, path: str, method: str = "GET") -> Any:
 
 def client_spec(kind: str, base_url: str, concurrency: int) -> ClientSpec:
     if kind.startswith("sagemaker"):
-        options = {
+        options: dict[str, Any] = {
             "endpoint_url": base_url,
             "region_name": "us-east-1",
             "client_kwargs": {"aws_access_key_id": "x", "aws_secret_access_key": "x"},
         }
+        if kind == "sagemaker-chat-stream":
+            kind, options["payload"] = "sagemaker-stream", "openai-chat"
         return ClientSpec(kind, "bench-endpoint", concurrency=concurrency, timeout_s=60, options=options)
     return ClientSpec(kind, base_url, concurrency=concurrency, timeout_s=60)
 

@@ -17,8 +17,10 @@ every ``20 + 0.1 x active`` ms per request (``active`` = requests decoding), 50 
 its own schedule (tokens of different requests are not emitted in lockstep).
 
 Routes: ``POST /generate_stream`` (TGI SSE), ``POST /v1/chat/completions`` (OpenAI SSE, streamed),
-``POST /endpoints/NAME/invocations-response-stream`` (SageMaker: TGI SSE in event-stream PayloadParts),
-``GET /truth`` (the log as JSON), ``POST /reset``. Prints ``truth server listening on URL`` when ready.
+``POST /endpoints/NAME/invocations-response-stream`` (SageMaker: the container's SSE in event-stream
+PayloadParts, one per SSE event; the body's shape says which container: a ``messages`` list is an OpenAI chat
+completion, answered as vLLM answers it, anything else TGI's ``/generate`` body), ``GET /truth`` (the log as
+JSON), ``POST /reset``. Prints ``truth server listening on URL`` when ready.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ class Connection:
         elif method == "POST" and path == "/v1/chat/completions":
             Generation(self, "openai", body, arrived).start({"Content-Type": "text/event-stream"})
         elif method == "POST" and path.startswith("/endpoints/") and path.endswith("/invocations-response-stream"):
-            Generation(self, "sagemaker", body, arrived).start(
+            chat = isinstance(json.loads(body).get("messages"), list)
+            Generation(self, "sagemaker-chat" if chat else "sagemaker", body, arrived).start(
                 {
                     "Content-Type": "application/vnd.amazon.eventstream",
                     "X-Amzn-SageMaker-Content-Type": "text/event-stream",
@@ -212,7 +215,7 @@ class Generation:
     def __init__(self, conn: Connection, protocol: str, body: bytes, arrived: float) -> None:
         self.conn, self.protocol = conn, protocol
         request = json.loads(body)
-        if protocol == "openai":
+        if protocol in ("openai", "sagemaker-chat"):
             text = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
             wanted = int(request.get("max_tokens") or TOKENS)
         else:
@@ -227,7 +230,7 @@ class Generation:
         self.deadline = arrived + (PREFILL_BASE_MS + PREFILL_PER_TOKEN_MS * self.input_tokens) / 1000
 
     def start(self, headers: dict[str, str]) -> None:
-        id_header = "x-amzn-RequestId" if self.protocol == "sagemaker" else "x-request-id"
+        id_header = "x-amzn-RequestId" if self.protocol.startswith("sagemaker") else "x-request-id"
         lines = ["HTTP/1.1 200 OK", f"{id_header}: {self.id}", "Transfer-Encoding: chunked", "Cache-Control: no-cache"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         self.conn.write(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -255,7 +258,9 @@ class Generation:
 
     def event(self, index: int, last: bool) -> bytes:
         if self.protocol == "openai":
-            return self.openai_event(index, last)
+            return b"".join(self.openai_events(index, last))
+        if self.protocol == "sagemaker-chat":
+            return b"".join(event_stream_message(sse) for sse in self.openai_events(index, last))
         token = {"id": 1000 + index, "text": f" w{index}", "logprob": -0.25, "special": False}
         event: dict[str, Any] = {"index": index, "token": token, "generated_text": None, "details": None}
         if last:
@@ -265,17 +270,19 @@ class Generation:
         sse = b"data:" + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
         return event_stream_message(sse) if self.protocol == "sagemaker" else sse
 
-    def openai_event(self, index: int, last: bool) -> bytes:
+    def openai_events(self, index: int, last: bool) -> list[bytes]:
+        """The SSE events of token ``index``: its chunk, and after the last one vLLM's usage chunk and [DONE]."""
+
         def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
             body = {"id": self.id, "object": "chat.completion.chunk", "created": 0, "model": "truth"}
             body.update(choices=choices, usage=usage)
             return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
         delta = {"role": "assistant", "content": f" w{index}"}
-        out = chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": "length" if last else None}])
+        out = [chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": "length" if last else None}])]
         if last:
             usage = {"prompt_tokens": self.input_tokens, "completion_tokens": self.tokens}
-            out += chunk([], dict(usage, total_tokens=self.input_tokens + self.tokens)) + b"data: [DONE]\n\n"
+            out += [chunk([], dict(usage, total_tokens=self.input_tokens + self.tokens)), b"data: [DONE]\n\n"]
         return out
 
 

@@ -45,10 +45,12 @@ def _stream_error(obj: dict[str, Any]) -> RequestFailed:
     """An error inside an already-started stream, in each server's shape.
 
     TGI ``/generate_stream``: ``{"error", "error_type"}``. vLLM and SGLang: ``{"error": {"message", "type",
-    "code"}}``. TGI's Messages API: ``{"error": {"message", "http_status_code": 422}}`` whatever the cause,
-    so its overload is recognised by TGI's own message, "Model is overloaded".
+    "code"}}`` (vLLM's ``ErrorResponse``, ``vllm/entrypoints/openai/engine/protocol.py``; ``code`` the HTTP status,
+    or in the newest versions an OpenAI error code string); vLLM before the nested shape: the same fields at the
+    top level with ``"object": "error"``. TGI's Messages API: ``{"error": {"message", "http_status_code": 422}}``
+    whatever the cause, so its overload is recognised by TGI's own message, "Model is overloaded".
     """
-    error = obj.get("error")
+    error = obj.get("error", obj if obj.get("object") == "error" else None)
     code: object = None
     if isinstance(error, dict):
         kind_name, message, code = str(error.get("type", "")), str(error.get("message", error)), error.get("code")
@@ -132,11 +134,11 @@ class StreamReader:
 
 
 def _event_object(event: Event) -> dict[str, Any]:
-    """A stream event's JSON object; an in-stream error (every server sends an ``error`` key) is raised."""
+    """A stream event's JSON object; an in-stream error (an ``error`` key, or vLLM's older flat shape) is raised."""
     obj = _json(event.data, "stream event")
     if not isinstance(obj, dict):
         raise RequestFailed(ErrorKind.MALFORMED_FRAME, f"stream event is not an object: {event.data[:80]}")
-    if "error" in obj:
+    if "error" in obj or obj.get("object") == "error":
         raise _stream_error(obj)
     return obj
 

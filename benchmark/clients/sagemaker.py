@@ -10,6 +10,24 @@ parser read the answer. boto3's blocking threads would stamp a token when a thre
 milliseconds late at hundreds of streams (TTFT high against an independent ground truth: docs/benchmark.md). Where
 a proxy applies, or a stubbed client answers without sending, boto3 itself sends the request and reads
 the answer on a thread (:meth:`SageMakerClient.invoke`).
+
+What goes to the container's ``/invocations`` is the ``payload`` option (:data:`PAYLOADS`):
+
+``tgi`` (default)
+    TGI's ``/generate`` body with ``"stream": true`` when streaming: TGI's SageMaker route answers with its
+    ``/generate_stream`` events (``router/src/sagemaker.rs``).
+``openai-chat``
+    An OpenAI chat completion request (``model``, ``messages``, ``max_tokens``, and when streaming ``stream`` and
+    ``stream_options.include_usage``), what vLLM serves on ``/invocations`` (``vllm/entrypoints/sagemaker/
+    api_router.py`` validates the body as a ``ChatCompletionRequest`` first) and what TGI's SageMaker route also
+    takes (its Messages API). ``model`` must be the name vLLM serves (``SM_VLLM_SERVED_MODEL_NAME``,
+    :data:`catalog.engines.SERVED_MODEL_NAME` by default); TGI ignores it. The answer is the chat completion, or
+    its SSE chunks split arbitrarily across ``PayloadPart`` events, read by the OpenAI stream reader every
+    OpenAI-compatible client of ours uses; token counts come from ``usage``.
+
+Errors: a container status of 400 or more comes back as SageMaker's ``ModelError`` carrying the container's
+own status (``OriginalStatusCode``) and body (vLLM's ``{"error": {"message", "type", "code"}}``); an error
+inside a stream is the container's error event (read by the stream reader) or SageMaker's ``ModelStreamError``.
 """
 
 from __future__ import annotations
@@ -45,11 +63,21 @@ from botocore.parsers import create_parser
 
 from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, status_error_kind
 from benchmark.clients.http import record_round_trip, wire_failure
-from benchmark.clients.protocol import TgiStreamReader, read_tgi_response, tgi_request
+from benchmark.clients.protocol import (
+    OpenAIStreamReader,
+    StreamReader,
+    TgiStreamReader,
+    openai_chat_request,
+    read_openai_response,
+    read_tgi_response,
+    tgi_request,
+)
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import ErrorKind, RequestRecord
 from benchmark.wire.connection import ConnectionPool, Origin
 from benchmark.wire.http1 import request_bytes
+from catalog.engines import PAYLOAD_OPENAI_CHAT, PAYLOAD_TGI, SERVED_MODEL_NAME
+from catalog.errors import ConfigError, Issue
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
@@ -57,6 +85,7 @@ if TYPE_CHECKING:
 THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
 STREAM_FAILURE_CODES = frozenset({"ModelStreamError", "InternalStreamFailure"})
 CONNECT_TIMEOUT_S = 10.0
+PAYLOADS = (PAYLOAD_TGI, PAYLOAD_OPENAI_CHAT)
 
 
 def boto_config(concurrency: int, timeout_s: float, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> Config:
@@ -117,7 +146,7 @@ class _Signed(Exception):  # noqa: N818 - not an error: carries the signed reque
 
 
 class SageMakerClient:
-    """One SageMaker endpoint (TGI container), streamed or not."""
+    """One SageMaker endpoint (a TGI or vLLM container), streamed or not, spoken to in ``payload``'s protocol."""
 
     def __init__(
         self,
@@ -131,10 +160,17 @@ class SageMakerClient:
         boto_client: SageMakerRuntimeClient | None = None,
         client_kwargs: Mapping[str, Any] | None = None,
         inference_component: str | None = None,
+        payload: str = PAYLOAD_TGI,
+        model: str = SERVED_MODEL_NAME,
     ) -> None:
+        if payload not in PAYLOADS:
+            raise ConfigError([Issue("payload", payload, f"must be one of {', '.join(PAYLOADS)}")])
         self.endpoint_name = endpoint_name
         self.streaming = streaming
-        self.name = f"sagemaker{'-stream' if streaming else ''}:{endpoint_name}"
+        self.payload = payload
+        self.model = model
+        chat = "-chat" if payload == PAYLOAD_OPENAI_CHAT else ""
+        self.name = f"sagemaker{chat}{'-stream' if streaming else ''}:{endpoint_name}"
         self.inference_component = inference_component
         self._client: SageMakerRuntimeClient = boto_client or boto3.client(
             "sagemaker-runtime",
@@ -160,8 +196,21 @@ class SageMakerClient:
             record.start = time.perf_counter()
         # None: botocore goes on and sends the request (a return value would replace the response).
 
+    def _body(self, prompt: Prompt, params: GenerationParams) -> bytes:
+        if self.payload == PAYLOAD_OPENAI_CHAT:
+            request = openai_chat_request(prompt, params, model=self.model, stream=self.streaming)
+        else:
+            request = tgi_request(prompt, params, stream=True if self.streaming else None)
+        return json.dumps(request).encode()
+
+    def _stream_reader(self, record: RequestRecord) -> StreamReader:
+        return OpenAIStreamReader(record) if self.payload == PAYLOAD_OPENAI_CHAT else TgiStreamReader(record)
+
+    def _read_body(self, record: RequestRecord, body: bytes) -> None:
+        (read_openai_response if self.payload == PAYLOAD_OPENAI_CHAT else read_tgi_response)(record, body)
+
     async def send(self, prompt: Prompt, params: GenerationParams, *, user: int) -> RequestRecord:
-        body = json.dumps(tgi_request(prompt, params, stream=True if self.streaming else None)).encode()
+        body = self._body(prompt, params)
         record = RequestRecord(user=user, start=time.perf_counter(), end=0.0, prompt_id=prompt.id or None)
         try:
             signed = self._signed_request(body)
@@ -219,7 +268,7 @@ class SageMakerClient:
         headers |= {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in signed.headers.items()}
         body = signed.body if isinstance(signed.body, bytes) else str(signed.body or "").encode()
         request = request_bytes("POST", target, pool.origin.host_header, headers, body)
-        reader = TgiStreamReader(record) if self.streaming else None
+        reader = self._stream_reader(record) if self.streaming else None
         try:
             response = await record_round_trip(
                 pool,
@@ -234,7 +283,7 @@ class SageMakerClient:
             if reader is not None:
                 reader.close()
             else:
-                read_tgi_response(record, bytes(response.body))
+                self._read_body(record, bytes(response.body))
         except RequestFailed as exc:
             return fail(record, exc.kind, exc.detail, time.perf_counter())
         except ClientError as exc:
@@ -263,7 +312,7 @@ class SageMakerClient:
 
     def invoke(self, prompt: Prompt, params: GenerationParams, *, user: int = 0) -> RequestRecord:
         """The synchronous request through boto3 (what :meth:`send` runs on a worker thread; usable directly)."""
-        body = json.dumps(tgi_request(prompt, params, stream=True if self.streaming else None)).encode()
+        body = self._body(prompt, params)
         record = RequestRecord(user=user, start=time.perf_counter(), end=0.0, prompt_id=prompt.id or None)
         self._current.record = record
         try:
@@ -286,13 +335,12 @@ class SageMakerClient:
     def _invoke(self, record: RequestRecord, body: bytes) -> None:
         response = self._client.invoke_endpoint(**self._arguments(body))
         read_headers(record, response["ResponseMetadata"].get("HTTPHeaders", {}))
-        payload = response["Body"].read()
-        read_tgi_response(record, payload)
+        self._read_body(record, response["Body"].read())
 
     def _invoke_stream(self, record: RequestRecord, body: bytes) -> None:
         response = self._client.invoke_endpoint_with_response_stream(**self._arguments(body))
         read_headers(record, response["ResponseMetadata"].get("HTTPHeaders", {}))
-        reader = TgiStreamReader(record)
+        reader = self._stream_reader(record)
         stream = response["Body"]
         try:
             for event in stream:
@@ -315,10 +363,10 @@ class EventStreamSink:
     """AWS event-stream bytes, framed by botocore's own parser: PayloadParts to ``reader``, errors raised.
 
     A frame's time is the receive time of the bytes that completed it. A stream cut inside a frame ends
-    without TGI's final event, which the reader reports as a dropped stream.
+    without the protocol's final event, which the reader reports as a dropped stream.
     """
 
-    def __init__(self, reader: TgiStreamReader) -> None:
+    def __init__(self, reader: StreamReader) -> None:
         self._reader = reader
         self._buffer = botocore_eventstream.EventStreamBuffer()
 

@@ -22,6 +22,9 @@ from tests.benchmark.replay import FIXTURES, Exchange, replaying
 SERVE = FIXTURES / "real_streams" / "transformers-serve-5.17.0"
 VARIANTS = FIXTURES / "protocol_variants"
 TGI_KINDS = ("tgi-http-stream", "sagemaker-stream")
+# OpenAI chat streams as vLLM (and TGI's Messages API) serve them on SageMaker's /invocations: the SageMaker client
+# with payload="openai-chat", the container's bytes inside event-stream PayloadParts.
+CHAT_STREAM_KINDS = ("openai-chat-stream", "sagemaker-chat-stream")
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,10 @@ class Case:
 
 CASES = [
     # Captured from transformers serve 5.17.0: no [DONE]; the finish_reason chunk carries usage.
-    Case(SERVE, "chat_stream", ("openai-chat-stream",), tokens=12, input_tokens=5, events=12),
-    Case(SERVE, "chat_stream_nousage", ("openai-chat-stream",), tokens=12, input_tokens=5, events=12),
-    Case(SERVE, "too_long", ("openai-chat-stream",), tokens=4, input_tokens=5002, events=4),
-    Case(SERVE, "chat", ("openai-chat",), tokens=12, input_tokens=5),
+    Case(SERVE, "chat_stream", CHAT_STREAM_KINDS, tokens=12, input_tokens=5, events=12),
+    Case(SERVE, "chat_stream_nousage", CHAT_STREAM_KINDS, tokens=12, input_tokens=5, events=12),
+    Case(SERVE, "too_long", CHAT_STREAM_KINDS, tokens=4, input_tokens=5002, events=4),
+    Case(SERVE, "chat", ("openai-chat", "sagemaker-chat"), tokens=12, input_tokens=5),
     Case(
         SERVE,
         "wrong_model",
@@ -78,19 +81,19 @@ CASES = [
         ErrorKind.HTTP_4XX,
         detail="does not exist",
     ),
-    Case(VARIANTS, "tgi-messages-stream", ("openai-chat-stream",), tokens=4, input_tokens=7, events=3),
+    Case(VARIANTS, "tgi-messages-stream", CHAT_STREAM_KINDS, tokens=4, input_tokens=7, events=3),
     Case(
         VARIANTS,
         "tgi-messages-stream-overloaded",
-        ("openai-chat-stream",),
+        CHAT_STREAM_KINDS,
         ErrorKind.THROTTLED,
         detail="Model is overloaded",
     ),
-    Case(VARIANTS, "vllm-chat-stream", ("openai-chat-stream",), tokens=4, input_tokens=7, events=3),
+    Case(VARIANTS, "vllm-chat-stream", CHAT_STREAM_KINDS, tokens=4, input_tokens=7, events=3),
     Case(
         VARIANTS,
         "vllm-chat-stream-error",
-        ("openai-chat-stream",),
+        CHAT_STREAM_KINDS,
         ErrorKind.DROPPED_STREAM,
         detail="(InternalServerError): Internal server error",
     ),
@@ -119,6 +122,9 @@ def replay(case: Case, kind: str) -> tuple[RequestRecord, list[str]]:
                 "region_name": "us-east-1",
                 "client_kwargs": {"aws_access_key_id": "x", "aws_secret_access_key": "x"},
             }
+        if kind.startswith("sagemaker-chat"):
+            kind = kind.replace("sagemaker-chat", "sagemaker")
+            options["payload"] = "openai-chat"
         client = create_client(kind, target, **options)
 
         async def go() -> RequestRecord:
