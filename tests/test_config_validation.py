@@ -7,6 +7,7 @@ One table, three doors: ``DeploymentConfig(...)``, ``load_settings(context)`` (w
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,19 @@ def test_example_config_file_is_valid_and_states_the_defaults() -> None:
     root = Path(__file__).resolve().parents[1]
     from_file = load_settings({"config": "config.example.yaml"}, base_dir=root)
     assert dict(from_file.deployments) == dict(load_settings({}).deployments)
+
+
+def test_a_config_files_model_is_not_overridden_by_the_apps_own_context(tmp_path: Path) -> None:
+    """cdk.json's context is cdk context, which wins over a config file: it must not set a deployment value, or a
+    file's `model:` (config.vllm.example.yaml, a `size plan --write-config` file) would silently deploy 7B."""
+    from app import project_context  # noqa: PLC0415 (the app module loads CDK)
+
+    context = project_context()
+    assert not set(context) & ({f.name for f in fields(DeploymentConfig)} | {"scenarios"})
+    path = tmp_path / "sized.yaml"
+    path.write_text("cost:\n  model: 13b\n")
+    settings = load_settings({**context, "config": str(path), "scenarios": "cost"})
+    assert settings.deployments["cost"].model == "13b"
 
 
 def test_a_stage_may_set_its_az_count_and_a_bad_one_names_the_stage() -> None:
