@@ -9,15 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from catalog import get_image, get_instance, get_model, get_quantization
-from catalog.deployment_checks import MAX_INSTANCES_CAP, check
+from catalog.deployment_checks import MAX_INSTANCES_CAP, check, serving_limits
+from catalog.engines import DEFAULT_ENGINE, Engine, ServingLimits, engine_environment, get_engine
 from catalog.errors import ConfigError
+from catalog.fit import MemoryPlan
+from catalog.hosts import inference_ami
+from catalog.images import ContainerImage
+from catalog.instances import get_instance
+from catalog.models import get_model, get_quantization
 from catalog.scenarios import get_profile
-from catalog.tgi_images import DEFAULT_VERSION, TgiImage, max_input_env_name, resolve_version
+from catalog.tgi_images import DEFAULT_VERSION, resolve_version
 from catalog.views import CatalogViews
 
-# Loading weights into GPU memory and warming up TGI takes longer for bigger models; these are the
-# timeouts used when the config does not set them (seconds, within SageMaker's 60..3600).
+# Loading weights into GPU memory and warming up the engine takes longer for bigger models; these are the
+# timeouts used when the config does not set them (seconds, within SageMaker's 60..3600). The same for both
+# engines: each answers SageMaker's GET /ping on port 8080 only once its weights are loaded and its warm-up is
+# done (TGI's router after the shards' warm-up, huggingface/text-generation-inference router/src/server.rs; vLLM's
+# /ping, vllm/entrypoints/sagemaker/api_router.py, is served once the engine, its profiling run, torch.compile
+# and CUDA graph capture included, is up), so the start-up clock covers the same steps.
 _STARTUP_TIMEOUT_S = {"7b": 900, "13b": 1200, "70b": 2400}
 _DOWNLOAD_TIMEOUT_S = {"7b": 900, "13b": 1200, "70b": 2400}
 
@@ -31,7 +40,10 @@ class DeploymentConfig(CatalogViews):
     quantization: str | None = None
     instance_type: str | None = None
     region: str | None = None  # None: environment-agnostic synth
-    tgi_version: str = DEFAULT_VERSION
+    engine: str = DEFAULT_ENGINE  # "tgi" | "vllm" (catalog.engines)
+    tgi_version: str = DEFAULT_VERSION  # engine tgi's image version
+    vllm_version: str | None = None  # engine vllm's image version (its default when unset); refused for tgi
+    gpu_memory_utilization: float | None = None  # vLLM only: the share of each GPU it reserves (None: vLLM's 0.9)
     min_instances: int = 1
     max_instances: int | None = None
     max_input_tokens: int = 2048
@@ -67,11 +79,14 @@ class DeploymentConfig(CatalogViews):
         # Fill the derived fields once, so every reader sees the same resolved values.
         profile = get_profile(self.scenario, get_model(self.model).size)
         model = get_model(self.model)
+        engine = get_engine(self.engine)
         derived: dict[str, Any] = {
             "model": model.size,
             "quantization": get_quantization(self.quantization or profile.quantization).name,
             "instance_type": get_instance(self.instance_type or profile.instance_type).name,
+            "engine": engine.name,
             "tgi_version": resolve_version(self.tgi_version),
+            "vllm_version": engine.resolve_version(self.vllm_version) if engine.name == "vllm" else None,
             "max_instances": self.max_instances
             if self.max_instances is not None
             else max(profile.max_instances, self.min_instances),
@@ -90,24 +105,49 @@ class DeploymentConfig(CatalogViews):
 
     # Resolved views (valid after __post_init__); the catalog entries come from CatalogViews.
     @property
-    def image(self) -> TgiImage:
-        return get_image(self.tgi_version)
+    def engine_spec(self) -> Engine:
+        return get_engine(self.engine)
+
+    @property
+    def engine_version(self) -> str:
+        """The image version of the deployment's engine: ``tgi_version`` or ``vllm_version``."""
+        return str(getattr(self, self.engine_spec.version_field))
+
+    @property
+    def image(self) -> ContainerImage:
+        return self.engine_spec.image(self.engine_version)
+
+    @property
+    def inference_ami_version(self) -> str | None:
+        """The SageMaker host AMI the image needs (``catalog.hosts``); None: SageMaker's default host."""
+        return inference_ami(self.image)
+
+    @property
+    def serving_limits(self) -> ServingLimits:
+        """What the container is told, in the deployment's own terms (``catalog.engines``)."""
+        return serving_limits(
+            self,
+            model=self.model_spec,
+            quant=self.quantization_spec,
+            instance=self.instance,
+            version=self.engine_version,
+        )
+
+    @property
+    def memory_plan(self) -> MemoryPlan:
+        """The fit check under the engine's memory rule."""
+        return self.engine_spec.memory_plan(
+            self.model_spec,
+            self.quantization_spec,
+            self.instance,
+            self.max_total_tokens,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+        )
 
     def container_environment(self) -> dict[str, str]:
-        """TGI's settings as the container reads them; the weights come from S3, so no Hub id or token."""
-        env = {
-            "HF_MODEL_ID": "/opt/ml/model",
-            "SM_NUM_GPUS": str(self.instance.gpu_count),
-            max_input_env_name(self.tgi_version): str(self.max_input_tokens),
-            "MAX_TOTAL_TOKENS": str(self.max_total_tokens),
-            "MAX_BATCH_PREFILL_TOKENS": str(self.max_batch_prefill_tokens),
-            "MAX_CONCURRENT_REQUESTS": str(self.max_concurrent_requests),
-        }
-        if self.quantization_spec.tgi_quantize:
-            env["HF_MODEL_QUANTIZE"] = self.quantization_spec.tgi_quantize
-        if self.max_batch_total_tokens is not None:
-            env["MAX_BATCH_TOTAL_TOKENS"] = str(self.max_batch_total_tokens)
-        return env
+        """The engine's settings as its container reads them (``catalog.engines.engine_environment``, the one
+        builder); the weights come from S3 at ``/opt/ml/model``, so no Hub id or token."""
+        return engine_environment(self.engine, self.serving_limits)
 
 
 __all__ = ["MAX_INSTANCES_CAP", "DeploymentConfig"]  # MAX_INSTANCES_CAP: benchmark/sizing/plan.py reads it here

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from catalog import MemoryPlan, get_image, get_instance, get_model, get_quantization
+from catalog.engines import Engine, ServingLimits, engine_issues, get_engine
 from catalog.errors import ConfigError, Issue, collect
-from catalog.instances import InstanceSpec
-from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, ModelSpec, Quantization
+from catalog.hosts import host_issues
+from catalog.instances import InstanceSpec, get_instance
+from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, ModelSpec, Quantization, get_model, get_quantization
 from catalog.regions import region_issue
 from catalog.scenarios import SCENARIOS, get_profile
 from catalog.tgi_images import at_least, resolve_version
@@ -36,19 +37,49 @@ def check(cfg: DeploymentConfig) -> list[Issue]:
     profile = get_profile(cfg.scenario, model.size)
     quant = collect(get_quantization, cfg.quantization or profile.quantization, "quantization", issues)
     instance = collect(get_instance, cfg.instance_type or profile.instance_type, "instance_type", issues)
-    version = collect(resolve_version, cfg.tgi_version, "tgi_version", issues)
-    issues += _versions(cfg, model, quant, version)
-    issues += _token_limits(cfg, model)
+    tgi_version = collect(resolve_version, cfg.tgi_version, "tgi_version", issues)
+    engine = collect(get_engine, cfg.engine, "engine", issues)
+    version = _engine_version(cfg, engine, tgi_version, issues)
+    tgi = engine is not None and engine.name == "tgi"
+    if tgi:
+        issues += _versions(cfg, model, quant, tgi_version)
+    issues += _other_engines_settings(cfg, engine)
+    issues += _token_limits(cfg, model, tgi=tgi)
     issues += _sagemaker_limits(cfg)
     issues += _scaling(cfg)
     if instance is not None:
         issues += _instance_storage(cfg, instance)
-        if quant is not None:
-            issues += MemoryPlan(model, quant, instance, cfg.max_total_tokens).issues()
-    issues += _region(cfg, version)
+        if quant is not None and engine is not None:
+            issues += _memory(cfg, engine, model, quant, instance)
+    issues += _region(cfg, engine, version)
     issues += _names(cfg)
     issues += _alarms(cfg)
+    if engine is not None and version is not None and quant is not None and instance is not None:
+        limits = serving_limits(cfg, model=model, quant=quant, instance=instance, version=version)
+        issues += _engine_serves(cfg, engine, limits, issues)
     return issues
+
+
+def _engine_version(
+    cfg: DeploymentConfig, engine: Engine | None, tgi_version: str | None, issues: list[Issue]
+) -> str | None:
+    """The image version of the deployment's engine, resolved (None when it cannot be, with its issue added)."""
+    if engine is None or engine.name == "tgi":
+        return tgi_version
+    field = engine.version_field
+    resolved: str | None = collect(engine.resolve_version, getattr(cfg, field), field, issues)
+    return resolved
+
+
+def _other_engines_settings(cfg: DeploymentConfig, engine: Engine | None) -> list[Issue]:
+    """A setting only another engine reads would be silently ignored: refuse it instead."""
+    if engine is None or engine.name != "tgi":
+        return []  # vLLM's refusal of the TGI-only max_batch_total_tokens comes with its other rules (engine_issues)
+    return [
+        Issue(name, getattr(cfg, name), "is a vLLM setting; leave it unset for engine 'tgi' (or set engine: vllm)")
+        for name in ("vllm_version", "gpu_memory_utilization")
+        if getattr(cfg, name) is not None
+    ]
 
 
 def _versions(cfg: DeploymentConfig, model: ModelSpec, quant: Quantization | None, version: str | None) -> list[Issue]:
@@ -66,8 +97,9 @@ def _versions(cfg: DeploymentConfig, model: ModelSpec, quant: Quantization | Non
     return issues
 
 
-def _token_limits(cfg: DeploymentConfig, model: ModelSpec) -> list[Issue]:
-    """TGI's token limits against each other and the model's context."""
+def _token_limits(cfg: DeploymentConfig, model: ModelSpec, *, tgi: bool) -> list[Issue]:
+    """The token limits against each other and the model's context; the prefill and batch rules are TGI's (vLLM
+    prefills a long prompt in chunks, and its own rules come from ``engine_issues``)."""
     issues: list[Issue] = []
     if cfg.max_input_tokens < 1:
         issues.append(Issue("max_input_tokens", cfg.max_input_tokens, "must be at least 1"))
@@ -83,7 +115,7 @@ def _token_limits(cfg: DeploymentConfig, model: ModelSpec) -> list[Issue]:
                 f"must be at most {model.display_name}'s context of {model.context_length}",
             )
         )
-    if cfg.max_batch_prefill_tokens < cfg.max_input_tokens:
+    if tgi and cfg.max_batch_prefill_tokens < cfg.max_input_tokens:
         issues.append(
             Issue(
                 "max_batch_prefill_tokens",
@@ -92,8 +124,10 @@ def _token_limits(cfg: DeploymentConfig, model: ModelSpec) -> list[Issue]:
                 "or no prompt of that length can be admitted",
             )
         )
-    if cfg.max_batch_total_tokens is not None and cfg.max_batch_total_tokens < max(
-        cfg.max_total_tokens, cfg.max_batch_prefill_tokens
+    if (
+        tgi
+        and cfg.max_batch_total_tokens is not None
+        and cfg.max_batch_total_tokens < max(cfg.max_total_tokens, cfg.max_batch_prefill_tokens)
     ):
         issues.append(
             Issue(
@@ -171,20 +205,61 @@ def _instance_storage(cfg: DeploymentConfig, instance: InstanceSpec) -> list[Iss
     return issues
 
 
-def _region(cfg: DeploymentConfig, version: str | None) -> list[Issue]:
-    """A named region must be well formed and have the TGI image."""
+def _memory(
+    cfg: DeploymentConfig, engine: Engine, model: ModelSpec, quant: Quantization, instance: InstanceSpec
+) -> list[Issue]:
+    """The fit check under the engine's memory rule (``catalog.fit``)."""
+    utilization = cfg.gpu_memory_utilization if engine.name == "vllm" else None  # refused above for TGI
+    try:
+        plan = engine.memory_plan(model, quant, instance, cfg.max_total_tokens, gpu_memory_utilization=utilization)
+    except ConfigError as err:  # a utilization outside (0, 1]
+        return list(err.issues)
+    return plan.issues()
+
+
+def _region(cfg: DeploymentConfig, engine: Engine | None, version: str | None) -> list[Issue]:
+    """A named region must be well formed and have the engine's image."""
     if cfg.region is None:
         return []
     malformed = region_issue(cfg.region)
     if malformed is not None:
         return [malformed]
-    if version is None:
+    if engine is None or version is None:
         return []
     try:
-        get_image(version).account(cfg.region)
+        engine.image(version).account(cfg.region)
     except ConfigError as err:
         return list(err.issues)
     return []
+
+
+def serving_limits(
+    cfg: DeploymentConfig, *, model: ModelSpec, quant: Quantization, instance: InstanceSpec, version: str
+) -> ServingLimits:
+    """What the container is told, from the deployment's fields and the catalog entries they resolve to."""
+    return ServingLimits(
+        model=model,
+        quantization=quant,
+        instance=instance,
+        version=version,
+        max_input_tokens=cfg.max_input_tokens,
+        max_total_tokens=cfg.max_total_tokens,
+        max_batch_prefill_tokens=cfg.max_batch_prefill_tokens,
+        max_concurrent_requests=cfg.max_concurrent_requests,
+        max_batch_total_tokens=cfg.max_batch_total_tokens,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+    )
+
+
+def _engine_serves(cfg: DeploymentConfig, engine: Engine, limits: ServingLimits, reported: list[Issue]) -> list[Issue]:
+    """What the engine's image cannot serve (``catalog.engines.engine_issues``: its own rules, the GPU its image
+    and kernels need, its memory rule) and whether a SageMaker host can run the image; a field already reported
+    above is not reported twice."""
+    found = engine_issues(engine.name, limits)
+    field = engine.version_field
+    found += host_issues(engine.image(limits.version), field=field, value=getattr(cfg, field))
+    fields = {issue.field for issue in reported}
+    return [issue for issue in found if issue.field not in fields]
 
 
 def _names(cfg: DeploymentConfig) -> list[Issue]:

@@ -33,7 +33,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
 from catalog.network_options import DEFAULT_AZ_COUNT, DEFAULT_INTERFACE_ENDPOINTS, interface_endpoint_service
-from catalog.tgi_images import get_image
 from settings.loading import load_settings
 from settings.staging_record import StagingRecord, record_key
 
@@ -120,11 +119,10 @@ def check_images(deployments: Iterable[DeploymentConfig], region: str) -> list[F
     findings = []
     for d in deployments:
         try:
-            uri = get_image(d.tgi_version).uri(region)
+            uri = d.image.uri(region)
         except ConfigError as err:
-            findings.append(
-                Finding("image", False, f"{d.endpoint_name}: {err}", "choose another region or tgi_version")
-            )
+            action = f"choose another region or {d.engine_spec.version_field}"
+            findings.append(Finding("image", False, f"{d.endpoint_name}: {err}", action))
         else:
             findings.append(Finding("image", True, f"{d.endpoint_name}: {uri}"))
     return findings
@@ -306,7 +304,10 @@ def offline_plan(
             f"- S3: s3://<{BUCKET_OUTPUT} of {FOUNDATION_STACK}>/{d.weights_prefix} holds config.json and "
             f"safetensors, and {record_key(str(d.weights_prefix))} names {d.hf_model_id}@{d.hf_revision or 'any'}"
         )
-    lines.append("- the TGI image of each deployment's tgi_version exists in the region (checked offline below)")
+    lines.append(
+        "- the image of each deployment's engine (tgi_version or vllm_version) exists in the region (checked offline "
+        "below)"
+    )
     if region is not None:
         lines += [f.render() for f in check_images(deployments, region)]
     return "\n".join(lines)

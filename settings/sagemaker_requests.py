@@ -1,9 +1,10 @@
 """The one shape of SageMaker's CreateModel and CreateEndpointConfig requests for a ``DeploymentConfig``.
 
 The endpoint stacks (through CloudFormation) and the benchmark state machine (through the SageMaker API) must
-start the same container the same way: environment from ``DeploymentConfig.container_environment()``, weights
-as an uncompressed S3 prefix under network isolation, SageMaker's timeouts, least-outstanding-requests
-routing, and never ``VolumeSizeInGB`` or ``KmsKeyId`` on instances with local NVMe. Keys are the API's own
+start the same container the same way: environment from ``DeploymentConfig.container_environment()`` (TGI's or
+vLLM's, ``catalog.engines``), weights as an uncompressed S3 prefix under network isolation, SageMaker's timeouts,
+least-outstanding-requests routing, the host AMI the image needs (``catalog.hosts``; none for TGI), and never
+``VolumeSizeInGB`` or ``KmsKeyId`` on instances with local NVMe. Keys are the API's own
 names; ``cfn_properties`` derives CloudFormation's (the same names) in the form the CDK L1 classes take.
 Values may be CDK tokens.
 """
@@ -83,6 +84,9 @@ def production_variant(deployment: DeploymentConfig, *, instance_count: int | No
         "ModelDataDownloadTimeoutInSeconds": deployment.model_data_download_timeout_s,
         "RoutingConfig": {"RoutingStrategy": ROUTING_STRATEGY},
     }
+    # The vLLM images (CUDA 12.9 and 13.0) need a host driver SageMaker's default host lacks; TGI's need none.
+    if deployment.inference_ami_version is not None:
+        variant["InferenceAmiVersion"] = deployment.inference_ami_version
     # SageMaker rejects VolumeSizeInGB on local-NVMe instances (DeploymentConfig refuses setting it there).
     if deployment.volume_size_gb is not None and not deployment.instance.has_local_nvme:
         variant["VolumeSizeInGB"] = deployment.volume_size_gb

@@ -16,10 +16,10 @@ from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
 from llama_constructs.endpoint.autoscaling import EndpointAutoscaling, EndpointAutoscalingProps
+from llama_constructs.endpoint.container_image import ImageLocation
 from llama_constructs.endpoint.execution_role import ExecutionRole, ExecutionRoleProps
+from llama_constructs.endpoint.inference_endpoint import InferenceEndpoint, InferenceEndpointProps
 from llama_constructs.endpoint.monitoring import EndpointMonitoring, EndpointMonitoringProps
-from llama_constructs.endpoint.tgi_endpoint import TgiEndpoint, TgiEndpointProps
-from llama_constructs.endpoint.tgi_image import TgiImageLocation
 from settings import DeploymentConfig
 from settings.sagemaker_requests import VARIANT_NAME
 
@@ -70,6 +70,14 @@ def shared_resources(foundation: Foundation) -> SharedResources:
     )
 
 
+def stack_description(deployment: DeploymentConfig) -> str:
+    """What the stack serves; the engine is named when it is not TGI, the engine these stacks were written for."""
+    served = f"Llama 2 {deployment.model.upper()} {deployment.quantization} on {deployment.instance_type}"
+    if deployment.engine != "tgi":
+        served += f" with {deployment.engine_spec.display_name} {deployment.engine_version}"
+    return f"{served} ({deployment.scenario} scenario): SageMaker endpoint {deployment.endpoint_name}"
+
+
 class LlamaEndpointStack(cdk.Stack):
     """Exposes ``.deployment``, ``.image``, ``.execution_role``, ``.endpoint``, ``.monitoring``, ``.autoscaling``."""
 
@@ -82,15 +90,9 @@ class LlamaEndpointStack(cdk.Stack):
         shared: SharedResources,
         env: cdk.Environment | None = None,
     ) -> None:
-        super().__init__(
-            scope,
-            construct_id,
-            env=env,
-            description=f"Llama 2 {deployment.model.upper()} {deployment.quantization} on {deployment.instance_type} "
-            f"({deployment.scenario} scenario): SageMaker endpoint {deployment.endpoint_name}",
-        )
+        super().__init__(scope, construct_id, env=env, description=stack_description(deployment))
         self.deployment = deployment
-        self.image = TgiImageLocation(self, "Image", image=deployment.image)
+        self.image = ImageLocation(self, "Image", image=deployment.image)
         self.execution_role = ExecutionRole(
             self,
             "ExecutionRole",
@@ -108,10 +110,12 @@ class LlamaEndpointStack(cdk.Stack):
             "Monitoring",
             props=EndpointMonitoringProps(deployment=deployment, variant_name=VARIANT_NAME, key=shared.key),
         )
-        self.endpoint = TgiEndpoint(
+        # "Tgi" for both engines: the construct ids (and so the logical ids) stay the same whichever engine serves,
+        # so that switching a deployed scenario's engine is a blue/green update of the same endpoint and log group.
+        self.endpoint = InferenceEndpoint(
             self,
             "Tgi",
-            props=TgiEndpointProps(
+            props=InferenceEndpointProps(
                 deployment=deployment,
                 weights_bucket=shared.weights_bucket,
                 key=shared.key,

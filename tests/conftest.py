@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # imported lazily: tests that never synthesize (most of tests
 
 PIPELINE_STAGE_FILE = "stages.example.yaml"  # the promotion pipeline the tests build once per session
 TEST_CONTEXT: dict[str, Any] = {}  # the app's defaults: what `cdk synth` with no -c options deploys
+# Every scenario on vLLM, one model size each; the benchmark stack, which no engine changes, left out.
+VLLM_CONTEXT: dict[str, Any] = {"config": "config.vllm.example.yaml", "benchmark": "off"}
 STACK_ARTIFACT = "aws:cloudformation:stack"
 NESTED_ASSEMBLY = "cdk:cloud-assembly"
 
@@ -72,6 +74,7 @@ SYNTH_GROUPS = {
     "test_pipeline.py": "whole-app",
     "test_asset_publishing.py": "whole-app",
     "test_endpoint_constructs.py": "model-apps",
+    "test_vllm_endpoints.py": "vllm-app",
     "test_benchmark_stack.py": "benchmark-stack",
     "test_state_machine_local.py": "benchmark-stack",
 }
@@ -135,6 +138,18 @@ class LazyTemplates(Mapping[str, "Template"]):
 @pytest.fixture(scope="session")
 def templates(app_assembly: AppAssembly) -> Mapping[str, Template]:
     return LazyTemplates(app_assembly)
+
+
+@pytest.fixture(scope="session")
+def vllm_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
+    """The scenario stacks of config.vllm.example.yaml, served by vLLM (the foundation too)."""
+    return synthesize(dict(VLLM_CONTEXT), tmp_path_factory.mktemp("cdk.out.vllm"))
+
+
+@pytest.fixture(scope="session")
+def vllm_twin_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
+    """The same file with ``-c engine=tgi``: what the vLLM app must equal wherever the engine plays no part."""
+    return synthesize({**VLLM_CONTEXT, "engine": "tgi"}, tmp_path_factory.mktemp("cdk.out.vllm-twin"))
 
 
 @pytest.fixture(scope="session")

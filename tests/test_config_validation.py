@@ -7,6 +7,7 @@ One table, three doors: ``DeploymentConfig(...)``, ``load_settings(context)`` (w
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,20 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], str, str]] = [
     ("autoscaling-target-zero", cfg(autoscaling_target=0.0), "autoscaling_target", "positive"),
     ("unknown-scenario", lambda _t: DeploymentConfig(scenario="fastest"), "scenario", "cost, latency, throughput"),
     ("unknown-model", cfg(model="34b"), "model", "13b"),
+    ("unknown-engine", cfg(engine="sglang"), "engine", "tgi, vllm"),
+    ("context-unknown-engine", ctx(engine="triton"), "latency.engine", "must be one of tgi, vllm"),
+    ("vllm-version-on-tgi", cfg(vllm_version="0.29"), "vllm_version", "is a vLLM setting"),
+    ("unknown-vllm-version", cfg(engine="vllm", vllm_version="1.0"), "vllm_version", "0.29.0"),
+    ("vllm-region-without-image", cfg(engine="vllm", region="me-west-1"), "region", "no vLLM 0.29.0 image"),
+    ("gpu-utilization-on-tgi", cfg(gpu_memory_utilization=0.8), "gpu_memory_utilization", "is a vLLM setting"),
+    ("gpu-utilization-over-1", cfg(engine="vllm", gpu_memory_utilization=1.2), "gpu_memory_utilization", "(0, 1]"),
+    ("batch-total-on-vllm", cfg(engine="vllm", max_batch_total_tokens=9000), "max_batch_total_tokens", "TGI setting"),
+    (
+        "file-bad-utilization",
+        config_file("latency:\n  engine: vllm\n  gpu_memory_utilization: most\n"),
+        "gpu_memory_utilization (config.yaml:latency)",
+        "must be a number",
+    ),
     ("unknown-quantization", cfg(quantization="awq"), "quantization", "gptq"),
     ("bad-hub-id", cfg(hf_model_id="not a repo"), "hf_model_id", "Hub repository id"),
     ("hf-revision-branch", cfg(hf_revision="main"), "hf_revision", "40 lowercase hexadecimal"),
@@ -212,6 +227,30 @@ def test_example_config_file_is_valid_and_states_the_defaults() -> None:
     root = Path(__file__).resolve().parents[1]
     from_file = load_settings({"config": "config.example.yaml"}, base_dir=root)
     assert dict(from_file.deployments) == dict(load_settings({}).deployments)
+
+
+def test_the_engine_is_chosen_per_scenario_and_defaults_to_tgi() -> None:
+    settings = load_settings({"latency.engine": "vllm", "latency.vllm_version": "0.17"})
+    assert {s: d.engine for s, d in settings.deployments.items()} == {
+        "cost": "tgi",
+        "latency": "vllm",
+        "throughput": "tgi",
+    }
+    assert settings.deployments["latency"].vllm_version == "0.17.0"
+    assert settings.deployments["cost"].vllm_version is None
+
+
+def test_a_config_files_model_is_not_overridden_by_the_apps_own_context(tmp_path: Path) -> None:
+    """cdk.json's context is cdk context, which wins over a config file: it must not set a deployment value, or a
+    file's `model:` (config.vllm.example.yaml, a `size plan --write-config` file) would silently deploy 7B."""
+    from app import project_context  # noqa: PLC0415 (the app module loads CDK)
+
+    context = project_context()
+    assert not set(context) & ({f.name for f in fields(DeploymentConfig)} | {"scenarios"})
+    path = tmp_path / "sized.yaml"
+    path.write_text("cost:\n  model: 13b\n")
+    settings = load_settings({**context, "config": str(path), "scenarios": "cost"})
+    assert settings.deployments["cost"].model == "13b"
 
 
 def test_a_stage_may_set_its_az_count_and_a_bad_one_names_the_stage() -> None:

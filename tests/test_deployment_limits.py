@@ -147,18 +147,21 @@ def test_explicit_values_win_over_derived_ones() -> None:
     assert make(min_instances=2, max_instances=3).max_instances == 3
 
 
+# 13B GPTQ on ml.g5.12xlarge with every limit a different number.
+EVERY_VALUE_DIFFERENT: dict[str, Any] = {
+    "model": "13b",
+    "quantization": "gptq",
+    "instance_type": "ml.g5.12xlarge",
+    "max_input_tokens": 1500,
+    "max_total_tokens": 3500,
+    "max_batch_prefill_tokens": 3000,
+    "max_concurrent_requests": 77,
+}
+
+
 def test_container_environment_carries_each_setting_under_its_own_name() -> None:
     """Every value different, so a setting wired to the wrong variable shows (TGI launcher's variable names)."""
-    cfg = make(
-        model="13b",
-        quantization="gptq",
-        instance_type="ml.g5.12xlarge",
-        max_input_tokens=1500,
-        max_total_tokens=3500,
-        max_batch_prefill_tokens=3000,
-        max_batch_total_tokens=9000,
-        max_concurrent_requests=77,
-    )
+    cfg = make(**EVERY_VALUE_DIFFERENT, max_batch_total_tokens=9000)
     assert cfg.container_environment() == {
         "HF_MODEL_ID": "/opt/ml/model",
         "SM_NUM_GPUS": "4",  # ml.g5.12xlarge: 4 x A10G
@@ -180,3 +183,60 @@ def test_memory_plan_uses_the_configured_sequence_and_instance() -> None:
     assert plan.max_total_tokens == 3000
     assert make().memory_plan.max_total_tokens == 4096
     assert make().instance_type == "ml.g5.12xlarge"
+
+
+# --- the engine -------------------------------------------------------------------------------------------------
+
+
+def test_the_engine_defaults_to_tgi_and_vllm_settings_stay_unset() -> None:
+    cfg = make()
+    assert (cfg.engine, cfg.vllm_version, cfg.gpu_memory_utilization) == ("tgi", None, None)
+    assert (cfg.engine_version, cfg.image.repository) == ("3.3.6", "huggingface-pytorch-tgi-inference")
+    assert cfg.inference_ami_version is None  # SageMaker's default host, as TGI has always been deployed
+
+
+def test_vllm_resolves_its_own_version_and_image() -> None:
+    cfg = make(engine=" vLLM ")
+    assert (cfg.engine, cfg.vllm_version, cfg.engine_version) == ("vllm", "0.29.0", "0.29.0")
+    assert cfg.tgi_version == "3.3.6"  # still resolved, read by TGI only
+    assert (cfg.image.repository, cfg.image.version) == ("huggingface-vllm", "0.29.0")
+    assert make(engine="vllm", vllm_version="0.17").image.tag.startswith("0.17.0-")
+    assert cfg.inference_ami_version == "al2023-ami-sagemaker-inference-gpu-4-1"
+
+
+def test_the_vllm_environment_carries_each_setting_under_its_own_name() -> None:
+    """Every value different, so a setting wired to the wrong flag shows (vLLM's `vllm serve` flags)."""
+    cfg = make(**EVERY_VALUE_DIFFERENT, engine="vllm", gpu_memory_utilization=0.85)
+    assert cfg.container_environment() == {
+        "SM_VLLM_MODEL": "/opt/ml/model",
+        "SM_VLLM_SERVED_MODEL_NAME": "llama-2",
+        "SM_VLLM_TENSOR_PARALLEL_SIZE": "4",  # ml.g5.12xlarge: 4 x A10G
+        "SM_VLLM_MAX_MODEL_LEN": "3500",
+        "SM_VLLM_MAX_NUM_SEQS": "77",
+        "SM_VLLM_MAX_NUM_BATCHED_TOKENS": "3000",
+        "SM_VLLM_GPU_MEMORY_UTILIZATION": "0.85",
+        "SM_VLLM_DTYPE": "float16",
+        "SM_VLLM_HOST": "0.0.0.0",
+        "SM_VLLM_QUANTIZATION": "gptq",
+    }
+
+
+def test_the_fit_check_is_the_engines_memory_rule() -> None:
+    """7B fp16 on one A10G: TGI's rule leaves 22.1 GB of 24; vLLM's 0.9 x 24 GB - 2 GiB, or 0.7 x 24 GB - 2 GiB =
+    14.65 GB at gpu_memory_utilization 0.7, which 13.48 GB of weights and 2.15 GB of KV cache (257 blocks) overflow."""
+    tgi = make(scenario="cost", quantization="fp16")
+    assert (tgi.memory_plan.engine, tgi.memory_plan.usable_bytes_per_gpu) == ("tgi", 24e9 * 0.92)
+    vllm = make(scenario="cost", quantization="fp16", engine="vllm")
+    assert (vllm.memory_plan.engine, vllm.memory_plan.usable_bytes_per_gpu) == ("vllm", 24e9 * 0.9 - (2 << 30))
+    make(scenario="cost", quantization="fp16", engine="vllm", gpu_memory_utilization=0.75)  # 15.85 GB: fits
+    (issue,) = refused(scenario="cost", quantization="fp16", engine="vllm", gpu_memory_utilization=0.7).issues
+    assert (issue.field, issue.value) == ("instance_type", "ml.g5.2xlarge")
+    assert "gpu_memory_utilization 0.7 x 24.0 GB" in issue.allowed
+
+
+def test_tgi_only_rules_do_not_bind_vllm_and_vllms_own_do() -> None:
+    # TGI must admit a whole prompt in one prefill; vLLM prefills in chunks, but needs a step for every sequence.
+    assert refused(max_batch_prefill_tokens=1024).fields == ("max_batch_prefill_tokens",)
+    assert make(engine="vllm", max_batch_prefill_tokens=1024).max_batch_prefill_tokens == 1024
+    issues = refused(engine="vllm", max_batch_prefill_tokens=100).issues
+    assert [(i.field, "max_num_seqs" in i.allowed) for i in issues] == [("max_batch_prefill_tokens", True)]

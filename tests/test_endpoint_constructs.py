@@ -25,16 +25,16 @@ from aws_cdk.assertions import Template
 
 import constructs
 from catalog.network_options import DEFAULT_AZ_COUNT
-from llama_constructs.endpoint import tgi_endpoint
+from llama_constructs.endpoint import container_image, inference_endpoint, tgi_endpoint, tgi_image
 from llama_constructs.endpoint.autoscaling import SCALABLE_DIMENSION
 from llama_constructs.endpoint.execution_role import nag_name
-from llama_constructs.endpoint.monitoring import alarm_names
-from llama_constructs.endpoint.tgi_endpoint import (
+from llama_constructs.endpoint.inference_endpoint import (
     EXECUTION_MARGIN_S,
     TERMINATION_WAIT_S,
-    TgiEndpointProps,
+    InferenceEndpointProps,
     execution_timeout_s,
 )
+from llama_constructs.endpoint.monitoring import alarm_names
 from settings import STACK_NAMES, DeploymentConfig
 from settings.sagemaker_requests import VARIANT_NAME
 from stacks.endpoint_stack import LlamaEndpointStack, SharedResources
@@ -120,6 +120,7 @@ class TestEveryScenarioAndModel:
         assert cfg.instance.has_local_nvme
         v = variant(t)
         assert "VolumeSizeInGB" not in v
+        assert "InferenceAmiVersion" not in v, "TGI's images run on SageMaker's default host"
         assert "KmsKeyId" not in only(t, "AWS::SageMaker::EndpointConfig")["Properties"]
         assert v["InstanceType"] == cfg.instance_type
         assert v["InitialInstanceCount"] == cfg.min_instances
@@ -394,7 +395,7 @@ def test_endpoint_needs_a_rollback_alarm() -> None:
     key = kms.Key(stack, "K")
     vpc = ec2.Vpc(stack, "V", nat_gateways=0)
     with pytest.raises(ValueError, match="rollback alarm"):
-        TgiEndpointProps(
+        InferenceEndpointProps(
             deployment=DeploymentConfig(scenario="cost"),
             weights_bucket=s3.Bucket(stack, "B"),
             key=key,
@@ -441,4 +442,12 @@ def test_constructs_package_is_the_library_and_project_modules_load() -> None:
     assert constructs.Construct.__module__ == "constructs"
     library_dir = Path(constructs.__file__).resolve().parent
     assert "site-packages" in str(library_dir)
-    assert Path(tgi_endpoint.__file__).resolve().parent == ROOT / "constructs" / "llama_constructs" / "endpoint"
+    assert Path(inference_endpoint.__file__).resolve().parent == ROOT / "constructs" / "llama_constructs" / "endpoint"
+
+
+def test_the_tgi_names_of_the_endpoint_constructs_still_import() -> None:
+    """The benchmark state machine and older code import the constructs by the names they had for TGI alone."""
+    assert tgi_endpoint.TgiEndpoint is inference_endpoint.InferenceEndpoint
+    assert tgi_endpoint.TgiEndpointProps is inference_endpoint.InferenceEndpointProps
+    assert tgi_endpoint.execution_timeout_s is inference_endpoint.execution_timeout_s
+    assert tgi_image.TgiImageLocation is container_image.ImageLocation

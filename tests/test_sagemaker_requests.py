@@ -14,6 +14,7 @@ from typing import Any
 import botocore.session
 import pytest
 from aws_cdk import aws_sagemaker as sagemaker
+from botocore.model import StringShape
 
 from settings import STACK_NAMES, DeploymentConfig
 from settings.sagemaker_requests import (
@@ -93,6 +94,21 @@ def test_every_request_key_reaches_the_template(scenario: str, model: str) -> No
     (variant,) = cfn_config["ProductionVariants"]
     assert variant["VariantName"] == VARIANT_NAME
     assert cfn_model["PrimaryContainer"]["Environment"] == deployment.container_environment()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_vllm_requests_use_only_sagemaker_api_names_and_values(scenario: str) -> None:
+    deployment = DeploymentConfig(scenario=scenario, engine="vllm")
+    create_model = _SAGEMAKER.operation_model("CreateModel").input_shape
+    create_config = _SAGEMAKER.operation_model("CreateEndpointConfig").input_shape
+    assert _unknown_members(_model(deployment), create_model, "CreateModel") == []
+    config = endpoint_config_request(deployment, model_name="m")
+    assert _unknown_members(config, create_config, "CreateEndpointConfig") == []
+    (variant,) = config["ProductionVariants"]
+    amis = _SAGEMAKER.shape_for("ProductionVariantInferenceAmiVersion")
+    assert isinstance(amis, StringShape) and variant["InferenceAmiVersion"] in amis.enum
+    tgi = endpoint_config_request(DeploymentConfig(scenario=scenario), model_name="m")
+    assert "InferenceAmiVersion" not in tgi["ProductionVariants"][0], "TGI keeps SageMaker's default host"
 
 
 def test_kms_key_only_where_sagemaker_accepts_it() -> None:

@@ -1,1 +1,1 @@
-"""One TGI endpoint: its image, execution role, endpoint with blue/green updates, autoscaling and alarms."""
+"""One endpoint on TGI or vLLM: its image, execution role, endpoint with blue/green updates, autoscaling and alarms."""

@@ -1,4 +1,4 @@
-"""The role one SageMaker model runs as: read its weights prefix, pull its TGI image, write its own logs.
+"""The role one SageMaker model runs as: read its weights prefix, pull its engine's image, write its own logs.
 
 Least privilege instead of AmazonSageMakerFullAccess: every statement names the resources this endpoint uses,
 and the few actions AWS offers no resource scoping for are conditioned (namespace, VPC) and acknowledged.
