@@ -23,6 +23,7 @@ from benchmark.analysis.results import LevelResult, open_store
 from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.runner import ClientOpener, MatrixPlan, Progress, run_matrix
 from benchmark.report import write_report
+from benchmark.serialize import dumps, from_data
 from benchmark.sizing import cli as sizing_cli
 from benchmark.target import (
     add_process_arguments,
@@ -75,7 +76,7 @@ def parse_config(text: str, *, region: str) -> BenchmarkConfiguration:
     fields.setdefault("region", region)
     if "model" not in fields or "instance_type" not in fields:
         raise ConfigError([Issue("config", text, "must name at least model and instance")])
-    return BenchmarkConfiguration.from_dict(fields)
+    return from_data(BenchmarkConfiguration, fields)
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -134,7 +135,7 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
     if args.config:
         configurations = [parse_config(text, region=args.region) for text in args.config]
     elif args.target == "emulator" and not (args.model or args.instance):
-        configurations = [BenchmarkConfiguration.from_dict({**c, "region": args.region}) for c in DEMO_CONFIGURATIONS]
+        configurations = [from_data(BenchmarkConfiguration, {**c, "region": args.region}) for c in DEMO_CONFIGURATIONS]
     else:
         if args.target == "emulator" and not args.instance:
             allowed = "is required with --target emulator (the emulator's speed follows the instance's GPUs)"
@@ -209,7 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.json:
         for result in new:
-            sys.stdout.write(result.to_json_line())
+            sys.stdout.write(dumps(result))
     print(f"{len(new)} level(s) measured; results in {store.location}", file=sys.stderr)
     advice = late_stamps_advice(args, [result.metrics for result in new])
     if advice:

@@ -22,6 +22,7 @@ from benchmark.aws.levels import NAMESPACE, metric_window
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
 from benchmark.matrix import load_matrix
 from benchmark.measure.failfast import LevelAborted
+from benchmark.serialize import from_data
 from catalog.errors import ConfigError
 from llama_constructs.benchmark.benchmark_state_machine import matrix_items
 from tests.lambda_handlers import load_handler, set_loadtest_env
@@ -73,7 +74,7 @@ def put_utilization(cloudwatch: Any, values: dict[str, float]) -> None:
 
 
 def stored(s3: Any, key: str) -> LevelResult:
-    return LevelResult.from_dict(json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    return from_data(LevelResult, json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
 
 
 def test_level_record_lands_in_s3_with_metrics_and_utilization(aws: dict[str, Any], emulator) -> None:

@@ -25,6 +25,7 @@ from moto.sagemaker.models import sagemaker_backends
 from benchmark.analysis.results import LevelResult
 from benchmark.aws.janitor import TeardownIncompleteError
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
+from benchmark.serialize import from_data
 from tests.benchmark_fixtures import Built, build, definition_of, janitor_sweep_minutes, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (
@@ -184,7 +185,7 @@ def level_keys(h: Harness, run_id: str, configuration: str) -> list[int]:
     """Concurrency levels with a readable record for the configuration."""
     found = []
     for key in h.keys(f"runs/{run_id}/levels/"):
-        record = LevelResult.from_dict(json.loads(h.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        record = from_data(LevelResult, json.loads(h.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
         if record.configuration.label == configuration:
             found.append(record.concurrency)
     return sorted(found)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from benchmark.serialize import Codec, JsonShape
 from catalog import DEFAULT_REGION, get_instance, get_model, get_quantization, resolve_version
 from catalog.errors import ConfigError, Issue, collect
 from catalog.regions import region_issue
@@ -24,6 +25,12 @@ _LABEL = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
 _SETTING_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # What the key says where no instance type was given (a URL measured as it is): no price, no bandwidth bound.
 NO_INSTANCE = "no-instance"
+
+
+def _settings_from_json(data: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(data, Mapping):
+        raise ConfigError([Issue("settings", data, "must be a mapping of name to value")])
+    return tuple((str(k), str(v)) for k, v in data.items())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +50,10 @@ class BenchmarkConfiguration(CatalogViews):
     region: str = DEFAULT_REGION
     label: str = ""
     settings: tuple[tuple[str, str], ...] = field(default=())
+    # JSON (a results record, the CLI's --config): settings as an object of name to value; unknown keys refused.
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(
+        codecs={"settings": Codec(encode=dict, decode=_settings_from_json)}, strict=True
+    )
 
     def __post_init__(self) -> None:
         issues: list[Issue] = []
@@ -78,35 +89,6 @@ class BenchmarkConfiguration(CatalogViews):
         for name, value in resolved.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "settings", settings)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkConfiguration:
-        """Build from JSON (a results record, a matrix file); unknown keys are refused, not ignored."""
-        allowed = {"model", "instance_type", "quantization", "tgi_version", "region", "label", "settings"}
-        extra = sorted(set(data) - allowed)
-        if extra:
-            raise ConfigError(
-                [Issue(extra[0], data[extra[0]], f"is not a field; allowed: {', '.join(sorted(allowed))}")]
-            )
-        missing = [name for name in ("model", "instance_type") if name not in data]
-        if missing:
-            raise ConfigError([Issue(missing[0], None, "is required")], context="benchmark configuration")
-        kwargs = dict(data)
-        raw_settings = kwargs.pop("settings", None) or {}
-        if not isinstance(raw_settings, Mapping):
-            raise ConfigError([Issue("settings", raw_settings, "must be a mapping of name to value")])
-        return cls(settings=tuple((str(k), str(v)) for k, v in raw_settings.items()), **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "quantization": self.quantization,
-            "instance_type": self.instance_type,
-            "tgi_version": self.tgi_version,
-            "region": self.region,
-            "label": self.label,
-            "settings": dict(self.settings),
-        }
 
     @property
     def key(self) -> str:

@@ -14,9 +14,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from benchmark.matrix import Matrix, PlanSettings, load_matrix
+from benchmark.serialize import to_data
 from catalog import get_price
 from catalog.errors import ConfigError, Issue
 
@@ -50,9 +51,6 @@ class Plan:
     runs: int
     ours: MethodCost
     method_2023: MethodCost
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def _level_hours(matrix: Matrix) -> float:
@@ -160,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
+    print(json.dumps(to_data(plan), indent=2) if args.json else format_plan(plan))
     return 0
 
 

@@ -19,6 +19,7 @@ from benchmark.analysis.external import import_file
 from benchmark.analysis.results import JsonlResultsStore, LevelResult, ResultsFileError, S3ResultsStore, open_store
 from benchmark.measure.records import RequestRecord
 from benchmark.measure.runner import MatrixPlan, run_matrix, run_one_level
+from benchmark.serialize import dumps, from_data
 
 CONFIGS = [
     BenchmarkConfiguration(model="7b", quantization="gptq", instance_type="ml.g5.2xlarge"),
@@ -85,7 +86,7 @@ def test_one_level_is_measured_priced_and_written(tmp_path: Path) -> None:
     assert store.load() == [result]
     line = (tmp_path / "r.jsonl").read_text()
     assert line.endswith("\n") and json.loads(line)["configuration_key"] == CONFIGS[0].key
-    assert LevelResult.from_dict(json.loads(line)) == result
+    assert from_data(LevelResult, json.loads(line)) == result
 
 
 def test_rerun_resumes_after_a_kill_and_keeps_earlier_records(tmp_path: Path) -> None:
@@ -171,7 +172,7 @@ def test_s3_object_with_bad_record_is_named() -> None:
 def test_utilization_can_be_added_later(tmp_path: Path) -> None:
     result = run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store=None, level_runner=FakeLoad())
     filled = result.with_utilization({"gpu": 93.5, "gpu_memory": 88.0})
-    assert LevelResult.from_dict(json.loads(filled.to_json_line())).utilization == {"gpu": 93.5, "gpu_memory": 88.0}
+    assert from_data(LevelResult, json.loads(dumps(filled))).utilization == {"gpu": 93.5, "gpu_memory": 88.0}
 
 
 # --- results from other tools --------------------------------------------------------------------------------
@@ -267,7 +268,7 @@ def test_imported_rows_say_their_figures_are_the_source_tools_and_keep_it_throug
     path.write_text(CSV_HEADER + "7b,fp16,ml.g5.12xlarge,1,16.8,61.5,,,\n")
     (imported,) = import_file(path)
     assert set(imported.definitions) == {"all figures"}
-    assert LevelResult.from_dict(json.loads(imported.to_json_line())) == imported
-    old_record = json.loads(imported.to_json_line())
+    assert from_data(LevelResult, json.loads(dumps(imported))) == imported
+    old_record = json.loads(dumps(imported))
     del old_record["definitions"]  # written before the field existed
-    assert LevelResult.from_dict(old_record).definitions == {}
+    assert from_data(LevelResult, old_record).definitions == {}
