@@ -3,8 +3,9 @@
 :func:`to_data` turns a dataclass (nested dataclasses, enums, ``X | None``, lists, tuples, mappings) into what
 ``json.dumps`` writes; :func:`from_data` reads it back as the annotated types say: a float field takes an int,
 a tuple field a list, an enum field its value, a nested dataclass an object. A key a record lacks takes the
-field's default, so records written before a field existed still load; a required key missing raises
-``KeyError(key)``, a value of the wrong kind ``TypeError`` or ``ValueError``.
+field's default, so records written before a field existed still load. A required key missing, a value of the
+wrong kind or a record's own validation failing raises ``ConfigError`` naming the key (dotted through nested
+records: ``configuration.instance_type``), the value and what is allowed.
 
 Where a record's JSON is not a plain image of its fields, the class says how in one ``JSON_SHAPE`` class
 attribute (:class:`JsonShape`): keys under other names, fields written with their own codec, derived values
@@ -97,8 +98,15 @@ def dumps(record: Any) -> str:
 
 
 def from_data(cls: type[T], data: Any) -> T:
-    """An instance of the dataclass ``cls`` from JSON data (see the module docstring for the rules)."""
-    value: T = _convert(cls, data)
+    """An instance of the dataclass ``cls`` from JSON data (see the module docstring for the rules).
+
+    Every problem is a :class:`ConfigError` whose issue names the key (dotted through nested records), the
+    value and what is allowed; a record's own validation (``__post_init__``) speaks for itself the same way.
+    """
+    try:
+        value: T = _convert(cls, data)
+    except _Refused as refused:
+        raise ConfigError([Issue(cls.__name__, data, refused.allowed)]) from None
     return value
 
 
@@ -116,13 +124,19 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
     return _HINTS[cls]
 
 
+class _Refused(Exception):  # noqa: N818 - internal: a value of the wrong kind, turned into an Issue by the field
+    def __init__(self, allowed: str) -> None:
+        super().__init__(allowed)
+        self.allowed = allowed
+
+
 def _record_from_data(cls: type[Any], data: Any) -> Any:
     if not isinstance(data, Mapping):
-        raise TypeError(f"{cls.__name__} must be a JSON object, not {type(data).__name__}")
+        raise _Refused(f"must be a JSON object ({cls.__name__})")
     shape = shape_of(cls)
     for key, expected in shape.header.items():
         if data.get(key) != expected:
-            raise ValueError(f"{key} must be {expected}")
+            raise ConfigError([Issue(key, data.get(key), f"must be {expected}")])
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in shape.omitted}
     key_of = {name: shape.keys.get(name, name) for name in fields}
     if shape.strict:
@@ -133,22 +147,46 @@ def _record_from_data(cls: type[Any], data: Any) -> Any:
             raise ConfigError([Issue(unknown[0], data[unknown[0]], f"is not a field; allowed: {allowed_text}")])
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
+    issues: list[Issue] = []  # every field's problem at once, then the record's own validation
     for name, f in fields.items():
         key = key_of[name]
-        if key not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        try:
+            if key in data:
+                kwargs[name] = _field(key, data[key], hints[name], shape.codecs.get(name))
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 empty = _empty_of(hints[name])
                 if empty is None:
-                    raise KeyError(key)
+                    raise ConfigError([Issue(key, None, "is required")])
                 kwargs[name] = empty()
-            continue
-        codec = shape.codecs.get(name)
-        kwargs[name] = codec.decode(data[key]) if codec else _convert(hints[name], data[key])
+        except ConfigError as err:
+            issues.extend(err.issues)
+    if issues:
+        raise ConfigError(issues)
     return cls(**kwargs)
+
+
+def _field(key: str, value: Any, kind: Any, codec: Codec | None) -> Any:
+    """One field's value, its problems named by its key (prefixed to those of a nested record)."""
+    try:
+        return codec.decode(value) if codec else _convert(kind, value)
+    except _Refused as refused:
+        raise ConfigError([Issue(key, value, refused.allowed)]) from None
+    except ConfigError as err:
+        raise ConfigError([Issue(f"{key}.{i.field}", i.value, i.allowed) for i in err.issues]) from None
+    except (TypeError, ValueError, LookupError) as err:  # a codec's own refusal
+        raise ConfigError([Issue(key, value, f"is not readable ({err!r})")]) from None
 
 
 def _empty_of(kind: Any) -> Callable[[], Any] | None:
     return shape_of(kind).empty if dataclasses.is_dataclass(kind) and isinstance(kind, type) else None
+
+
+_SCALARS: dict[type[Any], tuple[tuple[type[Any], ...], str]] = {
+    bool: ((bool,), "must be true or false"),
+    int: ((int,), "must be an integer"),
+    float: ((int, float), "must be a number"),
+    str: ((str,), "must be a string"),
+}
 
 
 def _convert(kind: Any, data: Any) -> Any:
@@ -158,50 +196,64 @@ def _convert(kind: Any, data: Any) -> Any:
         return data
     if origin in (Union, types.UnionType):
         members = [a for a in args if a is not type(None)]
-        if data is None:
-            if len(members) < len(args):
-                return None
-            return _null(members[0])
         if len(members) != 1:
             raise TypeError(f"unions other than X | None are not supported: {kind}")
+        if data is None and len(members) < len(args):
+            return None
         return _convert(members[0], data)
     if data is None:
         return _null(kind)
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         return _record_from_data(kind, data)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
-        return kind(data)
-    if kind is bool:
-        if not isinstance(data, bool):
-            raise TypeError(f"must be true or false, not {data!r}")
-        return data
-    if kind in (int, float, str):
-        return kind(data)
+        try:
+            return kind(data)
+        except ValueError:
+            raise _Refused(f"must be one of {', '.join(str(m.value) for m in kind)}") from None
+    if kind in _SCALARS:
+        return _scalar(kind, data)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], item) for item in _array(data))
         items = _array(data)
         if len(items) != len(args):
-            raise ValueError(f"must hold {len(args)} items, not {len(items)}")
+            raise _Refused(f"must hold {len(args)} items")
         return tuple(_convert(a, item) for a, item in zip(args, items, strict=True))
     if origin in (list, Sequence):
         return [_convert(args[0] if args else Any, item) for item in _array(data)]
     if origin in (dict, Mapping):
         if not isinstance(data, Mapping):
-            raise TypeError(f"must be a JSON object, not {type(data).__name__}")
+            raise _Refused("must be a JSON object")
         key_kind, value_kind = args or (Any, Any)
         return {_convert(key_kind, k): _convert(value_kind, v) for k, v in data.items()}
     raise TypeError(f"cannot read {kind!r} from JSON")
 
 
+def _scalar(kind: type[Any], data: Any) -> Any:
+    """A number, string or boolean of the annotated kind; a number written as a string is read too."""
+    accepted, allowed = _SCALARS[kind]
+    if isinstance(data, bool) and kind is not bool:
+        raise _Refused(allowed)
+    if isinstance(data, accepted):
+        return kind(data)
+    if kind in (int, float) and isinstance(data, str):
+        try:
+            return kind(data)
+        except ValueError:
+            raise _Refused(allowed) from None
+    if kind is int and isinstance(data, float) and data.is_integer():
+        return int(data)
+    raise _Refused(allowed)
+
+
 def _null(kind: Any) -> Any:
     empty = _empty_of(kind)
     if empty is None:
-        raise TypeError(f"must not be null ({getattr(kind, '__name__', kind)})")
+        raise _Refused("must not be null")
     return empty()
 
 
 def _array(data: Any) -> list[Any]:
     if not isinstance(data, list | tuple):
-        raise TypeError(f"must be a JSON array, not {type(data).__name__}")
+        raise _Refused("must be a JSON array")
     return list(data)

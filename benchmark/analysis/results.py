@@ -160,11 +160,9 @@ def parse_record(text: str, location: str, line: int) -> LevelResult:
         raise ResultsFileError(location, line, "schema", data.get("schema"), f"must be {SCHEMA}")
     try:
         return from_data(LevelResult, data)
-    except KeyError as err:
-        raise ResultsFileError(location, line, str(err.args[0]), None, "is required") from None
     except ConfigError as err:
         issue = err.issues[0]
-        raise ResultsFileError(location, line, f"configuration.{issue.field}", issue.value, issue.allowed) from None
+        raise ResultsFileError(location, line, issue.field, issue.value, issue.allowed) from None
     except (TypeError, ValueError, AttributeError) as err:
         raise ResultsFileError(location, line, "record", text[:60], f"is not a valid level result ({err})") from None
 
@@ -269,7 +267,7 @@ def open_store(location: str, *, s3_client: Any = None) -> ResultsStore:
     if location.startswith("s3://"):
         bucket, prefix = split_s3_url(location)
         if s3_client is None:
-            import boto3  # noqa: PLC0415  (only S3 users pay for the import)
+            import boto3  # noqa: PLC0415 - only S3 users pay for the import (about 0.3 s)
 
             s3_client = boto3.client("s3")
         return S3ResultsStore(bucket, prefix, s3_client)

@@ -248,10 +248,14 @@ def test_a_result_record_names_its_schema_tool_and_key_and_refuses_another_schem
         "llama2-sagemaker-benchmark",
         configuration.key,
     )
-    with pytest.raises(ValueError, match="schema must be"):
+    with pytest.raises(ConfigError, match=f"schema='other/1': must be {SCHEMA}"):
         from_data(LevelResult, {**data, "schema": "other/1"})
+    with pytest.raises(ConfigError, match=r"metrics\.window_s='slow': must be a number"):
+        from_data(LevelResult, {**data, "metrics": {**data["metrics"], "window_s": "slow"}})
+    with pytest.raises(ConfigError, match=r"configuration\.instance_type='ml.p4d.12xlarge': must be one of"):
+        from_data(LevelResult, {**data, "configuration": {**data["configuration"], "instance_type": "ml.p4d.12xlarge"}})
     del data["started_at"]
-    with pytest.raises(KeyError, match="started_at"):
+    with pytest.raises(ConfigError, match="started_at=None: is required"):
         from_data(LevelResult, data)
 
 
@@ -291,11 +295,15 @@ def test_reading_follows_the_annotations() -> None:
         "by_name": {"a": None},
         "coded": "7",
     }
-    with pytest.raises(KeyError, match="inner"):
+    with pytest.raises(ConfigError, match=r"inner=None: is required"):
         from_data(_Outer, {})
-    with pytest.raises(TypeError, match="null"):
+    with pytest.raises(ConfigError, match=r"inner=None: must not be null"):
         from_data(_Outer, {"inner": None})
-    with pytest.raises(TypeError, match="array"):
+    with pytest.raises(ConfigError, match=r"items=.*: must be a JSON array"):
         from_data(_Outer, {"inner": {"value": 1}, "items": {"value": 1}})
-    with pytest.raises(ValueError, match="'late'"):
-        from_data(_Inner, {"value": 1, "kind": "late"})
+    with pytest.raises(ConfigError, match=r"inner\.kind='late': must be one of http_4xx"):
+        from_data(_Outer, {"inner": {"value": 1, "kind": "late"}})
+    with pytest.raises(ConfigError, match=r"inner\.value=True: must be a number"):
+        from_data(_Outer, {"inner": {"value": True}})
+    with pytest.raises(ConfigError, match="_Outer=3: must be a JSON object"):
+        from_data(_Outer, 3)
