@@ -54,7 +54,7 @@ class Plan:
 
 
 def _level_hours(matrix: Matrix) -> float:
-    return (matrix.load.duration_s + matrix.plan.level_overhead_s) / 3600.0
+    return (matrix.level_duration_s + matrix.plan.level_overhead_s) / 3600.0
 
 
 def _wall_clock(durations: Sequence[float], slots: int) -> float:
@@ -69,7 +69,7 @@ def _wall_clock(durations: Sequence[float], slots: int) -> float:
 def _method(matrix: Matrix, *, per_configuration: bool, region: str) -> MethodCost:
     plan = matrix.plan
     fixed = (plan.deploy_minutes + plan.teardown_minutes) / 60.0
-    levels = len(matrix.load.concurrency)
+    levels = len(matrix.levels)
     level = _level_hours(matrix)
     rows: list[ConfigurationCost] = []
     durations: list[float] = []

@@ -46,6 +46,7 @@ from botocore.parsers import create_parser
 from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, status_error_kind
 from benchmark.clients.http import record_round_trip, wire_failure
 from benchmark.clients.protocol import TgiStreamReader, read_tgi_response, tgi_request
+from benchmark.measure.load import DEFAULT_TIMEOUT_S
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import ErrorKind, RequestRecord
 from benchmark.wire.connection import ConnectionPool, Origin
@@ -125,7 +126,7 @@ class SageMakerClient:
         *,
         streaming: bool = False,
         concurrency: int = 1,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         region_name: str | None = None,
         endpoint_url: str | None = None,
         boto_client: SageMakerRuntimeClient | None = None,
