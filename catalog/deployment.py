@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from catalog import get_image, get_instance, get_model, get_quantization
-from catalog.deployment_checks import MAX_INSTANCES_CAP, check
+from catalog import get_image
+from catalog.deployment_checks import MAX_INSTANCES_CAP, Resolved, check, resolve
 from catalog.errors import ConfigError
 from catalog.scenarios import get_profile
-from catalog.tgi_images import DEFAULT_VERSION, TgiImage, max_input_env_name, resolve_version
+from catalog.tgi_images import DEFAULT_VERSION, TgiImage, max_input_env_name
 from catalog.views import CatalogViews
 
 # Loading weights into GPU memory and warming up TGI takes longer for bigger models; these are the
@@ -61,17 +61,15 @@ class DeploymentConfig(CatalogViews):
     deployment_wait_s: int = 600  # blue/green: watch the alarms this long before the old fleet goes
 
     def __post_init__(self) -> None:
-        issues = check(self)
+        issues, names = check(self)
         if issues:
             raise ConfigError(issues, context=f"{self.scenario} deployment")
         # Fill the derived fields once, so every reader sees the same resolved values.
-        profile = get_profile(self.scenario, get_model(self.model).size)
-        model = get_model(self.model)
+        model = names.model
+        assert model is not None  # check() found no issue, so every name resolved
+        profile = get_profile(self.scenario, model.size)
         derived: dict[str, Any] = {
-            "model": model.size,
-            "quantization": get_quantization(self.quantization or profile.quantization).name,
-            "instance_type": get_instance(self.instance_type or profile.instance_type).name,
-            "tgi_version": resolve_version(self.tgi_version),
+            **names.canonical(),
             "max_instances": self.max_instances
             if self.max_instances is not None
             else max(profile.max_instances, self.min_instances),
@@ -110,4 +108,9 @@ class DeploymentConfig(CatalogViews):
         return env
 
 
-__all__ = ["MAX_INSTANCES_CAP", "DeploymentConfig"]  # MAX_INSTANCES_CAP: benchmark/sizing/plan.py reads it here
+__all__ = [
+    "MAX_INSTANCES_CAP",
+    "DeploymentConfig",
+    "Resolved",
+    "resolve",
+]  # MAX_INSTANCES_CAP: benchmark/sizing/plan.py reads it here

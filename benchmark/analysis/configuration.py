@@ -2,7 +2,9 @@
 
 A result is only worth comparing or resuming if we know exactly what produced it, so every name is
 resolved to its canonical catalog form (``g5.2xlarge`` -> ``ml.g5.2xlarge``, ``None`` -> ``fp16``,
-``3.3`` -> ``3.3.6``) and the whole identity is folded into a stable :attr:`BenchmarkConfiguration.key`.
+``3.3`` -> ``3.3.6``) and the whole identity is folded into a stable :attr:`BenchmarkConfiguration.key`. The
+names resolve as a ``DeploymentConfig``'s do (``catalog.deployment.resolve``: the same lookups, the same
+availability rule), without a scenario to fill what is not given.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from benchmark.serialize import Codec, JsonShape
-from catalog import DEFAULT_REGION, get_instance, get_model, get_quantization, resolve_version
-from catalog.errors import ConfigError, Issue, collect
+from catalog import DEFAULT_REGION
+from catalog.deployment import resolve
+from catalog.errors import ConfigError, Issue
 from catalog.regions import region_issue
 from catalog.tgi_images import DEFAULT_VERSION as DEFAULT_TGI_VERSION
 from catalog.views import CatalogViews
@@ -57,18 +60,13 @@ class BenchmarkConfiguration(CatalogViews):
 
     def __post_init__(self) -> None:
         issues: list[Issue] = []
-        resolved: dict[str, Any] = {}
-
-        def lookup(name: str, canonical: Any, value: Any) -> None:
-            found = collect(canonical, value, name, issues)
-            if found is not None:
-                resolved[name] = found
-
-        lookup("model", lambda v, field: get_model(v, field=field).size, self.model)
-        lookup("quantization", lambda v, field: get_quantization(v, field=field).name, self.quantization)
-        if self.instance_type != "":
-            lookup("instance_type", lambda v, field: get_instance(v, field=field).name, self.instance_type)
-        lookup("tgi_version", resolve_version, self.tgi_version)
+        names = resolve(  # the resolution of catalog.deployment; an empty instance type stays empty (no instance)
+            model=self.model,
+            quantization=self.quantization,
+            instance_type=self.instance_type,
+            tgi_version=self.tgi_version,
+            issues=issues,
+        )
         malformed = region_issue(self.region)
         issues += [malformed] if malformed else []
         if not _LABEL.match(str(self.label)):
@@ -79,14 +77,9 @@ class BenchmarkConfiguration(CatalogViews):
                 issues.append(Issue("settings", name, "names must be letters, digits or '_' (e.g. MAX_TOTAL_TOKENS)"))
         if len({name for name, _ in settings}) != len(settings):
             issues.append(Issue("settings", dict(settings), "each setting may appear only once"))
-        if "model" in resolved and "quantization" in resolved:
-            unavailable = get_model(resolved["model"]).availability_issue(
-                resolved["quantization"], given=self.quantization
-            )
-            issues += [unavailable] if unavailable else []
         if issues:
             raise ConfigError(issues, context="benchmark configuration")
-        for name, value in resolved.items():
+        for name, value in names.canonical().items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "settings", settings)
 
