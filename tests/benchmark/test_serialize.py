@@ -14,8 +14,10 @@ from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.analysis.cost import CostEstimate
 from benchmark.analysis.headroom import Headroom
 from benchmark.analysis.results import SCHEMA, LevelResult
+from benchmark.aws.contract import EndpointConfiguration, LevelEvent
 from benchmark.emulator.config import EmulatorConfig, FaultKind, FaultRule, LatencyModel
 from benchmark.emulator.engine import RequestTruth
+from benchmark.measure.load import ARRIVALS, BUILTIN_DATASET, LoadSpec
 from benchmark.measure.metrics import LevelMetrics
 from benchmark.measure.percentiles import PERCENTILES, Distribution
 from benchmark.measure.records import ErrorKind, RequestRecord
@@ -204,6 +206,43 @@ truths = st.builds(
 )
 
 
+load_specs = st.builds(
+    LoadSpec,
+    concurrency=st.integers(1, 1024),
+    request_rate=st.none() | st.floats(0.01, 1e4),
+    duration_s=st.none() | st.floats(0.01, 1e5),
+    max_requests=st.integers(1, 10**6),
+    warmup_requests=st.integers(0, 100),
+    max_new_tokens=st.integers(1, 4096),
+    streaming=st.booleans(),
+    timeout_s=st.floats(0.01, 1e4),
+    dataset=st.sampled_from([BUILTIN_DATASET, "prompts.jsonl"]),
+    fail_fast_requests=st.integers(0, 100),
+    max_error_rate=st.none() | st.floats(0, 0.99),
+    ramp_up_s=st.floats(0, 100),
+    arrival=st.sampled_from(ARRIVALS),
+    seed=small,
+)
+json_objects = st.dictionaries(text, json_scalars, max_size=3)
+level_events = st.builds(
+    LevelEvent,
+    run_id=text,
+    matrix=text,
+    endpoint_name=text,
+    configuration=st.builds(
+        EndpointConfiguration,
+        id=text,
+        description=text,
+        model=text,
+        quantization=text,
+        instance_type=text,
+        tgi_version=text,
+        container=json_objects,
+        variant=json_objects,
+    ),
+    load=load_specs,
+)
+
 RECORDS = {
     "Distribution": distributions,
     "LevelMetrics": metrics,
@@ -216,6 +255,8 @@ RECORDS = {
     "RequestRecord": request_records,
     "EmulatorConfig": emulator_configs,
     "RequestTruth": truths,
+    "LoadSpec": load_specs,
+    "LevelEvent": level_events,
 }
 
 
