@@ -20,7 +20,7 @@ from benchmark.analysis.published import load_published
 from benchmark.analysis.recommend import rules_with
 from benchmark.analysis.results import LevelResult, open_store
 from benchmark.measure.failfast import LevelAborted
-from benchmark.measure.load import check_levels
+from benchmark.measure.load import DEFAULT_LOAD, check_levels
 from benchmark.measure.prompts import prompts_for
 from benchmark.measure.runner import MatrixPlan, Progress, run_matrix
 from benchmark.report import write_report
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="reports/demo")
     demo.add_argument("--concurrency", default="1,5,20")
     demo.add_argument("--duration", type=float, default=2.0)
-    demo.add_argument("--max-new-tokens", type=int, default=50)
+    demo.add_argument("--max-new-tokens", type=int, default=DEFAULT_LOAD.max_new_tokens)
     demo.set_defaults(func=cmd_demo)
 
     dry_run = plan.build_parser(

@@ -1,11 +1,11 @@
 """One concurrency level on a benchmark endpoint, as the state machine's load-test Lambda runs it.
 
-The event is a :class:`benchmark.aws.contract.LevelEvent`, as ``constructs/llama_constructs/benchmark/
-benchmark_state_machine.py`` builds it for each item of its ``RunLevels`` map; the level runs through the level
-runner every other caller uses. Its record is written to S3 by :func:`benchmark.measure.runner.run_one_level`
-the moment it finishes,
-then enriched with the endpoint's CloudWatch utilisation for the level's window and written again (the
-same object), so a failure while reading CloudWatch still leaves the measured record in place.
+The event is a :class:`benchmark.aws.contract.LevelEvent` (the endpoint's configuration and the level's
+``LoadSpec``), as ``constructs/llama_constructs/benchmark/benchmark_state_machine.py`` builds it for each item of
+its ``RunLevels`` map. The level runs through the level runner every other caller uses
+(:func:`benchmark.measure.runner.run_one_level`), which writes its record to S3 the moment it finishes; the
+record is then enriched with the endpoint's CloudWatch utilisation for the level's window and written again
+(the same object), so a failure while reading CloudWatch still leaves the measured record in place.
 """
 
 from __future__ import annotations
