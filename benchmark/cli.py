@@ -6,38 +6,39 @@ Bad input ends with exit code 2 and one line per problem naming the field, the v
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
+import functools
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from benchmark.analysis import plan
 from benchmark.analysis.collect import collect_results
 from benchmark.analysis.configuration import DEFAULT_TGI_VERSION, BenchmarkConfiguration
 from benchmark.analysis.cost import parse_price_overrides
+from benchmark.analysis.external import import_file
 from benchmark.analysis.published import load_published
 from benchmark.analysis.recommend import rules_with
 from benchmark.analysis.results import LevelResult, open_store
 from benchmark.measure.failfast import LevelAborted
-from benchmark.measure.runner import ClientOpener, MatrixPlan, Progress, run_matrix
+from benchmark.measure.load import DEFAULT_LOAD, check_levels
+from benchmark.measure.prompts import prompts_for
+from benchmark.measure.runner import MatrixPlan, Progress, run_matrix
 from benchmark.report import write_report
+from benchmark.serialize import dumps, from_data
 from benchmark.sizing import cli as sizing_cli
 from benchmark.target import (
-    add_process_arguments,
-    add_target_arguments,
+    add_request_arguments,
     check_target,
     described_target,
+    emulator_config,
     late_stamps_advice,
-    make_client,
+    load_spec,
+    open_target,
+    parse_config,
     persisted_target,
+    process_options,
 )
-from catalog import bandwidth_bound_ms_per_token
 from catalog.errors import ConfigError, Issue
-
-if TYPE_CHECKING:  # the emulator needs aiohttp; `report` (and the Lambda) must work without it
-    from benchmark.emulator import EmulatorConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_ABORTED = 3  # a level failed fast (target unreachable, every first request failed, error-rate limit)
@@ -47,83 +48,14 @@ DEMO_CONFIGURATIONS = (
     {"model": "7b", "quantization": "fp16", "instance_type": "ml.g5.12xlarge"},
     {"model": "13b", "quantization": "gptq", "instance_type": "ml.g5.2xlarge"},
 )
-_CONFIG_KEYS = {"model", "quantization", "instance", "instance_type", "tgi", "tgi_version", "region", "label"}
 
 
 def parse_concurrency(text: str) -> tuple[int, ...]:
     """``1,5,10,20`` -> (1, 5, 10, 20); zero, negative, fractional, duplicate or empty values are refused."""
-    allowed = "must be a comma-separated list of distinct positive integers, e.g. 1,5,10,20"
     parts = [p.strip() for p in str(text).split(",")]
-    if not parts or any(not p.isdigit() or int(p) < 1 for p in parts):
-        raise ConfigError([Issue("concurrency", text, allowed)])
-    values = tuple(int(p) for p in parts)
-    if len(set(values)) != len(values):
-        raise ConfigError([Issue("concurrency", text, allowed)])
-    return values
-
-
-def parse_config(text: str, *, region: str) -> BenchmarkConfiguration:
-    """``model=7b,quantization=gptq,instance=ml.g5.2xlarge[,tgi=3.3.6,region=..,label=..]``."""
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in _CONFIG_KEYS:
-            allowed = f"must be key=value pairs with keys {', '.join(sorted(_CONFIG_KEYS))}"
-            raise ConfigError([Issue("config", part, allowed)])
-        fields[{"instance": "instance_type", "tgi": "tgi_version"}.get(key, key)] = value.strip()
-    fields.setdefault("region", region)
-    if "model" not in fields or "instance_type" not in fields:
-        raise ConfigError([Issue("config", text, "must name at least model and instance")])
-    return BenchmarkConfiguration.from_dict(fields)
-
-
-def _positive(name: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ConfigError([Issue(name, value, "must be a positive number")])
-
-
-# Emulated decode runs at this share of the bandwidth bound: real TGI reaches roughly 40-70 % at low load.
-EMULATED_EFFICIENCY = 0.6
-
-
-def emulator_config(configuration: BenchmarkConfiguration) -> EmulatorConfig:
-    """Emulator timing shaped by the catalog's bandwidth bound, so emulated configurations differ like hardware.
-
-    Only for demos and tests: results measured against the emulator say so in their ``load.target``.
-    """
-    from benchmark.emulator import EmulatorConfig, LatencyModel  # noqa: PLC0415
-
-    c = configuration
-    bound = bandwidth_bound_ms_per_token(c.model_spec, c.quantization_spec, c.instance)
-    tpot = bound / EMULATED_EFFICIENCY
-    latency = LatencyModel(
-        prefill_base_ms=2 * tpot, prefill_ms_per_token=tpot / 100, tpot_base_ms=tpot, tpot_slope_ms=tpot * 0.02
-    )
-    return EmulatorConfig(latency=latency)
-
-
-# --- targets (options and clients: benchmark/target.py) -------------------------------------------------
-
-
-def client_opener(args: argparse.Namespace, concurrency: int) -> ClientOpener:
-    """How to reach the deployment under test: the local emulator (one per configuration) or a real target."""
-    address = check_target(args)
-    emulate = args.target == "emulator"
-    if emulate:
-        from benchmark.emulator import running_emulator  # noqa: PLC0415
-
-    @contextlib.asynccontextmanager
-    async def open_client(configuration: BenchmarkConfiguration) -> AsyncIterator[Any]:
-        with contextlib.ExitStack() as stack:
-            base_url = stack.enter_context(running_emulator(emulator_config(configuration))) if emulate else address
-            client = make_client(args, base_url, concurrency)
-            try:
-                yield client
-            finally:
-                await client.aclose()
-
-    return open_client
+    values = [int(p) if p.isdigit() else p for p in parts]
+    allowed = "must be a comma-separated list of distinct positive integers, e.g. 1,5,10,20"
+    return check_levels(values, "concurrency", given=text, allowed=allowed)
 
 
 # --- commands -----------------------------------------------------------------------------------------------
@@ -134,7 +66,7 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
     if args.config:
         configurations = [parse_config(text, region=args.region) for text in args.config]
     elif args.target == "emulator" and not (args.model or args.instance):
-        configurations = [BenchmarkConfiguration.from_dict({**c, "region": args.region}) for c in DEMO_CONFIGURATIONS]
+        configurations = [from_data(BenchmarkConfiguration, {**c, "region": args.region}) for c in DEMO_CONFIGURATIONS]
     else:
         if args.target == "emulator" and not args.instance:
             allowed = "is required with --target emulator (the emulator's speed follows the instance's GPUs)"
@@ -160,56 +92,25 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.measure.prompts import GenerationParams, builtin_prompts, load_jsonl  # noqa: PLC0415
-
-    concurrency = parse_concurrency(args.concurrency)
-    _positive("duration", args.duration)
-    if args.max_requests is not None and args.max_requests < 1:
-        raise ConfigError([Issue("max_requests", args.max_requests, "must be a positive integer")])
-    if args.warmup < 0:
-        raise ConfigError([Issue("warmup", args.warmup, "must be zero or a positive integer")])
-    _check_abort_options(args)
+    specs = [load_spec(args, concurrency=c) for c in parse_concurrency(args.concurrency)]
+    process = process_options(args)
     overrides = parse_price_overrides(args.price_override or [])
     configurations = _configurations(args)
-    prompts = load_jsonl(args.dataset) if args.dataset else builtin_prompts()
-    params = GenerationParams(max_new_tokens=args.max_new_tokens)
-    opener = client_opener(args, max(concurrency))
-    try:  # imported after validation, so bad input is reported even where no load generator is installed
-        load_spec: Callable[..., Any] = importlib.import_module("benchmark.measure.loadgen").LoadSpec
-    except ImportError as err:
-        raise ConfigError([Issue("target", args.target, f"needs benchmark.measure.loadgen ({err})")]) from None
-
-    specs = [
-        load_spec(
-            concurrency=c,
-            duration_s=args.duration,
-            max_requests=args.max_requests,
-            warmup_requests=args.warmup,
-            timeout_s=args.timeout,
-            fail_fast_requests=args.fail_fast,
-            max_error_rate=args.abort_error_rate,
-            ramp_up_s=args.ramp_up,
-        )
-        for c in concurrency
-    ]
+    check_target(args)
+    prompts_for(specs[0].dataset)  # a dataset that cannot be read stops the run before any level
     store = open_store(args.results)
-    target = persisted_target(args)
     new = run_matrix(
         MatrixPlan(configurations, specs),
-        opener,
-        prompts,
-        params,
+        functools.partial(open_target, args),
         store,
-        target=target,
-        dataset=args.dataset or "built-in",
+        target=persisted_target(args),
         price_overrides=overrides,
+        process=process,
         progress=Progress(len(configurations) * len(specs)),
-        level_runner=_worker_runner(args),
-        uvloop=args.uvloop,
     )
     if args.json:
         for result in new:
-            sys.stdout.write(result.to_json_line())
+            sys.stdout.write(dumps(result))
     print(f"{len(new)} level(s) measured; results in {store.location}", file=sys.stderr)
     advice = late_stamps_advice(args, [result.metrics for result in new])
     if advice:
@@ -218,24 +119,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         files = write_report(store.load(), args.report_dir)
         print(f"report: {files.markdown} {files.html}", file=sys.stderr)
     return 0
-
-
-def _check_abort_options(args: argparse.Namespace) -> None:
-    if args.fail_fast < 0:
-        raise ConfigError([Issue("fail_fast", args.fail_fast, "must be zero (off) or a positive integer")])
-    if args.abort_error_rate is not None and not 0.0 <= args.abort_error_rate < 1.0:
-        raise ConfigError([Issue("abort_error_rate", args.abort_error_rate, "must be within [0, 1), e.g. 0.5")])
-    if not args.ramp_up >= 0:
-        raise ConfigError([Issue("ramp_up", args.ramp_up, "must be zero or a positive number of seconds")])
-
-
-def _worker_runner(args: argparse.Namespace) -> Any:
-    """With ``--workers N``: levels spread over N processes (benchmark.measure.workers), else the runner's default."""
-    if not args.workers:
-        return None
-    from benchmark.measure.workers import worker_level_runner  # noqa: PLC0415
-
-    return worker_level_runner(args.workers, uvloop=args.uvloop)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -268,8 +151,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Other tools' results (the 2023 raw CSV included) into our results file, priced at import."""
-    from benchmark.analysis.external import import_file  # noqa: PLC0415
-
     overrides = parse_price_overrides(args.price_override or [])
     imported = [
         result
@@ -315,7 +196,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from benchmark.emulator import serve  # noqa: PLC0415
+    from benchmark.emulator import serve  # noqa: PLC0415 - the emulator needs aiohttp; no other command does
 
     configuration = BenchmarkConfiguration(
         model=args.model, quantization=args.quantization, instance_type=args.instance
@@ -333,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run configurations x concurrency levels against a target (resumes)")
-    add_target_arguments(run)
-    add_process_arguments(run)
+    add_request_arguments(run)
     run.add_argument("--config", action="append", help="model=7b,quantization=gptq,instance=ml.g5.2xlarge (repeat)")
     run.add_argument("--model", help="model size served (default 7b)")
     run.add_argument("--quantization", default="fp16")
@@ -342,25 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tgi-version", default=DEFAULT_TGI_VERSION)
     run.add_argument("--label", default="")
     run.add_argument("--concurrency", default="1,5,10,20")
-    run.add_argument("--duration", type=float, default=90.0, help="seconds per level")
-    run.add_argument("--max-requests", type=int)
-    run.add_argument("--warmup", type=int, default=0, help="warm-up requests per level, not measured")
-    run.add_argument(
-        "--fail-fast",
-        type=int,
-        default=10,
-        metavar="N",
-        help="stop with exit 3 when the first N requests of a level all fail (throttling aside); 0: never",
-    )
-    run.add_argument(
-        "--abort-error-rate",
-        type=float,
-        metavar="RATE",
-        help="stop with exit 3 when a level's error rate passes RATE (0-1), judged after max(20, concurrency)",
-    )
-    run.add_argument("--ramp-up", type=float, default=0.0, metavar="S", help="stagger users' first requests over S s")
-    run.add_argument("--dataset", help="JSONL prompts (default: built-in set)")
-    run.add_argument("--max-new-tokens", type=int, default=50)
     run.add_argument("--results", default="results/results.jsonl", help="JSONL path or s3://bucket/prefix")
     run.add_argument("--price-override", action="append", metavar="INSTANCE=USD")
     run.add_argument("--report-dir", help="also render the report here when done")
@@ -392,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="reports/demo")
     demo.add_argument("--concurrency", default="1,5,20")
     demo.add_argument("--duration", type=float, default=2.0)
-    demo.add_argument("--max-new-tokens", type=int, default=50)
+    demo.add_argument("--max-new-tokens", type=int, default=DEFAULT_LOAD.max_new_tokens)
     demo.set_defaults(func=cmd_demo)
 
     dry_run = plan.build_parser(

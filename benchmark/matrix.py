@@ -14,13 +14,15 @@ autoscaling fields do not apply, and no stack is created for a benchmark configu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from benchmark.aws.contract import NAME_PREFIX
+from benchmark.measure.load import LoadSpec, check_levels
+from benchmark.serialize import from_data
 from catalog.coercion import DEPLOYMENT_KEYS
 from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
@@ -45,30 +47,12 @@ _TOP_KEYS = {
     "plan",
     "configurations",
 }
-_LOAD_KEYS = {
-    "concurrency",
-    "duration_s",
-    "max_requests",
-    "warmup_requests",
-    "max_new_tokens",
-    "streaming",
-    "timeout_s",
-}
+# A matrix's load section: its concurrency levels, and any LoadSpec field every level shares, but those of an
+# open loop (the state machine runs closed-loop levels) and the dataset (the load-test Lambda has the built-in set).
+_NOT_IN_A_MATRIX = frozenset({"concurrency", "request_rate", "arrival", "seed", "dataset"})
+_LOAD_KEYS = {"concurrency"} | {f.name for f in fields(LoadSpec)} - _NOT_IN_A_MATRIX
 _PLAN_KEYS = {"deploy_minutes", "teardown_minutes", "level_overhead_s", "region"}
 _ENTRY_EXTRA_KEYS = {"id", "scenario"}
-
-
-@dataclass(frozen=True)
-class LoadSettings:
-    """How each concurrency level is driven (the same for every configuration of a matrix)."""
-
-    concurrency: tuple[int, ...]
-    duration_s: float = 90.0
-    max_requests: int | None = None
-    warmup_requests: int = 0
-    max_new_tokens: int = 50
-    streaming: bool = False
-    timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -106,7 +90,8 @@ class Skipped:
 class Matrix:
     name: str
     configurations: tuple[Configuration, ...]
-    load: LoadSettings
+    levels: tuple[int, ...]  # the concurrency levels run on each configuration's endpoint
+    load: LoadSpec  # what every level shares; a level is this load at one of the levels' concurrency
     plan: PlanSettings = field(default_factory=PlanSettings)
     max_parallel_endpoints: int = 1
     on_infeasible: str = "refuse"
@@ -116,7 +101,17 @@ class Matrix:
     @property
     def runs(self) -> int:
         """(configuration, concurrency) pairs: what the 2023 method deployed an endpoint for each of."""
-        return len(self.configurations) * len(self.load.concurrency)
+        return len(self.configurations) * len(self.levels)
+
+    @property
+    def level_specs(self) -> tuple[LoadSpec, ...]:
+        """Each level's load, in the order the levels run."""
+        return tuple(replace(self.load, concurrency=level) for level in self.levels)
+
+    @property
+    def level_duration_s(self) -> float:
+        """How long each level measures (a matrix's levels are bounded by time: the plan prices them by it)."""
+        return self.load.duration_s or 0.0
 
 
 def default_id(entry: dict[str, Any]) -> str:
@@ -132,12 +127,21 @@ def _check_keys(where: str, data: dict[str, Any], allowed: set[str] | frozenset[
             issues.append(Issue(f"{where}.{key}", value, f"unknown key; allowed: {', '.join(sorted(allowed))}"))
 
 
-def _positive_int_list(value: Any) -> tuple[int, ...] | None:
-    if not isinstance(value, list) or not value:
-        return None
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        return None
-    return tuple(value)
+def _load(load_raw: dict[str, Any], issues: list[Issue]) -> tuple[tuple[int, ...], LoadSpec]:
+    """The load section: its levels, and the LoadSpec every level shares (each problem named ``load.<key>``)."""
+    levels: tuple[int, ...] = (1,)
+    try:
+        levels = check_levels(load_raw.get("concurrency"), "load.concurrency")
+    except ConfigError as err:
+        issues.extend(err.issues)
+    load = LoadSpec()
+    try:
+        load = from_data(LoadSpec, {k: v for k, v in load_raw.items() if k in _LOAD_KEYS - {"concurrency"}})
+    except ConfigError as err:
+        issues.extend(Issue(f"load.{i.field}", i.value, i.allowed) for i in err.issues)
+    if load.duration_s is None:
+        issues.append(Issue("load.duration_s", None, "must be a number of seconds (the plan prices levels by it)"))
+    return levels, load
 
 
 def _build_deployment(entry: dict[str, Any], defaults: dict[str, Any]) -> DeploymentConfig:
@@ -168,11 +172,7 @@ def parse_matrix(data: Any, *, source: str = "matrix", prefix: str = NAME_PREFIX
     _check_keys(f"{source}.load", load_raw, _LOAD_KEYS, issues)
     _check_keys(f"{source}.plan", plan_raw, _PLAN_KEYS, issues)
 
-    concurrency = _positive_int_list(load_raw.get("concurrency"))
-    if concurrency is None or len(set(concurrency)) != len(concurrency):
-        issues.append(
-            Issue("load.concurrency", load_raw.get("concurrency"), "must be a list of distinct positive integers")
-        )
+    levels, load = _load(load_raw, issues)
     on_infeasible = data.get("on_infeasible", "refuse")
     if on_infeasible not in ON_INFEASIBLE:
         issues.append(Issue("on_infeasible", on_infeasible, f"must be one of {', '.join(ON_INFEASIBLE)}"))
@@ -180,15 +180,9 @@ def parse_matrix(data: Any, *, source: str = "matrix", prefix: str = NAME_PREFIX
     if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= 40:
         issues.append(Issue("max_parallel_endpoints", parallel, "must be an integer from 1 to 40 (instance quotas)"))
     try:
-        load = LoadSettings(
-            concurrency=concurrency or (1,),
-            **{k: v for k, v in load_raw.items() if k in _LOAD_KEYS and k != "concurrency"},
-        )
         plan = PlanSettings(**{k: v for k, v in plan_raw.items() if k in _PLAN_KEYS})
     except TypeError as err:  # unknown keys, already reported above
         raise ConfigError(issues or [Issue(source, "...", str(err))], context=source) from None
-    if not load.duration_s > 0 or (load.max_requests is not None and load.max_requests < 1):
-        issues.append(Issue("load.duration_s", load.duration_s, "must be positive (and max_requests at least 1)"))
     if plan.deploy_minutes < 0 or plan.teardown_minutes < 0 or plan.level_overhead_s < 0:
         issues.append(Issue("plan", plan_raw, "deploy_minutes, teardown_minutes and level_overhead_s must be >= 0"))
 
@@ -241,6 +235,7 @@ def parse_matrix(data: Any, *, source: str = "matrix", prefix: str = NAME_PREFIX
         name=str(data.get("name") or source),
         description=str(data.get("description") or ""),
         configurations=tuple(configurations),
+        levels=levels,
         load=load,
         plan=plan,
         max_parallel_endpoints=parallel,

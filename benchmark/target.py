@@ -1,28 +1,86 @@
-"""How every command reaches the deployment under test: the options, declared once, and the client factory.
+"""How every command reaches the deployment under test and loads it: the options, declared once, and the target.
 
-Each command that sends requests (``run``, ``size sweep``) builds its parser with :func:`add_target_arguments`
-and :func:`add_process_arguments`, so :func:`make_client` finds every option it reads, whichever command
-called it: a new option is added here, for all of them at once (a command whose parser lacked one used to
-fail with ``AttributeError`` against every target but the emulator).
-
-Nothing here imports a network library: the clients are imported when a client is built.
+Each command that sends requests (``run``, ``size sweep``) builds its parser with :func:`add_request_arguments`
+(the target's, the load's and the load generator's options), and reads them back with :func:`load_spec`,
+:func:`process_options` and :func:`open_target`, whichever command called it: a new option is added here, for
+all of them at once. The load options' defaults are :class:`LoadSpec`'s, their checks LoadSpec's own (an error
+names the option as typed). :func:`open_target` is the one way to the deployment under test: a real target's
+address, or an emulator started for it, as the :class:`ClientSpec` each level builds its client from.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import math
 import os
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from catalog import DEFAULT_REGION
+from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.clients import ClientSpec
+from benchmark.clients.base import api_key_from_env, redact_url, split_credentials
+from benchmark.measure.load import DEFAULT_LOAD, LoadSpec
+from benchmark.measure.runner import ProcessOptions
+from benchmark.serialize import from_data
+from catalog import DEFAULT_REGION, bandwidth_bound_ms_per_token
 from catalog.errors import ConfigError, Issue
 
+if TYPE_CHECKING:  # the emulator needs aiohttp, imported only when one is started (report and import need none)
+    from benchmark.emulator import EmulatorConfig
+
 TARGETS = ("emulator", "sagemaker", "tgi", "openai")
-# --target -> benchmark.clients kind (streaming adds "-stream").
-CLIENT_KINDS = {"emulator": "tgi-http", "tgi": "tgi-http", "openai": "openai-chat", "sagemaker": "sagemaker"}
+# --target -> benchmark.clients protocol (a streaming level adds "-stream").
+CLIENT_PROTOCOLS = {"emulator": "tgi-http", "tgi": "tgi-http", "openai": "openai-chat", "sagemaker": "sagemaker"}
+# What the ``--config`` of ``run`` and ``size sweep`` may name; instance and tgi are short for the fields.
+_CONFIG_KEYS = {"model", "quantization", "instance", "instance_type", "tgi", "tgi_version", "region", "label"}
+# Emulated decode runs at this share of the bandwidth bound: real TGI reaches roughly 40-70 % at low load.
+EMULATED_EFFICIENCY = 0.6
+# LoadSpec field -> its option and argparse settings; the default is always LoadSpec's (DEFAULT_LOAD).
+_TARGET_LOAD_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "timeout_s": ("--timeout", {"type": float, "help": "seconds per request"}),
+    "streaming": ("--no-stream", {"action": "store_false", "help": "non-streaming requests, as in 2023"}),
+}
+_LOAD_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "duration_s": ("--duration", {"type": float, "help": "seconds per level"}),
+    "max_requests": ("--max-requests", {"type": int, "help": "measured requests per level, at most"}),
+    "warmup_requests": ("--warmup", {"type": int, "help": "warm-up requests per level, not measured"}),
+    "max_new_tokens": ("--max-new-tokens", {"type": int}),
+    "dataset": ("--dataset", {"help": "JSONL prompts (default: built-in set)"}),
+    "fail_fast_requests": (
+        "--fail-fast",
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "stop with exit 3 when the first N requests of a level all fail (throttling aside); 0: never",
+        },
+    ),
+    "max_error_rate": (
+        "--abort-error-rate",
+        {
+            "type": float,
+            "metavar": "RATE",
+            "help": "stop with exit 3 when a level's error rate passes RATE (0-1), judged after max(20, concurrency)",
+        },
+    ),
+    "ramp_up_s": ("--ramp-up", {"type": float, "metavar": "S", "help": "stagger users' first requests over S s"}),
+}
+
+
+def _load_options(
+    parser: argparse.ArgumentParser,
+    group: Any,
+    options: dict[str, tuple[str, dict[str, Any]]],
+    defaults: LoadSpec = DEFAULT_LOAD,
+) -> None:
+    """Options that set LoadSpec's fields, defaulting to ``defaults``'; each remembered, so an error names it."""
+    names = dict(parser.get_default("load_options") or {})
+    for dest, (flag, settings) in options.items():
+        group.add_argument(flag, dest=dest, default=getattr(defaults, dest), **settings)
+        names[dest] = flag.removeprefix("--").replace("-", "_")
+    parser.set_defaults(load_options=names)
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +98,27 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         "default: BENCHMARK_API_KEY when set); the key itself is never a flag",
     )
     group.add_argument("--region", default=DEFAULT_REGION)
-    group.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    group.add_argument("--no-stream", action="store_true", help="non-streaming requests, as in 2023")
+    _load_options(parser, group, _TARGET_LOAD_OPTIONS)
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, *, duration_s: float | None = None) -> None:
+    """What each level asks of the target, beyond its concurrency (LoadSpec's fields; its defaults).
+
+    ``duration_s``: the command's own default level length (a sweep runs many short levels).
+    """
+    group = parser.add_argument_group("load (each level)")
+    defaults = DEFAULT_LOAD if duration_s is None else dataclasses.replace(DEFAULT_LOAD, duration_s=duration_s)
+    _load_options(parser, group, _LOAD_OPTIONS, defaults)
+
+
+def load_spec(args: argparse.Namespace, **level: Any) -> LoadSpec:
+    """The LoadSpec the options give, with the level's own fields (``concurrency=5``); errors name the options."""
+    names: dict[str, str] = getattr(args, "load_options", {})
+    try:
+        return LoadSpec(**{dest: getattr(args, dest) for dest in names}, **level)
+    except ConfigError as err:
+        issues = [dataclasses.replace(i, field=names.get(i.field, i.field)) for i in err.issues]
+        raise ConfigError(issues, context="load options") from None
 
 
 def add_process_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +128,17 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=0, metavar="N", help="spread each level's users over N processes (0: one)"
     )
     group.add_argument("--uvloop", action="store_true", help="run the load generator on uvloop (less CPU per event)")
+
+
+def add_request_arguments(parser: argparse.ArgumentParser, *, duration_s: float | None = None) -> None:
+    """Every option of a command that sends requests: the target, each level's load, the load generator."""
+    add_target_arguments(parser)
+    add_load_arguments(parser, duration_s=duration_s)
+    add_process_arguments(parser)
+
+
+def process_options(args: argparse.Namespace) -> ProcessOptions:
+    return ProcessOptions(workers=args.workers, uvloop=args.uvloop)
 
 
 class _Flagged(Protocol):
@@ -97,12 +185,6 @@ def check_target(args: argparse.Namespace) -> str:
     The address is the endpoint name (SageMaker), the base URL (TGI, OpenAI) or ``""`` for the emulator,
     whose URL is known only once it runs.
     """
-    from benchmark.clients.base import split_credentials  # noqa: PLC0415 - clients are imported late
-
-    if not args.timeout > 0:
-        raise ConfigError([Issue("timeout", args.timeout, "must be a positive number of seconds")])
-    if args.workers < 0:
-        raise ConfigError([Issue("workers", args.workers, "must be zero (in this process) or a positive integer")])
     target_options(args)  # an API key variable, model name or endpoint URL that cannot work
     if args.target == "emulator":
         return ""
@@ -118,23 +200,64 @@ def check_target(args: argparse.Namespace) -> str:
     return str(args.url)
 
 
-def make_client(args: argparse.Namespace, address: str, concurrency: int) -> Any:
-    """A client from ``benchmark.clients.create_client``, or with ``--workers`` the description each worker builds."""
-    from benchmark.clients import create_client  # noqa: PLC0415 - `report` needs no HTTP stack
+def client_factory(args: argparse.Namespace, address: str) -> ClientSpec:
+    """The factory of every level's client against ``address`` (plain data: worker processes build their own)."""
+    return ClientSpec(CLIENT_PROTOCOLS[args.target], address, target_options(args))
 
-    kind = CLIENT_KINDS[args.target] + ("" if args.no_stream else "-stream")
-    options = target_options(args)
-    if args.workers:
-        from benchmark.measure.workers import ClientSpec  # noqa: PLC0415
 
-        return ClientSpec(kind, address, concurrency=concurrency, timeout_s=args.timeout, options=options)
-    return create_client(kind, address, concurrency=concurrency, timeout_s=args.timeout, **options)
+@contextlib.contextmanager
+def open_target(
+    args: argparse.Namespace, configuration: BenchmarkConfiguration, emulator: EmulatorConfig | None = None
+) -> Iterator[ClientSpec]:
+    """The deployment under test while the block runs: a real target, or an emulator started for the configuration.
+
+    The emulator is shaped like the configuration's hardware (:func:`emulator_config`) unless ``emulator`` says
+    otherwise, and stopped when the block ends. Each level builds its own client from what this yields.
+    """
+    address = check_target(args)
+    if args.target != "emulator":
+        yield client_factory(args, address)
+        return
+    from benchmark.emulator import running_emulator  # noqa: PLC0415 - the emulator needs aiohttp (see TYPE_CHECKING)
+
+    with running_emulator(emulator or emulator_config(configuration)) as base_url:
+        yield client_factory(args, base_url)
+
+
+def emulator_config(configuration: BenchmarkConfiguration) -> EmulatorConfig:
+    """Emulator timing shaped by the catalog's bandwidth bound, so emulated configurations differ like hardware.
+
+    Only for demos and tests: results measured against the emulator say so in their ``load.target``.
+    """
+    from benchmark.emulator import EmulatorConfig, LatencyModel  # noqa: PLC0415 - the emulator needs aiohttp
+
+    c = configuration
+    bound = bandwidth_bound_ms_per_token(c.model_spec, c.quantization_spec, c.instance)
+    tpot = bound / EMULATED_EFFICIENCY
+    latency = LatencyModel(
+        prefill_base_ms=2 * tpot, prefill_ms_per_token=tpot / 100, tpot_base_ms=tpot, tpot_slope_ms=tpot * 0.02
+    )
+    return EmulatorConfig(latency=latency)
+
+
+def parse_config(text: str, *, region: str) -> BenchmarkConfiguration:
+    """``model=7b,quantization=gptq,instance=ml.g5.2xlarge[,tgi=3.3.6,region=..,label=..]``."""
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in _CONFIG_KEYS:
+            allowed = f"must be key=value pairs with keys {', '.join(sorted(_CONFIG_KEYS))}"
+            raise ConfigError([Issue("config", part, allowed)])
+        fields[{"instance": "instance_type", "tgi": "tgi_version"}.get(key, key)] = value.strip()
+    fields.setdefault("region", region)
+    if "model" not in fields or "instance_type" not in fields:
+        raise ConfigError([Issue("config", text, "must name at least model and instance")])
+    return from_data(BenchmarkConfiguration, fields)
 
 
 def target_options(args: argparse.Namespace) -> dict[str, Any]:
     """Client options for the target: request model name, API key (environment only), SageMaker endpoint URL."""
-    from benchmark.clients.base import api_key_from_env, redact_url  # noqa: PLC0415 - clients are imported late
-
     if args.target == "sagemaker":
         return {"region_name": args.region, "endpoint_url": args.endpoint_url}
     if args.endpoint_url:
@@ -151,8 +274,6 @@ def target_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def persisted_target(args: argparse.Namespace) -> str:
     """What results record as ``load.target``: never a credential from a URL."""
-    from benchmark.clients.base import redact_url  # noqa: PLC0415 - clients are imported late
-
     if args.target == "emulator":
         return "emulator"
     if args.target == "sagemaker":

@@ -9,16 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from catalog.deployment_checks import MAX_INSTANCES_CAP, check, serving_limits
+from catalog.deployment_checks import MAX_INSTANCES_CAP, Resolved, check, resolve, serving_limits
 from catalog.engines import DEFAULT_ENGINE, Engine, ServingLimits, engine_environment, get_engine
 from catalog.errors import ConfigError
 from catalog.fit import MemoryPlan
 from catalog.hosts import inference_ami
 from catalog.images import ContainerImage
-from catalog.instances import get_instance
-from catalog.models import get_model, get_quantization
 from catalog.scenarios import get_profile
-from catalog.tgi_images import DEFAULT_VERSION, resolve_version
+from catalog.tgi_images import DEFAULT_VERSION
 from catalog.views import CatalogViews
 
 # Loading weights into GPU memory and warming up the engine takes longer for bigger models; these are the
@@ -73,19 +71,17 @@ class DeploymentConfig(CatalogViews):
     deployment_wait_s: int = 600  # blue/green: watch the alarms this long before the old fleet goes
 
     def __post_init__(self) -> None:
-        issues = check(self)
+        issues, names = check(self)
         if issues:
             raise ConfigError(issues, context=f"{self.scenario} deployment")
         # Fill the derived fields once, so every reader sees the same resolved values.
-        profile = get_profile(self.scenario, get_model(self.model).size)
-        model = get_model(self.model)
+        model = names.model
+        assert model is not None  # check() found no issue, so every name resolved
+        profile = get_profile(self.scenario, model.size)
         engine = get_engine(self.engine)
         derived: dict[str, Any] = {
-            "model": model.size,
-            "quantization": get_quantization(self.quantization or profile.quantization).name,
-            "instance_type": get_instance(self.instance_type or profile.instance_type).name,
+            **names.canonical(),
             "engine": engine.name,
-            "tgi_version": resolve_version(self.tgi_version),
             "vllm_version": engine.resolve_version(self.vllm_version) if engine.name == "vllm" else None,
             "max_instances": self.max_instances
             if self.max_instances is not None
@@ -150,4 +146,9 @@ class DeploymentConfig(CatalogViews):
         return engine_environment(self.engine, self.serving_limits)
 
 
-__all__ = ["MAX_INSTANCES_CAP", "DeploymentConfig"]  # MAX_INSTANCES_CAP: benchmark/sizing/plan.py reads it here
+__all__ = [
+    "MAX_INSTANCES_CAP",
+    "DeploymentConfig",
+    "Resolved",
+    "resolve",
+]  # MAX_INSTANCES_CAP: benchmark/sizing/plan.py reads it here

@@ -7,6 +7,8 @@ that needs an entry that could not be looked up is skipped, since the lookup alr
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from catalog.engines import Engine, ServingLimits, engine_issues, get_engine
@@ -15,7 +17,7 @@ from catalog.hosts import host_issues
 from catalog.instances import InstanceSpec, get_instance
 from catalog.models import HUB_COMMIT_PATTERN, HUB_REPO_ID_PATTERN, ModelSpec, Quantization, get_model, get_quantization
 from catalog.regions import region_issue
-from catalog.scenarios import SCENARIOS, get_profile
+from catalog.scenarios import SCENARIOS, Profile, get_profile
 from catalog.tgi_images import at_least, resolve_version
 
 if TYPE_CHECKING:
@@ -27,17 +29,75 @@ ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 PREFIX = re.compile(r"^models/[A-Za-z0-9!_.*'()/-]+/$")  # the staging job may write only under models/
 
 
-def check(cfg: DeploymentConfig) -> list[Issue]:
+@dataclass(frozen=True)
+class Resolved:
+    """The catalog entries a deployment's names stand for, each looked up once; None where a name is unknown."""
+
+    model: ModelSpec | None = None
+    quantization: Quantization | None = None
+    instance: InstanceSpec | None = None
+    tgi_version: str | None = None
+
+    def canonical(self) -> dict[str, str]:
+        """The canonical names found: ``ml.g5.2xlarge`` for ``g5.2xlarge``, ``fp16`` for None, ``3.3.6`` for 3.3."""
+        names = {
+            "model": self.model.size if self.model else None,
+            "quantization": self.quantization.name if self.quantization else None,
+            "instance_type": self.instance.name if self.instance else None,
+            "tgi_version": self.tgi_version,
+        }
+        return {field: name for field, name in names.items() if name is not None}
+
+
+def resolve(
+    *,
+    model: object,
+    quantization: object,
+    instance_type: object,
+    tgi_version: object,
+    issues: list[Issue],
+    profile: Callable[[ModelSpec], Profile] | None = None,
+) -> Resolved:
+    """A deployment's names resolved in the catalog, every problem added to ``issues``: the one resolution of a
+    ``DeploymentConfig`` and of a benchmark's configuration.
+
+    ``profile``: the scenario profile that supplies quantization and instance where they are not given (without
+    a known model there is none, and nothing else is looked up). An empty instance type is none (a benchmark of
+    a URL). The quantization must have weights for the model.
+    """
+    found_model = collect(get_model, model, "model", issues)
+    defaults = None
+    if profile is not None:
+        if found_model is None:
+            return Resolved()
+        defaults = profile(found_model)
+    quant_name = quantization or (defaults.quantization if defaults else None)
+    instance_name = instance_type or (defaults.instance_type if defaults else None)
+    quant = collect(get_quantization, quant_name, "quantization", issues)
+    instance = collect(get_instance, instance_name, "instance_type", issues) if instance_name else None
+    version = collect(resolve_version, tgi_version, "tgi_version", issues)
+    if found_model is not None and quant is not None:
+        unavailable = found_model.availability_issue(quant.name, given=quantization)
+        issues += [unavailable] if unavailable else []
+    return Resolved(found_model, quant, instance, version)
+
+
+def check(cfg: DeploymentConfig) -> tuple[list[Issue], Resolved]:
+    """Every problem of a deployment, and what its names resolved to."""
     if cfg.scenario not in SCENARIOS:
-        return [Issue("scenario", cfg.scenario, f"must be one of {', '.join(SCENARIOS)}")]
+        return [Issue("scenario", cfg.scenario, f"must be one of {', '.join(SCENARIOS)}")], Resolved()
     issues: list[Issue] = []
-    model = collect(get_model, cfg.model, "model", issues)
+    names = resolve(
+        model=cfg.model,
+        quantization=cfg.quantization,
+        instance_type=cfg.instance_type,
+        tgi_version=cfg.tgi_version,
+        issues=issues,
+        profile=lambda model: get_profile(cfg.scenario, model.size),
+    )
+    model, quant, instance, tgi_version = names.model, names.quantization, names.instance, names.tgi_version
     if model is None:
-        return issues
-    profile = get_profile(cfg.scenario, model.size)
-    quant = collect(get_quantization, cfg.quantization or profile.quantization, "quantization", issues)
-    instance = collect(get_instance, cfg.instance_type or profile.instance_type, "instance_type", issues)
-    tgi_version = collect(resolve_version, cfg.tgi_version, "tgi_version", issues)
+        return issues, names
     engine = collect(get_engine, cfg.engine, "engine", issues)
     version = _engine_version(cfg, engine, tgi_version, issues)
     tgi = engine is not None and engine.name == "tgi"
@@ -57,7 +117,7 @@ def check(cfg: DeploymentConfig) -> list[Issue]:
     if engine is not None and version is not None and quant is not None and instance is not None:
         limits = serving_limits(cfg, model=model, quant=quant, instance=instance, version=version)
         issues += _engine_serves(cfg, engine, limits, issues)
-    return issues
+    return issues, names
 
 
 def _engine_version(
@@ -83,11 +143,8 @@ def _other_engines_settings(cfg: DeploymentConfig, engine: Engine | None) -> lis
 
 
 def _versions(cfg: DeploymentConfig, model: ModelSpec, quant: Quantization | None, version: str | None) -> list[Issue]:
-    """Weights exist for the quantization, and the TGI version can serve it and the model's attention."""
+    """The TGI version can serve the quantization and the model's attention (weights exist: ``resolve``)."""
     issues: list[Issue] = []
-    if quant is not None:
-        unavailable = model.availability_issue(quant.name, given=cfg.quantization)
-        issues += [unavailable] if unavailable else []
     if quant is not None and version is not None and not at_least(version, quant.min_tgi_version):
         issues.append(Issue("tgi_version", cfg.tgi_version, f"{quant.name} needs TGI >= {quant.min_tgi_version}"))
     if model.kv_heads != model.attention_heads and version is not None and not at_least(version, "0.9.3"):

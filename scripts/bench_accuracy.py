@@ -24,6 +24,7 @@ Rerunnable, never asserted: ``python scripts/bench_accuracy.py [--levels 1,20,64
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -39,10 +40,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmark.measure.loadgen import LevelRun, LoadSpec  # noqa: E402
+from benchmark.clients import ClientSpec  # noqa: E402
+from benchmark.measure.load import LoadSpec  # noqa: E402
+from benchmark.measure.loadgen import LevelRun  # noqa: E402
 from benchmark.measure.metrics import compute_metrics  # noqa: E402
-from benchmark.measure.prompts import GenerationParams, builtin_prompts  # noqa: E402
-from benchmark.measure.workers import ClientSpec, run_level_in_workers  # noqa: E402
+from benchmark.measure.prompts import builtin_prompts  # noqa: E402
+from benchmark.measure.runner import ProcessOptions, measure_level  # noqa: E402
 
 # sagemaker-chat-stream: the SageMaker client with payload="openai-chat" (vLLM's OpenAI chat on /invocations).
 CLIENTS = ("tgi-http-stream", "openai-chat-stream", "sagemaker-stream", "sagemaker-chat-stream")
@@ -113,17 +116,27 @@ def call(base_url: str, path: str, method: str = "GET") -> Any:
         return json.loads(r.read())
 
 
-def client_spec(kind: str, base_url: str, concurrency: int) -> ClientSpec:
-    if kind.startswith("sagemaker"):
+def client_spec(kind: str, base_url: str) -> ClientSpec:
+    protocol = kind.removesuffix("-stream")
+    if protocol.startswith("sagemaker"):
         options: dict[str, Any] = {
             "endpoint_url": base_url,
             "region_name": "us-east-1",
             "client_kwargs": {"aws_access_key_id": "x", "aws_secret_access_key": "x"},
         }
-        if kind == "sagemaker-chat-stream":
-            kind, options["payload"] = "sagemaker-stream", "openai-chat"
-        return ClientSpec(kind, "bench-endpoint", concurrency=concurrency, timeout_s=60, options=options)
-    return ClientSpec(kind, base_url, concurrency=concurrency, timeout_s=60)
+        if protocol == "sagemaker-chat":
+            protocol, options["payload"] = "sagemaker", "openai-chat"
+        return ClientSpec(protocol, "bench-endpoint", options)
+    return ClientSpec(protocol, base_url)
+
+
+@functools.cache
+def prompts_file() -> str:
+    """The prompts every level sends (128 and 256 tokens, 8 each), as the JSONL dataset a LoadSpec names."""
+    path = Path(tempfile.mkdtemp(prefix="bench-accuracy-")) / "prompts.jsonl"
+    lines = [json.dumps({"id": p.id, "prompt": p.text}) for p in builtin_prompts((128, 256), per_length=8)]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
 
 
 def lags(run: LevelRun, truths: list[dict[str, Any]]) -> tuple[float, float]:
@@ -157,18 +170,20 @@ def truth_figures(run: LevelRun, truths: list[dict[str, Any]]) -> tuple[int, flo
 def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace) -> Row:
     call(base_url, "/reset", "POST")
     ramp = (concurrency / 100.0 if args.ramp_up == "auto" else float(args.ramp_up)) if concurrency > 1 else 0.0
-    spec = LoadSpec(concurrency=concurrency, duration_s=args.duration, warmup_requests=concurrency, ramp_up_s=ramp)
-    prompts = builtin_prompts((128, 256), per_length=8)
+    spec = LoadSpec(
+        concurrency=concurrency,
+        duration_s=args.duration,
+        warmup_requests=concurrency,
+        ramp_up_s=ramp,
+        timeout_s=60,
+        max_new_tokens=50,
+        streaming=kind.endswith("-stream"),
+        dataset=prompts_file(),
+    )
     load_before = os.getloadavg()[0]
     cpu_before = _cpu_s()
-    run = run_level_in_workers(
-        client_spec(kind, base_url, concurrency),
-        prompts,
-        GenerationParams(max_new_tokens=50),
-        spec,
-        workers_for(args.workers, concurrency),
-        uvloop=args.loop == "uvloop",
-    )
+    process = ProcessOptions(workers=workers_for(args.workers, concurrency), uvloop=args.loop == "uvloop")
+    run = measure_level(spec, client_spec(kind, base_url), process)
     cpu = _cpu_s() - cpu_before
     metrics = compute_metrics(run)
     truths = call(base_url, "/truth")

@@ -19,11 +19,12 @@ from benchmark.aws.contract import (
     LambdaEnvironmentError,
     LevelEvent,
     LoadTestEnvironment,
+    level_items,
     read_environment,
     required_fields,
     variable_names,
 )
-from benchmark.aws.levels import parse_event
+from benchmark.aws.levels import read_event, variant_name
 from benchmark.matrix import load_matrix
 from catalog.errors import ConfigError
 from llama_constructs.benchmark.benchmark_state_machine import matrix_items
@@ -119,32 +120,37 @@ class Recording(dict[str, Any]):
 
 def _level_event() -> dict[str, Any]:
     plan = matrix_items(load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights")
+    (item,) = level_items([1])
     return {
         "run_id": "run1",
         "matrix": "smoke",
         "endpoint_name": "llmbench-run1-a",
-        "concurrency": 1,
         "configuration": plan["configurations"][0],
-        "load": plan["load"],
+        "load": {**plan["load"], **item},
     }
 
 
 def test_load_test_reads_only_the_level_event_and_requires_each_field() -> None:
     event = Recording(_level_event())
-    parse_event(event, region="us-east-1")
+    read_event(event)
     assert event.read == set(required_fields(LevelEvent))
     for field in required_fields(LevelEvent):
         with pytest.raises(ConfigError, match=field):
-            parse_event({k: v for k, v in _level_event().items() if k != field}, region="us-east-1")
+            read_event({k: v for k, v in _level_event().items() if k != field})
+    with pytest.raises(ConfigError, match="colour"):
+        read_event({**_level_event(), "colour": "red"})
 
 
 def test_load_test_requires_the_variant_the_state_machine_sends() -> None:
     """No "AllTraffic" fallback: the variant name comes from the configuration's production variant."""
     event = _level_event()
-    assert parse_event(event, region="us-east-1").variant_name == event["configuration"]["variant"]["VariantName"]
+    assert variant_name(read_event(event).configuration) == event["configuration"]["variant"]["VariantName"]
+    del event["configuration"]["variant"]["VariantName"]
+    with pytest.raises(ConfigError, match="variant"):
+        variant_name(read_event(event).configuration)
     del event["configuration"]["variant"]
     with pytest.raises(ConfigError, match="variant"):
-        parse_event(event, region="us-east-1")
+        read_event(event)
 
 
 @pytest.mark.parametrize("field", required_fields(AggregateEvent)[:2])

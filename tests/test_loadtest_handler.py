@@ -17,11 +17,12 @@ import pytest
 from moto import mock_aws
 
 from benchmark.analysis.results import LevelResult
-from benchmark.aws.contract import levels_prefix
+from benchmark.aws.contract import level_items, levels_prefix
 from benchmark.aws.levels import NAMESPACE, metric_window
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
 from benchmark.matrix import load_matrix
 from benchmark.measure.failfast import LevelAborted
+from benchmark.serialize import from_data
 from catalog.errors import ConfigError
 from llama_constructs.benchmark.benchmark_state_machine import matrix_items
 from tests.lambda_handlers import load_handler, set_loadtest_env
@@ -33,16 +34,16 @@ FAST = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, t
 
 
 def level_event(concurrency: int, *, streaming: bool = True, run_id: str = "run1") -> dict[str, Any]:
-    """The RunLevels item the state machine sends, built by the construct's own payload function."""
+    """The RunLevels item the state machine sends, from the construct's own payload: the matrix's shared load
+    with the level's item merged over it (as the map's States.JsonMerge does), shortened for the tests."""
     plan = matrix_items(load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights")
-    load = dict(plan["load"], duration_s=0.4, streaming=streaming)
+    (item,) = level_items([concurrency])
     return {
-        "concurrency": concurrency,
-        "endpoint_name": ENDPOINT,
         "run_id": run_id,
         "matrix": "smoke",
+        "endpoint_name": ENDPOINT,
         "configuration": plan["configurations"][0],
-        "load": load,
+        "load": {**plan["load"], **item, "duration_s": 0.4, "streaming": streaming},
     }
 
 
@@ -73,7 +74,7 @@ def put_utilization(cloudwatch: Any, values: dict[str, float]) -> None:
 
 
 def stored(s3: Any, key: str) -> LevelResult:
-    return LevelResult.from_dict(json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    return from_data(LevelResult, json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
 
 
 def test_level_record_lands_in_s3_with_metrics_and_utilization(aws: dict[str, Any], emulator) -> None:

@@ -16,15 +16,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
+import aws_cdk as cdk
 import boto3
 import pytest
+import yaml
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk.assertions import Template
 from moto import mock_aws
 from moto.events.models import EventPattern
 from moto.sagemaker.models import sagemaker_backends
 
 from benchmark.analysis.results import LevelResult
+from benchmark.aws.contract import level_items
 from benchmark.aws.janitor import TeardownIncompleteError
+from benchmark.aws.levels import read_event
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
+from benchmark.matrix import Matrix, parse_matrix
+from benchmark.measure.load import LoadSpec
+from benchmark.serialize import from_data
+from llama_constructs.benchmark.benchmark_state_machine import BenchmarkStateMachine, BenchmarkStateMachineProps
 from tests.benchmark_fixtures import Built, build, definition_of, janitor_sweep_minutes, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (
@@ -101,7 +116,7 @@ def definition(built: Built) -> dict[str, Any]:
     plan = out["States"]["Matrix-2023"]["Result"]
     by_id = {c["id"]: c for c in plan["configurations"]}
     plan["configurations"] = [by_id[i] for i in CONFIGURATIONS]
-    plan["levels"] = LEVELS
+    plan["levels"] = level_items(LEVELS)
     plan["load"] = dict(plan["load"], duration_s=0.2)
     return out
 
@@ -184,7 +199,7 @@ def level_keys(h: Harness, run_id: str, configuration: str) -> list[int]:
     """Concurrency levels with a readable record for the configuration."""
     found = []
     for key in h.keys(f"runs/{run_id}/levels/"):
-        record = LevelResult.from_dict(json.loads(h.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        record = from_data(LevelResult, json.loads(h.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
         if record.configuration.label == configuration:
             found.append(record.concurrency)
     return sorted(found)
@@ -361,7 +376,7 @@ def crash_on(configuration: str, concurrency: int, error: BaseException) -> Any:
 
     def crash(arn: str, event: dict[str, Any]) -> BaseException | None:
         hit = arn == LOADTEST and event["configuration"]["id"] == configuration
-        return error if hit and event["concurrency"] == concurrency else None
+        return error if hit and event["load"]["concurrency"] == concurrency else None
 
     return crash
 
@@ -415,6 +430,90 @@ def test_unknown_matrix_fails_without_creating_anything(harness: Harness) -> Non
     execution = run_execution(harness.sfn, harness.machine_arn, {"matrix": "nope"})
     assert execution.status == "FAILED" and execution.error == "UnknownMatrix"
     assert harness.leftovers() == {"endpoints": [], "configs": [], "models": []}
+
+
+# --- a matrix's load, from its file to the load test ------------------------------------------------------
+
+# Every load key a matrix may set, none at its default: the fail-fast limits included, which the load test reads.
+ROUND_TRIP_MATRIX = """
+name: roundtrip
+load:
+  concurrency: [1, 2]
+  duration_s: 0.3
+  max_requests: 40
+  warmup_requests: 1
+  max_new_tokens: 8
+  streaming: false
+  timeout_s: 30
+  fail_fast_requests: 3
+  max_error_rate: 0.25
+  ramp_up_s: 0.05
+configurations:
+  - {model: 7b, quantization: gptq, instance_type: ml.g5.2xlarge, max_total_tokens: 2048, max_input_tokens: 1024}
+"""
+
+
+def synthesized_definition(matrix: Matrix) -> dict[str, Any]:
+    """The definition BenchmarkStateMachine synthesizes for ``matrix`` alone (in a stack of stand-ins), with the
+    harness's bucket, topic and functions as its references and no waits."""
+    app = cdk.App()
+    stack = cdk.Stack(app, "RoundTrip", env=cdk.Environment(account=ACCOUNT, region=REGION))
+    isolated = ec2.SubnetType.PRIVATE_ISOLATED
+    vpc = ec2.Vpc(
+        stack, "Vpc", max_azs=1, subnet_configuration=[ec2.SubnetConfiguration(name="i", subnet_type=isolated)]
+    )
+    code = lambda_.Code.from_inline("def handler(event, context): pass")
+    functions = [
+        lambda_.Function(stack, name, runtime=lambda_.Runtime.PYTHON_3_12, handler="index.handler", code=code)
+        for name in ("Loadtest", "Aggregate")
+    ]
+    results, topic = s3.Bucket(stack, "Results"), sns.Topic(stack, "Topic")
+    BenchmarkStateMachine(
+        stack,
+        "Runner",
+        props=BenchmarkStateMachineProps(
+            matrices={matrix.name: matrix},
+            key=kms.Key(stack, "Key"),
+            vpc=vpc,
+            subnets=ec2.SubnetSelection(subnet_type=isolated),
+            endpoint_security_group=ec2.SecurityGroup(stack, "Endpoints", vpc=vpc),
+            weights_bucket=s3.Bucket(stack, "Weights"),
+            results_bucket=results,
+            execution_role=iam.Role(stack, "Model", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com")),
+            load_test_function=functions[0],
+            aggregate_function=functions[1],
+            topic=topic,
+        ),
+    )
+
+    def logical(construct: Any) -> str:
+        return str(stack.get_logical_id(construct.node.default_child))
+
+    refs = {logical(results): BUCKET, logical(topic): TOPIC}
+    refs |= {f"{logical(f)}.Arn": arn for f, arn in zip(functions, (LOADTEST, AGGREGATE), strict=True)}
+    return zero_waits(definition_of(Template.from_stack(stack), refs))
+
+
+def test_a_matrix_load_reaches_the_load_test_as_the_matrix_file_says(harness: Harness) -> None:
+    """Matrix file -> synthesized definition -> the event each load test receives -> its LoadSpec and record."""
+    matrix = parse_matrix(yaml.safe_load(ROUND_TRIP_MATRIX))
+    assert (matrix.load.fail_fast_requests, matrix.load.max_error_rate) == (3, 0.25)
+    shared = set(yaml.safe_load(ROUND_TRIP_MATRIX)["load"]) - {"concurrency"}
+    assert all(getattr(matrix.load, key) != getattr(LoadSpec(), key) for key in shared)
+    assert matrix.levels == (1, 2)
+    machine = harness.machine("roundtrip", synthesized_definition(matrix))
+    execution = run_execution(harness.sfn, machine, {"matrix": "roundtrip"})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    events = [event for name, event in harness.lambdas.calls if name == LOADTEST]
+    assert [read_event(event).load for event in events] == list(matrix.level_specs)
+    records = [
+        from_data(LevelResult, json.loads(harness.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        for key in harness.keys(f"runs/{execution.output['run_id']}/levels/")
+    ]
+    recorded = sorted((dict(r.load) for r in records), key=lambda load: load["concurrency"])
+    assert [from_data(LoadSpec, {k: v for k, v in load.items() if k != "target"}) for load in recorded] == list(
+        matrix.level_specs
+    )
 
 
 # --- executions that end without their own teardown: the EventBridge rule and the janitor -----------------

@@ -2,7 +2,9 @@
 
 A result is only worth comparing or resuming if we know exactly what produced it, so every name is
 resolved to its canonical catalog form (``g5.2xlarge`` -> ``ml.g5.2xlarge``, ``None`` -> ``fp16``,
-``3.3`` -> ``3.3.6``) and the whole identity is folded into a stable :attr:`BenchmarkConfiguration.key`.
+``3.3`` -> ``3.3.6``) and the whole identity is folded into a stable :attr:`BenchmarkConfiguration.key`. The
+names resolve as a ``DeploymentConfig``'s do (``catalog.deployment.resolve``: the same lookups, the same
+availability rule), without a scenario to fill what is not given.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
-from catalog import DEFAULT_REGION, get_instance, get_model, get_quantization, resolve_version
-from catalog.errors import ConfigError, Issue, collect
+from benchmark.serialize import Codec, JsonShape
+from catalog import DEFAULT_REGION
+from catalog.deployment import resolve
+from catalog.errors import ConfigError, Issue
 from catalog.regions import region_issue
 from catalog.tgi_images import DEFAULT_VERSION as DEFAULT_TGI_VERSION
 from catalog.views import CatalogViews
@@ -24,6 +28,12 @@ _LABEL = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
 _SETTING_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # What the key says where no instance type was given (a URL measured as it is): no price, no bandwidth bound.
 NO_INSTANCE = "no-instance"
+
+
+def _settings_from_json(data: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(data, Mapping):
+        raise ConfigError([Issue("settings", data, "must be a mapping of name to value")])
+    return tuple((str(k), str(v)) for k, v in data.items())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,21 +53,20 @@ class BenchmarkConfiguration(CatalogViews):
     region: str = DEFAULT_REGION
     label: str = ""
     settings: tuple[tuple[str, str], ...] = field(default=())
+    # JSON (a results record, the CLI's --config): settings as an object of name to value; unknown keys refused.
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(
+        codecs={"settings": Codec(encode=dict, decode=_settings_from_json)}, strict=True
+    )
 
     def __post_init__(self) -> None:
         issues: list[Issue] = []
-        resolved: dict[str, Any] = {}
-
-        def lookup(name: str, canonical: Any, value: Any) -> None:
-            found = collect(canonical, value, name, issues)
-            if found is not None:
-                resolved[name] = found
-
-        lookup("model", lambda v, field: get_model(v, field=field).size, self.model)
-        lookup("quantization", lambda v, field: get_quantization(v, field=field).name, self.quantization)
-        if self.instance_type != "":
-            lookup("instance_type", lambda v, field: get_instance(v, field=field).name, self.instance_type)
-        lookup("tgi_version", resolve_version, self.tgi_version)
+        names = resolve(  # the resolution of catalog.deployment; an empty instance type stays empty (no instance)
+            model=self.model,
+            quantization=self.quantization,
+            instance_type=self.instance_type,
+            tgi_version=self.tgi_version,
+            issues=issues,
+        )
         malformed = region_issue(self.region)
         issues += [malformed] if malformed else []
         if not _LABEL.match(str(self.label)):
@@ -68,45 +77,11 @@ class BenchmarkConfiguration(CatalogViews):
                 issues.append(Issue("settings", name, "names must be letters, digits or '_' (e.g. MAX_TOTAL_TOKENS)"))
         if len({name for name, _ in settings}) != len(settings):
             issues.append(Issue("settings", dict(settings), "each setting may appear only once"))
-        if "model" in resolved and "quantization" in resolved:
-            unavailable = get_model(resolved["model"]).availability_issue(
-                resolved["quantization"], given=self.quantization
-            )
-            issues += [unavailable] if unavailable else []
         if issues:
             raise ConfigError(issues, context="benchmark configuration")
-        for name, value in resolved.items():
+        for name, value in names.canonical().items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "settings", settings)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkConfiguration:
-        """Build from JSON (a results record, a matrix file); unknown keys are refused, not ignored."""
-        allowed = {"model", "instance_type", "quantization", "tgi_version", "region", "label", "settings"}
-        extra = sorted(set(data) - allowed)
-        if extra:
-            raise ConfigError(
-                [Issue(extra[0], data[extra[0]], f"is not a field; allowed: {', '.join(sorted(allowed))}")]
-            )
-        missing = [name for name in ("model", "instance_type") if name not in data]
-        if missing:
-            raise ConfigError([Issue(missing[0], None, "is required")], context="benchmark configuration")
-        kwargs = dict(data)
-        raw_settings = kwargs.pop("settings", None) or {}
-        if not isinstance(raw_settings, Mapping):
-            raise ConfigError([Issue("settings", raw_settings, "must be a mapping of name to value")])
-        return cls(settings=tuple((str(k), str(v)) for k, v in raw_settings.items()), **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "quantization": self.quantization,
-            "instance_type": self.instance_type,
-            "tgi_version": self.tgi_version,
-            "region": self.region,
-            "label": self.label,
-            "settings": dict(self.settings),
-        }
 
     @property
     def key(self) -> str:

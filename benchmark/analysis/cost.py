@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from catalog import Price, get_instance, get_price
 from catalog.errors import ConfigError, Issue
@@ -23,40 +22,11 @@ class CostEstimate:
     instance_type: str
     region: str
     usd_per_hour: float
-    price_as_of: str
-    price_source: str
-    tokens_per_s: float | None
-    minutes_per_1m_tokens: float | None  # None when nothing was generated
-    usd_per_1m_tokens: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "instance_type": self.instance_type,
-            "region": self.region,
-            "usd_per_hour": self.usd_per_hour,
-            "price_as_of": self.price_as_of,
-            "price_source": self.price_source,
-            "tokens_per_s": self.tokens_per_s,
-            "minutes_per_1m_tokens": self.minutes_per_1m_tokens,
-            "usd_per_1m_tokens": self.usd_per_1m_tokens,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CostEstimate:
-        def opt(name: str) -> float | None:
-            value = data.get(name)
-            return None if value is None else float(value)
-
-        return cls(
-            instance_type=str(data["instance_type"]),
-            region=str(data["region"]),
-            usd_per_hour=float(data["usd_per_hour"]),
-            price_as_of=str(data.get("price_as_of", "")),
-            price_source=str(data.get("price_source", "")),
-            tokens_per_s=opt("tokens_per_s"),
-            minutes_per_1m_tokens=opt("minutes_per_1m_tokens"),
-            usd_per_1m_tokens=opt("usd_per_1m_tokens"),
-        )
+    price_as_of: str = ""
+    price_source: str = ""
+    tokens_per_s: float | None = None
+    minutes_per_1m_tokens: float | None = None  # None when nothing was generated
+    usd_per_1m_tokens: float | None = None
 
 
 def minutes_per_million(tokens_per_s: float) -> float:

@@ -9,9 +9,7 @@ measured without an instance type (``run --url`` alone) has none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from catalog import bandwidth_bound_ms_per_token
@@ -25,33 +23,8 @@ class Headroom:
     gpu: str
     gpu_count: int
     gpu_bandwidth_gb_per_s: float
-    measured_ms_per_token_median: float | None
-    efficiency: float | None  # bound / measured median; None without a measurement
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "bound_ms_per_token": self.bound_ms_per_token,
-            "weights_gb_per_gpu": self.weights_gb_per_gpu,
-            "gpu": self.gpu,
-            "gpu_count": self.gpu_count,
-            "gpu_bandwidth_gb_per_s": self.gpu_bandwidth_gb_per_s,
-            "measured_ms_per_token_median": self.measured_ms_per_token_median,
-            "efficiency": self.efficiency,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Headroom:
-        measured = data.get("measured_ms_per_token_median")
-        efficiency = data.get("efficiency")
-        return cls(
-            bound_ms_per_token=float(data["bound_ms_per_token"]),
-            weights_gb_per_gpu=float(data["weights_gb_per_gpu"]),
-            gpu=str(data["gpu"]),
-            gpu_count=int(data["gpu_count"]),
-            gpu_bandwidth_gb_per_s=float(data["gpu_bandwidth_gb_per_s"]),
-            measured_ms_per_token_median=None if measured is None else float(measured),
-            efficiency=None if efficiency is None else float(efficiency),
-        )
+    measured_ms_per_token_median: float | None = None
+    efficiency: float | None = None  # bound / measured median; None without a measurement
 
 
 def headroom(configuration: BenchmarkConfiguration, measured_ms_per_token_median: float | None) -> Headroom | None:

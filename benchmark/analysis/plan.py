@@ -14,9 +14,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from benchmark.matrix import Matrix, PlanSettings, load_matrix
+from benchmark.serialize import to_data
 from catalog import get_price
 from catalog.errors import ConfigError, Issue
 
@@ -51,12 +52,9 @@ class Plan:
     ours: MethodCost
     method_2023: MethodCost
 
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
 
 def _level_hours(matrix: Matrix) -> float:
-    return (matrix.load.duration_s + matrix.plan.level_overhead_s) / 3600.0
+    return (matrix.level_duration_s + matrix.plan.level_overhead_s) / 3600.0
 
 
 def _wall_clock(durations: Sequence[float], slots: int) -> float:
@@ -71,7 +69,7 @@ def _wall_clock(durations: Sequence[float], slots: int) -> float:
 def _method(matrix: Matrix, *, per_configuration: bool, region: str) -> MethodCost:
     plan = matrix.plan
     fixed = (plan.deploy_minutes + plan.teardown_minutes) / 60.0
-    levels = len(matrix.load.concurrency)
+    levels = len(matrix.levels)
     level = _level_hours(matrix)
     rows: list[ConfigurationCost] = []
     durations: list[float] = []
@@ -160,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
+    print(json.dumps(to_data(plan), indent=2) if args.json else format_plan(plan))
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from benchmark.analysis.results import LevelResult
 from catalog import MODELS
@@ -57,17 +56,6 @@ class Rule:
         if limits:
             text += f", among results with {' and '.join(limits)}"
         return f"{text}; ties go to the {'lowest' if tie_lower else 'highest'} {tie_label}, then the configuration key"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "metric": self.metric,
-            "concurrency": self.concurrency,
-            "max_ms_per_token": self.max_ms_per_token,
-            "max_error_rate": self.max_error_rate,
-            "description": self.describe(),
-        }
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (

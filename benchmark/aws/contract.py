@@ -3,12 +3,21 @@
 The stack (CDK) builds the events, tags, names and environments from these definitions; the handlers and
 their logic read them through the same definitions. A field renamed here is renamed on both sides, and the
 tests compare the synthesized template with these definitions rather than with copies of them.
+
+The per-level payload is typed: :class:`LevelEvent` (with :class:`EndpointConfiguration` and the level's
+:class:`~benchmark.measure.load.LoadSpec`). The state machine's Pass state carries each configuration and the
+matrix's shared load as :func:`benchmark.serialize.to_data` writes them, its RunLevels map merges each level
+item (:func:`level_items`) over that load and selects the event's fields (:func:`selector`), and the load-test
+Lambda reads the event back with :func:`benchmark.serialize.from_data`.
 """
 
 # No ``from __future__ import annotations``: TypedDict reads NotRequired from evaluated annotations.
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NotRequired, TypedDict, TypeVar
+
+from benchmark.measure.load import LoadSpec
+from benchmark.serialize import JsonShape, to_data
 
 # --- names, tags, locations ------------------------------------------------------------------------------
 
@@ -44,15 +53,55 @@ def report_prefix(results_prefix: str, run_id: str) -> str:
 # --- events ----------------------------------------------------------------------------------------------
 
 
-class LevelEvent(TypedDict):
-    """State machine -> load-test Lambda: one item of the RunLevels map."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EndpointConfiguration:
+    """One configuration of a matrix as the state machine carries it: what it deploys, and what a level records."""
+
+    id: str  # the matrix's configuration id: in resource names, and the results' label
+    description: str
+    model: str
+    quantization: str
+    instance_type: str
+    tgi_version: str
+    container: Mapping[str, Any]  # CreateModel's PrimaryContainer (image, weights, Environment)
+    variant: Mapping[str, Any]  # CreateEndpointConfig's production variant; ModelName is added at run time
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LevelEvent:
+    """State machine -> load-test Lambda: one item of the RunLevels map, one level on one endpoint."""
 
     run_id: str
     matrix: str
     endpoint_name: str
-    concurrency: int
-    configuration: Mapping[str, Any]  # an item of the matrix's Pass-state payload
-    load: Mapping[str, Any]
+    configuration: EndpointConfiguration
+    load: LoadSpec  # the matrix's shared load with the level's own fields merged over it (level_items)
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
+
+
+# The LoadSpec field each RunLevels item sets; the matrix's shared load gives the others.
+LEVEL_FIELD = "concurrency"
+
+
+def shared_load(load: LoadSpec) -> dict[str, Any]:
+    """The load every level of a matrix shares, as the Pass state carries it: LoadSpec but LEVEL_FIELD.
+
+    Null fields are left out (a Pass state's Result cannot hold null: CDK drops it), which is why only a field
+    whose default is null may be null here: the load test reads the default back.
+    """
+    data: dict[str, Any] = to_data(load)
+    del data[LEVEL_FIELD]
+    defaults = to_data(LoadSpec())
+    lost = [key for key, value in data.items() if value is None and defaults[key] is not None]
+    if lost:
+        raise ValueError(f"{', '.join(lost)}: null cannot travel in the state machine's payload")
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def level_items(levels: Sequence[int]) -> list[dict[str, int]]:
+    """The RunLevels map's items: each one's fields, merged over the shared load, make the level's LoadSpec."""
+    return [{LEVEL_FIELD: level} for level in levels]
 
 
 class ConfigurationOutcome(TypedDict):
@@ -81,9 +130,29 @@ STATUS_CHANGE_ARNS = ("executionArn", "stateMachineArn")  # what the janitor rea
 
 
 def required_fields(event: type[Any]) -> tuple[str, ...]:
-    """The keys an event TypedDict requires, in declaration order."""
+    """The keys an event (a TypedDict or a dataclass) requires, in declaration order."""
+    if dataclasses.is_dataclass(event):
+        return tuple(
+            f.name
+            for f in dataclasses.fields(event)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
     required: frozenset[str] = event.__required_keys__
     return tuple(k for k in event.__annotations__ if k in required)
+
+
+def payload(event: type[Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's payload with exactly the fields its contract requires (values or Step Functions paths)."""
+    if set(fields) != set(required_fields(event)):
+        raise ValueError(
+            f"{event.__name__} needs fields {required_fields(event)}, the state machine sends {tuple(fields)}"
+        )
+    return dict(fields)
+
+
+def selector(event: type[Any], paths: Mapping[str, str]) -> dict[str, str]:
+    """JSONPath parameters (``key.$``) building ``event`` from a state's input: exactly its required fields."""
+    return {f"{key}.$": path for key, path in payload(event, paths).items()}
 
 
 # --- environments ----------------------------------------------------------------------------------------

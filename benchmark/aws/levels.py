@@ -1,31 +1,30 @@
 """One concurrency level on a benchmark endpoint, as the state machine's load-test Lambda runs it.
 
-The event is what ``constructs/llama_constructs/benchmark/benchmark_state_machine.py`` sends for each item of its
-``RunLevels`` map.
-The level's record is written to S3 by :func:`benchmark.measure.runner.run_one_level` the moment it finishes,
-then enriched with the endpoint's CloudWatch utilisation for the level's window and written again (the
-same object), so a failure while reading CloudWatch still leaves the measured record in place.
+The event is a :class:`benchmark.aws.contract.LevelEvent` (the endpoint's configuration and the level's
+``LoadSpec``), as ``constructs/llama_constructs/benchmark/benchmark_state_machine.py`` builds it for each item of
+its ``RunLevels`` map. The level runs through the level runner every other caller uses
+(:func:`benchmark.measure.runner.run_one_level`), which writes its record to S3 the moment it finishes; the
+record is then enriched with the endpoint's CloudWatch utilisation for the level's window and written again
+(the same object), so a failure while reading CloudWatch still leaves the measured record in place.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.analysis.results import LevelResult, S3ResultsStore
-from benchmark.aws.contract import levels_prefix
-from benchmark.clients.sagemaker import SageMakerClient
+from benchmark.aws.contract import EndpointConfiguration, LevelEvent, levels_prefix
+from benchmark.clients import ClientSpec
 from benchmark.measure.failfast import LevelAborted
-from benchmark.measure.loadgen import LoadSpec
 from benchmark.measure.metrics import headline
-from benchmark.measure.prompts import GenerationParams, builtin_prompts
 from benchmark.measure.runner import run_one_level
+from benchmark.serialize import from_data
 from catalog.errors import ConfigError, Issue
 
 NAMESPACE = "/aws/sagemaker/Endpoints"
@@ -37,59 +36,35 @@ PERIOD_S = 60  # endpoint instance metrics are published once a minute
 _IMPLIED_SETTINGS = frozenset({"HF_MODEL_ID", "SM_NUM_GPUS", "HF_MODEL_QUANTIZE"})
 
 
-@dataclass(frozen=True, kw_only=True)
-class LevelRequest:
-    """The validated event: which endpoint, which deployment, which load."""
-
-    run_id: str
-    matrix: str
-    configuration_id: str
-    endpoint_name: str
-    variant_name: str
-    configuration: BenchmarkConfiguration
-    spec: LoadSpec
-    params: GenerationParams
-    streaming: bool
-
-
-def parse_event(event: Mapping[str, Any], *, region: str) -> LevelRequest:
+def read_event(event: Mapping[str, Any]) -> LevelEvent:
     """The state machine's item, or a ConfigError naming the missing or bad field."""
     try:
-        config = event["configuration"]
-        load = event["load"]
-        environment = config.get("container", {}).get("Environment", {})
-        settings = tuple(sorted((k, str(v)) for k, v in environment.items() if k not in _IMPLIED_SETTINGS))
-        configuration = BenchmarkConfiguration(
-            model=config["model"],
-            quantization=config["quantization"],
-            instance_type=config["instance_type"],
-            tgi_version=config["tgi_version"],
-            region=region,
-            label=config["id"],
-            settings=settings,
-        )
-        spec = LoadSpec(
-            concurrency=int(event["concurrency"]),
-            duration_s=load.get("duration_s"),
-            max_requests=load.get("max_requests"),
-            warmup_requests=int(load.get("warmup_requests") or 0),
-            timeout_s=float(load.get("timeout_s") or 120.0),
-            fail_fast_requests=int(load.get("fail_fast_requests", 10)),
-            max_error_rate=None if load.get("max_error_rate") is None else float(load["max_error_rate"]),
-        )
-        return LevelRequest(
-            run_id=str(event["run_id"]),
-            matrix=str(event["matrix"]),
-            configuration_id=str(config["id"]),
-            endpoint_name=str(event["endpoint_name"]),
-            variant_name=str(config["variant"]["VariantName"]),
-            configuration=configuration,
-            spec=spec,
-            params=GenerationParams(max_new_tokens=int(load.get("max_new_tokens") or 50)),
-            streaming=bool(load.get("streaming", False)),
-        )
-    except KeyError as err:
-        raise ConfigError([Issue(str(err.args[0]), None, "is required")], context="load-test event") from None
+        return from_data(LevelEvent, event)
+    except ConfigError as err:
+        raise ConfigError(err.issues, context="load-test event") from None
+
+
+def benchmark_configuration(item: EndpointConfiguration, *, region: str) -> BenchmarkConfiguration:
+    """What a level on this endpoint measured: the deployment, its container settings, the configuration id."""
+    environment = item.container.get("Environment", {})
+    settings = tuple(sorted((k, str(v)) for k, v in environment.items() if k not in _IMPLIED_SETTINGS))
+    return BenchmarkConfiguration(
+        model=item.model,
+        quantization=item.quantization,
+        instance_type=item.instance_type,
+        tgi_version=item.tgi_version,
+        region=region,
+        label=item.id,
+        settings=settings,
+    )
+
+
+def variant_name(item: EndpointConfiguration) -> str:
+    """The production variant the endpoint's metrics are dimensioned by (no "AllTraffic" fallback)."""
+    name = item.variant.get("VariantName")
+    if not name:
+        raise ConfigError([Issue("configuration.variant.VariantName", name, "is required")], context="load-test event")
+    return str(name)
 
 
 def metric_window(started_at: str, finished_at: str) -> tuple[datetime, datetime]:
@@ -167,39 +142,30 @@ def run_level(
     ``settle_s``: how long to keep asking CloudWatch for the window's last minute (metrics arrive with a
     delay of about a minute); whatever has arrived by then is recorded, and a missing metric is noted.
     """
-    request = parse_event(event, region=region)
-    store = S3ResultsStore(bucket, levels_prefix(results_prefix, request.run_id), s3)
-    client = SageMakerClient(
-        request.endpoint_name,
-        streaming=request.streaming,
-        concurrency=request.spec.concurrency,
-        timeout_s=request.spec.timeout_s,
-        region_name=region,
-        endpoint_url=endpoint_url,
-        boto_client=runtime,
-    )
+    level = read_event(event)
+    configuration = benchmark_configuration(level.configuration, region=region)
+    variant = variant_name(level.configuration)
+    store = S3ResultsStore(bucket, levels_prefix(results_prefix, level.run_id), s3)
+    options = {"region_name": region, "endpoint_url": endpoint_url, "boto_client": runtime}
     try:
-        result = run_one_level(
-            client,
-            request.configuration,
-            request.spec,
-            builtin_prompts(),
-            request.params,
+        outcome = run_one_level(
+            configuration,
+            level.load,
+            ClientSpec("sagemaker", level.endpoint_name, options),
+            target=f"sagemaker:{level.endpoint_name}",
             store=store,
-            target=f"sagemaker:{request.endpoint_name}",
         )
     except LevelAborted as err:  # raised by name, so the state machine records a failed level
-        raise err.within(f"endpoint {request.endpoint_name}") from None
-    finally:
-        asyncio.run(client.aclose())
+        raise err.within(f"endpoint {level.endpoint_name}") from None
+    result = outcome.result
     start, end = metric_window(result.started_at, result.finished_at)
     deadline = time.monotonic() + settle_s
     while True:
         utilization = read_utilization(
             cloudwatch,
-            endpoint_name=request.endpoint_name,
-            variant_name=request.variant_name,
-            configuration=request.configuration,
+            endpoint_name=level.endpoint_name,
+            variant_name=variant,
+            configuration=configuration,
             start=start,
             end=end,
         )
@@ -209,7 +175,7 @@ def run_level(
     enriched = _with_utilization(result, utilization)
     store.append(enriched)  # same object key: the measured record is replaced by the enriched one
     return {
-        "configuration_id": request.configuration_id,
+        "configuration_id": level.configuration.id,
         "concurrency": enriched.concurrency,
         "record": f"s3://{bucket}/{store.object_key(enriched.level_key)}",
         "headline": headline(enriched.metrics),

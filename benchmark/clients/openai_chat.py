@@ -10,6 +10,7 @@ import time
 
 from benchmark.clients.http import HttpTransport
 from benchmark.clients.protocol import OpenAIStreamReader, openai_chat_request, read_openai_response
+from benchmark.measure.load import DEFAULT_TIMEOUT_S
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import RequestRecord
 
@@ -22,7 +23,7 @@ class OpenAIChatClient:
         model: str = "tgi",
         streaming: bool = True,
         concurrency: int = 1,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         api_key: str | None = None,
         connect_timeout_s: float | None = None,
     ) -> None:

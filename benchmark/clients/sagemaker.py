@@ -72,6 +72,7 @@ from benchmark.clients.protocol import (
     read_tgi_response,
     tgi_request,
 )
+from benchmark.measure.load import DEFAULT_TIMEOUT_S
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import ErrorKind, RequestRecord
 from benchmark.wire.connection import ConnectionPool, Origin
@@ -154,7 +155,7 @@ class SageMakerClient:
         *,
         streaming: bool = False,
         concurrency: int = 1,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         region_name: str | None = None,
         endpoint_url: str | None = None,
         boto_client: SageMakerRuntimeClient | None = None,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from benchmark.clients.http import HttpTransport
 from benchmark.clients.protocol import TgiStreamReader, read_tgi_response, tgi_request
+from benchmark.measure.load import DEFAULT_TIMEOUT_S
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import RequestRecord
 
@@ -18,7 +19,7 @@ class TgiHttpClient:
         *,
         streaming: bool = False,
         concurrency: int = 1,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         headers: Mapping[str, str] | None = None,
         api_key: str | None = None,
         connect_timeout_s: float | None = None,

@@ -8,6 +8,7 @@ import sys
 
 from benchmark.emulator.config import EmulatorConfig
 from benchmark.emulator.server import serve
+from benchmark.serialize import from_data
 from catalog.errors import ConfigError
 
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="{}", help="EmulatorConfig as JSON (latency, faults, stall_s, ...)")
     args = parser.parse_args(argv)
     try:
-        config = EmulatorConfig.from_dict(json.loads(args.config))
+        config = from_data(EmulatorConfig, json.loads(args.config))
     except (ConfigError, json.JSONDecodeError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import ClassVar
 
+from benchmark.serialize import JsonShape
 from catalog.errors import ConfigError, Issue
 
 
@@ -96,6 +97,8 @@ class EmulatorConfig:
     api_key: str | None = None
     # Like vLLM's served model name: an OpenAI request naming another model gets 404. None accepts any name.
     model_name: str | None = None
+    # JSON (the control endpoint, ``--config``): every field, nested as written; an unknown key is refused.
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
 
     def __post_init__(self) -> None:
         issues = self.latency.issues()
@@ -107,31 +110,6 @@ class EmulatorConfig:
             issues.append(Issue("payload_split", self.payload_split, "must be >= 1"))
         if issues:
             raise ConfigError(issues, context="emulator configuration")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["faults"] = [{**asdict(rule), "kind": rule.kind.value} for rule in self.faults]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EmulatorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                [Issue(name, data[name], f"unknown; allowed: {', '.join(sorted(known))}") for name in unknown]
-            )
-        kwargs = dict(data)
-        if "latency" in kwargs:
-            kwargs["latency"] = replace(LatencyModel(), **kwargs["latency"])
-        if "faults" in kwargs:
-            kwargs["faults"] = tuple(
-                FaultRule(kind=FaultKind(rule["kind"]), every_nth=rule.get("every_nth"), rate=rule.get("rate"))
-                for rule in kwargs["faults"]
-            )
-        if kwargs.get("endpoint_names") is not None:
-            kwargs["endpoint_names"] = tuple(kwargs["endpoint_names"])
-        return cls(**kwargs)
 
 
 class FaultPicker:

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.emulator.config import EmulatorConfig, FaultKind, FaultPicker
@@ -46,13 +46,6 @@ class RequestTruth:
     @property
     def tpot_ms(self) -> float | None:
         return sum(self.gaps_ms) / len(self.gaps_ms) if self.gaps_ms else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RequestTruth:
-        return cls(**data)
 
 
 class Generation:

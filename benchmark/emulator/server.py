@@ -35,6 +35,7 @@ from benchmark.emulator import render
 from benchmark.emulator.config import EmulatorConfig, FaultKind
 from benchmark.emulator.engine import Engine, Generation, Overloaded, RequestTruth
 from benchmark.measure.prompts import estimate_tokens
+from benchmark.serialize import from_data, to_data
 from benchmark.wire import eventstream
 
 _MALFORMED_EVENT = b'data:{"index":0,"token":{"id":1000,"text":\n\n'
@@ -351,15 +352,15 @@ class EmulatorApp:
         return web.json_response(self.engine.stats())
 
     async def _truth(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response([truth.to_dict() for truth in self.engine.log])
+        return web.json_response([to_data(truth) for truth in self.engine.log])
 
     async def _reset(self, request: web.Request) -> web.StreamResponse:
         self.engine.reset()
         return web.json_response(self.engine.stats())
 
     async def _configure(self, request: web.Request) -> web.StreamResponse:
-        self.engine.configure(EmulatorConfig.from_dict(await request.json()))
-        return web.json_response(self.engine.config.to_dict())
+        self.engine.configure(from_data(EmulatorConfig, await request.json()))
+        return web.json_response(to_data(self.engine.config))
 
     # --- one request ---------------------------------------------------------------------------------
 
@@ -609,7 +610,7 @@ def _get_json(url: str, method: str = "GET", data: Any = None) -> Any:
 
 
 def fetch_truth(base_url: str) -> list[RequestTruth]:
-    return [RequestTruth.from_dict(item) for item in _get_json(f"{base_url}/emulator/truth")]
+    return [from_data(RequestTruth, item) for item in _get_json(f"{base_url}/emulator/truth")]
 
 
 def fetch_stats(base_url: str) -> dict[str, Any]:
@@ -622,4 +623,4 @@ def reset(base_url: str) -> None:
 
 
 def configure(base_url: str, config: EmulatorConfig) -> None:
-    _get_json(f"{base_url}/emulator/config", method="POST", data=config.to_dict())
+    _get_json(f"{base_url}/emulator/config", method="POST", data=to_data(config))

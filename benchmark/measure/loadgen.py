@@ -28,67 +28,24 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from benchmark.clients import ClientFactory
 from benchmark.clients.base import Client
 from benchmark.measure.failfast import FailFast, LevelAborted, backoff_s
-from benchmark.measure.prompts import GenerationParams, Prompt
+from benchmark.measure.load import ARRIVALS, LoadSpec
+from benchmark.measure.prompts import GenerationParams, Prompt, prompts_for
 from benchmark.measure.records import ErrorKind, RequestRecord
 from catalog.errors import ConfigError, Issue
 
-__all__ = ["ARRIVALS", "LevelAborted", "LevelRun", "LoadSpec", "run_level"]
+__all__ = ["ARRIVALS", "LevelAborted", "LevelRun", "LoadSpec", "run_async", "run_level", "run_level_with"]
 
-ARRIVALS = ("poisson", "constant")
+T = TypeVar("T")
+
 # The loop's own per-request deadline, beyond the client's: a backstop if a client ignores its timeout.
 _BACKSTOP_S = 5.0
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    concurrency: int
-    duration_s: float | None = 90.0
-    max_requests: int | None = None
-    warmup_requests: int = 0
-    request_rate: float | None = None  # requests/s: open loop when set
-    timeout_s: float = 120.0
-    arrival: str = "poisson"  # open loop only
-    seed: int = 0
-    fail_fast_requests: int = 10  # abort when this many first finished requests all failed; 0: never
-    max_error_rate: float | None = None  # abort when the error rate passes this share; None: no limit
-    ramp_up_s: float = 0.0  # closed loop: first requests spread evenly over this many seconds
-
-    def __post_init__(self) -> None:
-        issues: list[Issue] = []
-        if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or self.concurrency < 1:
-            issues.append(Issue("concurrency", self.concurrency, "must be an integer >= 1"))
-        if self.duration_s is not None and not self.duration_s > 0:
-            issues.append(Issue("duration_s", self.duration_s, "must be > 0 or unset"))
-        if self.max_requests is not None and self.max_requests < 1:
-            issues.append(Issue("max_requests", self.max_requests, "must be >= 1 or unset"))
-        if self.duration_s is None and self.max_requests is None:
-            issues.append(Issue("duration_s", None, "duration_s or max_requests must bound the run"))
-        if self.warmup_requests < 0:
-            issues.append(Issue("warmup_requests", self.warmup_requests, "must be >= 0"))
-        if self.request_rate is not None and not self.request_rate > 0:
-            issues.append(Issue("request_rate", self.request_rate, "must be > 0 requests/s or unset (closed loop)"))
-        if not self.timeout_s > 0:
-            issues.append(Issue("timeout_s", self.timeout_s, "must be > 0"))
-        if self.arrival not in ARRIVALS:
-            issues.append(Issue("arrival", self.arrival, f"must be one of {', '.join(ARRIVALS)}"))
-        if not isinstance(self.fail_fast_requests, int) or self.fail_fast_requests < 0:
-            issues.append(Issue("fail_fast_requests", self.fail_fast_requests, "must be an integer >= 0 (0: off)"))
-        if self.max_error_rate is not None and not 0.0 <= self.max_error_rate < 1.0:
-            issues.append(Issue("max_error_rate", self.max_error_rate, "must be within [0, 1) or unset"))
-        if not self.ramp_up_s >= 0:
-            issues.append(Issue("ramp_up_s", self.ramp_up_s, "must be >= 0 seconds"))
-        if issues:
-            raise ConfigError(issues, context="load specification")
-
-    @property
-    def open_loop(self) -> bool:
-        return self.request_rate is not None
 
 
 @dataclass
@@ -213,6 +170,30 @@ async def run_level(
     else:
         window_end = max((r.end for r in records if not r.warmup), default=end)
     return LevelRun(spec=spec, window_start=start, window_end=window_end, records=records, dispatch_lag_s=lags)
+
+
+async def run_level_with(spec: LoadSpec, clients: ClientFactory) -> LevelRun:
+    """One level in this event loop: its prompts (``spec.dataset``), a client built for it and closed after it.
+
+    The one client lifetime of every caller (the level runner, each worker process): a client never outlives
+    its level, so no level inherits another's connections or a target's state.
+    """
+    prompts = prompts_for(spec.dataset)
+    client = clients.create(spec)
+    try:
+        return await run_level(client, prompts, GenerationParams(max_new_tokens=spec.max_new_tokens), spec)
+    finally:
+        await client.aclose()
+
+
+def run_async(coroutine: Coroutine[Any, Any, T], *, uvloop: bool) -> T:
+    """``asyncio.run``, on uvloop when asked (libuv's loop spends less CPU per socket event)."""
+    if not uvloop:
+        return asyncio.run(coroutine)
+    import uvloop as uv  # noqa: PLC0415 - optional (the distribution's [fast] extra): imported only when asked for
+
+    with asyncio.Runner(loop_factory=uv.new_event_loop) as runner:
+        return runner.run(coroutine)
 
 
 async def _until_done_or_aborted(work: asyncio.Future[Any], aborted: asyncio.Event) -> None:

@@ -46,10 +46,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import ClassVar, Protocol
 
 from benchmark.measure.percentiles import Distribution
 from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.serialize import JsonShape
 
 # Server-reported per-request time per token (ms), as TGI sends it in the x-time-per-token header.
 SERVER_TIME_PER_TOKEN_KEYS = ("x-time-per-token", "time_per_token")
@@ -203,22 +204,23 @@ class LevelMetrics:
     """Everything measured at one concurrency level for one configuration."""
 
     concurrency: int
-    window_s: float
-    requests_total: int  # measured (non-warm-up) requests
-    requests_ok: int  # successful requests that ended inside the window
-    requests_failed: int
-    errors_by_kind: Mapping[str, int]
-    error_rate: float | None
-    output_tokens: int  # server-counted tokens of the successful in-window requests
-    tokens_per_s: float | None  # steady state: tokens arrived inside the steady window / its length
-    requests_per_min: float | None
-    ms_per_token: Distribution
-    ms_per_token_sources: Mapping[str, int]
-    inter_token_ms: Distribution
-    ttft_ms: Distribution
-    e2e_ms: Distribution
-    derived_tokens_per_s_2023: float | None
-    max_new_tokens: int | None
+    # Defaults: what a record written by another tool (or an older version) lacks reads as nothing measured.
+    window_s: float = 0.0
+    requests_total: int = 0  # measured (non-warm-up) requests
+    requests_ok: int = 0  # successful requests that ended inside the window
+    requests_failed: int = 0
+    errors_by_kind: Mapping[str, int] = field(default_factory=dict)
+    error_rate: float | None = None
+    output_tokens: int = 0  # server-counted tokens of the successful in-window requests
+    tokens_per_s: float | None = None  # steady state: tokens arrived inside the steady window / its length
+    requests_per_min: float | None = None
+    ms_per_token: Distribution = field(default_factory=Distribution.empty)
+    ms_per_token_sources: Mapping[str, int] = field(default_factory=dict)
+    inter_token_ms: Distribution = field(default_factory=Distribution.empty)
+    ttft_ms: Distribution = field(default_factory=Distribution.empty)
+    e2e_ms: Distribution = field(default_factory=Distribution.empty)
+    derived_tokens_per_s_2023: float | None = None
+    max_new_tokens: int | None = None
     notes: tuple[str, ...] = field(default=())
     completed_tokens_per_s: float | None = None  # output_tokens / window_s (completion-counted, comparison)
     steady_start_s: float | None = None  # the steady window, in seconds from the measurement window's start
@@ -227,6 +229,8 @@ class LevelMetrics:
     completed_requests_per_min: float | None = None  # requests_ok / window_s x 60 (from the first send, comparison)
     streamed_ok: int = 0  # successful in-window requests with token times (the TTFT's streams)
     coalesced_first_tokens: int = 0  # of those, first tokens stamped with later bytes (see the module docstring)
+    # Written for readers of the file, recomputed on reading.
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(derived=("coalesced_first_token_share", "late_first_tokens"))
 
     @property
     def coalesced_first_token_share(self) -> float | None:
@@ -249,72 +253,6 @@ class LevelMetrics:
         """One label for the report: the single source used, or ``mixed``."""
         used = [name for name, count in self.ms_per_token_sources.items() if count]
         return used[0] if len(used) == 1 else ("mixed" if used else "none")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "concurrency": self.concurrency,
-            "window_s": self.window_s,
-            "requests_total": self.requests_total,
-            "requests_ok": self.requests_ok,
-            "requests_failed": self.requests_failed,
-            "errors_by_kind": dict(self.errors_by_kind),
-            "error_rate": self.error_rate,
-            "output_tokens": self.output_tokens,
-            "tokens_per_s": self.tokens_per_s,
-            "requests_per_min": self.requests_per_min,
-            "ms_per_token": self.ms_per_token.to_dict(),
-            "ms_per_token_sources": dict(self.ms_per_token_sources),
-            "inter_token_ms": self.inter_token_ms.to_dict(),
-            "ttft_ms": self.ttft_ms.to_dict(),
-            "e2e_ms": self.e2e_ms.to_dict(),
-            "derived_tokens_per_s_2023": self.derived_tokens_per_s_2023,
-            "max_new_tokens": self.max_new_tokens,
-            "notes": list(self.notes),
-            "completed_tokens_per_s": self.completed_tokens_per_s,
-            "steady_start_s": self.steady_start_s,
-            "steady_end_s": self.steady_end_s,
-            "requests_resent": self.requests_resent,
-            "completed_requests_per_min": self.completed_requests_per_min,
-            "streamed_ok": self.streamed_ok,
-            "coalesced_first_tokens": self.coalesced_first_tokens,
-            "coalesced_first_token_share": self.coalesced_first_token_share,
-            "late_first_tokens": self.late_first_tokens,  # derived: recomputed on reading
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LevelMetrics:
-        def opt(name: str) -> float | None:
-            value = data.get(name)
-            return None if value is None else float(value)
-
-        max_new = data.get("max_new_tokens")
-        return cls(
-            concurrency=int(data["concurrency"]),
-            window_s=float(data.get("window_s", 0.0)),
-            requests_total=int(data.get("requests_total", 0)),
-            requests_ok=int(data.get("requests_ok", 0)),
-            requests_failed=int(data.get("requests_failed", 0)),
-            errors_by_kind={str(k): int(v) for k, v in (data.get("errors_by_kind") or {}).items()},
-            error_rate=opt("error_rate"),
-            output_tokens=int(data.get("output_tokens", 0)),
-            tokens_per_s=opt("tokens_per_s"),
-            requests_per_min=opt("requests_per_min"),
-            ms_per_token=Distribution.from_dict(data.get("ms_per_token")),
-            ms_per_token_sources={str(k): int(v) for k, v in (data.get("ms_per_token_sources") or {}).items()},
-            inter_token_ms=Distribution.from_dict(data.get("inter_token_ms")),
-            ttft_ms=Distribution.from_dict(data.get("ttft_ms")),
-            e2e_ms=Distribution.from_dict(data.get("e2e_ms")),
-            derived_tokens_per_s_2023=opt("derived_tokens_per_s_2023"),
-            max_new_tokens=None if max_new is None else int(max_new),
-            notes=tuple(str(n) for n in data.get("notes", ())),
-            completed_tokens_per_s=opt("completed_tokens_per_s"),
-            steady_start_s=opt("steady_start_s"),
-            steady_end_s=opt("steady_end_s"),
-            requests_resent=int(data.get("requests_resent", 0)),
-            completed_requests_per_min=opt("completed_requests_per_min"),
-            streamed_ok=int(data.get("streamed_ok", 0)),
-            coalesced_first_tokens=int(data.get("coalesced_first_tokens", 0)),
-        )
 
 
 def derived_tokens_per_s_2023(users: int, max_new_tokens: int, e2e_ms: Iterable[float]) -> float | None:

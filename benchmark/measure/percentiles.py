@@ -13,9 +13,11 @@ are listed in :attr:`Distribution.unsupported` so reports can mark them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
+
+from benchmark.serialize import JsonShape
 
 PERCENTILES: dict[str, float] = {"median": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
@@ -53,12 +55,22 @@ class Distribution:
     p95: float | None = None
     p99: float | None = None
     unsupported: tuple[str, ...] = field(default=())
+    # JSON: min/max under their short names; a null distribution (or none) reads as one of no samples.
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(
+        keys={"minimum": "min", "maximum": "max"},
+        empty=lambda: Distribution.empty(),  # noqa: PLW0108 - the class does not exist yet when its body runs
+    )
+
+    @classmethod
+    def empty(cls) -> Distribution:
+        """No samples: every percentile unsupported."""
+        return cls(unsupported=tuple(PERCENTILES))
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Distribution:
         data = sorted(values)
         if not data:
-            return cls(unsupported=tuple(PERCENTILES))
+            return cls.empty()
         points = {name: percentile(data, q) for name, q in PERCENTILES.items()}
         return cls(
             count=len(data),
@@ -75,30 +87,3 @@ class Distribution:
 
     def is_supported(self, name: str) -> bool:
         return name not in self.unsupported
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "mean": self.mean,
-            "min": self.minimum,
-            "max": self.maximum,
-            **{name: getattr(self, name) for name in PERCENTILES},
-            "unsupported": list(self.unsupported),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Distribution:
-        if not data:
-            return cls(unsupported=tuple(PERCENTILES))
-        return cls(
-            count=int(data.get("count", 0)),
-            mean=_opt(data.get("mean")),
-            minimum=_opt(data.get("min")),
-            maximum=_opt(data.get("max")),
-            unsupported=tuple(data.get("unsupported", ())),
-            **{name: _opt(data.get(name)) for name in PERCENTILES},
-        )
-
-
-def _opt(value: Any) -> float | None:
-    return None if value is None else float(value)

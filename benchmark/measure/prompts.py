@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.measure.load import BUILTIN_DATASET
 from catalog.errors import ConfigError, Issue
 
 CHARS_PER_TOKEN = 4.0  # the usual English estimate; the emulator uses the same one
@@ -183,3 +184,8 @@ def builtin_prompts(input_tokens: Sequence[int] = (128, 256, 512), per_length: i
 def estimate_tokens(text: str) -> int:
     """The emulator's stand-in for a tokenizer (never used for reported token counts)."""
     return max(1, round(len(text) / CHARS_PER_TOKEN))
+
+
+def prompts_for(dataset: str) -> list[Prompt]:
+    """A level's prompts (``LoadSpec.dataset``): the built-in set, or a JSONL file's."""
+    return builtin_prompts() if dataset == BUILTIN_DATASET else load_jsonl(dataset)

@@ -7,10 +7,8 @@ never from re-tokenizing the text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -62,19 +60,3 @@ class RequestRecord:
     def inter_token_gaps_s(self) -> list[float]:
         """Gaps between consecutive tokens after the first: decode speed without prefill and queueing."""
         return [b - a for a, b in zip(self.token_times, self.token_times[1:], strict=False)]
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["error"] = self.error.value if self.error else None
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RequestRecord:
-        """The inverse of :meth:`to_json`; a field an older record lacks takes its default."""
-        known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
-        error = values.get("error")
-        values["error"] = None if error is None else ErrorKind(error)
-        values["token_times"] = list(values.get("token_times") or ())
-        values["server_timings"] = dict(values.get("server_timings") or {})
-        return cls(**values)

@@ -1,76 +1,82 @@
-"""Run levels and matrices: measure, compute, price, and record each level the moment it finishes.
+"""The one level runner, and the matrix of levels over it.
 
-:func:`run_one_level` is what the AWS Lambda calls for one (configuration, concurrency): a synchronous
-wrapper around the async load generator. :func:`run_matrix` drives configurations x concurrency levels,
-skipping levels already in the results store, so a rerun after a crash resumes where it stopped.
+:func:`measure_level` runs one level: its client built for it from the factory and closed after it, in this
+process on asyncio's loop (or uvloop's), or spread over worker processes (``ProcessOptions.workers``).
+:func:`run_one_level` adds metrics, price and headroom to the run and writes the record the moment it exists.
+Every caller measures through them: ``run`` (through :func:`run_matrix`, which skips the levels already in the
+results store, so a rerun after a crash resumes where it stopped), ``size sweep``
+(:mod:`benchmark.sizing.measure`) and the load-test Lambda (:mod:`benchmark.aws.levels`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
-import importlib
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import Any, TextIO
 
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.analysis.results import LevelResult, ResultsStore, build_result, finished_levels, utc_now
+from benchmark.clients import ClientFactory
 from benchmark.measure.failfast import LevelAborted
-from benchmark.measure.metrics import LevelMetrics, LevelRunLike, compute_metrics
-
-T = TypeVar("T")
-
-
-class LoadSpecLike(Protocol):
-    """What the runner needs from ``benchmark.measure.loadgen.LoadSpec`` (a frozen dataclass)."""
-
-    @property
-    def concurrency(self) -> int: ...
+from benchmark.measure.load import LoadSpec
+from benchmark.measure.loadgen import LevelRun, run_async, run_level_with
+from benchmark.measure.metrics import LevelMetrics, compute_metrics
+from benchmark.measure.workers import run_in_workers
+from benchmark.serialize import to_data
+from catalog.errors import ConfigError, Issue
 
 
-class ParamsLike(Protocol):
-    @property
-    def max_new_tokens(self) -> int: ...
+@dataclass(frozen=True)
+class ProcessOptions:
+    """How this machine runs the load generator: worker processes (0: this process) and the event loop."""
+
+    workers: int = 0
+    uvloop: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError([Issue("workers", self.workers, "must be zero (in this process) or a positive integer")])
 
 
-# run_level(client, prompts, params, spec, *, progress=None) -> LevelRun, as in benchmark.measure.loadgen.
-LevelRunner = Callable[..., Awaitable[LevelRunLike]]
-# Opens a client for one configuration (starting an emulator, or pointing at an endpoint) and closes it.
-ClientOpener = Callable[[BenchmarkConfiguration], contextlib.AbstractAsyncContextManager[Any]]
+def measure_level(spec: LoadSpec, clients: ClientFactory, process: ProcessOptions = ProcessOptions()) -> LevelRun:
+    """Run one level; raises :class:`LevelAborted` when the target fails fast."""
+    if process.workers:
+        return run_in_workers(spec, clients, process.workers, uvloop=process.uvloop)
+    return run_async(run_level_with(spec, clients), uvloop=process.uvloop)
 
 
-def _default_level_runner() -> LevelRunner:
-    """``benchmark.measure.loadgen.run_level``, imported late: pricing and reporting need no load generator."""
-    run_level: LevelRunner = importlib.import_module("benchmark.measure.loadgen").run_level
-    return run_level
+# What measures a level (the tests put a stand-in here): measure_level's signature.
+Measure = Callable[[LoadSpec, ClientFactory, ProcessOptions], LevelRun]
 
 
-def describe_load(spec: LoadSpecLike, params: ParamsLike, *, target: str, dataset: str) -> dict[str, Any]:
-    """The load spec as recorded with each result: what was asked of the endpoint, and where."""
-    load: dict[str, Any] = {"concurrency": spec.concurrency}
-    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
-        load = dataclasses.asdict(spec)
-    load.update({"max_new_tokens": params.max_new_tokens, "target": target, "dataset": dataset})
-    return load
+@dataclass(frozen=True)
+class LevelOutcome:
+    """One measured level: its record, and the run it was computed from (every request's numbers)."""
+
+    result: LevelResult
+    run: LevelRun
 
 
-async def arun_one_level(
-    client: Any,
+def describe_load(spec: LoadSpec, *, target: str) -> dict[str, Any]:
+    """The load as each result records it: the level's LoadSpec and where it was sent."""
+    return {**to_data(spec), "target": target}
+
+
+def run_one_level(
     configuration: BenchmarkConfiguration,
-    spec: LoadSpecLike,
-    prompts: Sequence[Any],
-    params: ParamsLike,
+    spec: LoadSpec,
+    clients: ClientFactory,
     *,
+    target: str,
     store: ResultsStore | None = None,
-    target: str = "",
-    dataset: str = "built-in",
     price_overrides: Mapping[str, float] | None = None,
-    level_runner: LevelRunner | None = None,
-) -> LevelResult:
+    process: ProcessOptions = ProcessOptions(),
+    measure: Measure = measure_level,
+) -> LevelOutcome:
     """Measure one level, compute its metrics, cost and headroom, and append it to the store at once.
 
     A level the load generator aborts (:class:`LevelAborted`: the target fails fast) is not stored; the
@@ -78,50 +84,20 @@ async def arun_one_level(
     """
     started_at = utc_now()
     try:
-        run = await (level_runner or _default_level_runner())(client, prompts, params, spec)
+        run = measure(spec, clients, process)
     except LevelAborted as err:
         raise err.within(f"{configuration.key} at concurrency {spec.concurrency}") from None
-    metrics = compute_metrics(run, max_new_tokens=params.max_new_tokens)
+    metrics = compute_metrics(run, max_new_tokens=spec.max_new_tokens)
     result = build_result(
         configuration,
-        describe_load(spec, params, target=target, dataset=dataset),
+        describe_load(spec, target=target),
         metrics,
         started_at=started_at,
         price_overrides=price_overrides,
     )
     if store is not None:
         store.append(result)
-    return result
-
-
-def run_one_level(
-    client: Any,
-    configuration: BenchmarkConfiguration,
-    spec: LoadSpecLike,
-    prompts: Sequence[Any],
-    params: ParamsLike,
-    *,
-    store: ResultsStore | None = None,
-    target: str = "",
-    dataset: str = "built-in",
-    price_overrides: Mapping[str, float] | None = None,
-    level_runner: LevelRunner | None = None,
-) -> LevelResult:
-    """Synchronous :func:`arun_one_level` for callers without an event loop (the Lambda handler)."""
-    return asyncio.run(
-        arun_one_level(
-            client,
-            configuration,
-            spec,
-            prompts,
-            params,
-            store=store,
-            target=target,
-            dataset=dataset,
-            price_overrides=price_overrides,
-            level_runner=level_runner,
-        )
-    )
+    return LevelOutcome(result, run)
 
 
 @dataclass(frozen=True)
@@ -129,10 +105,15 @@ class MatrixPlan:
     """Configurations x load specs (one per concurrency), in the order they run."""
 
     configurations: Sequence[BenchmarkConfiguration]
-    specs: Sequence[LoadSpecLike]
+    specs: Sequence[LoadSpec]
 
-    def levels(self) -> list[tuple[BenchmarkConfiguration, LoadSpecLike]]:
+    def levels(self) -> list[tuple[BenchmarkConfiguration, LoadSpec]]:
         return [(c, s) for c in self.configurations for s in self.specs]
+
+
+# Opens the deployment under test for one configuration (a real target, or an emulator started for it) and
+# yields the factory of its levels' clients; closed when the configuration's levels are done.
+TargetOpener = Callable[[BenchmarkConfiguration], contextlib.AbstractContextManager[ClientFactory]]
 
 
 class Progress:
@@ -150,39 +131,47 @@ class Progress:
         self.stream.write(f"[{self.done}/{self.total} levels, {elapsed:5.0f}s] {text}{end}")
         self.stream.flush()
 
-    @contextlib.asynccontextmanager
-    async def level(self, configuration: BenchmarkConfiguration, concurrency: int) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def level(self, configuration: BenchmarkConfiguration, concurrency: int) -> Iterator[None]:
+        """The line of a level while it runs, its clock ticking once a second in a terminal."""
         name = f"{configuration.key} c={concurrency}"
+        self.line(f"{name}: running", final=not self.stream.isatty())
+        stop = threading.Event()
 
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(1.0)
+        def tick() -> None:
+            while not stop.wait(1.0):
                 if self.stream.isatty():
                     self.line(f"{name}: running")
 
-        self.line(f"{name}: running", final=not self.stream.isatty())
-        ticker = asyncio.create_task(tick())
+        ticker = threading.Thread(target=tick, name="progress", daemon=True)
+        ticker.start()
         try:
             yield
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            stop.set()
+            ticker.join()
         self.done += 1
 
+    def finished(self, configuration: BenchmarkConfiguration, metrics: LevelMetrics) -> None:
+        m = metrics
+        self.line(
+            f"{configuration.key} c={m.concurrency}: {_num(m.tokens_per_s)} tokens/s (steady), "
+            f"{_num(m.ms_per_token.median)} ms/token, {m.requests_ok} ok, {m.requests_failed} failed"
+            + late_first_tokens_flag(m),
+            final=True,
+        )
 
-async def arun_matrix(
+
+def run_matrix(
     plan: MatrixPlan,
-    open_client: ClientOpener,
-    prompts: Sequence[Any],
-    params: ParamsLike,
+    open_target: TargetOpener,
     store: ResultsStore,
     *,
-    target: str = "",
-    dataset: str = "built-in",
+    target: str,
     price_overrides: Mapping[str, float] | None = None,
-    level_runner: LevelRunner | None = None,
+    process: ProcessOptions = ProcessOptions(),
     progress: Progress | None = None,
+    measure: Measure = measure_level,
 ) -> list[LevelResult]:
     """Run every level not yet in the store; a configuration whose levels are all done is not even opened."""
     done = finished_levels(store)
@@ -197,36 +186,23 @@ async def arun_matrix(
         specs = [s for c, s in todo if c is configuration]
         if not specs:
             continue
-        async with open_client(configuration) as client:
+        with open_target(configuration) as clients:
             for spec in specs:
-                async with progress.level(configuration, spec.concurrency) if progress else _nothing():
-                    result = await arun_one_level(
-                        client,
+                with progress.level(configuration, spec.concurrency) if progress else contextlib.nullcontext():
+                    outcome = run_one_level(
                         configuration,
                         spec,
-                        prompts,
-                        params,
-                        store=store,
+                        clients,
                         target=target,
-                        dataset=dataset,
+                        store=store,
                         price_overrides=price_overrides,
-                        level_runner=level_runner,
+                        process=process,
+                        measure=measure,
                     )
-                results.append(result)
+                results.append(outcome.result)
                 if progress is not None:
-                    m = result.metrics
-                    progress.line(
-                        f"{configuration.key} c={spec.concurrency}: {_num(m.tokens_per_s)} tokens/s (steady), "
-                        f"{_num(m.ms_per_token.median)} ms/token, {m.requests_ok} ok, {m.requests_failed} failed"
-                        + late_first_tokens_flag(m),
-                        final=True,
-                    )
+                    progress.finished(configuration, outcome.result.metrics)
     return results
-
-
-@contextlib.asynccontextmanager
-async def _nothing() -> AsyncIterator[None]:
-    yield
 
 
 def late_first_tokens_flag(metrics: LevelMetrics) -> str:
@@ -239,27 +215,3 @@ def late_first_tokens_flag(metrics: LevelMetrics) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
-
-
-def run_matrix(
-    plan: MatrixPlan,
-    open_client: ClientOpener,
-    prompts: Sequence[Any],
-    params: ParamsLike,
-    store: ResultsStore,
-    *,
-    uvloop: bool = False,
-    **options: Any,
-) -> list[LevelResult]:
-    """Synchronous :func:`arun_matrix`; ``uvloop=True`` runs it on uvloop's event loop."""
-    return run_async(arun_matrix(plan, open_client, prompts, params, store, **options), uvloop=uvloop)
-
-
-def run_async(coroutine: Coroutine[Any, Any, T], *, uvloop: bool) -> T:
-    """``asyncio.run``, on uvloop when asked (libuv's loop spends less CPU per socket event)."""
-    if not uvloop:
-        return asyncio.run(coroutine)
-    import uvloop as uv  # noqa: PLC0415 - optional: only the load generator needs it
-
-    with asyncio.Runner(loop_factory=uv.new_event_loop) as runner:
-        return runner.run(coroutine)

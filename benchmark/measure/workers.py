@@ -7,52 +7,22 @@ them; splitting the virtual users over processes keeps the offered load what was
 process stamps times on ``time.perf_counter()``, which on Linux is ``CLOCK_MONOTONIC``, shared by all
 processes, so the records merge into one :class:`LevelRun` as if one process had measured them.
 
-Workers are started with ``spawn`` (no inherited event loop or client state), build their client, wait at
-a barrier so that all start together, run their share of the level and send back their records.
+Workers are started with ``spawn`` (no inherited event loop or client state), wait at a barrier so that all start
+together, run their share of the level as the level runner runs one in-process (:func:`run_level_with`: its own
+client, built for the share and closed after it) and send back their records. The level runner
+(:func:`benchmark.measure.runner.measure_level`) is the only caller.
 """
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from benchmark.clients import create_client
-from benchmark.measure.loadgen import LevelRun, LoadSpec, run_level
-from benchmark.measure.prompts import GenerationParams, Prompt
-from benchmark.measure.runner import run_async
+from benchmark.clients import ClientFactory
+from benchmark.measure.loadgen import LevelRun, LoadSpec, run_async, run_level_with
 from catalog.errors import ConfigError, Issue
-
-
-@dataclass(frozen=True)
-class ClientSpec:
-    """What a worker needs to build its own client: ``create_client(kind, target, ...)`` arguments."""
-
-    kind: str
-    target: str
-    concurrency: int = 1
-    timeout_s: float = 120.0
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def create(self, concurrency: int) -> Any:
-        return create_client(self.kind, self.target, concurrency=concurrency, timeout_s=self.timeout_s, **self.options)
-
-    async def aclose(self) -> None:
-        """Nothing to close here: each worker closes the client it built (the runner's opener calls this)."""
-
-
-def worker_level_runner(workers: int, *, uvloop: bool = False) -> Callable[..., Awaitable[LevelRun]]:
-    """A ``level_runner`` for :mod:`benchmark.measure.runner` whose "client" is a :class:`ClientSpec`."""
-
-    async def run(
-        client_spec: ClientSpec, prompts: Sequence[Prompt], params: GenerationParams, spec: LoadSpec
-    ) -> LevelRun:
-        return await asyncio.to_thread(run_level_in_workers, client_spec, prompts, params, spec, workers, uvloop=uvloop)
-
-    return run
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -71,23 +41,11 @@ def share(spec: LoadSpec, index: int, parts: int) -> LoadSpec:
     return replace(spec, concurrency=users, warmup_requests=warmup, max_requests=max_requests, ramp_up_s=ramp)
 
 
-async def _run(
-    client_spec: ClientSpec, prompts: Sequence[Prompt], params: GenerationParams, spec: LoadSpec
-) -> LevelRun:
-    client = client_spec.create(spec.concurrency)
-    try:
-        return await run_level(client, prompts, params, spec)
-    finally:
-        await client.aclose()
-
-
 @dataclass(frozen=True)
 class _Job:
     index: int
     parts: int
-    client_spec: ClientSpec
-    prompts: Sequence[Prompt]
-    params: GenerationParams
+    clients: ClientFactory  # plain data (a ClientSpec): each worker builds its own client
     spec: LoadSpec
     uvloop: bool
 
@@ -99,7 +57,7 @@ def _worker(job: _Job, barrier: Any, results: Any) -> None:
     if spec.ramp_up_s:
         time.sleep(spec.ramp_up_s * index / spec.concurrency)  # interleave: worker i's user u is global u*parts+i
     try:
-        run = run_async(_run(job.client_spec, job.prompts, job.params, own), uvloop=job.uvloop)
+        run = run_async(run_level_with(own, job.clients), uvloop=job.uvloop)
     except Exception as exc:  # sent back and raised in the parent
         results.put((index, exc))
         return
@@ -108,20 +66,10 @@ def _worker(job: _Job, barrier: Any, results: Any) -> None:
     results.put((index, run))
 
 
-def run_level_in_workers(
-    client_spec: ClientSpec,
-    prompts: Sequence[Prompt],
-    params: GenerationParams,
-    spec: LoadSpec,
-    workers: int,
-    *,
-    uvloop: bool = False,
-) -> LevelRun:
-    """Run one closed-loop level in ``workers`` processes (0: in this process) and merge the records."""
-    if workers < 0:
-        raise ConfigError([Issue("workers", workers, "must be >= 0 (0: in this process)")])
-    if workers == 0:
-        return run_async(_run(client_spec, prompts, params, spec), uvloop=uvloop)
+def run_in_workers(spec: LoadSpec, clients: ClientFactory, workers: int, *, uvloop: bool = False) -> LevelRun:
+    """Run one closed-loop level in ``workers`` processes (at most one per user) and merge the records."""
+    if workers < 1:
+        raise ConfigError([Issue("workers", workers, "must be >= 1 to spread a level over processes")])
     if spec.open_loop:
         raise ConfigError([Issue("workers", workers, "applies to closed-loop levels only (request_rate unset)")])
     parts = min(workers, spec.concurrency)
@@ -129,9 +77,7 @@ def run_level_in_workers(
     barrier = context.Barrier(parts)
     results = context.Queue()
     processes = [
-        context.Process(
-            target=_worker, args=(_Job(i, parts, client_spec, prompts, params, spec, uvloop), barrier, results)
-        )
+        context.Process(target=_worker, args=(_Job(i, parts, clients, spec, uvloop), barrier, results))
         for i in range(parts)
     ]
     for process in processes:

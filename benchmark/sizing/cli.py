@@ -8,33 +8,54 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from benchmark.analysis.configuration import BenchmarkConfiguration
+from benchmark.analysis.cost import parse_price_overrides
+from benchmark.analysis.plan import make_plan as matrix_plan
+from benchmark.matrix import load_matrix
+from benchmark.measure.runner import late_first_tokens_flag
+from benchmark.sizing.allin_cost import Usage
 from benchmark.sizing.capacity import Capacity, SweepSettings, capacity_of, sweep
+from benchmark.sizing.config_writer import write_config
 from benchmark.sizing.levels import MeasuredLevel, by_configuration, load_levels
+from benchmark.sizing.measure import LevelPlan, measurer
 from benchmark.sizing.plan import SizingOptions, SizingPlan, Traffic, describe_all_in, make_plan
+from benchmark.sizing.report import write_sizing_report
 from benchmark.sizing.slo import parse_slo
-from benchmark.target import add_process_arguments, add_target_arguments, late_stamps_advice
+from benchmark.target import (
+    add_request_arguments,
+    emulator_config,
+    late_stamps_advice,
+    load_spec,
+    open_target,
+    parse_config,
+    persisted_target,
+    process_options,
+)
+from catalog import get_instance
 from catalog.errors import ConfigError, Issue
+
+if TYPE_CHECKING:  # the emulator needs aiohttp; only a sweep against it starts one (benchmark.target.open_target)
+    from benchmark.emulator import EmulatorConfig
 
 EXIT_NOT_DEPLOYABLE = 1
 
 
-def _emulator_latency(text: str | None, configuration: BenchmarkConfiguration) -> Any:
+SWEEP_DURATION_S = 30.0  # a sweep's level: shorter than run's, since a sweep runs many
+
+
+def _emulator(args: argparse.Namespace, configuration: BenchmarkConfiguration) -> EmulatorConfig | None:
     """The emulator's latency model: the catalog-shaped default, with any knobs given as JSON replacing it."""
-    from dataclasses import replace  # noqa: PLC0415
-
-    from benchmark.cli import emulator_config  # noqa: PLC0415 - the emulator needs aiohttp
-    from benchmark.emulator import EmulatorConfig  # noqa: PLC0415
-
+    if not args.emulator_latency:
+        return None
+    if args.target != "emulator":
+        raise ConfigError([Issue("emulator_latency", args.emulator_latency, "applies to --target emulator only")])
+    text = args.emulator_latency
     base = emulator_config(configuration)
-    if not text:
-        return base
     try:
         knobs = json.loads(text)
     except json.JSONDecodeError as err:
@@ -45,29 +66,10 @@ def _emulator_latency(text: str | None, configuration: BenchmarkConfiguration) -
     unknown = sorted(set(knobs) - known)
     if unknown:
         raise ConfigError([Issue("emulator_latency", unknown[0], f"must be one of {', '.join(sorted(known))}")])
-    return EmulatorConfig(latency=replace(base.latency, **knobs))
-
-
-@contextlib.contextmanager
-def _clients(args: argparse.Namespace, configuration: BenchmarkConfiguration) -> Iterator[Any]:
-    """A factory of clients (concurrency -> client) for the target, through the same factory as ``run``."""
-    from benchmark.target import check_target, make_client  # noqa: PLC0415
-
-    address = check_target(args)
-    with contextlib.ExitStack() as stack:
-        if args.target == "emulator":
-            from benchmark.emulator import running_emulator  # noqa: PLC0415 - the emulator needs aiohttp
-
-            # One emulator for the whole sweep, so its latency model (the batching slope) stays what was set.
-            address = stack.enter_context(running_emulator(_emulator_latency(args.emulator_latency, configuration)))
-        elif args.emulator_latency:
-            raise ConfigError([Issue("emulator_latency", args.emulator_latency, "applies to --target emulator only")])
-        yield lambda concurrency: make_client(args, address, concurrency)
+    return replace(base, latency=replace(base.latency, **knobs))
 
 
 def _progress(level: MeasuredLevel) -> None:
-    from benchmark.measure.runner import late_first_tokens_flag  # noqa: PLC0415
-
     m = level.result.metrics
     print(
         f"  load {level.load:g} run {level.repeat + 1}: {m.requests_total} requests, "
@@ -79,32 +81,23 @@ def _progress(level: MeasuredLevel) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from benchmark.cli import parse_config  # noqa: PLC0415
-    from benchmark.measure.prompts import builtin_prompts  # noqa: PLC0415
-    from benchmark.sizing.measure import LevelPlan, measurer  # noqa: PLC0415
-    from benchmark.target import persisted_target  # noqa: PLC0415
-
     slo = parse_slo(args.slo)
     settings = SweepSettings(start=args.start, limit=args.limit, step=args.step, repeats=args.repeats)
-    if not args.duration > 0:
-        raise ConfigError([Issue("duration", args.duration, "must be a positive number of seconds")])
-    if args.workers and args.mode == "rate":
+    plan = LevelPlan(
+        load=load_spec(args),
+        open_loop=args.mode == "rate",
+        target=persisted_target(args),
+        process=process_options(args),
+    )
+    if plan.process.workers and plan.open_loop:
         raise ConfigError([Issue("workers", args.workers, "applies to --mode concurrency only (closed loop)")])
     configuration = parse_config(args.config, region=args.region)
     configuration.check_deployable()
-    plan = LevelPlan(
-        duration_s=args.duration,
-        warmup_requests=args.warmup,
-        timeout_s=args.timeout,
-        max_new_tokens=args.max_new_tokens,
-        open_loop=args.mode == "rate",
-        target=persisted_target(args),
-        workers=args.workers,
-        uvloop=args.uvloop,
-    )
-    with _clients(args, configuration) as factory:  # a target that cannot be reached stops here
+    # One target for the whole sweep (against the emulator, one server, so its latency model stays what was set);
+    # a target that cannot be reached stops here.
+    with open_target(args, configuration, emulator=_emulator(args, configuration)) as clients:
         print(f"sweeping {configuration.key} under {slo} ({args.mode})", file=sys.stderr)
-        measure = measurer(configuration, factory, builtin_prompts(), plan, sizing_file=args.out, on_level=_progress)
+        measure = measurer(configuration, clients, plan, sizing_file=args.out, on_level=_progress)
         levels = sweep(measure, slo, settings)
     capacity = capacity_of(levels, slo)
     print(_capacity_line(capacity))
@@ -129,8 +122,6 @@ def _capacity_line(capacity: Capacity) -> str:
 
 
 def _quota(items: list[str]) -> dict[str, int]:
-    from catalog import get_instance  # noqa: PLC0415
-
     out: dict[str, int] = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -160,13 +151,8 @@ def _traffic(args: argparse.Namespace) -> Traffic:
 
 
 def _options(args: argparse.Namespace) -> SizingOptions:
-    from benchmark.sizing.allin_cost import Usage  # noqa: PLC0415
-
     usage = Usage()
     if args.benchmark_matrix and args.benchmark_runs_per_month:
-        from benchmark.analysis.plan import make_plan as matrix_plan  # noqa: PLC0415
-        from benchmark.matrix import load_matrix  # noqa: PLC0415
-
         matrix = load_matrix(args.benchmark_matrix)
         usage = Usage(
             benchmark_runs_per_month=args.benchmark_runs_per_month,
@@ -197,10 +183,6 @@ def summary(sizing: SizingPlan) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from benchmark.analysis.cost import parse_price_overrides  # noqa: PLC0415
-    from benchmark.sizing.config_writer import write_config  # noqa: PLC0415
-    from benchmark.sizing.report import write_sizing_report  # noqa: PLC0415
-
     slo = parse_slo(args.slo)
     traffic = _traffic(args)
     options = _options(args)
@@ -228,8 +210,7 @@ def add_parser(sub: Any) -> None:
     commands = size.add_subparsers(dest="size_command", required=True)
 
     run = commands.add_parser("sweep", help="find one instance's capacity under the SLO (refining sweep)")
-    add_target_arguments(run)
-    add_process_arguments(run)
+    add_request_arguments(run, duration_s=SWEEP_DURATION_S)
     run.add_argument("--config", required=True, help="model=7b,quantization=gptq,instance=ml.g5.2xlarge")
     run.add_argument("--slo", required=True, help='e.g. "ttft_ms.p90<=1500,ms_per_token.p90<=60,error_rate<=0.01"')
     run.add_argument("--mode", choices=("concurrency", "rate"), default="concurrency", help="closed or open loop")
@@ -237,9 +218,6 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--limit", type=int, default=256, help="highest load tried")
     run.add_argument("--step", type=int, default=1, help="refine until pass and fail are this close")
     run.add_argument("--repeats", type=int, default=2, help="runs at the capacity level (spread)")
-    run.add_argument("--duration", type=float, default=30.0, help="seconds per level")
-    run.add_argument("--warmup", type=int, default=0)
-    run.add_argument("--max-new-tokens", type=int, default=50)
     run.add_argument("--emulator-latency", help='emulator knobs as JSON, e.g. {"tpot_base_ms":10,"tpot_slope_ms":2}')
     run.add_argument("--out", default="results/sweep.jsonl", help="sizing file (appended)")
     run.set_defaults(func=cmd_sweep)

@@ -14,11 +14,12 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from benchmark.analysis.collect import collect_results
 from benchmark.analysis.results import LevelResult, ResultsFileError
 from benchmark.measure.metrics import LevelRunLike, ms_per_token, output_tokens
+from benchmark.serialize import Codec, JsonShape, dumps, from_data, loads
 
 SCHEMA = "llama2-benchmark/sizing-level/1"
 _FIELDS = ("ok", "ttft_ms", "ms_per_token", "e2e_ms", "tokens")
@@ -62,11 +63,29 @@ def samples_of(run: LevelRunLike) -> tuple[RequestSample, ...]:
     return tuple(out)
 
 
+def _rows(samples: tuple[RequestSample, ...] | None) -> dict[str, Any] | None:
+    """The requests as a table, one row each: a sweep level holds thousands of them."""
+    if samples is None:
+        return None
+    return {"fields": list(_FIELDS), "rows": [[getattr(s, f) for f in _FIELDS] for s in samples]}
+
+
+def _samples(table: Mapping[str, Any] | None) -> tuple[RequestSample, ...] | None:
+    if table is None:
+        return None
+    names = list(table["fields"])
+    return tuple(from_data(RequestSample, dict(zip(names, row, strict=True))) for row in table["rows"])
+
+
 @dataclass(frozen=True)
 class MeasuredLevel:
     result: LevelResult
     samples: tuple[RequestSample, ...] | None = None  # None: only the level's percentiles are known
     repeat: int = 0
+    # One line of a sizing file: the schema first, the requests as a table under "requests".
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(
+        header={"schema": SCHEMA}, keys={"samples": "requests"}, codecs={"samples": Codec(_rows, _samples)}
+    )
 
     @property
     def load_kind(self) -> str:
@@ -77,42 +96,13 @@ class MeasuredLevel:
         rate = self.result.load.get("request_rate")
         return float(rate) if rate else float(self.result.concurrency)
 
-    def to_json_line(self) -> str:
-        requests = None
-        if self.samples is not None:
-            requests = {"fields": list(_FIELDS), "rows": [[getattr(s, f) for f in _FIELDS] for s in self.samples]}
-        data = {"schema": SCHEMA, "repeat": self.repeat, "result": self.result.to_dict(), "requests": requests}
-        return json.dumps(data, sort_keys=True, allow_nan=False) + "\n"
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MeasuredLevel:
-        requests = data.get("requests")
-        samples = None
-        if requests is not None:
-            index = {name: requests["fields"].index(name) for name in _FIELDS}
-            samples = tuple(
-                RequestSample(
-                    ok=bool(row[index["ok"]]),
-                    ttft_ms=_opt(row[index["ttft_ms"]]),
-                    ms_per_token=_opt(row[index["ms_per_token"]]),
-                    e2e_ms=float(row[index["e2e_ms"]]),
-                    tokens=None if row[index["tokens"]] is None else int(row[index["tokens"]]),
-                )
-                for row in requests["rows"]
-            )
-        return cls(LevelResult.from_dict(data["result"]), samples, int(data.get("repeat", 0)))
-
-
-def _opt(value: Any) -> float | None:
-    return None if value is None else float(value)
-
 
 def append_level(path: str | os.PathLike[str], level: MeasuredLevel) -> None:
     """Append one level and fsync, so a killed sweep keeps every level it finished."""
     file = Path(path)
     file.parent.mkdir(parents=True, exist_ok=True)
     with file.open("a", encoding="utf-8") as handle:
-        handle.write(level.to_json_line())
+        handle.write(dumps(level))
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -134,7 +124,7 @@ def read_sizing_file(path: Path) -> list[MeasuredLevel]:
         if not line.strip():
             continue
         try:
-            levels.append(MeasuredLevel.from_dict(json.loads(line)))
+            levels.append(loads(MeasuredLevel, line))
         except (json.JSONDecodeError, KeyError, ValueError, TypeError) as err:
             raise ResultsFileError(str(path), number, "record", line[:60], f"is not a sizing level ({err})") from None
     return levels

@@ -21,7 +21,7 @@ from benchmark.analysis.collect import collect_results
 from benchmark.analysis.results import LevelResult
 from benchmark.sizing.capacity import capacity_of
 from benchmark.sizing.levels import MeasuredLevel, by_configuration
-from benchmark.sizing.slo import Slo
+from benchmark.sizing.slo import Slo, parse_slo
 
 # compared figure (metric.percentile of a level) -> CloudWatch metric name of its change
 LEVEL_FIGURES: Mapping[str, str] = {
@@ -204,8 +204,6 @@ def run_over_run(
     now: datetime | None = None,
 ) -> RunOverRun:
     """Compare a finished run with the previous run of each configuration; upload the trend when asked."""
-    from benchmark.sizing.slo import parse_slo  # noqa: PLC0415
-
     runs = earlier_runs(s3, bucket, results_prefix, run_id)
     previous = previous_of(results, runs)
     changes = compare(results, previous, slo=parse_slo(slo) if slo else None)

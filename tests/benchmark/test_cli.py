@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from benchmark import emulator
-from benchmark.cli import main, parse_concurrency
+from benchmark.cli import build_parser, main, parse_concurrency
 from benchmark.emulator import EmulatorConfig, EmulatorServer, RequestTruth
 from benchmark.measure import loadgen
+from benchmark.measure.load import LoadSpec
 from benchmark.measure.loadgen import LevelRun
+from benchmark.target import load_spec
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored 2023 data
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +195,22 @@ def test_run_against_emulator_end_to_end_then_resume(
     assert main(argv) == 0  # resume: nothing left to run
     assert capsys.readouterr().out == ""
     assert "Most cost-effective" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_load_options_take_the_load_spec_defaults_and_errors_name_the_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser()
+    assert load_spec(parser.parse_args(["run"]), concurrency=5) == LoadSpec(concurrency=5)
+    sweep = parser.parse_args(
+        ["size", "sweep", "--config", "model=7b,instance=ml.g5.2xlarge", "--slo", "error_rate<=0.1"]
+    )
+    assert load_spec(sweep) == LoadSpec(duration_s=30.0)  # a sweep's own level length, the rest LoadSpec's
+    argv = ["--no-stream", "--timeout", "7", "--fail-fast", "2", "--abort-error-rate", "0.3", "--ramp-up", "1"]
+    assert load_spec(parser.parse_args(["run", *argv]), concurrency=1) == LoadSpec(
+        streaming=False, timeout_s=7.0, fail_fast_requests=2, max_error_rate=0.3, ramp_up_s=1.0
+    )
+    (line,) = error_lines(capsys, ["run", "--duration", "-1"])
+    assert line == "error: duration=-1.0: must be > 0 or unset"
+    lines = error_lines(capsys, ["run", "--abort-error-rate", "1.5", "--fail-fast", "-1", "--timeout", "0"])
+    assert [line.split("=")[0] for line in lines] == ["error: timeout", "error: fail_fast", "error: abort_error_rate"]

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from benchmark.cli import build_parser
+from benchmark.target import add_request_arguments
 from tests.benchmark.uvicorn_llm import LlmApp, serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,11 +132,8 @@ def _dests(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def test_every_command_that_reaches_a_target_declares_every_target_option() -> None:
-    from benchmark.target import add_process_arguments, add_target_arguments  # noqa: PLC0415
-
     reference = argparse.ArgumentParser()
-    add_target_arguments(reference)
-    add_process_arguments(reference)
+    add_request_arguments(reference)
     wanted = _dests(reference) - {"help"}
     parser = build_parser()
     for argv in (["run"], ["size", "sweep", "--config", CONFIG, "--slo", "error_rate<=0.01"]):

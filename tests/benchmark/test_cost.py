@@ -17,6 +17,7 @@ from benchmark.analysis.cost import (
     usd_per_million,
 )
 from benchmark.analysis.headroom import headroom
+from benchmark.serialize import from_data, to_data
 from catalog import get_price
 from catalog.errors import ConfigError
 
@@ -66,7 +67,7 @@ def test_cost_estimate_reads_back_from_a_results_file() -> None:
         "tokens_per_s": 120,
         "minutes_per_1m_tokens": None,
     }
-    cost = CostEstimate.from_dict(row)
+    cost = from_data(CostEstimate, row)
     assert (cost.usd_per_hour, cost.tokens_per_s) == (1.515, 120.0)
     assert isinstance(cost.tokens_per_s, float)
     assert (cost.minutes_per_1m_tokens, cost.usd_per_1m_tokens) == (None, None)  # null and absent alike
@@ -142,7 +143,7 @@ def test_configuration_validates_and_has_stable_key() -> None:
         model="7b", instance_type="ml.g5.2xlarge", label="run-2", settings=(("MAX_TOTAL_TOKENS", "2048"),)
     )
     assert labelled.key == "7b/fp16/ml.g5.2xlarge/tgi-3.3.6/us-east-1/run-2/MAX_TOTAL_TOKENS=2048"
-    assert BenchmarkConfiguration.from_dict(labelled.to_dict()) == labelled
+    assert from_data(BenchmarkConfiguration, to_data(labelled)) == labelled
 
 
 def test_unknown_instance_is_refused_naming_field_value_and_allowed() -> None:

@@ -28,6 +28,7 @@ from benchmark.emulator.config import FaultPicker
 from benchmark.measure.loadgen import LevelRun, LoadSpec, run_level
 from benchmark.measure.prompts import GenerationParams, builtin_prompts
 from benchmark.measure.records import ErrorKind
+from benchmark.serialize import from_data, to_data
 from catalog.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,16 +156,16 @@ def test_fault_config_is_validated() -> None:
 
 def test_config_round_trips_through_json() -> None:
     config = EmulatorConfig(latency=LATENCY, faults=(FaultRule(FaultKind.MALFORMED, every_nth=4),), stall_s=2)
-    assert EmulatorConfig.from_dict(config.to_dict()) == config
+    assert from_data(EmulatorConfig, to_data(config)) == config
     with pytest.raises(ConfigError, match="bogus"):
-        EmulatorConfig.from_dict({"bogus": 1})
+        from_data(EmulatorConfig, {"bogus": 1})
 
 
 def test_emulator_runs_as_its_own_process() -> None:
     """``python -m benchmark.emulator`` (what the accuracy script uses): serves, reconfigures over HTTP, stops."""
     config = EmulatorConfig(latency=LATENCY)
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmark.emulator", "--port", "0", "--config", json.dumps(config.to_dict())],
+        [sys.executable, "-m", "benchmark.emulator", "--port", "0", "--config", json.dumps(to_data(config))],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

@@ -21,6 +21,7 @@ from benchmark.measure.metrics import (
 )
 from benchmark.measure.percentiles import Distribution, min_samples, percentile
 from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.serialize import from_data, to_data
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def test_percentile_is_monotone_and_within_range(values: list[float], a: float, 
 
 def test_distribution_round_trips_through_json() -> None:
     d = Distribution.of([1.0, 2.0, 4.0])
-    assert Distribution.from_dict(d.to_dict()) == d
+    assert from_data(Distribution, to_data(d)) == d
 
 
 @pytest.mark.parametrize("q", [-0.5, -1e-9, 1.0 + 1e-9, 1.5])
@@ -122,9 +123,9 @@ def test_distribution_summary_by_hand() -> None:
 
 
 def test_distribution_from_a_file_without_count_has_none() -> None:
-    d = Distribution.from_dict({"mean": 2.0, "median": "2.5"})
+    d = from_data(Distribution, {"mean": 2.0, "median": "2.5"})
     assert (d.count, d.mean, d.median, d.p99) == (0, 2.0, 2.5, None)
-    assert Distribution.from_dict(None) == Distribution.of([])
+    assert from_data(Distribution, None) == Distribution.of([])
 
 
 # --- ms per token sources ----------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def test_level_metrics_match_ground_truth(level: Run) -> None:
 
 def test_metrics_round_trip_through_json(level: Run) -> None:
     m = compute_metrics(level, max_new_tokens=50)
-    assert LevelMetrics.from_dict(m.to_dict()) == m
+    assert from_data(LevelMetrics, to_data(m)) == m
 
 
 def test_all_failed_level_has_no_throughput_or_latency() -> None:
@@ -386,7 +387,7 @@ def test_derived_2023_mean_is_not_rounded_and_needs_a_positive_time() -> None:
 
 
 def test_metrics_from_a_minimal_row_have_zero_counts() -> None:
-    m = LevelMetrics.from_dict({"concurrency": 3})
+    m = from_data(LevelMetrics, {"concurrency": 3})
     assert (m.concurrency, m.window_s, m.requests_total, m.requests_ok, m.requests_failed) == (3, 0.0, 0, 0, 0)
     assert (m.output_tokens, m.tokens_per_s, m.errors_by_kind, m.max_new_tokens) == (0, None, {}, None)
 
@@ -468,9 +469,9 @@ def test_coalesced_first_tokens_are_counted_and_flagged_above_one_percent(
     assert (m.streamed_ok, m.coalesced_first_tokens) == (100, coalesced + single)
     assert m.coalesced_first_token_share == pytest.approx(share)
     assert m.late_first_tokens is flagged
-    data = m.to_dict()
+    data = to_data(m)
     assert (data["coalesced_first_token_share"], data["late_first_tokens"]) == (m.coalesced_first_token_share, flagged)
-    assert LevelMetrics.from_dict(data) == m
+    assert from_data(LevelMetrics, data) == m
     assert any(note.startswith("TTFT may read late") and "--workers" in note for note in m.notes) is flagged
 
 

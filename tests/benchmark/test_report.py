@@ -13,6 +13,7 @@ from benchmark.analysis.published import published_results
 from benchmark.analysis.results import LevelResult, build_result
 from benchmark.report import DASH, write_report
 from benchmark.report.charts import Bar, Point, bars, scatter
+from benchmark.serialize import from_data, to_data
 from tests.benchmark.factories import RESULTS, result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf2023"  # vendored: see its README.md
@@ -103,7 +104,7 @@ def test_a_level_without_an_instance_has_no_cost_and_says_why(tmp_path: Path) ->
     unpriced = build_result(configuration, {}, priced.metrics, started_at="t0")
     assert unpriced.cost is None and unpriced.headroom is None
     assert unpriced.notes == ("no instance given: cost not computed",)
-    assert LevelResult.from_dict(unpriced.to_dict()) == unpriced
+    assert from_data(LevelResult, to_data(unpriced)) == unpriced
     files = write_report([unpriced], tmp_path)
     md, html = files.markdown.read_text(), files.html.read_text()
     assert "7b/fp16/no-instance/tgi-3.3.6/us-east-1 at concurrency 5: no instance given: cost not computed" in md

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,12 @@ from benchmark.analysis.collect import collect_results
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.analysis.external import import_file
 from benchmark.analysis.results import JsonlResultsStore, LevelResult, ResultsFileError, S3ResultsStore, open_store
+from benchmark.clients import ClientSpec
+from benchmark.measure.load import LoadSpec
+from benchmark.measure.loadgen import LevelRun
 from benchmark.measure.records import RequestRecord
 from benchmark.measure.runner import MatrixPlan, run_matrix, run_one_level
+from benchmark.serialize import dumps, from_data
 
 CONFIGS = [
     BenchmarkConfiguration(model="7b", quantization="gptq", instance_type="ml.g5.2xlarge"),
@@ -30,33 +33,18 @@ class KilledError(Exception):
     """The process dying mid-matrix (raised instead of the next level's measurement)."""
 
 
-@dataclass(frozen=True)
-class Spec:
-    concurrency: int
-    duration_s: float = 1.0
-
-
-@dataclass(frozen=True)
-class Params:
-    max_new_tokens: int = 10
-
-
-@dataclass
-class Run:
-    spec: Spec
-    window_start: float
-    window_end: float
-    records: list[RequestRecord] = field(default_factory=list)
+def level(concurrency: int) -> LoadSpec:
+    return LoadSpec(concurrency=concurrency, duration_s=1.0, max_new_tokens=10)
 
 
 class FakeLoad:
-    """Stands in for loadgen.run_level: each user finishes one 10-token request per second; can crash."""
+    """Stands in for the level runner's measure_level: each user finishes one 10-token request per second."""
 
     def __init__(self, crash_after: int | None = None) -> None:
         self.calls: list[int] = []
         self.crash_after = crash_after
 
-    async def __call__(self, client: Any, prompts: Any, params: Params, spec: Spec) -> Run:
+    def __call__(self, spec: LoadSpec, clients: Any, process: Any) -> LevelRun:
         if self.crash_after is not None and len(self.calls) >= self.crash_after:
             raise KilledError("killed after level 2")
         self.calls.append(spec.concurrency)
@@ -65,19 +53,20 @@ class FakeLoad:
             for u in range(spec.concurrency)
             for t in range(4)
         ]
-        return Run(spec, 0.0, 4.0, records)
+        return LevelRun(spec, 0.0, 4.0, records)
 
 
-@contextlib.asynccontextmanager
-async def fake_client(configuration: BenchmarkConfiguration) -> AsyncIterator[object]:
-    yield object()
+UNUSED = ClientSpec("tgi-http", "http://unused.invalid")  # FakeLoad builds no client
+
+
+@contextlib.contextmanager
+def fake_target(configuration: BenchmarkConfiguration) -> Iterator[ClientSpec]:
+    yield UNUSED
 
 
 def test_one_level_is_measured_priced_and_written(tmp_path: Path) -> None:
     store = JsonlResultsStore(tmp_path / "r.jsonl")
-    result = run_one_level(
-        object(), CONFIGS[0], Spec(5), [], Params(), store=store, target="fake", level_runner=FakeLoad()
-    )
+    result = run_one_level(CONFIGS[0], level(5), UNUSED, target="fake", store=store, measure=FakeLoad()).result
     assert result.metrics.tokens_per_s == pytest.approx(5 * 4 * 10 / 4.0)
     assert result.metrics.ms_per_token.median == pytest.approx((1000 - 100) / 9)  # (e2e - ttft) / (n - 1)
     assert result.cost is not None and result.cost.usd_per_hour == 1.515
@@ -85,38 +74,38 @@ def test_one_level_is_measured_priced_and_written(tmp_path: Path) -> None:
     assert store.load() == [result]
     line = (tmp_path / "r.jsonl").read_text()
     assert line.endswith("\n") and json.loads(line)["configuration_key"] == CONFIGS[0].key
-    assert LevelResult.from_dict(json.loads(line)) == result
+    assert from_data(LevelResult, json.loads(line)) == result
 
 
 def test_rerun_resumes_after_a_kill_and_keeps_earlier_records(tmp_path: Path) -> None:
     store = JsonlResultsStore(tmp_path / "results.jsonl")
-    plan = MatrixPlan(CONFIGS, [Spec(1), Spec(5)])
+    plan = MatrixPlan(CONFIGS, [level(1), level(5)])
     crashing = FakeLoad(crash_after=2)
     with pytest.raises(KilledError):
-        run_matrix(plan, fake_client, [], Params(), store, level_runner=crashing)
+        run_matrix(plan, fake_target, store, target="", measure=crashing)
     before = (tmp_path / "results.jsonl").read_text()
     assert [r.level_key for r in store.load()] == [(CONFIGS[0].key, 1), (CONFIGS[0].key, 5)]
 
     resumed = FakeLoad()
-    new = run_matrix(plan, fake_client, [], Params(), store, level_runner=resumed)
+    new = run_matrix(plan, fake_target, store, target="", measure=resumed)
     assert resumed.calls == [1, 5]  # only the second configuration's levels ran
     assert [r.level_key for r in new] == [(CONFIGS[1].key, 1), (CONFIGS[1].key, 5)]
     assert (tmp_path / "results.jsonl").read_text().startswith(before)
     assert len(store.load()) == 4
 
     again = FakeLoad()
-    assert run_matrix(plan, fake_client, [], Params(), store, level_runner=again) == []
+    assert run_matrix(plan, fake_target, store, target="", measure=again) == []
     assert again.calls == []
 
 
 def test_partial_last_line_from_a_killed_write_is_dropped_and_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     store = JsonlResultsStore(path)
-    first = run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store=store, level_runner=FakeLoad())
+    first = run_one_level(CONFIGS[0], level(1), UNUSED, target="", store=store, measure=FakeLoad()).result
     with path.open("a") as handle:
         handle.write('{"schema": "llama2-benchmark/level-result/1", "configur')
     assert store.load() == [first]
-    second = run_one_level(object(), CONFIGS[0], Spec(5), [], Params(), store=store, level_runner=FakeLoad())
+    second = run_one_level(CONFIGS[0], level(5), UNUSED, target="", store=store, measure=FakeLoad()).result
     assert store.load() == [first, second]
     assert len(path.read_text().splitlines()) == 2
 
@@ -124,7 +113,7 @@ def test_partial_last_line_from_a_killed_write_is_dropped_and_overwritten(tmp_pa
 def test_malformed_line_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     store = JsonlResultsStore(path)
-    run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store=store, level_runner=FakeLoad())
+    run_one_level(CONFIGS[0], level(1), UNUSED, target="", store=store, measure=FakeLoad())
     record = json.loads(path.read_text())
     record["configuration"]["instance_type"] = "ml.p4d.12xlarge"
     with path.open("a") as handle:
@@ -143,9 +132,9 @@ def test_s3_store_writes_one_object_per_level_and_reads_them_back() -> None:
     s3.create_bucket(Bucket="results")
     store = open_store("s3://results/runs/2026-11", s3_client=s3)
     assert isinstance(store, S3ResultsStore)
-    plan = MatrixPlan(CONFIGS, [Spec(1), Spec(5)])
+    plan = MatrixPlan(CONFIGS, [level(1), level(5)])
     with pytest.raises(KilledError):
-        run_matrix(plan, fake_client, [], Params(), store, level_runner=FakeLoad(crash_after=3))
+        run_matrix(plan, fake_target, store, target="", measure=FakeLoad(crash_after=3))
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="results", Prefix="runs/2026-11/")["Contents"]]
     assert len(keys) == 3 and all(k.endswith(".json") for k in keys)
     assert "runs/2026-11/7b%2Fgptq%2Fml.g5.2xlarge%2Ftgi-3.3.6%2Fus-east-1/concurrency-0001.json" in keys
@@ -154,7 +143,7 @@ def test_s3_store_writes_one_object_per_level_and_reads_them_back() -> None:
     assert collect_results(["s3://results/runs/2026-11"], s3_client=s3) == store.load()
 
     resumed = FakeLoad()
-    run_matrix(plan, fake_client, [], Params(), store, level_runner=resumed)
+    run_matrix(plan, fake_target, store, target="", measure=resumed)
     assert resumed.calls == [5]
     assert len(store.load()) == 4
 
@@ -169,9 +158,9 @@ def test_s3_object_with_bad_record_is_named() -> None:
 
 
 def test_utilization_can_be_added_later(tmp_path: Path) -> None:
-    result = run_one_level(object(), CONFIGS[0], Spec(1), [], Params(), store=None, level_runner=FakeLoad())
+    result = run_one_level(CONFIGS[0], level(1), UNUSED, target="", store=None, measure=FakeLoad()).result
     filled = result.with_utilization({"gpu": 93.5, "gpu_memory": 88.0})
-    assert LevelResult.from_dict(json.loads(filled.to_json_line())).utilization == {"gpu": 93.5, "gpu_memory": 88.0}
+    assert from_data(LevelResult, json.loads(dumps(filled))).utilization == {"gpu": 93.5, "gpu_memory": 88.0}
 
 
 # --- results from other tools --------------------------------------------------------------------------------
@@ -267,7 +256,7 @@ def test_imported_rows_say_their_figures_are_the_source_tools_and_keep_it_throug
     path.write_text(CSV_HEADER + "7b,fp16,ml.g5.12xlarge,1,16.8,61.5,,,\n")
     (imported,) = import_file(path)
     assert set(imported.definitions) == {"all figures"}
-    assert LevelResult.from_dict(json.loads(imported.to_json_line())) == imported
-    old_record = json.loads(imported.to_json_line())
+    assert from_data(LevelResult, json.loads(dumps(imported))) == imported
+    old_record = json.loads(dumps(imported))
     del old_record["definitions"]  # written before the field existed
-    assert LevelResult.from_dict(old_record).definitions == {}
+    assert from_data(LevelResult, old_record).definitions == {}

@@ -101,18 +101,19 @@ def test_imported_2023_levels_size_and_say_how_coarse(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_emulator_capacity_is_within_one_step_of_the_batching_slope(tmp_path: Path) -> None:
-    from benchmark.emulator import EmulatorConfig, LatencyModel  # noqa: PLC0415
-    from benchmark.measure.prompts import builtin_prompts  # noqa: PLC0415
-    from benchmark.sizing.measure import LevelPlan, emulator_clients, measurer  # noqa: PLC0415
+    from benchmark.clients import ClientSpec  # noqa: PLC0415
+    from benchmark.emulator import EmulatorConfig, LatencyModel, running_emulator  # noqa: PLC0415
+    from benchmark.measure.load import LoadSpec  # noqa: PLC0415
+    from benchmark.sizing.measure import LevelPlan, measurer  # noqa: PLC0415
 
     latency = LatencyModel(
         prefill_base_ms=5, prefill_ms_per_token=0, tpot_base_ms=BASE_MS, tpot_slope_ms=SLOPE_MS, tokens=10
     )
     configuration = BenchmarkConfiguration(model="7b", quantization="gptq", instance_type="ml.g5.2xlarge")
     settings = SweepSettings(start=1, limit=64, step=1, repeats=1)
-    with emulator_clients(EmulatorConfig(latency=latency)) as clients:
-        measure = measurer(configuration, clients, builtin_prompts(), LevelPlan(duration_s=1.0, max_new_tokens=10))
-        levels = sweep(measure, SLO, settings)
+    with running_emulator(EmulatorConfig(latency=latency)) as base_url:
+        plan = LevelPlan(load=LoadSpec(duration_s=1.0, max_new_tokens=10))
+        levels = sweep(measurer(configuration, ClientSpec("tgi-http", base_url), plan), SLO, settings)
     capacity = capacity_of(levels, SLO)
     assert capacity.capacity is not None
     assert abs(capacity.capacity - KNOWN_CAPACITY) <= settings.step

@@ -25,6 +25,7 @@ import pytest
 from benchmark.clients.http import HttpTransport
 from benchmark.clients.protocol import TgiStreamReader, read_tgi_response
 from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.serialize import from_data, to_data
 from benchmark.wire.connection import BodyEnded, ConnectionPool, Origin, round_trip
 from benchmark.wire.http1 import ProtocolError, Response, ResponseParser, request_bytes
 
@@ -502,10 +503,10 @@ def test_a_request_that_got_part_of_an_answer_is_never_resent() -> None:
 
 def test_a_record_round_trips_through_json_and_older_records_still_load() -> None:
     record = RequestRecord(user=3, start=1.0, end=2.5, token_times=[1.5, 2.0], error=ErrorKind.REDIRECT, resent=True)
-    data = json.loads(json.dumps(record.to_json()))
-    assert RequestRecord.from_json(data) == record
+    data = json.loads(json.dumps(to_data(record)))
+    assert from_data(RequestRecord, data) == record
     older = {key: value for key, value in data.items() if key != "resent"}
-    assert RequestRecord.from_json(older).resent is False
+    assert from_data(RequestRecord, older).resent is False
 
 
 def test_a_timeout_closes_the_connection_and_frees_its_slot() -> None:

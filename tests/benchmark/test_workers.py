@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
+from benchmark.clients import ClientSpec
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
-from benchmark.measure.loadgen import LoadSpec
-from benchmark.measure.prompts import GenerationParams, builtin_prompts
-from benchmark.measure.workers import ClientSpec, run_level_in_workers, share, split
+from benchmark.measure.load import LoadSpec
+from benchmark.measure.runner import ProcessOptions, measure_level
+from benchmark.measure.workers import share, split
 from catalog.errors import ConfigError
 
 
@@ -32,25 +33,20 @@ def test_share_divides_users_warmup_budget_and_keeps_the_ramp_pace() -> None:
 
 
 def test_workers_refuse_bad_counts_and_open_loops() -> None:
-    spec = ClientSpec("tgi-http-stream", "http://127.0.0.1:1")
-    prompts, params = builtin_prompts((16,), per_length=1), GenerationParams()
+    clients = ClientSpec("tgi-http", "http://127.0.0.1:1")
     with pytest.raises(ConfigError, match="workers=-1"):
-        run_level_in_workers(spec, prompts, params, LoadSpec(concurrency=2, max_requests=2), -1)
+        ProcessOptions(workers=-1)
     with pytest.raises(ConfigError, match="closed-loop"):
-        run_level_in_workers(spec, prompts, params, LoadSpec(concurrency=2, max_requests=2, request_rate=5.0), 2)
+        measure_level(LoadSpec(concurrency=2, max_requests=2, request_rate=5.0), clients, ProcessOptions(workers=2))
 
 
 def test_two_workers_measure_one_level_against_the_emulator() -> None:
     latency = LatencyModel(prefill_base_ms=5, prefill_ms_per_token=0, tpot_base_ms=2, tpot_slope_ms=0, tokens=8)
     with EmulatorServer(EmulatorConfig(latency=latency)) as server:
-        spec = LoadSpec(concurrency=6, duration_s=None, max_requests=24, warmup_requests=6)
-        run = run_level_in_workers(
-            ClientSpec("tgi-http-stream", server.base_url, concurrency=6, timeout_s=10),
-            builtin_prompts((16,), per_length=2),
-            GenerationParams(max_new_tokens=8),
-            spec,
-            2,
+        spec = LoadSpec(
+            concurrency=6, duration_s=None, max_requests=24, warmup_requests=6, max_new_tokens=8, timeout_s=10
         )
+        run = measure_level(spec, ClientSpec("tgi-http", server.base_url), ProcessOptions(workers=2))
         truths = server.truth()
     assert len(run.records) == 30 and all(r.ok for r in run.records)
     assert {r.user for r in run.records} == set(range(6))  # worker i's user u became u * 2 + i

@@ -50,11 +50,16 @@ from benchmark.aws.contract import (
     TTL_TAG,
     AggregateEvent,
     ConfigurationOutcome,
+    EndpointConfiguration,
     LevelEvent,
     failures_prefix,
-    required_fields,
+    level_items,
+    payload,
+    selector,
+    shared_load,
 )
 from benchmark.matrix import Matrix
+from benchmark.serialize import to_data
 from catalog.tgi_images import get_image
 from constructs import Construct
 from llama_constructs.benchmark.benchmark_findings import (
@@ -139,54 +144,36 @@ class BenchmarkStateMachineProps:
                 raise ValueError(f"matrix name {name!r}: letters, digits, '-' and '_' only")
 
 
-def _event(shape: type[Any], fields: dict[str, Any]) -> dict[str, Any]:
-    """An event payload with exactly the fields its contract (``benchmark.aws.contract``) requires."""
-    if set(fields) != set(required_fields(shape)):
-        raise ValueError(
-            f"{shape.__name__} needs fields {required_fields(shape)}, the state machine sends {tuple(fields)}"
-        )
-    return fields
-
-
-def _paths(shape: type[Any], paths: dict[str, str]) -> dict[str, str]:
-    """JSONPath parameters (``key.$``) building a contract event or result from the state's input."""
-    return {f"{key}.$": path for key, path in _event(shape, paths).items()}
+# Each level's load: the matrix's shared load with the RunLevels item's own fields (its concurrency) over it.
+LEVEL_LOAD = "States.JsonMerge($.load, $$.Map.Item.Value, false)"
 
 
 def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str) -> dict[str, Any]:
-    """The Pass-state payload for one matrix: configurations with their SageMaker request fragments."""
+    """The Pass-state payload for one matrix: configurations with their SageMaker request fragments, the levels
+    and the load they share, all in the contract's types (``benchmark.aws.contract``)."""
     configurations = []
     for config in matrix.configurations:
         d = config.deployment
-        configurations.append(
-            {
-                "id": config.id,
-                "description": config.describe(),
-                "model": d.model,
-                "quantization": d.quantization,
-                "instance_type": d.instance_type,
-                "tgi_version": d.tgi_version,
-                "container": primary_container(
-                    d,
-                    image_uri=image_for(d.tgi_version),
-                    model_data_uri=model_data_uri(d, bucket_name=weights_bucket_name),
-                ),
-                "variant": production_variant(d),
-            }
+        endpoint = EndpointConfiguration(
+            id=config.id,
+            description=config.describe(),
+            model=d.model,
+            quantization=str(d.quantization),
+            instance_type=str(d.instance_type),
+            tgi_version=d.tgi_version,
+            container=primary_container(
+                d,
+                image_uri=image_for(d.tgi_version),
+                model_data_uri=model_data_uri(d, bucket_name=weights_bucket_name),
+            ),
+            variant=production_variant(d),
         )
-    load = matrix.load
+        configurations.append(to_data(endpoint))
     return {
         "name": matrix.name,
         "configurations": configurations,
-        "levels": list(load.concurrency),
-        "load": {
-            "duration_s": load.duration_s,
-            "max_requests": load.max_requests,
-            "warmup_requests": load.warmup_requests,
-            "max_new_tokens": load.max_new_tokens,
-            "streaming": load.streaming,
-            "timeout_s": load.timeout_s,
-        },
+        "levels": level_items(matrix.levels),
+        "load": shared_load(matrix.load),
         "skipped": [{"id": s.id, "reasons": list(s.reasons)} for s in matrix.skipped],
     }
 
@@ -285,7 +272,7 @@ class BenchmarkStateMachine(Construct):
             lambda_function=props.aggregate_function,
             payload=sfn.TaskInput.from_object(
                 {
-                    **_event(
+                    **payload(
                         AggregateEvent,
                         {
                             "run_id": sfn.JsonPath.string_at("$.run_id"),
@@ -480,15 +467,14 @@ class BenchmarkStateMachine(Construct):
             "RunLevels",
             items_path="$.levels",
             max_concurrency=1,  # one level at a time on the one endpoint
-            item_selector=_paths(
+            item_selector=selector(
                 LevelEvent,
                 {
-                    "concurrency": "$$.Map.Item.Value",
                     "endpoint_name": "$.names.name",
                     "run_id": "$.run_id",
                     "matrix": "$.matrix",
                     "configuration": "$.config",
-                    "load": "$.load",
+                    "load": LEVEL_LOAD,
                 },
             ),
             result_path="$.levels_done",
@@ -542,7 +528,7 @@ class BenchmarkStateMachine(Construct):
         done = sfn.Pass(
             self,
             "ConfigurationDone",
-            parameters=_paths(
+            parameters=selector(
                 ConfigurationOutcome, {"id": "$.config.id", "name": "$.names.name", "outcome": "$.outcome"}
             ),
         )
