@@ -97,10 +97,11 @@ def test_level_record_lands_in_s3_with_metrics_and_utilization(aws: dict[str, An
     m = record.metrics
     assert m.requests_ok > 0 and m.requests_failed == 0
     # The emulator generates FAST.tokens per request and one token per ms per stream, no faster: the
-    # count is exact, and two streams cannot receive more than 2 x 1000 tokens/s.
+    # count is exact, and two streams cannot receive more than 2 x 1000 tokens/s. No floor: how fast a loaded
+    # machine serves is not this test's business (the token count against the emulator's log is).
     assert m.output_tokens == FAST.tokens * m.requests_ok
     assert m.tokens_per_s is not None and m.steady_window_s is not None
-    assert 0.2 * 2000 < m.tokens_per_s <= 2000 * 1.02
+    assert 0 < m.tokens_per_s <= 2000 * 1.02
     assert m.ttft_ms.median is not None and m.ttft_ms.median >= FAST.prefill_base_ms  # prefill comes first
     assert record.utilization == {
         "GPUUtilization": 80.0,
