@@ -5,7 +5,8 @@ is when its event loop or thread gets to the bytes, which at hundreds of streams
 milliseconds late (TTFT read +2 to +100 % against an independent ground truth). Here the socket is read with
 ``recvmsg`` and every chunk carries the kernel's receive time (:mod:`benchmark.wire.kernel_clock`); a
 request's start is read just before the ``send`` that hands its bytes to the kernel. TLS runs through
-``ssl.MemoryBIO``, so the stamps survive it. Works on asyncio's own loops and on uvloop (``add_reader``).
+``ssl.MemoryBIO``, so the stamps survive it. HTTP/1.1 itself is h11's (:mod:`benchmark.wire.http1`), fed the
+chunks read here. Works on asyncio's own loops and on uvloop (``add_reader``).
 
 Through a proxy (:mod:`benchmark.wire.proxies`: ``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) the socket is the
 proxy's: an https origin is reached through a ``CONNECT`` tunnel, with TLS inside it to the origin and the
@@ -25,8 +26,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from benchmark.wire import kernel_clock
-from benchmark.wire.http1 import BodyEnded, BodySink, ProtocolError, Response, ResponseParser, basic_auth, request_bytes
+import h11
+
+from benchmark.wire import http1, kernel_clock
+from benchmark.wire.http1 import BodyEnded, BodySink, ClientConnection, ProtocolError, Request, Response, make_request
 
 __all__ = [
     "BodyEnded",
@@ -35,6 +38,7 @@ __all__ = [
     "Origin",
     "ProtocolError",
     "Proxy",
+    "Request",
     "UnreachableError",
     "WireConnection",
     "round_trip",
@@ -81,7 +85,7 @@ class Proxy:
     @property
     def headers(self) -> dict[str, str]:
         """The ``Proxy-Authorization`` header (HTTP Basic) when the proxy's URL carries credentials."""
-        return {} if self.credentials is None else {"Proxy-Authorization": basic_auth(*self.credentials)}
+        return {} if self.credentials is None else {"Proxy-Authorization": http1.basic_auth(*self.credentials)}
 
 
 @dataclass
@@ -105,7 +109,7 @@ class WireConnection:
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, tls: TlsState | None) -> None:
         self._sock, self._loop, self._tls = sock, loop, tls
         self._stamped = kernel_clock.enable(sock)
-        self._parser: ResponseParser | None = None
+        self._http = ClientConnection()
         self._exchange: Exchange | None = None
         self.exchanges = 0  # requests sent on this connection so far
         self.closed = False
@@ -139,7 +143,7 @@ class WireConnection:
             raise
         return cls(sock, loop, tls)
 
-    async def exchange(self, request: bytes, sink: BodySink | None) -> Exchange:
+    async def exchange(self, request: Request, sink: BodySink | None) -> Exchange:
         """Send ``request``; the response's body goes to ``sink`` as it arrives (an error's body is kept).
 
         A failed send does not raise here: the exchange's futures carry the error, as a failed read's do.
@@ -152,9 +156,9 @@ class WireConnection:
         head.add_done_callback(_retrieve)
         exchange = self._exchange = Exchange(0.0, response, head, done, reused=self.exchanges > 0)
         self.exchanges += 1
-        self._parser = ResponseParser(response, on_head=lambda: _resolve(head), on_done=self._on_done)
+        data = self._http.send(request, response, on_head=lambda: _resolve(head), on_done=self._on_done)
         # The answer may be complete (and self._exchange cleared) by the time a large request is out.
-        exchange.sent_at = await self._send(request)
+        exchange.sent_at = await self._send(data)
         return exchange
 
     @property
@@ -198,10 +202,9 @@ class WireConnection:
             ended = not data
         try:
             if data:
-                self._feed(data, at)
+                self._http.feed(data, at)
             if ended:
-                if self._parser is not None:
-                    self._parser.eof()
+                self._http.eof()
                 self.close()
         except Exception as exc:  # framing errors and whatever the sink raised end this exchange
             self._fail(exc)
@@ -232,14 +235,9 @@ class WireConnection:
                 self._sock.send(outgoing.read())
         return bytes(plain), ended
 
-    def _feed(self, data: bytes, at: float) -> None:
-        if self._parser is None:
-            raise ProtocolError(f"{len(data)} bytes arrived with no request outstanding")
-        self._parser.feed(data, at)
-
     def _on_done(self) -> None:
         exchange = self._exchange
-        self._exchange, self._parser = None, None
+        self._exchange = None
         if exchange is not None:
             _resolve(exchange.done)
             if not exchange.response.keep_alive:
@@ -247,7 +245,7 @@ class WireConnection:
 
     def _fail(self, exc: BaseException) -> None:
         exchange = self._exchange
-        self._exchange, self._parser = None, None
+        self._exchange = None
         if exchange is not None:
             for future in (exchange.head, exchange.done):
                 if not future.done():
@@ -302,25 +300,28 @@ async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int, timeou
 
 
 async def _tunnel(loop: asyncio.AbstractEventLoop, sock: socket.socket, origin: Origin, proxy: Proxy) -> None:
-    """Ask ``proxy`` for a tunnel to ``origin`` (``CONNECT``); raises :class:`UnreachableError` when refused."""
-    lines = [f"CONNECT {origin.authority} HTTP/1.1", f"Host: {origin.authority}"]
-    lines += [f"{name}: {value}" for name, value in proxy.headers.items()]
-    await loop.sock_sendall(sock, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        # The proxy says nothing after its answer's head until the client speaks TLS: no byte is read past it.
-        data = await loop.sock_recv(sock, 1)
-        if not data:
-            raise UnreachableError(f"proxy {proxy.url} closed the connection before answering CONNECT")
-        head += data
-        if len(head) > 65536:
-            raise UnreachableError(f"proxy {proxy.url} answered CONNECT with more than 64 KiB of head")
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    version, _, rest = status_line.partition(" ")
-    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
-        raise UnreachableError(f"proxy {proxy.url} answered CONNECT with {status_line[:80]!r}")
-    if not 200 <= int(rest[:3]) < 300:
-        raise UnreachableError(f"proxy {proxy.url} refused CONNECT {origin.authority}: {rest[:80]}")
+    """Ask ``proxy`` for a tunnel to ``origin`` (``CONNECT``, through h11); raises :class:`UnreachableError` when
+    refused."""
+    http = h11.Connection(h11.CLIENT, max_incomplete_event_size=65536)
+    headers = [("Host", origin.authority), *proxy.headers.items()]
+    request = http.send(h11.Request(method="CONNECT", target=origin.authority, headers=headers))
+    await loop.sock_sendall(sock, request + http.send(h11.EndOfMessage()))
+    while True:
+        try:
+            event = http.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise UnreachableError(f"proxy {proxy.url} answered CONNECT with what is not HTTP/1.1: {exc}") from None
+        if isinstance(event, h11.Response):
+            break
+        if event is h11.NEED_DATA:
+            # The proxy says nothing after its answer's head until the client speaks TLS: no byte is read past it.
+            data = await loop.sock_recv(sock, 1)
+            if not data:
+                raise UnreachableError(f"proxy {proxy.url} closed the connection before answering CONNECT")
+            http.receive_data(data)
+    if not 200 <= event.status_code < 300:
+        reason = event.reason.decode("latin-1")
+        raise UnreachableError(f"proxy {proxy.url} refused CONNECT {origin.authority}: {event.status_code} {reason}")
 
 
 async def _handshake(
@@ -371,17 +372,17 @@ class ConnectionPool:
         self._slots = asyncio.Semaphore(max(1, limit))
         self._closed = False
 
-    def request(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> bytes:
+    def request(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Request:
         """A request for ``target`` (origin-form: path and query) as this pool's connections must send it.
 
         Through a proxy to an http origin, the target is in absolute form and the proxy's credentials ride
         along; through a tunnel (https) the origin sees exactly what it would see without the proxy.
         """
         if self.proxy is not None and not self.origin.tls:
-            return request_bytes(
+            return make_request(
                 method, self.origin.url + target, self.origin.host_header, {**headers, **self.proxy.headers}, body
             )
-        return request_bytes(method, target, self.origin.host_header, headers, body)
+        return make_request(method, target, self.origin.host_header, headers, body)
 
     async def acquire(self, connect_timeout_s: float) -> WireConnection:
         """An idle connection (the most recently used first), else a new one."""
@@ -421,7 +422,7 @@ class UnreachableError(Exception):
 
 async def round_trip(
     pool: ConnectionPool,
-    request: bytes,
+    request: Request,
     sink: BodySink | None,
     *,
     connect_timeout_s: float,
