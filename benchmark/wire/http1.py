@@ -14,6 +14,7 @@ import base64
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import h11
 
@@ -161,14 +162,15 @@ class ClientConnection:
                 event = next_event()
             except h11.RemoteProtocolError as exc:
                 raise ProtocolError(str(exc)) from None
-            if isinstance(event, h11.Data):
-                response.deliver(event.data, at)
-            elif isinstance(event, h11.Response):
-                self._head(response, event)
-            elif isinstance(event, h11.EndOfMessage):
+            kind = type(event)  # not isinstance: h11's events are ABCs, slow to check, and this runs per chunk
+            if kind is h11.Data:
+                response.deliver(cast("h11.Data", event).data, at)
+            elif kind is h11.Response:
+                self._head(response, cast("h11.Response", event))
+            elif kind is h11.EndOfMessage:
                 self._finish(response)
                 return
-            elif not isinstance(event, h11.InformationalResponse):  # NEED_DATA, PAUSED, ConnectionClosed
+            elif kind is not h11.InformationalResponse:  # NEED_DATA, PAUSED, ConnectionClosed
                 return
 
     def _head(self, response: Response, event: h11.Response) -> None:
