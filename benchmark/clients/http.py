@@ -25,7 +25,7 @@ from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url
 from benchmark.clients.protocol import StreamReader
 from benchmark.measure.records import ErrorKind, RequestRecord
 from benchmark.wire.connection import BodyEnded, ConnectionPool, Origin, ProtocolError, UnreachableError, round_trip
-from benchmark.wire.http1 import Request, Response, basic_auth
+from benchmark.wire.http1 import Response, basic_auth
 from benchmark.wire.proxies import proxy_for
 from catalog.errors import ConfigError, Issue
 
@@ -166,7 +166,7 @@ class HttpTransport:
 
 async def record_round_trip(
     pool: ConnectionPool,
-    request: Request,
+    request: bytes,
     sink: Callable[[bytes, float], None] | None,
     record: RequestRecord,
     *,

@@ -5,8 +5,9 @@ is when its event loop or thread gets to the bytes, which at hundreds of streams
 milliseconds late (TTFT read +2 to +100 % against an independent ground truth). Here the socket is read with
 ``recvmsg`` and every chunk carries the kernel's receive time (:mod:`benchmark.wire.kernel_clock`); a
 request's start is read just before the ``send`` that hands its bytes to the kernel. TLS runs through
-``ssl.MemoryBIO``, so the stamps survive it. HTTP/1.1 itself is h11's (:mod:`benchmark.wire.http1`), fed the
-chunks read here. Works on asyncio's own loops and on uvloop (``add_reader``, ``add_writer``).
+``ssl.MemoryBIO``, so the stamps survive it. HTTP/1.1 is framed by :mod:`benchmark.wire.http1` (this project's,
+not h11: benchmark/README.md "HTTP/1.1 framing: h11" says why). Works on asyncio's own loops and on uvloop
+(``add_reader``, ``add_writer``).
 
 Through a proxy (:mod:`benchmark.wire.proxies`: ``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) the socket is the
 proxy's: an https origin is reached through a ``CONNECT`` tunnel, with TLS inside it to the origin and the
@@ -25,10 +26,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-import h11
-
-from benchmark.wire import http1, kernel_clock
-from benchmark.wire.http1 import BodyEnded, BodySink, ClientConnection, ProtocolError, Request, Response, make_request
+from benchmark.wire import kernel_clock
+from benchmark.wire.http1 import BodyEnded, BodySink, ProtocolError, Response, ResponseParser, basic_auth, request_bytes
 
 __all__ = [
     "BodyEnded",
@@ -37,7 +36,6 @@ __all__ = [
     "Origin",
     "ProtocolError",
     "Proxy",
-    "Request",
     "UnreachableError",
     "WireConnection",
     "round_trip",
@@ -84,7 +82,7 @@ class Proxy:
     @property
     def headers(self) -> dict[str, str]:
         """The ``Proxy-Authorization`` header (HTTP Basic) when the proxy's URL carries credentials."""
-        return {} if self.credentials is None else {"Proxy-Authorization": http1.basic_auth(*self.credentials)}
+        return {} if self.credentials is None else {"Proxy-Authorization": basic_auth(*self.credentials)}
 
 
 @dataclass
@@ -105,7 +103,7 @@ TlsState = tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]  # the session, by
 
 
 class WireConnection:
-    """One connection: its socket, TLS session, HTTP/1.1 state (h11) and the bytes still to go out.
+    """One connection: its socket, TLS session, response parser and the bytes still to go out.
 
     Everything this side writes (requests, and TLS records the session makes while reading, such as a key
     update or a post-handshake certificate) goes out through one queue, in the order it was made: what the
@@ -115,7 +113,7 @@ class WireConnection:
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, tls: TlsState | None) -> None:
         self._sock, self._loop, self._tls = sock, loop, tls
         self._stamped = kernel_clock.enable(sock)
-        self._http = ClientConnection()
+        self._parser: ResponseParser | None = None
         self._exchange: Exchange | None = None
         self._unsent = bytearray()  # bytes the kernel has not taken yet, in order
         self._queued = 0  # bytes ever queued for the kernel on this connection
@@ -153,7 +151,7 @@ class WireConnection:
             raise
         return cls(sock, loop, tls)
 
-    async def exchange(self, request: Request, sink: BodySink | None) -> Exchange:
+    async def exchange(self, request: bytes, sink: BodySink | None) -> Exchange:
         """Send ``request``; the response's body goes to ``sink`` as it arrives (an error's body is kept).
 
         A failed send does not raise here: the exchange's futures carry the error, as a failed read's do.
@@ -166,9 +164,9 @@ class WireConnection:
         head.add_done_callback(_retrieve)
         exchange = self._exchange = Exchange(0.0, response, head, done, reused=self.exchanges > 0)
         self.exchanges += 1
-        data = self._http.send(request, response, on_head=lambda: _resolve(head), on_done=self._on_done)
+        self._parser = ResponseParser(response, on_head=lambda: _resolve(head), on_done=self._on_done)
         # The answer may be complete (and self._exchange cleared) by the time a large request is out.
-        exchange.sent_at = await self._send(data)
+        exchange.sent_at = await self._send(request)
         return exchange
 
     @property
@@ -260,9 +258,10 @@ class WireConnection:
             else:
                 ended = not data
             if data:
-                self._http.feed(data, at)
+                self._feed(data, at)
             if ended:
-                self._http.eof()
+                if self._parser is not None:
+                    self._parser.eof()
                 self.close()
         except Exception as exc:  # TLS and framing errors, and whatever the sink raised, end this exchange
             self._fail(exc)
@@ -292,9 +291,14 @@ class WireConnection:
             self._write(outgoing.read())
         return bytes(plain), ended
 
+    def _feed(self, data: bytes, at: float) -> None:
+        if self._parser is None:
+            raise ProtocolError(f"{len(data)} bytes arrived with no request outstanding")
+        self._parser.feed(data, at)
+
     def _on_done(self) -> None:
         exchange = self._exchange
-        self._exchange = None
+        self._exchange, self._parser = None, None
         if exchange is not None:
             _resolve(exchange.done)
             if not exchange.response.keep_alive:
@@ -302,7 +306,7 @@ class WireConnection:
 
     def _fail(self, exc: BaseException) -> None:
         exchange = self._exchange
-        self._exchange = None
+        self._exchange, self._parser = None, None
         if exchange is not None:
             for future in (exchange.head, exchange.done):
                 if not future.done():
@@ -364,28 +368,25 @@ async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int, timeou
 
 
 async def _tunnel(loop: asyncio.AbstractEventLoop, sock: socket.socket, origin: Origin, proxy: Proxy) -> None:
-    """Ask ``proxy`` for a tunnel to ``origin`` (``CONNECT``, through h11); raises :class:`UnreachableError` when
-    refused."""
-    http = h11.Connection(h11.CLIENT, max_incomplete_event_size=65536)
-    headers = [("Host", origin.authority), *proxy.headers.items()]
-    request = http.send(h11.Request(method="CONNECT", target=origin.authority, headers=headers))
-    await loop.sock_sendall(sock, request + http.send(h11.EndOfMessage()))
-    while True:
-        try:
-            event = http.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise UnreachableError(f"proxy {proxy.url} answered CONNECT with what is not HTTP/1.1: {exc}") from None
-        if isinstance(event, h11.Response):
-            break
-        if event is h11.NEED_DATA:
-            # The proxy says nothing after its answer's head until the client speaks TLS: no byte is read past it.
-            data = await loop.sock_recv(sock, 1)
-            if not data:
-                raise UnreachableError(f"proxy {proxy.url} closed the connection before answering CONNECT")
-            http.receive_data(data)
-    if not 200 <= event.status_code < 300:
-        reason = event.reason.decode("latin-1")
-        raise UnreachableError(f"proxy {proxy.url} refused CONNECT {origin.authority}: {event.status_code} {reason}")
+    """Ask ``proxy`` for a tunnel to ``origin`` (``CONNECT``); raises :class:`UnreachableError` when refused."""
+    lines = [f"CONNECT {origin.authority} HTTP/1.1", f"Host: {origin.authority}"]
+    lines += [f"{name}: {value}" for name, value in proxy.headers.items()]
+    await loop.sock_sendall(sock, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        # The proxy says nothing after its answer's head until the client speaks TLS: no byte is read past it.
+        data = await loop.sock_recv(sock, 1)
+        if not data:
+            raise UnreachableError(f"proxy {proxy.url} closed the connection before answering CONNECT")
+        head += data
+        if len(head) > 65536:
+            raise UnreachableError(f"proxy {proxy.url} answered CONNECT with more than 64 KiB of head")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    version, _, rest = status_line.partition(" ")
+    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+        raise UnreachableError(f"proxy {proxy.url} answered CONNECT with {status_line[:80]!r}")
+    if not 200 <= int(rest[:3]) < 300:
+        raise UnreachableError(f"proxy {proxy.url} refused CONNECT {origin.authority}: {rest[:80]}")
 
 
 async def _handshake(
@@ -436,17 +437,17 @@ class ConnectionPool:
         self._slots = asyncio.Semaphore(max(1, limit))
         self._closed = False
 
-    def request(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Request:
+    def request(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> bytes:
         """A request for ``target`` (origin-form: path and query) as this pool's connections must send it.
 
         Through a proxy to an http origin, the target is in absolute form and the proxy's credentials ride
         along; through a tunnel (https) the origin sees exactly what it would see without the proxy.
         """
         if self.proxy is not None and not self.origin.tls:
-            return make_request(
+            return request_bytes(
                 method, self.origin.url + target, self.origin.host_header, {**headers, **self.proxy.headers}, body
             )
-        return make_request(method, target, self.origin.host_header, headers, body)
+        return request_bytes(method, target, self.origin.host_header, headers, body)
 
     async def acquire(self, connect_timeout_s: float) -> WireConnection:
         """An idle connection (the most recently used first), else a new one."""
@@ -486,7 +487,7 @@ class UnreachableError(Exception):
 
 async def round_trip(
     pool: ConnectionPool,
-    request: Request,
+    request: bytes,
     sink: BodySink | None,
     *,
     connect_timeout_s: float,

@@ -203,7 +203,7 @@ def test_unknown_client_kind_is_a_config_error() -> None:
 
 
 def test_sagemaker_path_imports_without_aiohttp() -> None:
-    """The Lambda has boto3, jinja2 and h11 only: the SageMaker client and the load generator must not pull aiohttp."""
+    """The Lambda has boto3 and jinja2 only: the SageMaker client and the load generator must not pull aiohttp."""
     code = (
         "import sys; sys.modules['aiohttp'] = None\n"
         "import benchmark.measure.loadgen, benchmark.clients, benchmark.clients.sagemaker\n"
