@@ -13,7 +13,9 @@ figures this script computes from that log alone, for the very same requests (jo
   (an interval of the shared clock) / its length.
 
 Each (client, level) runs ``--repeat`` times; the table gives every run's errors and their median.
-Also printed: the client's CPU time per token (this process and its workers) and the machine's load.
+Also printed: the client's CPU time per token (this process and its workers) over the whole level (start-up
+of the workers included) and at steady state (CPU sampled every 0.2 s, between the steady window's edges, per
+token that arrived inside it; Linux ``/proc``), and the machine's load.
 
 Rerunnable, never asserted: ``python scripts/bench_accuracy.py [--levels 1,20,64,256] [--duration 20]
 [--repeat 3] [--clients tgi-http-stream,openai-chat-stream,sagemaker-stream,sagemaker-chat-stream] [--ramp-up auto]
@@ -31,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -66,7 +69,8 @@ class Row:
     window_s: float
     send_lag_ms: float  # median: request arrived at the server - client's start stamp
     read_lag_ms: float  # median: client's first-token stamp - server's first token write
-    cpu_us_per_token: float
+    cpu_us_per_token: float  # whole level: CPU of this process and its workers / tokens
+    steady_cpu_us_per_token: float  # steady window: their CPU inside it / tokens that arrived inside it
     load: float
     coalesced: float  # share of first tokens read with later bytes (the level is flagged above 1 %)
     flagged: bool
@@ -148,6 +152,66 @@ def lags(run: LevelRun, truths: list[dict[str, Any]]) -> tuple[float, float]:
     return send, read
 
 
+class CpuSampler(threading.Thread):
+    """(perf_counter, CPU seconds of this process and its descendants but ``exclude``) every ``every_s`` seconds.
+
+    Descendants are found and read in ``/proc`` (their ``utime + stime``, in clock ticks); this process's own
+    CPU is ``process_time`` less the sampler thread's. Elsewhere than Linux there are no samples.
+    """
+
+    def __init__(self, exclude: int, every_s: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self._exclude, self._every_s = exclude, every_s
+        self._halt = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def run(self) -> None:
+        if not os.path.isdir("/proc"):
+            return
+        while not self._halt.is_set():
+            self.samples.append((time.perf_counter(), self._tree_cpu_s()))
+            self._halt.wait(self._every_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def _tree_cpu_s(self) -> float:
+        children: dict[int, list[int]] = {}
+        ticks: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            pid = int(entry)
+            children.setdefault(int(fields[1]), []).append(pid)  # field 4 of stat(5): ppid
+            ticks[pid] = int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+        total, pending = 0, list(children.get(os.getpid(), []))
+        while pending:
+            pid = pending.pop()
+            if pid != self._exclude:
+                total += ticks.get(pid, 0)
+                pending += children.get(pid, [])
+        return time.process_time() - time.thread_time() + total / self._tick
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds spent between ``start`` and ``end`` (linear between the samples around each edge)."""
+        return self._at(end) - self._at(start)
+
+    def _at(self, when: float) -> float:
+        before = [s for s in self.samples if s[0] <= when]
+        after = [s for s in self.samples if s[0] >= when]
+        if not before or not after:
+            return float("nan")
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+
 def truth_figures(run: LevelRun, truths: list[dict[str, Any]]) -> tuple[int, float, float, float, float, float]:
     """(requests, TTFT and ms/token truth medians, tokens/s truth, steady window length, its start), from the log."""
     metrics = compute_metrics(run)
@@ -167,7 +231,7 @@ def truth_figures(run: LevelRun, truths: list[dict[str, Any]]) -> tuple[int, flo
     return len(used), ttft, tpot, written / (closes - opens), closes - opens, opens
 
 
-def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace) -> Row:
+def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace, server_pid: int) -> Row:
     call(base_url, "/reset", "POST")
     ramp = (concurrency / 100.0 if args.ramp_up == "auto" else float(args.ramp_up)) if concurrency > 1 else 0.0
     spec = LoadSpec(
@@ -183,12 +247,19 @@ def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace
     load_before = os.getloadavg()[0]
     cpu_before = _cpu_s()
     process = ProcessOptions(workers=workers_for(args.workers, concurrency), uvloop=args.loop == "uvloop")
-    run = measure_level(spec, client_spec(kind, base_url), process)
+    sampler = CpuSampler(exclude=server_pid)
+    sampler.start()
+    try:
+        run = measure_level(spec, client_spec(kind, base_url), process)
+    finally:
+        sampler.stop()
     cpu = _cpu_s() - cpu_before
     metrics = compute_metrics(run)
     truths = call(base_url, "/truth")
-    requests, ttft_truth, tpot_truth, tps_truth, window, _ = truth_figures(run, truths)
+    requests, ttft_truth, tpot_truth, tps_truth, window, opens = truth_figures(run, truths)
     tokens = sum(len(r.token_times) for r in run.records)
+    steady_tokens = sum(1 for r in run.records for t in r.token_times if opens < t <= opens + window)
+    steady_cpu = sampler.cpu_between(opens, opens + window)
     send_lag, read_lag = lags(run, truths)
     assert metrics.ttft_ms.median and metrics.ms_per_token.median and metrics.tokens_per_s
     failed = sum(1 for r in run.records if not r.ok)
@@ -208,6 +279,7 @@ def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace
         send_lag_ms=send_lag,
         read_lag_ms=read_lag,
         cpu_us_per_token=cpu / max(1, tokens) * 1e6,
+        steady_cpu_us_per_token=steady_cpu / max(1, steady_tokens) * 1e6,
         load=(load_before + os.getloadavg()[0]) / 2,
         coalesced=metrics.coalesced_first_token_share or 0.0,
         flagged=metrics.late_first_tokens,
@@ -234,8 +306,8 @@ def _print_header(header: str) -> None:
 def print_rows(rows: list[Row], repeat: int) -> None:
     header = (
         f"{'client':<20}{'conc':>5}{'reqs':>6}{'TTFT p50':>10}{'truth':>8}{'err':>8}{'ms/tok':>8}{'truth':>8}"
-        f"{'err':>8}{'tok/s':>9}{'truth':>9}{'err':>8}{'window':>8}{'send':>7}{'read':>7}{'CPU us/tok':>11}{'load':>6}"
-        f"{'coalesced':>11}"
+        f"{'err':>8}{'tok/s':>9}{'truth':>9}{'err':>8}{'window':>8}{'send':>7}{'read':>7}{'CPU us/tok':>11}"
+        f"{'steady':>8}{'load':>6}{'coalesced':>11}"
     )
     _print_header(header)
     for r in rows:
@@ -243,18 +315,19 @@ def print_rows(rows: list[Row], repeat: int) -> None:
         print(
             f"{r.client:<20}{r.concurrency:>5}{r.requests:>6}{r.ttft:>10.2f}{r.ttft_truth:>8.2f}{e[0]:>+7.2f}%"
             f"{r.tpot:>8.2f}{r.tpot_truth:>8.2f}{e[1]:>+7.2f}%{r.tps:>9.1f}{r.tps_truth:>9.1f}{e[2]:>+7.2f}%"
-            f"{r.window_s:>7.1f}s{r.send_lag_ms:>7.2f}{r.read_lag_ms:>7.2f}{r.cpu_us_per_token:>11.1f}{r.load:>6.1f}"
-            f"{r.coalesced:>9.1%}{' !' if r.flagged else '  '}"
+            f"{r.window_s:>7.1f}s{r.send_lag_ms:>7.2f}{r.read_lag_ms:>7.2f}{r.cpu_us_per_token:>11.1f}"
+            f"{r.steady_cpu_us_per_token:>8.1f}{r.load:>6.1f}{r.coalesced:>9.1%}{' !' if r.flagged else '  '}"
         )
     if repeat > 1:
         print()
         print(f"median error of {repeat} runs")
-        print(f"{'client':<20}{'conc':>5}{'TTFT p50':>10}{'ms/token':>10}{'tokens/s':>10}")
+        print(f"{'client':<20}{'conc':>5}{'TTFT p50':>10}{'ms/token':>10}{'tokens/s':>10}{'steady CPU us/tok':>19}")
         keys = sorted({(r.client, r.concurrency) for r in rows}, key=lambda k: (CLIENTS.index(k[0]), k[1]))
         for client, concurrency in keys:
-            errs = [r.errors() for r in rows if (r.client, r.concurrency) == (client, concurrency)]
-            medians = [statistics.median(e[i] for e in errs) for i in range(3)]
-            print(f"{client:<20}{concurrency:>5}" + "".join(f"{m:>+9.2f}%" for m in medians))
+            same = [r for r in rows if (r.client, r.concurrency) == (client, concurrency)]
+            medians = [statistics.median(r.errors()[i] for r in same) for i in range(3)]
+            cpu = statistics.median(r.steady_cpu_us_per_token for r in same)
+            print(f"{client:<20}{concurrency:>5}" + "".join(f"{m:>+9.2f}%" for m in medians) + f"{cpu:>19.1f}")
 
 
 def run_guidellm(binary: str, tokenizer: str, base_url: str, concurrency: int, duration_s: float) -> dict[str, Any]:
@@ -367,7 +440,7 @@ def main() -> int:
         for _ in range(args.repeat):
             for kind in args.clients.split(","):
                 for concurrency in levels:
-                    rows.append(measure(kind, base_url, concurrency, args))
+                    rows.append(measure(kind, base_url, concurrency, args, process.pid))
                     print(f"  done {kind} x {concurrency}", file=sys.stderr, flush=True)
         for concurrency in levels if args.guidellm else ():
             call(base_url, "/reset", "POST")
@@ -383,6 +456,8 @@ def main() -> int:
         "the server's log; tok/s: steady-state throughput, truth = tokens written in the same window / window.\n"
         "send / read: median ms from the client's start stamp to the request's arrival at the server, and from\n"
         "the server writing the first token to the client's stamp of it (where a TTFT error comes from).\n"
+        "CPU us/tok: the client's CPU (this process and its workers) over the level / its tokens; steady: their CPU\n"
+        "inside the steady window / the tokens that arrived inside it (no start-up, ramp or drain).\n"
         "coalesced: share of first tokens read in one piece with later bytes (stamped late); ! flags the level\n"
         "(above 1 %), as the benchmark's results and report do."
     )

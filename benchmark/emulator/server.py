@@ -31,12 +31,11 @@ from typing import Any
 
 from aiohttp import web
 
-from benchmark.emulator import render
+from benchmark.emulator import eventstream, render
 from benchmark.emulator.config import EmulatorConfig, FaultKind
 from benchmark.emulator.engine import Engine, Generation, Overloaded, RequestTruth
 from benchmark.measure.prompts import estimate_tokens
 from benchmark.serialize import from_data, to_data
-from benchmark.wire import eventstream
 
 _MALFORMED_EVENT = b'data:{"index":0,"token":{"id":1000,"text":\n\n'
 _MALFORMED_BODY = b'{"generated_text":"trunc'

@@ -5,7 +5,9 @@ is when its event loop or thread gets to the bytes, which at hundreds of streams
 milliseconds late (TTFT read high against an independent ground truth: docs/benchmark.md). Here the socket is read with
 ``recvmsg`` and every chunk carries the kernel's receive time (:mod:`benchmark.wire.kernel_clock`); a
 request's start is read just before the ``send`` that hands its bytes to the kernel. TLS runs through
-``ssl.MemoryBIO``, so the stamps survive it. Works on asyncio's own loops and on uvloop (``add_reader``).
+``ssl.MemoryBIO``, so the stamps survive it. HTTP/1.1 is framed by :mod:`benchmark.wire.http1` (this project's,
+not h11: benchmark/README.md "HTTP/1.1 framing: h11" says why). Works on asyncio's own loops and on uvloop
+(``add_reader``, ``add_writer``).
 
 Through a proxy (:mod:`benchmark.wire.proxies`: ``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) the socket is the
 proxy's: an https origin is reached through a ``CONNECT`` tunnel, with TLS inside it to the origin and the
@@ -18,7 +20,6 @@ the proxy hop both ways (ms/token only where the proxy buffers).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
 import time
@@ -102,11 +103,22 @@ TlsState = tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]  # the session, by
 
 
 class WireConnection:
+    """One connection: its socket, TLS session, response parser and the bytes still to go out.
+
+    Everything this side writes (requests, and TLS records the session makes while reading, such as a key
+    update or a post-handshake certificate) goes out through one queue, in the order it was made: what the
+    kernel's buffer does not take at once waits there, whole, until the socket is writable again.
+    """
+
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, tls: TlsState | None) -> None:
         self._sock, self._loop, self._tls = sock, loop, tls
         self._stamped = kernel_clock.enable(sock)
         self._parser: ResponseParser | None = None
         self._exchange: Exchange | None = None
+        self._unsent = bytearray()  # bytes the kernel has not taken yet, in order
+        self._queued = 0  # bytes ever queued for the kernel on this connection
+        self._written = 0  # of those, bytes the kernel took
+        self._waiters: list[tuple[int, asyncio.Future[float]]] = []  # (queued count to reach, its future)
         self.exchanges = 0  # requests sent on this connection so far
         self.closed = False
         loop.add_reader(sock.fileno(), self._on_readable)
@@ -162,25 +174,73 @@ class WireConnection:
         return not self.closed and self._exchange is None
 
     async def _send(self, data: bytes) -> float:
-        if self._tls is not None:
-            self._tls[0].write(data)
-            data = self._tls[2].read()
+        """Send ``data`` (encrypted first, for TLS); the time its last bytes were handed to the kernel."""
         at = time.perf_counter()
         try:
-            sent = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
+            if self._tls is not None:
+                data = self._encrypt(data)
+                at = time.perf_counter()
+            if self._write(data):
+                return at
+            # The kernel's buffer is full: the rest goes as it drains, and the request starts when its last bytes do.
+            waiter: asyncio.Future[float] = self._loop.create_future()
+            self._waiters.append((self._queued, waiter))
+            return await waiter
+        except (OSError, ssl.SSLError) as exc:
             self._fail(exc)
             return at
-        if sent == len(data):
-            return at
-        # The kernel's buffer is full: the rest goes as it drains, and the request starts when its last bytes do.
+
+    def _encrypt(self, data: bytes) -> bytes:
+        """``data`` as TLS records: every byte of it (``SSLObject.write`` may take less than it is given)."""
+        assert self._tls is not None
+        sslobj, _, outgoing = self._tls
+        view = memoryview(data)
+        while view:
+            view = view[sslobj.write(view) :]
+        return outgoing.read()
+
+    def _write(self, data: bytes) -> bool:
+        """Queue ``data`` for the kernel behind what waits already; True when the kernel took all of it now.
+
+        Raises OSError when the socket fails.
+        """
+        self._queued += len(data)
+        if not self._unsent:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            self._written += sent
+            if sent == len(data):
+                return True
+            self._unsent += memoryview(data)[sent:]
+            self._loop.add_writer(self._sock.fileno(), self._on_writable)
+            return False
+        self._unsent += data
+        return False
+
+    def _on_writable(self) -> None:
         try:
-            await self._loop.sock_sendall(self._sock, memoryview(data)[sent:])
+            sent = self._sock.send(self._unsent)
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError as exc:
             self._fail(exc)
-        return time.perf_counter()
+            return
+        del self._unsent[:sent]
+        self._written += sent
+        if not self._unsent:
+            self._loop.remove_writer(self._sock.fileno())
+        if self._waiters:
+            at = time.perf_counter()
+            waiting = []
+            for until, waiter in self._waiters:
+                if until <= self._written:
+                    if not waiter.done():
+                        waiter.set_result(at)
+                else:
+                    waiting.append((until, waiter))
+            self._waiters = waiting
 
     def _on_readable(self) -> None:
         try:
@@ -192,18 +252,18 @@ class WireConnection:
             return
         read_at = time.perf_counter()
         at = kernel_clock.stamp(ancillary, read_at) if self._stamped else read_at
-        if self._tls is not None:
-            data, ended = self._decrypt(data)
-        else:
-            ended = not data
         try:
+            if self._tls is not None:
+                data, ended = self._decrypt(data)
+            else:
+                ended = not data
             if data:
                 self._feed(data, at)
             if ended:
                 if self._parser is not None:
                     self._parser.eof()
                 self.close()
-        except Exception as exc:  # framing errors and whatever the sink raised end this exchange
+        except Exception as exc:  # TLS and framing errors, and whatever the sink raised, end this exchange
             self._fail(exc)
 
     def _decrypt(self, data: bytes) -> tuple[bytes, bool]:
@@ -227,9 +287,8 @@ class WireConnection:
                 ended = True
                 break
             plain += chunk
-        if outgoing.pending:  # e.g. a key update the server asked for
-            with contextlib.suppress(OSError):
-                self._sock.send(outgoing.read())
+        if outgoing.pending:  # e.g. a key update or a certificate the server asked for: behind what waits
+            self._write(outgoing.read())
         return bytes(plain), ended
 
     def _feed(self, data: bytes, at: float) -> None:
@@ -259,7 +318,14 @@ class WireConnection:
             return
         self.closed = True
         self._loop.remove_reader(self._sock.fileno())
+        if self._unsent:
+            self._loop.remove_writer(self._sock.fileno())
+            self._unsent.clear()
         self._sock.close()
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("connection closed before the request was all sent"))
+        self._waiters.clear()
         if self._exchange is not None:
             self._fail(BodyEnded(self._exchange.response.received, "connection closed by the client"))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 DONE = "[DONE]"  # OpenAI's end-of-stream marker
 
 
-class MalformedEvent(ValueError):  # noqa: N818 - mirrors eventstream.MalformedFrame
+class MalformedEvent(ValueError):  # noqa: N818 - the name says what the bytes are
     """The byte stream is not valid UTF-8, or an event's data is not what the protocol requires."""
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.wire import eventstream
+from benchmark.emulator import eventstream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -206,7 +206,7 @@ def test_sagemaker_path_imports_without_aiohttp() -> None:
     """The Lambda has boto3 and jinja2 only: the SageMaker client and the load generator must not pull aiohttp."""
     code = (
         "import sys; sys.modules['aiohttp'] = None\n"
-        "import benchmark.measure.loadgen, benchmark.clients, benchmark.clients.sagemaker, benchmark.wire.eventstream\n"
+        "import benchmark.measure.loadgen, benchmark.clients, benchmark.clients.sagemaker\n"
         "from benchmark.clients import create_client\n"
         "c = create_client('sagemaker-stream', 'ep', region_name='us-east-1')\n"
         "print('ok')"

@@ -507,6 +507,35 @@ def test_proxy_credentials_are_sent_as_proxy_authorization(
     assert server.seen("auth-missing") == [] and tls_server.seen("auth-missing") == []
 
 
+# --- TLS: a large request through a small send buffer ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_a_multi_megabyte_request_over_tls_through_a_tiny_send_buffer_arrives_whole(
+    tls_server: Server, workdir: Path, monkeypatch: pytest.MonkeyPatch, streaming: bool
+) -> None:
+    """Every TLS write is short (4 KiB of send buffer against a 3 MB body): what uvicorn decoded is what was sent."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(workdir / "ca.pem"))
+    prompt = f"tiny-sndbuf-{streaming}-" + "".join(chr(97 + i % 26) for i in range(3_000_000))
+    client = TgiHttpClient(tls_server.base_url, streaming=streaming, timeout_s=30)
+
+    async def go() -> RequestRecord:
+        try:
+            pool = client._http._get_pool()
+            connection = await pool.acquire(10)
+            connection._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            pool.release(connection)  # the next request goes out on this connection
+            return await client.send(Prompt(text=prompt), PARAMS, user=0)
+        finally:
+            await client.aclose()
+
+    record = asyncio.run(go())
+    assert record.ok, record.error_detail
+    assert record.generated_tokens == PARAMS.max_new_tokens
+    (seen,) = tls_server.seen(f"tiny-sndbuf-{streaming}-")
+    assert seen["prompt"] == prompt
+
+
 # --- which certificates each target trusts --------------------------------------------------------------------------
 
 

@@ -19,9 +19,9 @@ from urllib.parse import quote
 import pytest
 
 from benchmark.clients.sagemaker import SageMakerClient
+from benchmark.emulator.eventstream import event_message, exception_message
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import ErrorKind, RequestRecord
-from benchmark.wire.eventstream import event_message, exception_message
 from tests.benchmark.test_wire import BLOCK_S, ScriptedServer, answer, block_when_logged
 
 JSON = "Content-Type: application/json\r\n"

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import json
 import socket
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -31,6 +33,18 @@ from benchmark.wire.http1 import ProtocolError, Response, ResponseParser, reques
 
 LINUX = sys.platform == "linux"
 BLOCK_S = 0.15  # how long the client's loop is kept away from its socket
+
+
+T = TypeVar("T")
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, T]) -> T:
+    """``main`` on asyncio's own loop or on uvloop (the optional loop, where installed)."""
+    if loop == "uvloop":
+        import uvloop  # noqa: PLC0415
+
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 # --- framing -----------------------------------------------------------------------------------------------
@@ -390,6 +404,81 @@ def test_tls_keeps_the_kernel_stamps_and_checks_the_certificate(tmp_path: Path) 
     assert unblocked - record.first_token_at > BLOCK_S * 0.9
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_tls_records_made_while_reading_go_out_whole_behind_a_large_request(tmp_path: Path, loop: str) -> None:
+    """A short TLS write loses nothing: the client's answer to a post-handshake certificate request (TLS 1.3)
+    is made while a large request is still going out through a small send buffer; it must follow the request's
+    records, whole, not be dropped or cut into them.
+
+    The oracle is OpenSSL on the server side (Python's ``ssl``): it decrypts every record of the request and
+    checks the client's Finished; the server counts and hashes the body it got.
+    """
+    cert, key = _self_signed(tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server_context.minimum_version = ssl.TLSVersion.TLSv1_3
+    server_context.post_handshake_auth = True
+    server_context.verify_mode = ssl.CERT_OPTIONAL  # the client has no certificate: it answers with none
+    server_context.load_verify_locations(cert)
+    listener = socket.create_server(("127.0.0.1", 0))
+    got: dict[str, object] = {}
+    body = b'{"inputs": "' + bytes(range(97, 123)) * 160_000 + b'"}'  # 4 MB
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        raw.settimeout(20)
+        try:
+            with server_context.wrap_socket(raw, server_side=True) as conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, part = data.partition(b"\r\n\r\n")
+                length = int(next(h[15:] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")))
+                conn.verify_client_post_handshake()  # the certificate request goes out with the next read
+                time.sleep(0.2)  # meanwhile the client's send buffer fills
+                digest, received = hashlib.sha256(part), len(part)
+                while received < length:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    digest.update(more)
+                    received += len(more)
+                got.update(received=received, sha256=digest.hexdigest())
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        except (OSError, ssl.SSLError) as exc:
+            got["error"] = f"{type(exc).__name__}: {exc}"
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client_context = ssl.create_default_context(cafile=str(cert))
+    client_context.post_handshake_auth = True  # offered, so the server may ask after the handshake
+
+    async def go() -> Response:
+        pool = ConnectionPool(Origin("127.0.0.1", listener.getsockname()[1], tls=True), limit=1, context=client_context)
+        connection = await pool.acquire(5)
+        connection._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # short writes, many of them
+        pool.release(connection)
+        request = pool.request("POST", "/generate", {}, body)
+        try:
+            async with asyncio.timeout(20):
+                return await round_trip(pool, request, None, connect_timeout_s=5, on_sent=_no, on_head=_no)
+        finally:
+            pool.close()
+
+    try:
+        response = run_on(loop, go())
+    finally:
+        thread.join(25)
+        listener.close()
+    assert "error" not in got, got["error"]
+    assert got == {"received": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    assert (response.status, bytes(response.body)) == (200, b"{}")
+
+
+def _no(_: object) -> None:
+    pass
+
+
 # --- the pool: reuse, idle closes, drops, timeouts ---------------------------------------------------------
 
 
@@ -557,12 +646,7 @@ def test_a_body_larger_than_the_socket_buffer_goes_out_whole(loop: str) -> None:
             await transport.aclose()
 
     try:
-        if loop == "uvloop":
-            import uvloop  # noqa: PLC0415 - the optional loop, where installed
-
-            record = uvloop.run(go())
-        else:
-            record = asyncio.run(go())
+        record = run_on(loop, go())
     finally:
         server.close()
     assert record.ok, record.error_detail
