@@ -31,9 +31,9 @@ from openai.types.chat.completion_create_params import (
 from benchmark.clients import create_client
 from benchmark.clients.protocol import OpenAIStreamReader
 from benchmark.clients.sagemaker import EventStreamSink, SageMakerClient
+from benchmark.emulator.eventstream import event_message, exception_message
 from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import ErrorKind, RequestRecord
-from benchmark.wire.eventstream import event_message, exception_message
 from catalog.engines import SERVED_MODEL_NAME
 from catalog.errors import ConfigError
 from tests.benchmark.replay import FIXTURES, Exchange, replaying
