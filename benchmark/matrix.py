@@ -25,6 +25,7 @@ from benchmark.measure.load import LoadSpec, check_levels
 from benchmark.serialize import from_data
 from catalog.coercion import DEPLOYMENT_KEYS
 from catalog.deployment import DeploymentConfig
+from catalog.engines import DEFAULT_ENGINE
 from catalog.errors import ConfigError, Issue
 from catalog.scenarios import SCENARIOS
 
@@ -73,8 +74,14 @@ class Configuration:
     deployment: DeploymentConfig
 
     def describe(self) -> str:
+        """``Llama 2 7B gptq on ml.g5.2xlarge (TGI 3.3.6)``, ``(vLLM 0.29.0)``: the engine and its image version."""
         d = self.deployment
-        return f"Llama 2 {d.model.upper()} {d.quantization} on {d.instance_type} (TGI {d.tgi_version})"
+        engine = f"{d.engine_spec.display_name} {d.engine_version}"
+        return f"Llama 2 {d.model.upper()} {d.quantization} on {d.instance_type} ({engine})"
+
+    @property
+    def engine(self) -> str:
+        return self.deployment.engine
 
 
 @dataclass(frozen=True)
@@ -114,11 +121,16 @@ class Matrix:
         return self.load.duration_s or 0.0
 
 
-def default_id(entry: dict[str, Any]) -> str:
-    """``7b-gptq-g5-2xlarge``: short, unique per model/quantization/instance, valid in SageMaker names."""
+def default_id(entry: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
+    """``7b-gptq-g5-2xlarge``: short, unique per model/quantization/instance/engine, valid in SageMaker names.
+
+    An engine other than TGI (the entry's own, else the matrix defaults') ends the id (``7b-gptq-g5-2xlarge-vllm``),
+    so one matrix can hold both engines on one instance; a TGI entry's id is what it was before engines existed.
+    """
     parts = [str(entry.get("model", "7b")), str(entry.get("quantization") or entry.get("scenario", ""))]
     instance = str(entry.get("instance_type") or "").removeprefix("ml.").replace(".", "-")
-    return "-".join(p for p in [*parts, instance] if p).lower()
+    engine = str(entry.get("engine") or (defaults or {}).get("engine") or DEFAULT_ENGINE).strip().lower()
+    return "-".join(p for p in [*parts, instance, "" if engine == DEFAULT_ENGINE else engine] if p).lower()
 
 
 def _check_keys(where: str, data: dict[str, Any], allowed: set[str] | frozenset[str], issues: list[Issue]) -> None:
@@ -201,7 +213,7 @@ def parse_matrix(data: Any, *, source: str = "matrix", prefix: str = NAME_PREFIX
             issues.append(Issue(where, entry, "must be a mapping of DeploymentConfig fields"))
             continue
         _check_keys(where, entry, (DEPLOYMENT_KEYS - {"endpoint_name"}) | _ENTRY_EXTRA_KEYS, issues)
-        config_id = str(entry.get("id") or default_id(entry))
+        config_id = str(entry.get("id") or default_id(entry, defaults))
         if not CONFIG_ID.match(config_id) or len(config_id) > max_id:
             issues.append(
                 Issue(

@@ -34,8 +34,10 @@ if TYPE_CHECKING:  # the emulator needs aiohttp, imported only when one is start
 TARGETS = ("emulator", "sagemaker", "tgi", "openai")
 # --target -> benchmark.clients protocol (a streaming level adds "-stream").
 CLIENT_PROTOCOLS = {"emulator": "tgi-http", "tgi": "tgi-http", "openai": "openai-chat", "sagemaker": "sagemaker"}
-# What the ``--config`` of ``run`` and ``size sweep`` may name; instance and tgi are short for the fields.
+# What the ``--config`` of ``run`` and ``size sweep`` may name; instance, tgi and vllm are short for the fields.
 _CONFIG_KEYS = {"model", "quantization", "instance", "instance_type", "tgi", "tgi_version", "region", "label"}
+_CONFIG_KEYS |= {"engine", "vllm", "vllm_version"}
+_CONFIG_ALIASES = {"instance": "instance_type", "tgi": "tgi_version", "vllm": "vllm_version"}
 # Emulated decode runs at this share of the bandwidth bound: real TGI reaches roughly 40-70 % at low load.
 EMULATED_EFFICIENCY = 0.6
 # LoadSpec field -> its option and argparse settings; the default is always LoadSpec's (DEFAULT_LOAD).
@@ -241,7 +243,7 @@ def emulator_config(configuration: BenchmarkConfiguration) -> EmulatorConfig:
 
 
 def parse_config(text: str, *, region: str) -> BenchmarkConfiguration:
-    """``model=7b,quantization=gptq,instance=ml.g5.2xlarge[,tgi=3.3.6,region=..,label=..]``."""
+    """``model=7b,quantization=gptq,instance=ml.g5.2xlarge[,engine=vllm,vllm=0.29.0,tgi=3.3.6,region=..,label=..]``."""
     fields: dict[str, str] = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
@@ -249,7 +251,7 @@ def parse_config(text: str, *, region: str) -> BenchmarkConfiguration:
         if not sep or key not in _CONFIG_KEYS:
             allowed = f"must be key=value pairs with keys {', '.join(sorted(_CONFIG_KEYS))}"
             raise ConfigError([Issue("config", part, allowed)])
-        fields[{"instance": "instance_type", "tgi": "tgi_version"}.get(key, key)] = value.strip()
+        fields[_CONFIG_ALIASES.get(key, key)] = value.strip()
     fields.setdefault("region", region)
     if "model" not in fields or "instance_type" not in fields:
         raise ConfigError([Issue("config", text, "must name at least model and instance")])

@@ -5,6 +5,11 @@ resolved to its canonical catalog form (``g5.2xlarge`` -> ``ml.g5.2xlarge``, ``N
 ``3.3`` -> ``3.3.6``) and the whole identity is folded into a stable :attr:`BenchmarkConfiguration.key`. The
 names resolve as a ``DeploymentConfig``'s do (``catalog.deployment.resolve``: the same lookups, the same
 availability rule), without a scenario to fill what is not given.
+
+The serving engine is part of the identity: ``engine`` (``tgi`` or ``vllm``, :mod:`catalog.engines`) and its image
+version, ``tgi_version`` or ``vllm_version`` as in a ``DeploymentConfig``. A record written before engines existed
+has neither field and reads as TGI, so its key (``.../tgi-3.3.6/...``) is unchanged; a vLLM key says
+``vllm-<version>`` where a TGI key says ``tgi-<version>``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import ClassVar
 from benchmark.serialize import Codec, JsonShape
 from catalog import DEFAULT_REGION
 from catalog.deployment import resolve
-from catalog.errors import ConfigError, Issue
+from catalog.engines import DEFAULT_ENGINE, Engine, get_engine
+from catalog.errors import ConfigError, Issue, collect
+from catalog.fit import MemoryPlan
 from catalog.regions import region_issue
 from catalog.tgi_images import DEFAULT_VERSION as DEFAULT_TGI_VERSION
 from catalog.views import CatalogViews
@@ -38,7 +45,7 @@ def _settings_from_json(data: object) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class BenchmarkConfiguration(CatalogViews):
-    """Model size, quantization, instance, TGI version and region, plus an optional label and TGI settings.
+    """Model size, quantization, instance, engine and its version, region, plus an optional label and settings.
 
     ``settings`` holds extra container settings that change performance (e.g. ``MAX_BATCH_TOTAL_TOKENS``);
     they are part of the key, so two runs that differ only there are never confused. ``instance_type`` may
@@ -49,10 +56,12 @@ class BenchmarkConfiguration(CatalogViews):
     model: str
     instance_type: str
     quantization: str = "fp16"
-    tgi_version: str = DEFAULT_TGI_VERSION
+    tgi_version: str | None = DEFAULT_TGI_VERSION  # engine tgi's image version; None for any other engine
     region: str = DEFAULT_REGION
     label: str = ""
     settings: tuple[tuple[str, str], ...] = field(default=())
+    engine: str = DEFAULT_ENGINE  # "tgi" | "vllm"; absent from a record written before engines: TGI
+    vllm_version: str | None = None  # engine vllm's image version (its default when unset); refused for tgi
     # JSON (a results record, the CLI's --config): settings as an object of name to value; unknown keys refused.
     JSON_SHAPE: ClassVar[JsonShape] = JsonShape(
         codecs={"settings": Codec(encode=dict, decode=_settings_from_json)}, strict=True
@@ -60,13 +69,17 @@ class BenchmarkConfiguration(CatalogViews):
 
     def __post_init__(self) -> None:
         issues: list[Issue] = []
+        engine = collect(get_engine, self.engine, "engine", issues)
+        tgi = engine is None or engine.name == "tgi"
+        tgi_version = self.tgi_version if tgi else DEFAULT_TGI_VERSION  # a vLLM row's is checked below
         names = resolve(  # the resolution of catalog.deployment; an empty instance type stays empty (no instance)
             model=self.model,
             quantization=self.quantization,
             instance_type=self.instance_type,
-            tgi_version=self.tgi_version,
+            tgi_version=tgi_version or DEFAULT_TGI_VERSION,
             issues=issues,
         )
+        vllm_version = self._engine_version(engine, issues)
         malformed = region_issue(self.region)
         issues += [malformed] if malformed else []
         if not _LABEL.match(str(self.label)):
@@ -79,15 +92,38 @@ class BenchmarkConfiguration(CatalogViews):
             issues.append(Issue("settings", dict(settings), "each setting may appear only once"))
         if issues:
             raise ConfigError(issues, context="benchmark configuration")
-        for name, value in names.canonical().items():
+        if engine is not None and engine.name != "tgi" and names.quantization and names.instance:
+            issues += engine.support_issues(names.quantization, names.instance, vllm_version)
+        if issues:
+            raise ConfigError(issues, context="benchmark configuration")
+        canonical: dict[str, str | None] = {**names.canonical()}
+        canonical["engine"] = engine.name if engine else self.engine
+        canonical["vllm_version"] = vllm_version
+        if not tgi:
+            canonical["tgi_version"] = None
+        for name, value in canonical.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "settings", settings)
+
+    def _engine_version(self, engine: Engine | None, issues: list[Issue]) -> str | None:
+        """The vLLM version resolved (None for TGI); each engine's version field refused for the other engine."""
+        if engine is None:
+            return None
+        if engine.name == "tgi":
+            if self.vllm_version is not None:
+                issues.append(Issue("vllm_version", self.vllm_version, "is a vLLM setting; leave it unset for TGI"))
+            return None
+        if self.tgi_version not in (None, DEFAULT_TGI_VERSION):
+            allowed = f"is a TGI setting; leave it unset for {engine.display_name}"
+            issues.append(Issue("tgi_version", self.tgi_version, allowed))
+        version: str | None = collect(engine.resolve_version, self.vllm_version, engine.version_field, issues)
+        return version
 
     @property
     def key(self) -> str:
         """Stable identity for resume and de-duplication: changes only if the deployment changes."""
         instance = self.instance_type or NO_INSTANCE
-        parts = [self.model, self.quantization, instance, f"tgi-{self.tgi_version}", self.region]
+        parts = [self.model, self.quantization, instance, f"{self.engine}-{self.engine_version}", self.region]
         if self.label:
             parts.append(self.label)
         if self.settings:
@@ -100,10 +136,31 @@ class BenchmarkConfiguration(CatalogViews):
         return self.instance_type != ""
 
     @property
+    def engine_spec(self) -> Engine:
+        return get_engine(self.engine)
+
+    @property
+    def engine_version(self) -> str:
+        """The image version of the configuration's engine: ``tgi_version`` or ``vllm_version``."""
+        return str(getattr(self, self.engine_spec.version_field))
+
+    @property
+    def engine_label(self) -> str:
+        """``TGI 3.3.6``, ``vLLM 0.29.0``: the engine as reports name it."""
+        return f"{self.engine_spec.display_name} {self.engine_version}"
+
+    @property
     def display_name(self) -> str:
         instance = self.instance_type or NO_INSTANCE
-        text = f"{self.model_spec.display_name} {self.quantization_spec.display_name} {instance}"
+        text = f"{self.model_spec.display_name} {self.quantization_spec.display_name} {instance} on {self.engine_label}"
         return f"{text} [{self.label}]" if self.label else text
+
+    @property
+    def memory_plan(self) -> MemoryPlan:
+        """The fit check under the engine's memory rule (TGI's: the catalog's default)."""
+        return self.engine_spec.memory_plan(
+            self.model_spec, self.quantization_spec, self.instance, self.max_total_tokens
+        )
 
     @property
     def max_total_tokens(self) -> int:

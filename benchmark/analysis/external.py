@@ -3,8 +3,8 @@
 Schema (also in ``benchmark/README.md``); one row per (configuration, concurrency):
 
 required: model, quantization, instance, concurrency, ms_per_token_median, tokens_per_s
-optional: region, tgi_version, label, usd_per_hour, ms_per_token_p90, ttft_ms_median, e2e_ms_median,
-          error_rate, requests, max_new_tokens, source
+optional: region, engine (tgi, the default, or vllm), tgi_version, vllm_version, label, usd_per_hour,
+          ms_per_token_p90, ttft_ms_median, e2e_ms_median, error_rate, requests, max_new_tokens, source
 
 Every value is checked; the first bad one raises :class:`~benchmark.analysis.results.ResultsFileError` naming the
 file, the line and the field. Known faults in a source can be mapped explicitly with ``corrections``
@@ -33,6 +33,7 @@ from benchmark.analysis.results import LevelResult, ResultsFileError, tool_versi
 from benchmark.measure.metrics import LevelMetrics
 from benchmark.measure.percentiles import Distribution
 from catalog import DEFAULT_REGION
+from catalog.engines import DEFAULT_ENGINE
 from catalog.errors import ConfigError
 
 REQUIRED = ("model", "quantization", "instance", "concurrency", "ms_per_token_median", "tokens_per_s")
@@ -193,7 +194,9 @@ def _import_row(  # noqa: PLR0917  (one row plus the import's settings)
             model=_model_name(row.text("model")),
             quantization=row.text("quantization"),
             instance_type=instance,
+            engine=row.text("engine", DEFAULT_ENGINE),
             tgi_version=row.text("tgi_version", DEFAULT_TGI_VERSION),
+            vllm_version=str(row.data.get("vllm_version") or "").strip() or None,
             region=row.text("region", default_region),
             label=row.text("label", ""),
         )

@@ -42,7 +42,11 @@ REQUIRED = (
 )
 # Where the write-up priced its tables; the file itself names no region.
 REGION = "us-west-2"
-TGI_VERSION = "1.0.3"  # benchmark.py: get_huggingface_llm_image_uri("huggingface", version="1.0.3")
+# The engine the 2023 runs served with: TGI 1.0.3, the Hugging Face LLM container the write-up names
+# (shared/reference/AWS_FACTS.md) and the repository's benchmark.py asks for:
+# get_huggingface_llm_image_uri("huggingface", version="1.0.3").
+ENGINE = "tgi"
+TGI_VERSION = "1.0.3"
 SOURCE = "2023 raw results"
 # Two figures of the same formula agree to float noise; a larger gap means the row is not what it claims.
 _FORMULA_TOLERANCE = 1e-9
@@ -135,6 +139,7 @@ def _configuration(cells: _Cells, region: str) -> BenchmarkConfiguration:
             model=f"{match.group(1)}b",
             quantization=quantization,
             instance_type=cells.row["Instance"].strip(),
+            engine=ENGINE,
             tgi_version=TGI_VERSION,
             region=region,
         )

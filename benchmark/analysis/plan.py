@@ -3,7 +3,8 @@
 Two methods are compared. Ours deploys one endpoint per configuration and runs every concurrency level
 on it, so each configuration pays the deploy and teardown time once. The 2023 scripts deployed a fresh
 endpoint for every (configuration, concurrency) run, paying them once per run. An endpoint is billed
-from creation to deletion, so deploy and teardown minutes count as endpoint time.
+from creation to deletion, so deploy and teardown minutes count as endpoint time. Each configuration names
+its serving engine (TGI or vLLM, with its image version), and each method's totals are also split per engine.
 
     python -m benchmark.analysis.plan 2023 [--region us-east-1] [--deploy-minutes 20] [--teardown-minutes 2] [--json]
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from benchmark.matrix import Matrix, PlanSettings, load_matrix
 from benchmark.serialize import to_data
 from catalog import get_price
+from catalog.engines import ENGINE_NAMES, get_engine
 from catalog.errors import ConfigError, Issue
 
 
@@ -27,6 +29,19 @@ class ConfigurationCost:
     id: str
     instance_type: str
     usd_per_hour: float
+    deployments: int
+    endpoint_hours: float
+    usd: float
+    engine: str = "tgi"  # catalog.engines name
+    engine_version: str = ""  # its image version
+
+
+@dataclass(frozen=True)
+class EngineCost:
+    """One engine's share of a method: its configurations, deployments, endpoint-hours and dollars."""
+
+    engine: str
+    configurations: int
     deployments: int
     endpoint_hours: float
     usd: float
@@ -40,6 +55,21 @@ class MethodCost:
     usd: float
     wall_clock_hours: float  # with the matrix's max_parallel_endpoints
     configurations: tuple[ConfigurationCost, ...]
+    engines: tuple[EngineCost, ...] = ()  # per engine, in catalog order (catalog.engines.ENGINE_NAMES)
+
+
+def _per_engine(rows: Sequence[ConfigurationCost]) -> tuple[EngineCost, ...]:
+    return tuple(
+        EngineCost(
+            name,
+            len(mine),
+            sum(r.deployments for r in mine),
+            sum(r.endpoint_hours for r in mine),
+            sum(r.usd for r in mine),
+        )
+        for name in ENGINE_NAMES
+        if (mine := [r for r in rows if r.engine == name])
+    )
 
 
 @dataclass(frozen=True)
@@ -79,7 +109,14 @@ def _method(matrix: Matrix, *, per_configuration: bool, region: str) -> MethodCo
         hours = deployments * fixed + levels * level
         rows.append(
             ConfigurationCost(
-                config.id, price.instance_type, price.usd_per_hour, deployments, hours, hours * price.usd_per_hour
+                config.id,
+                price.instance_type,
+                price.usd_per_hour,
+                deployments,
+                hours,
+                hours * price.usd_per_hour,
+                config.deployment.engine,
+                config.deployment.engine_version,
             )
         )
         durations.extend([hours] if per_configuration else [fixed + level] * levels)
@@ -90,6 +127,7 @@ def _method(matrix: Matrix, *, per_configuration: bool, region: str) -> MethodCo
         usd=sum(r.usd for r in rows),
         wall_clock_hours=_wall_clock(durations, matrix.max_parallel_endpoints),
         configurations=tuple(rows),
+        engines=_per_engine(rows),
     )
 
 
@@ -119,12 +157,24 @@ def format_plan(plan: Plan) -> str:
         f"Saving: {plan.method_2023.deployments - plan.ours.deployments} deployments, "
         f"{plan.method_2023.endpoint_hours - plan.ours.endpoint_hours:.2f} endpoint-hours, ${saved:.2f}",
         "",
-        f"{'configuration':<26} {'instance':<16} {'$/h':>7} {'ours h':>7} {'ours $':>8} {'2023 h':>7} {'2023 $':>8}",
+        f"{'engine':<8} {'configurations':>14} {'deployments':>11} {'endpoint-h':>10} {'USD':>10} "
+        f"{'2023 deployments':>16} {'2023 endpoint-h':>15} {'2023 USD':>10}",
+    ]
+    for a, b in zip(plan.ours.engines, plan.method_2023.engines, strict=True):
+        lines.append(
+            f"{get_engine(a.engine).display_name:<8} {a.configurations:>14} {a.deployments:>11} "
+            f"{a.endpoint_hours:>10.2f} {a.usd:>10.2f} {b.deployments:>16} {b.endpoint_hours:>15.2f} {b.usd:>10.2f}"
+        )
+    lines += [
+        "",
+        f"{'configuration':<26} {'engine':<14} {'instance':<16} {'$/h':>7} {'ours h':>7} {'ours $':>8} "
+        f"{'2023 h':>7} {'2023 $':>8}",
     ]
     for a, b in zip(plan.ours.configurations, plan.method_2023.configurations, strict=True):
+        engine = f"{get_engine(a.engine).display_name} {a.engine_version}"
         lines.append(
-            f"{a.id:<26} {a.instance_type:<16} {a.usd_per_hour:>7.3f} {a.endpoint_hours:>7.3f} {a.usd:>8.2f} "
-            f"{b.endpoint_hours:>7.3f} {b.usd:>8.2f}"
+            f"{a.id:<26} {engine:<14} {a.instance_type:<16} {a.usd_per_hour:>7.3f} {a.endpoint_hours:>7.3f} "
+            f"{a.usd:>8.2f} {b.endpoint_hours:>7.3f} {b.usd:>8.2f}"
         )
     return "\n".join(lines)
 
@@ -166,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(build_parser().parse_args(argv))
 
 
-__all__ = ["ConfigurationCost", "MethodCost", "Plan", "PlanSettings", "build_parser", "format_plan", "make_plan", "run"]
+__all__ = ["ConfigurationCost", "EngineCost", "MethodCost", "Plan", "PlanSettings", "build_parser", "format_plan", "make_plan", "run"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

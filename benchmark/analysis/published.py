@@ -88,7 +88,7 @@ def load_published(path: str | Path) -> list[PublishedRow]:
         (
             line,
             {new: row.get(old) for old, new in _COLUMNS.items()}
-            | {"region": PUBLISHED_REGION, "tgi_version": "1.0.3", "source": SOURCE},
+            | {"region": PUBLISHED_REGION, "engine": "tgi", "tgi_version": "1.0.3", "source": SOURCE},
         )
         for line, row in raw
     ]

@@ -3,6 +3,10 @@
 Each rule says which metric it ranks by, at which concurrency, and which limits a candidate must meet;
 :meth:`Rule.describe` writes that into the report so a reader can check the choice. Ties are broken by
 the secondary metric, then by the configuration key, so the same results always give the same answer.
+
+Candidates of every serving engine (TGI, vLLM) compete under one rule, so a winner may be either, and its
+configuration says which. Where the results hold more than one engine, each rule also names the best of every
+other engine for that model (``Recommendation.engine``), so a report shows what choosing the other engine costs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from benchmark.analysis.results import LevelResult
 from catalog import MODELS
+from catalog.engines import ENGINE_NAMES, get_engine
 
 
 def _usd_per_1m(result: LevelResult) -> float | None:
@@ -93,6 +98,7 @@ class Recommendation:
     considered: int  # results of this model at the rule's concurrency
     qualified: int  # of those, how many met every limit and had the metric
     explanation: str
+    engine: str | None = None  # None: every engine competed; else the best of this engine only (catalog name)
 
 
 def _rejection(rule: Rule, result: LevelResult) -> str | None:
@@ -120,23 +126,48 @@ def _sort_key(rule: Rule) -> Callable[[LevelResult], tuple[float, float, str, st
     return lambda r: (signed(rule.metric, r), signed(rule.tie_breaker, r), r.configuration.key, r.source)
 
 
-def recommend_one(rule: Rule, model: str, results: Iterable[LevelResult]) -> Recommendation:
-    pool = [r for r in results if r.configuration.model == model and r.concurrency == rule.concurrency]
+def recommend_one(
+    rule: Rule, model: str, results: Iterable[LevelResult], *, engine: str | None = None
+) -> Recommendation:
+    """The best result of ``model`` under ``rule``; of one ``engine`` only where it is given."""
+    pool = [
+        r
+        for r in results
+        if r.configuration.model == model
+        and r.concurrency == rule.concurrency
+        and (engine is None or r.configuration.engine == engine)
+    ]
     rejected = {id(r): _rejection(rule, r) for r in pool}
     qualified = [r for r in pool if rejected[id(r)] is None]
     if qualified:
         winner = min(qualified, key=_sort_key(rule))
-        return Recommendation(rule, model, winner, len(pool), len(qualified), f"best of {len(qualified)} qualifying")
+        scope = f" on {get_engine(engine).display_name}" if engine else ""
+        explanation = f"best{scope} of {len(qualified)} qualifying"
+        return Recommendation(rule, model, winner, len(pool), len(qualified), explanation, engine)
     if not pool:
         why = f"no results for this model at concurrency {rule.concurrency}"
     else:
         reasons = sorted({f"{r.configuration.display_name}: {rejected[id(r)]}" for r in pool})
         why = "no candidate qualifies: " + "; ".join(reasons)
-    return Recommendation(rule, model, None, len(pool), 0, why)
+    return Recommendation(rule, model, None, len(pool), 0, why, engine)
+
+
+def _with_other_engines(rule: Rule, model: str, results: Sequence[LevelResult]) -> list[Recommendation]:
+    """The rule's winner among every engine, then the best of each other engine that has a qualifying result."""
+    best = recommend_one(rule, model, results)
+    if best.winner is None:
+        return [best]
+    engines = {r.configuration.engine for r in results if r.configuration.model == model}
+    others = [name for name in ENGINE_NAMES if name in engines and name != best.winner.configuration.engine]
+    runners_up = [recommend_one(rule, model, results, engine=name) for name in others]
+    return [best, *(rec for rec in runners_up if rec.winner is not None)]
 
 
 def recommend(results: Sequence[LevelResult], rules: Sequence[Rule] = DEFAULT_RULES) -> list[Recommendation]:
-    """One recommendation per rule and per model size present in the results (catalog order)."""
+    """Per rule and per model size present in the results (catalog order): the winner among every engine, then,
+    where the results hold more than one engine, the best of each other engine (``Recommendation.engine``)."""
     present = {r.configuration.model for r in results}
     models = [size for size in MODELS if size in present]
-    return [recommend_one(rule, model, results) for rule in rules for model in models]
+    if len({r.configuration.engine for r in results}) < 2:
+        return [recommend_one(rule, model, results) for rule in rules for model in models]
+    return [rec for rule in rules for model in models for rec in _with_other_engines(rule, model, results)]

@@ -99,12 +99,15 @@ class ReportFiles:
     html: Path
 
 
-def _short(result: LevelResult, *, model: bool = True) -> str:
-    """``7B fp16 g5.12xlarge [label] (source)``; without the size inside a chart that holds one size."""
+def _short(result: LevelResult, *, model: bool = True, engine: bool = False) -> str:
+    """``7B fp16 g5.12xlarge on TGI 3.3.6 [label] (source)``; without the size inside a chart that holds one size,
+    without the engine where it is shown beside the name (a chart legend's engine column)."""
     c = result.configuration
     name = f"{c.quantization_spec.display_name} {c.instance_type.removeprefix('ml.') or 'no instance'}"
     if model:
         name = f"{c.model.upper()} {name}"
+    if engine:
+        name += f" on {c.engine_label}"
     if c.label:
         name += f" [{c.label}]"
     return name if result.measured else f"{name} ({result.source})"
@@ -119,9 +122,18 @@ def _charts(results: Sequence[LevelResult]) -> list[str]:
     charted = [r for r in results if r.metrics.ms_per_token.median is not None and r.metrics.tokens_per_s is not None]
     charts = []
     for model in [m for m in MODELS if any(r.configuration.model == m for r in charted)]:
-        rows = sorted((r for r in charted if r.configuration.model == model), key=lambda r: (_series(r), r.concurrency))
+        rows = sorted(
+            (r for r in charted if r.configuration.model == model),
+            key=lambda r: (r.configuration.engine_label, _series(r), r.concurrency),
+        )
         points = [
-            Point(_series(r), str(r.concurrency), r.metrics.ms_per_token.median or 0.0, r.metrics.tokens_per_s or 0.0)
+            Point(
+                _series(r),
+                str(r.concurrency),
+                r.metrics.ms_per_token.median or 0.0,
+                r.metrics.tokens_per_s or 0.0,
+                r.configuration.engine_label,
+            )
             for r in rows
         ]
         charts.append(
@@ -135,7 +147,7 @@ def _charts(results: Sequence[LevelResult]) -> list[str]:
     costed = [r for r in results if r.cost is not None and r.cost.usd_per_1m_tokens is not None]
     items = sorted(
         (
-            Bar(f"{_short(r)} c={r.concurrency}", r.cost.usd_per_1m_tokens, r.configuration.model)  # type: ignore[union-attr,arg-type]
+            Bar(f"{_short(r, engine=True)} c={r.concurrency}", r.cost.usd_per_1m_tokens, r.configuration.model)  # type: ignore[union-attr,arg-type]
             for r in costed
         ),
         key=lambda b: (b.value, b.label),
@@ -163,10 +175,13 @@ def _imported_definitions(results: Sequence[LevelResult]) -> list[tuple[str, int
 
 
 def _prices(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
+    """Each price used, with the engines whose rows it priced (an instance costs the same under either engine)."""
     seen: dict[tuple[str, str, float], dict[str, Any]] = {}
+    engines: dict[tuple[str, str, float], set[str]] = {}
     for r in results:
         if r.cost is not None:
             key = (r.cost.instance_type, r.cost.region, r.cost.usd_per_hour)
+            engines.setdefault(key, set()).add(r.configuration.engine_label)
             seen[key] = {
                 "instance": r.cost.instance_type,
                 "region": r.cost.region,
@@ -174,7 +189,7 @@ def _prices(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
                 "as_of": r.cost.price_as_of,
                 "source": r.cost.price_source,
             }
-    return [seen[k] for k in sorted(seen)]
+    return [{**seen[k], "engines": ", ".join(sorted(engines[k]))} for k in sorted(seen)]
 
 
 def context(

@@ -25,10 +25,11 @@ _TAG_H = 10.0
 
 @dataclass(frozen=True)
 class Point:
-    series: str  # the configuration: one line and one legend entry per series
+    series: str  # the configuration: one line and one legend entry per (engine, series)
     tag: str  # short text beside the point (its concurrency)
     x: float
     y: float
+    engine: str = ""  # the serving engine (``TGI 3.3.6``): its own column in the legend; "" for none
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class ScatterLayout:
     markers: tuple[Marker, ...]
     tags: tuple[Tag, ...]
     legend: tuple[tuple[str, str, float, float], ...]  # (series, colour, x, y)
+    engines: tuple[str, ...] = ()  # each legend entry's engine, in legend order ("" where a point names none)
 
 
 def nice_axis(low: float, high: float, *, min_ticks: int = 4, max_ticks: int = 8) -> Axis:
@@ -119,7 +121,14 @@ def _text_width(text: str) -> float:
     return len(text) * _CHAR_W + 2
 
 
-def _place_markers(points: Sequence[Point], colours: dict[str, str], sx: Sx, sy: Sx, plot: Box) -> list[Marker]:
+def _key(point: Point) -> tuple[str, str]:
+    """A series is one configuration on one engine: the same name on two engines is two lines."""
+    return (point.engine, point.series)
+
+
+def _place_markers(
+    points: Sequence[Point], colours: dict[tuple[str, str], str], sx: Sx, sy: Sx, plot: Box
+) -> list[Marker]:
     """Markers at their values; one that would overlap another moves to the nearest free spot (spiral)."""
     placed: list[Marker] = []
     gap = 2 * MARKER_R + 1
@@ -132,7 +141,7 @@ def _place_markers(points: Sequence[Point], colours: dict[str, str], sx: Sx, sy:
             angle, radius = step * 0.7, gap * (0.5 + step / 12)
             cx = min(max(tx + radius * math.cos(angle), plot.x), plot.x + plot.w)
             cy = min(max(ty + radius * math.sin(angle), plot.y), plot.y + plot.h)
-        placed.append(Marker(point, tx, ty, cx, cy, colours[point.series]))
+        placed.append(Marker(point, tx, ty, cx, cy, colours[_key(point)]))
     return placed
 
 
@@ -175,8 +184,8 @@ class Sx:
 
 def layout_scatter(points: Sequence[Point], *, width: int = 760, plot_height: int = 360) -> ScatterLayout:
     """Where everything of a scatter chart goes; points of a series are joined in the order given."""
-    series = list(dict.fromkeys(p.series for p in points))
-    colours = {name: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, name in enumerate(series)}
+    series = list(dict.fromkeys(_key(p) for p in points))
+    colours = {key: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, key in enumerate(series)}
     plot = Box(70.0, 40.0, width - 70.0 - 30.0, float(plot_height))
     x_axis = nice_axis(min(p.x for p in points), max(p.x for p in points))
     y_axis = nice_axis(min(p.y for p in points), max(p.y for p in points))
@@ -184,9 +193,11 @@ def layout_scatter(points: Sequence[Point], *, width: int = 760, plot_height: in
     sy = Sx(y_axis, plot.y, plot.h, flip=True)
     markers = _place_markers(points, colours, sx, sy, plot)
     legend_top = plot.y + plot.h + 56
-    legend = tuple((name, colours[name], plot.x, legend_top + i * 18) for i, name in enumerate(series))
+    legend = tuple((name, colours[(engine, name)], plot.x, legend_top + i * 18) for i, (engine, name) in enumerate(series))
     height = int(legend_top + len(series) * 18 + 8)
-    return ScatterLayout(width, height, plot, x_axis, y_axis, tuple(markers), tuple(_place_tags(markers, plot)), legend)
+    tags = tuple(_place_tags(markers, plot))
+    engines = tuple(engine for engine, _ in series)
+    return ScatterLayout(width, height, plot, x_axis, y_axis, tuple(markers), tags, legend, engines)
 
 
 def _open_svg(title: str, width: int, height: int) -> list[str]:
@@ -234,8 +245,9 @@ def scatter(points: Sequence[Point], *, title: str, x_label: str, y_label: str, 
         return "".join(parts)
     layout = layout_scatter(points, width=width)
     parts = _open_svg(title, layout.width, layout.height) + _axes(layout, x_label, y_label)
-    for name, colour, _, _ in layout.legend:
-        line = " ".join(f"{m.cx:.1f},{m.cy:.1f}" for m in layout.markers if m.point.series == name)
+    engines = layout.engines or ("",) * len(layout.legend)
+    for (name, colour, _, _), engine in zip(layout.legend, engines, strict=True):
+        line = " ".join(f"{m.cx:.1f},{m.cy:.1f}" for m in layout.markers if _key(m.point) == (engine, name))
         parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="1.2" opacity="0.6"/>')
     for m in layout.markers:
         if (m.cx, m.cy) != (m.true_x, m.true_y):  # moved aside: show where the value really is
@@ -245,19 +257,24 @@ def scatter(points: Sequence[Point], *, title: str, x_label: str, y_label: str, 
             )
         parts.append(
             f'<circle cx="{m.cx:.1f}" cy="{m.cy:.1f}" r="{MARKER_R}" fill="{m.colour}" stroke="#fff" stroke-width="1">'
-            f"<title>{escape(m.point.series)}, {escape(m.point.tag)}: {m.point.x:.2f}, {m.point.y:.2f}</title></circle>"
+            f"<title>{escape(m.point.series)}{escape(' on ' + m.point.engine if m.point.engine else '')}, "
+            f"{escape(m.point.tag)}: {m.point.x:.2f}, {m.point.y:.2f}</title></circle>"
         )
     for tag in layout.tags:
         parts.append(
             f'<text x="{tag.box.x + 1:.1f}" y="{tag.box.y + tag.box.h - 1:.1f}" font-size="10" fill="#333">'
             f"{escape(tag.text)}</text>"
         )
-    for name, colour, x, y in layout.legend:
+    # The legend's engine column (where points name one), then the configuration: one row per series.
+    engine_w = max((_text_width(engine) for engine in engines if engine), default=0.0)
+    for (name, colour, x, y), engine in zip(layout.legend, engines, strict=True):
         parts.append(
             f'<line x1="{x}" y1="{y - 4}" x2="{x + 22}" y2="{y - 4}" stroke="{colour}" stroke-width="2"/>'
             f'<circle cx="{x + 11}" cy="{y - 4}" r="{MARKER_R}" fill="{colour}"/>'
-            f'<text x="{x + 30}" y="{y}">{escape(name)}</text>'
         )
+        if engine_w:
+            parts.append(f'<text x="{x + 30}" y="{y}" font-weight="bold">{escape(engine)}</text>')
+        parts.append(f'<text x="{x + 30 + (engine_w + 6 if engine_w else 0):.1f}" y="{y}">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

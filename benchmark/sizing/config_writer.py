@@ -1,7 +1,8 @@
 """From plan to stack: a config file that ``cdk synth/deploy -c config=FILE`` accepts unchanged.
 
 The file sets one scenario section (``cost`` by default) to the plan's configuration: model, quantization,
-instance type and TGI version as measured, ``min_instances``/``max_instances`` from the traffic and
+instance type, serving engine and its image version as measured (``engine: vllm`` with ``vllm_version``, or
+``engine: tgi`` with ``tgi_version``), ``min_instances``/``max_instances`` from the traffic and
 ``autoscaling_target`` from the measured capacity less the safety margin. Before the file is written its section
 goes through the same coercion and ``DeploymentConfig`` checks that synth applies to a config file section (both
 in ``catalog``, below the CDK app's loader), so a plan that cannot be deployed fails here, naming the field, not
@@ -27,11 +28,15 @@ def deployment_values(plan: ConfigurationPlan) -> dict[str, Any]:
     if not plan.feasible:
         raise ConfigError([Issue("plan", plan.key, "cannot be deployed: " + "; ".join(plan.problems))])
     configuration = plan.capacity.configuration
+    engine = configuration.engine_spec
     return {
         "model": configuration.model,
         "quantization": configuration.quantization,
         "instance_type": configuration.instance_type,
-        "tgi_version": configuration.tgi_version,
+        # The engine measured and its image version, under the field a DeploymentConfig reads it from
+        # (tgi_version or vllm_version); engine: tgi is written too, so the file says what it deploys.
+        "engine": engine.name,
+        engine.version_field: configuration.engine_version,
         "min_instances": plan.min_instances,
         "max_instances": plan.max_instances,
         "autoscaling_target": plan.autoscaling_target,
@@ -46,6 +51,7 @@ def _header(sizing: SizingPlan, plan: ConfigurationPlan, slo: Slo, scenario: str
         f"SLO: {slo}",
         f"Traffic: peak {traffic.peak_rps:g} requests/s, average {traffic.average_rps:.3g} requests/s"
         + (" (24-hour profile)" if traffic.daily_profile else ""),
+        f"Engine: {capacity.configuration.engine_label}, as measured",
         f"Measured capacity per instance: {capacity.capacity:g} ({capacity.load_kind}), {capacity.precision}",
         f"Safety margin: {sizing.options.margin:.0%} -> autoscaling_target {plan.autoscaling_target:g}",
         f"Cost: {describe_all_in(plan)}",

@@ -19,6 +19,7 @@ from benchmark.sizing.capacity import Capacity, requests_per_s
 from benchmark.sizing.chart import line_chart
 from benchmark.sizing.plan import ConfigurationPlan, SizingPlan, describe_all_in
 from benchmark.sizing.slo import Slo
+from catalog.engines import DEFAULT_ENGINE
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ def _share(value: float | None) -> Trusted:
 
 
 def _name(capacity: Capacity) -> str:
+    """``7b gptq ml.g5.2xlarge``; an engine other than TGI, the default, is named: ``... on vLLM 0.29.0``."""
     c = capacity.configuration
-    return f"{c.model} {c.quantization} {c.instance_type}" + (f" ({c.label})" if c.label else "")
+    engine = "" if c.engine == DEFAULT_ENGINE else f" on {c.engine_label}"
+    return f"{c.model} {c.quantization} {c.instance_type}{engine}" + (f" ({c.label})" if c.label else "")
 
 
 def level_table(capacities: Sequence[Capacity], slo: Slo) -> Table:
@@ -239,6 +242,7 @@ def context(sizing: SizingPlan, slo: Slo) -> dict[str, Any]:
         "traffic": f"peak {traffic.peak_rps:g} requests/s, average {traffic.average_rps:.3g} requests/s"
         + (" (24-hour profile)" if traffic.daily_profile else ""),
         "chosen": None if chosen is None else _name(chosen.capacity),
+        "chosen_engine": None if chosen is None else chosen.capacity.configuration.engine_label,
         "chosen_plan": chosen,
         "chosen_total": None if chosen is None else Trusted(describe_all_in(chosen, cents=True)),
         "infeasible": [(_name(p.capacity), "; ".join(p.problems)) for p in sizing.configurations if not p.feasible],
