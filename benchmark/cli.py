@@ -38,15 +38,19 @@ from benchmark.target import (
     persisted_target,
     process_options,
 )
+from catalog.engines import DEFAULT_ENGINE, ENGINE_NAMES
 from catalog.errors import ConfigError, Issue
 
 EXIT_BAD_INPUT = 2
 EXIT_ABORTED = 3  # a level failed fast (target unreachable, every first request failed, error-rate limit)
-# The demo's matrix: small enough to finish in seconds against the emulator, wide enough for three tables.
+# The demo's matrix: small enough to finish in seconds against the emulator, wide enough for three tables, and
+# both engines on the same hardware (TGI and vLLM rows side by side; the emulator gives both one latency model).
 DEMO_CONFIGURATIONS = (
     {"model": "7b", "quantization": "gptq", "instance_type": "ml.g5.2xlarge"},
+    {"model": "7b", "quantization": "gptq", "instance_type": "ml.g5.2xlarge", "engine": "vllm"},
     {"model": "7b", "quantization": "fp16", "instance_type": "ml.g5.12xlarge"},
     {"model": "13b", "quantization": "gptq", "instance_type": "ml.g5.2xlarge"},
+    {"model": "13b", "quantization": "gptq", "instance_type": "ml.g5.2xlarge", "engine": "vllm"},
 )
 
 
@@ -76,7 +80,9 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
                 model=args.model or "7b",
                 quantization=args.quantization,
                 instance_type=args.instance or "",
+                engine=args.engine,
                 tgi_version=args.tgi_version,
+                vllm_version=args.vllm_version,
                 region=args.region,
                 label=args.label,
             )
@@ -199,7 +205,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from benchmark.emulator import serve  # noqa: PLC0415 - the emulator needs aiohttp; no other command does
 
     configuration = BenchmarkConfiguration(
-        model=args.model, quantization=args.quantization, instance_type=args.instance
+        model=args.model, quantization=args.quantization, instance_type=args.instance, engine=args.engine
     )
     print(f"emulating {configuration.display_name} (Ctrl-C to stop)", file=sys.stderr)
     serve(args.host, args.port, emulator_config(configuration))
@@ -215,11 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run configurations x concurrency levels against a target (resumes)")
     add_request_arguments(run)
-    run.add_argument("--config", action="append", help="model=7b,quantization=gptq,instance=ml.g5.2xlarge (repeat)")
+    run.add_argument(
+        "--config", action="append", help="model=7b,quantization=gptq,instance=ml.g5.2xlarge[,engine=vllm] (repeat)"
+    )
     run.add_argument("--model", help="model size served (default 7b)")
     run.add_argument("--quantization", default="fp16")
     run.add_argument("--instance", help="instance type serving the target; without it, no cost (real targets only)")
-    run.add_argument("--tgi-version", default=DEFAULT_TGI_VERSION)
+    run.add_argument("--engine", default=DEFAULT_ENGINE, help=f"serving engine: {', '.join(ENGINE_NAMES)}")
+    run.add_argument("--tgi-version", default=DEFAULT_TGI_VERSION, help="engine tgi's image version")
+    run.add_argument("--vllm-version", help="engine vllm's image version (default: the catalog's)")
     run.add_argument("--label", default="")
     run.add_argument("--concurrency", default="1,5,10,20")
     run.add_argument("--results", default="results/results.jsonl", help="JSONL path or s3://bucket/prefix")
@@ -269,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--model", default="7b")
     emulator.add_argument("--quantization", default="fp16")
     emulator.add_argument("--instance", default="ml.g5.12xlarge")
+    emulator.add_argument("--engine", default=DEFAULT_ENGINE, help=f"engine emulated: {', '.join(ENGINE_NAMES)}")
     emulator.set_defaults(func=cmd_emulator)
     return parser
 

@@ -26,6 +26,7 @@ from benchmark.measure.load import DEFAULT_LOAD, LoadSpec
 from benchmark.measure.runner import ProcessOptions
 from benchmark.serialize import from_data
 from catalog import DEFAULT_REGION, bandwidth_bound_ms_per_token
+from catalog.engines import SERVED_MODEL_NAME
 from catalog.errors import ConfigError, Issue
 
 if TYPE_CHECKING:  # the emulator needs aiohttp, imported only when one is started (report and import need none)
@@ -34,6 +35,9 @@ if TYPE_CHECKING:  # the emulator needs aiohttp, imported only when one is start
 TARGETS = ("emulator", "sagemaker", "tgi", "openai")
 # --target -> benchmark.clients protocol (a streaming level adds "-stream").
 CLIENT_PROTOCOLS = {"emulator": "tgi-http", "tgi": "tgi-http", "openai": "openai-chat", "sagemaker": "sagemaker"}
+# The emulator speaks the configuration's engine: TGI's own API, or vLLM's OpenAI chat completions (its TGI routes
+# answer 404, so a vLLM row can only be measured the way vLLM is reached), with vLLM's served model name.
+EMULATOR_PROTOCOLS = {"tgi": "tgi-http", "vllm": "openai-chat"}
 # What the ``--config`` of ``run`` and ``size sweep`` may name; instance, tgi and vllm are short for the fields.
 _CONFIG_KEYS = {"model", "quantization", "instance", "instance_type", "tgi", "tgi_version", "region", "label"}
 _CONFIG_KEYS |= {"engine", "vllm", "vllm_version"}
@@ -222,14 +226,20 @@ def open_target(
         return
     from benchmark.emulator import running_emulator  # noqa: PLC0415 - the emulator needs aiohttp (see TYPE_CHECKING)
 
-    with running_emulator(emulator or emulator_config(configuration)) as base_url:
-        yield client_factory(args, base_url)
+    config = emulator or emulator_config(configuration)
+    with running_emulator(config) as base_url:
+        options = target_options(args)
+        if config.engine == "vllm":
+            options["model"] = config.model_name or SERVED_MODEL_NAME
+        yield ClientSpec(EMULATOR_PROTOCOLS[config.engine], base_url, options)
 
 
 def emulator_config(configuration: BenchmarkConfiguration) -> EmulatorConfig:
-    """Emulator timing shaped by the catalog's bandwidth bound, so emulated configurations differ like hardware.
+    """Emulator timing shaped by the catalog's bandwidth bound, so emulated configurations differ like hardware;
+    the emulator speaks the configuration's engine (vLLM: chat completions for its served model name).
 
-    Only for demos and tests: results measured against the emulator say so in their ``load.target``.
+    Only for demos and tests: results measured against the emulator say so in their ``load.target``. Both engines
+    get the same latency model: the emulator says nothing about which engine is faster.
     """
     from benchmark.emulator import EmulatorConfig, LatencyModel  # noqa: PLC0415 - the emulator needs aiohttp
 
@@ -239,7 +249,8 @@ def emulator_config(configuration: BenchmarkConfiguration) -> EmulatorConfig:
     latency = LatencyModel(
         prefill_base_ms=2 * tpot, prefill_ms_per_token=tpot / 100, tpot_base_ms=tpot, tpot_slope_ms=tpot * 0.02
     )
-    return EmulatorConfig(latency=latency)
+    vllm = c.engine == "vllm"
+    return EmulatorConfig(latency=latency, engine=c.engine, model_name=SERVED_MODEL_NAME if vllm else None)
 
 
 def parse_config(text: str, *, region: str) -> BenchmarkConfiguration:

@@ -160,10 +160,10 @@ def format_plan(plan: Plan) -> str:
         f"{'engine':<8} {'configurations':>14} {'deployments':>11} {'endpoint-h':>10} {'USD':>10} "
         f"{'2023 deployments':>16} {'2023 endpoint-h':>15} {'2023 USD':>10}",
     ]
-    for a, b in zip(plan.ours.engines, plan.method_2023.engines, strict=True):
+    for e, f in zip(plan.ours.engines, plan.method_2023.engines, strict=True):
         lines.append(
-            f"{get_engine(a.engine).display_name:<8} {a.configurations:>14} {a.deployments:>11} "
-            f"{a.endpoint_hours:>10.2f} {a.usd:>10.2f} {b.deployments:>16} {b.endpoint_hours:>15.2f} {b.usd:>10.2f}"
+            f"{get_engine(e.engine).display_name:<8} {e.configurations:>14} {e.deployments:>11} "
+            f"{e.endpoint_hours:>10.2f} {e.usd:>10.2f} {f.deployments:>16} {f.endpoint_hours:>15.2f} {f.usd:>10.2f}"
         )
     lines += [
         "",
@@ -216,7 +216,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(build_parser().parse_args(argv))
 
 
-__all__ = ["ConfigurationCost", "EngineCost", "MethodCost", "Plan", "PlanSettings", "build_parser", "format_plan", "make_plan", "run"]
+__all__ = [
+    "ConfigurationCost",
+    "EngineCost",
+    "MethodCost",
+    "Plan",
+    "PlanSettings",
+    "build_parser",
+    "format_plan",
+    "make_plan",
+    "run",
+]
 
 if __name__ == "__main__":
     raise SystemExit(main())

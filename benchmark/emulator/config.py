@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from benchmark.serialize import JsonShape
+from catalog.engines import ENGINE_NAMES
 from catalog.errors import ConfigError, Issue
 
 
@@ -97,6 +98,11 @@ class EmulatorConfig:
     api_key: str | None = None
     # Like vLLM's served model name: an OpenAI request naming another model gets 404. None accepts any name.
     model_name: str | None = None
+    # The serving engine emulated (catalog.engines): what SageMaker's /invocations takes and how errors look.
+    # "tgi": TGI's body and answers (a body with "messages" is served as TGI's Messages API does); "vllm": OpenAI
+    # chat completions only, as vLLM's SageMaker route validates them, with vLLM's error shapes everywhere and
+    # no TGI routes (/generate, /generate_stream, POST /).
+    engine: str = "tgi"
     # JSON (the control endpoint, ``--config``): every field, nested as written; an unknown key is refused.
     JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
 
@@ -108,6 +114,14 @@ class EmulatorConfig:
             issues.append(Issue("stall_s", self.stall_s, "must be >= 0"))
         if self.payload_split < 1:
             issues.append(Issue("payload_split", self.payload_split, "must be >= 1"))
+        if self.engine not in ENGINE_NAMES:
+            issues.append(Issue("engine", self.engine, f"must be one of {', '.join(ENGINE_NAMES)}"))
+        elif self.engine == "vllm" and self.latency.max_concurrent is not None:
+            allowed = (
+                "must be unset for engine vllm: vLLM queues requests beyond max_num_seqs (latency.max_batch here) "
+                "and refuses none for load, where TGI answers 429 beyond MAX_CONCURRENT_REQUESTS"
+            )
+            issues.append(Issue("latency.max_concurrent", self.latency.max_concurrent, allowed))
         if issues:
             raise ConfigError(issues, context="emulator configuration")
 

@@ -1,4 +1,4 @@
-"""Bytes the emulated servers send: TGI and OpenAI JSON shapes, SSE framing, SageMaker error bodies.
+"""Bytes the emulated servers send: TGI, OpenAI and vLLM JSON shapes, SSE framing, SageMaker error bodies.
 
 Token texts include multi-byte UTF-8 characters on purpose, so clients are exercised on chunks that
 split a character.
@@ -131,3 +131,70 @@ def openai_response(request_id: str, input_tokens: int, tokens: int, max_new_tok
 
 def dumps(obj: Any) -> bytes:
     return _dumps(obj)
+
+
+# --- vLLM (engine "vllm"): the OpenAI shapes as vLLM's OpenAI server writes them --------------------------------
+#
+# vllm/entrypoints/openai/engine/protocol.py ``ErrorResponse(error=ErrorInfo(message, type, param, code))``, the body
+# of every error and, in a stream, the ``data:`` of the error event (``create_streaming_error_response``, followed by
+# ``data: [DONE]``); ``code`` is the HTTP status. Chat streams (``serving_chat.py``
+# ``chat_completion_stream_generator``): ``data: `` with a space, a first chunk with the role and empty content, one
+# chunk per token, ``finish_reason`` on the last, then a chunk with no choices carrying ``usage`` (with
+# ``stream_options.include_usage``) and ``data: [DONE]``.
+
+VLLM_DONE = b"data: [DONE]\n\n"
+
+
+def vllm_sse(obj: Any) -> bytes:
+    return b"data: " + _dumps(obj) + b"\n\n"
+
+
+def vllm_error(message: str, error_type: str, code: int, param: str | None = None) -> bytes:
+    return _dumps({"error": {"message": message, "type": error_type, "param": param, "code": code}})
+
+
+def _vllm_chunk(request_id: str, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
+    chunk: dict[str, Any] = {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": "emulator",
+        "choices": choices,
+    }
+    if usage is not None:
+        chunk["usage"] = usage
+    return vllm_sse(chunk)
+
+
+def vllm_chunk(request_id: str, index: int, tokens: int, max_new_tokens: int) -> bytes:
+    """Token ``index``'s chunk; the first token comes after vLLM's role chunk, the last carries ``finish_reason``."""
+    last = index == tokens - 1
+    eos = last and tokens < max_new_tokens
+    out = b""
+    if index == 0:
+        role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        out += _vllm_chunk(request_id, [role])
+    choice: dict[str, Any] = {
+        "index": 0,
+        "delta": {"content": "" if eos else token_text(index)},
+        "logprobs": None,
+        "finish_reason": None,
+    }
+    if last:
+        choice["finish_reason"] = "length" if tokens >= max_new_tokens else "stop"
+        choice["stop_reason"] = None
+    return out + _vllm_chunk(request_id, [choice])
+
+
+def vllm_usage_chunk(request_id: str, input_tokens: int, tokens: int) -> bytes:
+    return _vllm_chunk(request_id, [], openai_usage(request_id, input_tokens, tokens))
+
+
+def vllm_response(request_id: str, input_tokens: int, tokens: int, max_new_tokens: int) -> dict[str, Any]:
+    """A whole chat completion as vLLM's ``ChatCompletionResponse`` writes it (``stop_reason`` beside each choice)."""
+    answer = openai_response(request_id, input_tokens, tokens, max_new_tokens)
+    for choice in answer["choices"]:
+        choice["logprobs"] = None
+        choice["stop_reason"] = None
+    answer["usage"]["prompt_tokens_details"] = None
+    return answer

@@ -6,9 +6,17 @@ Routes:
   ``GET /info``
 - OpenAI-compatible: ``POST /v1/chat/completions`` (``stream`` true or false)
 - SageMaker runtime: ``POST /endpoints/{name}/invocations`` and ``.../invocations-response-stream``; the
-  body is what the Hugging Face TGI container receives on ``/invocations`` (its ``stream`` flag chooses SSE
-  or JSON), the response is framed the way SageMaker frames it (AWS event-stream PayloadPart events,
-  modelled errors such as ModelError, ThrottlingException, ModelStreamError).
+  body is what the serving container receives on ``/invocations`` (its ``stream`` flag chooses SSE or JSON):
+  with ``engine="tgi"`` TGI's ``/generate`` body (or a chat body, which TGI's SageMaker route serves through its
+  Messages API), with ``engine="vllm"`` an OpenAI chat completion request, as vLLM's SageMaker route
+  (``vllm/entrypoints/sagemaker/api_router.py``) validates it; the response is framed the way SageMaker frames
+  it (AWS event-stream PayloadPart events, modelled errors such as ModelError, ThrottlingException,
+  ModelStreamError).
+
+With ``engine="vllm"`` every error has vLLM's shape (:func:`render.vllm_error`, the HTTP status in ``code``), a
+stream is framed as vLLM frames it (:func:`render.vllm_chunk`), an error inside a stream is vLLM's error event then
+``[DONE]`` (inside PayloadParts on the SageMaker stream route: the container's own bytes), and TGI's routes are
+not served.
 - Control: ``GET /emulator/stats``, ``GET /emulator/truth``, ``POST /emulator/reset``, ``POST /emulator/config``
 
 The *container* side (what TGI would send) and the *wire* side (how bytes reach the client) are separate
@@ -52,14 +60,80 @@ class Parsed:
 
 
 class BadRequest(Exception):  # noqa: N818 - becomes a 4xx response
-    pass
+    def __init__(self, message: str, *, not_json: bool = False) -> None:
+        super().__init__(message)
+        self.not_json = not_json  # the body is not JSON at all (vLLM answers that one differently)
+
+
+class ErrorStyle:
+    """How one emulated server writes its errors: TGI's shapes, a generic OpenAI server's (the default)."""
+
+    def __init__(self, protocol: str) -> None:
+        self._body = render.openai_error if protocol == "openai" else render.tgi_error
+
+    def validation(self, exc: BadRequest) -> tuple[int, bytes]:
+        return 422, self._body(str(exc), "validation")
+
+    def overloaded(self, message: str) -> tuple[int, bytes]:
+        return 429, self._body(message, "overloaded")
+
+    def server_error(self) -> tuple[int, bytes]:
+        return 500, self._body("Request failed during generation (injected)", "generation")
+
+    def stream_error(self) -> bytes:
+        return render.sse(self._body("Model stream error (injected)", "generation"))
+
+    def model_not_found(self, model: object) -> tuple[int, bytes]:
+        return 404, render.openai_error(f"The model `{model}` does not exist.", "NotFoundError")
+
+
+# vllm/entrypoints/sagemaker/api_router.py: a body no request type of the served tasks validates is refused with
+# this message, listing those types (a generating model's chat and completion requests).
+VLLM_NO_HANDLER = (
+    "Cannot find suitable handler for request. Expected one of: ['ChatCompletionRequest', 'CompletionRequest']"
+)
+
+
+class VllmErrors(ErrorStyle):
+    """vLLM's ``ErrorResponse`` for every error (vllm/entrypoints/openai/engine/serving.py ``create_error_response``).
+
+    A body that is not JSON, or a request its route's model refuses, is FastAPI's ``HTTPException`` /
+    ``RequestValidationError``, which vLLM's handlers turn into an ``ErrorResponse`` typed with the status phrase
+    ("Bad Request"); on SageMaker's ``/invocations`` a JSON body no request type validates gets
+    :data:`VLLM_NO_HANDLER` (BadRequestError, 400). vLLM refuses nothing for load (it queues), so a 429 here is an
+    injected one, written as vLLM's HTTPException handler would write it. A generation that fails is vLLM's
+    ``GenerationError``: "Internal server error", InternalServerError, 500.
+    """
+
+    def __init__(self, *, sagemaker: bool) -> None:
+        super().__init__("openai")
+        self.sagemaker = sagemaker
+
+    def validation(self, exc: BadRequest) -> tuple[int, bytes]:
+        if exc.not_json:
+            return 400, render.vllm_error(f"JSON decode error: {exc}", "Bad Request", 400)
+        if self.sagemaker:
+            return 400, render.vllm_error(VLLM_NO_HANDLER, "BadRequestError", 400)
+        return 400, render.vllm_error(str(exc), "Bad Request", 400)
+
+    def overloaded(self, message: str) -> tuple[int, bytes]:
+        return 429, render.vllm_error(message, "Too Many Requests", 429)
+
+    def server_error(self) -> tuple[int, bytes]:
+        return 500, render.vllm_error("Internal server error", "InternalServerError", 500)
+
+    def stream_error(self) -> bytes:
+        return render.vllm_sse(json.loads(self.server_error()[1])) + render.VLLM_DONE
+
+    def model_not_found(self, model: object) -> tuple[int, bytes]:
+        return 404, render.vllm_error(f"The model `{model}` does not exist.", "NotFoundError", 404, "model")
 
 
 def _parse(body: bytes, protocol: str, stream: bool | None) -> Parsed:
     try:
         obj = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from None
+        raise BadRequest(f"body is not JSON: {exc}", not_json=True) from None
     if not isinstance(obj, dict):
         raise BadRequest("body must be a JSON object")
     if protocol == "openai":
@@ -308,14 +382,28 @@ class EmulatorApp:
 
     # --- routes -------------------------------------------------------------------------------------
 
+    @property
+    def _vllm(self) -> bool:
+        return self.engine.config.engine == "vllm"
+
+    def _not_served(self) -> web.StreamResponse:
+        """vLLM has no TGI routes: FastAPI's answer to a path it does not serve."""
+        return web.json_response({"detail": "Not Found"}, status=404)
+
     async def _tgi_generate(self, request: web.Request) -> web.StreamResponse:
+        if self._vllm:
+            return self._not_served()
         return await self._serve(request, Wire(request), "tgi", stream=False)
 
     async def _tgi_compat(self, request: web.Request) -> web.StreamResponse:
         """TGI's ``POST /`` (``compat_generate``): the body's ``stream`` flag chooses SSE or JSON."""
+        if self._vllm:
+            return self._not_served()
         return await self._serve(request, Wire(request), "tgi", stream=None)
 
     async def _tgi_generate_stream(self, request: web.Request) -> web.StreamResponse:
+        if self._vllm:
+            return self._not_served()
         return await self._serve(request, Wire(request), "tgi", stream=True)
 
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
@@ -332,11 +420,11 @@ class EmulatorApp:
 
     async def _sagemaker_invoke(self, request: web.Request) -> web.StreamResponse:
         wire = SageMakerWire(request, str(uuid.uuid4()))
-        return self._sagemaker_check(request, wire) or await self._serve(request, wire, "tgi", stream=None)
+        return self._sagemaker_check(request, wire) or await self._serve(request, wire, "sagemaker", stream=None)
 
     async def _sagemaker_invoke_stream(self, request: web.Request) -> web.StreamResponse:
         wire = EventStreamWire(request, str(uuid.uuid4()), self.engine.config.payload_split)
-        return self._sagemaker_check(request, wire) or await self._serve(request, wire, "tgi", stream=None)
+        return self._sagemaker_check(request, wire) or await self._serve(request, wire, "sagemaker", stream=None)
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="")
@@ -363,28 +451,51 @@ class EmulatorApp:
 
     # --- one request ---------------------------------------------------------------------------------
 
-    def _refusal(self, request: web.Request, protocol: str, body: bytes) -> web.StreamResponse | None:
-        """401 without the configured API key; 404 for an OpenAI request naming another model (as vLLM)."""
+    def _refusal(
+        self, request: web.Request, protocol: str, body: bytes, style: ErrorStyle, *, sagemaker: bool
+    ) -> tuple[int, bytes] | None:
+        """401 without the configured API key (not on SageMaker's routes: SageMaker authenticates those); 404 for
+        an OpenAI request naming another model (as vLLM does; on SageMaker's routes only when emulating vLLM)."""
         config = self.engine.config
-        if config.api_key is not None and request.headers.get("Authorization") != f"Bearer {config.api_key}":
-            return web.Response(status=401, body=render.openai_error("Unauthorized", "unauthorized"))
-        if protocol == "openai" and config.model_name is not None:
+        key = config.api_key
+        if not sagemaker and key is not None and request.headers.get("Authorization") != f"Bearer {key}":
+            return 401, render.openai_error("Unauthorized", "unauthorized")
+        if protocol == "openai" and config.model_name is not None and (self._vllm or not sagemaker):
             with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 model = json.loads(body).get("model")
                 if model != config.model_name:
-                    message = f"The model `{model}` does not exist."
-                    return web.Response(status=404, body=render.openai_error(message, "NotFoundError"))
+                    return style.model_not_found(model)
         return None
 
+    def _sagemaker_protocol(self, body: bytes) -> str:
+        """What the container behind /invocations reads the body as: vLLM, chat only; TGI, a chat body as chat."""
+        if self._vllm:
+            return "openai"
+        with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
+            obj = json.loads(body)
+            if isinstance(obj, dict) and "messages" in obj and "inputs" not in obj:
+                return "openai"
+        return "tgi"
+
+    def _style(self, protocol: str, *, sagemaker: bool) -> ErrorStyle:
+        return VllmErrors(sagemaker=sagemaker) if self._vllm else ErrorStyle(protocol)
+
     async def _serve(self, request: web.Request, wire: Wire, protocol: str, stream: bool | None) -> web.StreamResponse:
-        error_body = render.openai_error if protocol == "openai" else render.tgi_error
         body = await request.read()
-        if not isinstance(wire, SageMakerWire) and (refusal := self._refusal(request, protocol, body)) is not None:
-            return refusal
+        sagemaker = isinstance(wire, SageMakerWire)
+        if protocol == "sagemaker":
+            protocol = self._sagemaker_protocol(body)
+        style = self._style(protocol, sagemaker=sagemaker)
+        refusal = self._refusal(request, protocol, body, style, sagemaker=sagemaker)
+        if refusal is not None:
+            status, error = refusal
+            if sagemaker:
+                return await wire.error(status, error)
+            return web.Response(status=status, body=error)
         try:
             parsed = _parse(body, protocol, stream)
         except BadRequest as exc:
-            return await wire.error(422, error_body(str(exc), "validation"))
+            return await wire.error(*style.validation(exc))
         try:
             generation = self.engine.admit(
                 protocol=protocol,
@@ -393,25 +504,25 @@ class EmulatorApp:
                 max_new_tokens=parsed.max_new_tokens,
             )
         except Overloaded as exc:
-            return await wire.error(429, error_body(f"Model is overloaded: {exc}", "overloaded"), throttled=False)
+            return await wire.error(*style.overloaded(f"Model is overloaded: {exc}"), throttled=False)
         if isinstance(wire, SageMakerWire):
             wire.request_id = generation.truth.request_id  # x-amzn-RequestId joins the ground truth
         try:
-            return await self._run(wire, generation, parsed, error_body)
+            return await self._run(wire, generation, parsed, style)
         finally:
             generation.done("client_gone")
 
-    async def _run(self, wire: Wire, gen: Generation, parsed: Parsed, error_body: Any) -> web.StreamResponse:
+    async def _run(self, wire: Wire, gen: Generation, parsed: Parsed, style: ErrorStyle) -> web.StreamResponse:
         fault = gen.fault
         if fault is FaultKind.THROTTLE:
             gen.done("throttle")
-            return await wire.error(429, error_body("Model is overloaded (injected)", "overloaded"), throttled=True)
+            return await wire.error(*style.overloaded("Model is overloaded (injected)"), throttled=True)
         if fault is FaultKind.SERVER_ERROR or (fault is FaultKind.STREAM_ERROR and not parsed.stream):
             gen.done("server_error")
-            return await wire.error(500, error_body("Request failed during generation (injected)", "generation"))
+            return await wire.error(*style.server_error())
         if not parsed.stream:
             return await self._run_whole(wire, gen, parsed, fault)
-        return await self._run_stream(wire, gen, parsed, fault, error_body)
+        return await self._run_stream(wire, gen, parsed, fault, style)
 
     async def _run_whole(
         self, wire: Wire, gen: Generation, parsed: Parsed, fault: FaultKind | None
@@ -433,14 +544,15 @@ class EmulatorApp:
             if isinstance(wire, SageMakerWire):
                 answer = [answer]  # the TGI container's /invocations answers with a list
         else:
-            answer = render.openai_response(truth.request_id, truth.input_tokens, truth.tokens, parsed.max_new_tokens)
+            whole = render.vllm_response if self._vllm else render.openai_response
+            answer = whole(truth.request_id, truth.input_tokens, truth.tokens, parsed.max_new_tokens)
         broken = fault in (FaultKind.MALFORMED, FaultKind.TRUNCATE)
         body = _MALFORMED_BODY if broken else render.dumps(answer)
         gen.done(fault.value if broken and fault is not None else "ok")
         return await wire.body(body, "application/json", headers)
 
     async def _run_stream(
-        self, wire: Wire, gen: Generation, parsed: Parsed, fault: FaultKind | None, error_body: Any
+        self, wire: Wire, gen: Generation, parsed: Parsed, fault: FaultKind | None, style: ErrorStyle
     ) -> web.StreamResponse:
         truth = gen.truth
         await wire.start("text/event-stream", {"x-request-id": truth.request_id})
@@ -456,7 +568,10 @@ class EmulatorApp:
                     raise ConnectionResetError("dropped (injected)")
                 elif fault is FaultKind.STREAM_ERROR:
                     gen.done("stream_error")
-                    await wire.send_stream_error(render.sse(error_body("Model stream error (injected)", "generation")))
+                    if self._vllm:  # vLLM's error event and [DONE]: the container's own bytes, in PayloadParts too
+                        await wire.send(style.stream_error())
+                    else:
+                        await wire.send_stream_error(style.stream_error())
                     return await wire.finish()
                 elif fault is FaultKind.MALFORMED:
                     gen.done("malformed")
@@ -469,6 +584,12 @@ class EmulatorApp:
             last = index == tokens - 1
             if parsed.protocol == "tgi":
                 data = render.tgi_token_event(index, tokens, parsed.max_new_tokens, truth.input_tokens)
+            elif self._vllm:
+                data = render.vllm_chunk(truth.request_id, index, tokens, parsed.max_new_tokens)
+                if last:
+                    if parsed.include_usage:
+                        data += render.vllm_usage_chunk(truth.request_id, truth.input_tokens, tokens)
+                    data += render.VLLM_DONE
             else:
                 data = render.openai_chunk(truth.request_id, index, tokens, parsed.max_new_tokens)
                 if last:

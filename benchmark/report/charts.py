@@ -193,7 +193,9 @@ def layout_scatter(points: Sequence[Point], *, width: int = 760, plot_height: in
     sy = Sx(y_axis, plot.y, plot.h, flip=True)
     markers = _place_markers(points, colours, sx, sy, plot)
     legend_top = plot.y + plot.h + 56
-    legend = tuple((name, colours[(engine, name)], plot.x, legend_top + i * 18) for i, (engine, name) in enumerate(series))
+    legend = tuple(
+        (name, colours[(engine, name)], plot.x, legend_top + i * 18) for i, (engine, name) in enumerate(series)
+    )
     height = int(legend_top + len(series) * 18 + 8)
     tags = tuple(_place_tags(markers, plot))
     engines = tuple(engine for engine, _ in series)
