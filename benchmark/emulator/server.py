@@ -451,19 +451,23 @@ class EmulatorApp:
 
     # --- one request ---------------------------------------------------------------------------------
 
-    def _refusal(
-        self, request: web.Request, protocol: str, body: bytes, style: ErrorStyle, *, sagemaker: bool
-    ) -> tuple[int, bytes] | None:
-        """401 without the configured API key (not on SageMaker's routes: SageMaker authenticates those); 404 for
-        an OpenAI request naming another model (as vLLM does; on SageMaker's routes only when emulating vLLM)."""
-        config = self.engine.config
-        key = config.api_key
+    def _unauthorized(self, request: web.Request, *, sagemaker: bool) -> tuple[int, bytes] | None:
+        """401 without the configured API key (not on SageMaker's routes: SageMaker authenticates those)."""
+        key = self.engine.config.api_key
         if not sagemaker and key is not None and request.headers.get("Authorization") != f"Bearer {key}":
             return 401, render.openai_error("Unauthorized", "unauthorized")
-        if protocol == "openai" and config.model_name is not None and (self._vllm or not sagemaker):
+        return None
+
+    def _unknown_model(
+        self, protocol: str, body: bytes, style: ErrorStyle, *, sagemaker: bool
+    ) -> tuple[int, bytes] | None:
+        """404 for an OpenAI request naming another model than the served one (as vLLM does; on SageMaker's routes
+        only when emulating vLLM: TGI ignores the name)."""
+        name = self.engine.config.model_name
+        if protocol == "openai" and name is not None and (self._vllm or not sagemaker):
             with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 model = json.loads(body).get("model")
-                if model != config.model_name:
+                if model != name:
                     return style.model_not_found(model)
         return None
 
@@ -486,16 +490,21 @@ class EmulatorApp:
         if protocol == "sagemaker":
             protocol = self._sagemaker_protocol(body)
         style = self._style(protocol, sagemaker=sagemaker)
-        refusal = self._refusal(request, protocol, body, style, sagemaker=sagemaker)
+        # vLLM validates the body (FastAPI's request model, or /invocations' request types) before its handler
+        # checks the model name; the generic OpenAI emulation refuses the name first.
+        refusal = self._unauthorized(request, sagemaker=sagemaker)
+        if refusal is None and not self._vllm:
+            refusal = self._unknown_model(protocol, body, style, sagemaker=sagemaker)
+        if refusal is None:
+            try:
+                parsed = _parse(body, protocol, stream)
+            except BadRequest as exc:
+                return await wire.error(*style.validation(exc))
+            if self._vllm:
+                refusal = self._unknown_model(protocol, body, style, sagemaker=sagemaker)
         if refusal is not None:
             status, error = refusal
-            if sagemaker:
-                return await wire.error(status, error)
-            return web.Response(status=status, body=error)
-        try:
-            parsed = _parse(body, protocol, stream)
-        except BadRequest as exc:
-            return await wire.error(*style.validation(exc))
+            return await wire.error(status, error) if sagemaker else web.Response(status=status, body=error)
         try:
             generation = self.engine.admit(
                 protocol=protocol,

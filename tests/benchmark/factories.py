@@ -19,8 +19,9 @@ def result(  # noqa: PLR0917  (one row of a results table, read positionally)
     ms: float,
     error_rate: float = 0.0,
     label: str = "",
+    engine: str = "tgi",
 ) -> LevelResult:
-    config = BenchmarkConfiguration(model=model, quantization=quant, instance_type=instance, label=label)
+    config = BenchmarkConfiguration(model=model, quantization=quant, instance_type=instance, label=label, engine=engine)
     metrics = LevelMetrics(
         concurrency=concurrency,
         window_s=60.0,

@@ -23,9 +23,12 @@ def level(
     quantization: str = "gptq",
     model: str = "7b",
     repeat: int = 0,
+    engine: str = "tgi",
 ) -> MeasuredLevel:
     """One level whose successful requests have these ms/token values (and the same TTFT)."""
-    configuration = BenchmarkConfiguration(model=model, quantization=quantization, instance_type=instance)
+    configuration = BenchmarkConfiguration(
+        model=model, quantization=quantization, instance_type=instance, engine=engine
+    )
     samples = [RequestSample(True, ttft_ms, v, ttft_ms + v * (tokens - 1), tokens) for v in ms_per_token]
     samples += [RequestSample(False, None, None, 5.0, None)] * failed
     ok = len(ms_per_token)
