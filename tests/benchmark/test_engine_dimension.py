@@ -18,6 +18,7 @@ from benchmark.analysis.external import import_file
 from benchmark.analysis.plan import format_plan, make_plan
 from benchmark.analysis.recommend import DEFAULT_RULES, recommend
 from benchmark.analysis.results import LevelResult, open_store
+from benchmark.cli import main as cli_main
 from benchmark.matrix import load_matrix, parse_matrix
 from benchmark.report import write_report
 from benchmark.serialize import from_data, to_data
@@ -278,3 +279,22 @@ def test_results_keep_the_engine_through_a_results_file(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "r.jsonl").read_text())
     assert record["configuration"]["engine"] == "vllm"
     assert record["configuration_key"] == f"7b/gptq/ml.g5.2xlarge/vllm-{VLLM}/us-east-1"
+
+
+# --- the demo -------------------------------------------------------------------------------------------------
+
+
+def test_the_demo_puts_tgi_and_vllm_side_by_side_in_every_table_and_chart(tmp_path: Path) -> None:
+    """The demo's matrix holds both engines on the same hardware; each is measured in its own protocol."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--concurrency", "1,5,20", "--duration", "0.5", "--max-new-tokens", "8"]
+    assert cli_main(args) == 0
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert_both_engines_everywhere(md, html)
+    assert html.count("<svg") == 3  # 7B and 13B scatter charts, cost bars
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    engines = {(r["configuration"]["engine"], r["configuration"]["instance_type"]) for r in records}
+    assert {("tgi", "ml.g5.2xlarge"), ("vllm", "ml.g5.2xlarge")} <= engines
+    # every level of either engine completed requests: vLLM's over chat completions (the emulated vLLM has no
+    # TGI routes, so a TGI client would have failed every request)
+    assert all(r["metrics"]["requests_ok"] > 0 and r["metrics"]["requests_failed"] == 0 for r in records)
