@@ -222,7 +222,12 @@ def open_target(
     """
     address = check_target(args)
     if args.target != "emulator":
-        yield client_factory(args, address)
+        spec = client_factory(args, address)
+        if args.target == "sagemaker":  # the body the engine's container takes on /invocations
+            spec = dataclasses.replace(
+                spec, options={**spec.options, "payload": configuration.engine_spec.default_payload}
+            )
+        yield spec
         return
     from benchmark.emulator import running_emulator  # noqa: PLC0415 - the emulator needs aiohttp (see TYPE_CHECKING)
 

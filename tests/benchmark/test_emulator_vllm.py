@@ -87,8 +87,9 @@ def events(data: bytes) -> list[str]:
 def vllm_error_body(text: str | bytes) -> dict[str, Any]:
     """vLLM's ErrorResponse: ``{"error": {"message", "type", "param", "code"}}``, nothing else."""
     body: dict[str, Any] = json.loads(text)
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
+    error: dict[str, Any] = body["error"]
+    assert set(body) == {"error"} and set(error) == {"message", "type", "param", "code"}
+    return error
 
 
 # --- botocore decodes; openai's decoder and types read what it decoded -------------------------------------------

@@ -18,6 +18,7 @@ from benchmark.analysis.external import import_file
 from benchmark.analysis.plan import format_plan, make_plan
 from benchmark.analysis.recommend import DEFAULT_RULES, recommend
 from benchmark.analysis.results import LevelResult, open_store
+from benchmark.cli import build_parser
 from benchmark.cli import main as cli_main
 from benchmark.matrix import load_matrix, parse_matrix
 from benchmark.report import write_report
@@ -28,6 +29,7 @@ from benchmark.sizing.plan import Traffic
 from benchmark.sizing.plan import make_plan as sizing_plan
 from benchmark.sizing.report import write_sizing_report
 from benchmark.sizing.slo import parse_slo
+from benchmark.target import open_target
 from catalog.engines import get_engine
 from catalog.errors import ConfigError
 from settings import load_settings
@@ -72,7 +74,9 @@ def test_a_vllm_configuration_has_its_own_key_and_label_and_round_trips() -> Non
 )
 def test_an_engine_setting_that_cannot_be_is_refused_naming_the_field(fields: dict[str, str], field: str) -> None:
     with pytest.raises(ConfigError) as err:
-        BenchmarkConfiguration(model="7b", quantization="gptq", instance_type="ml.g5.2xlarge", **fields)
+        from_data(
+            BenchmarkConfiguration, {"model": "7b", "quantization": "gptq", "instance_type": "g5.2xlarge", **fields}
+        )
     assert field in [issue.field for issue in err.value.issues]
 
 
@@ -298,3 +302,11 @@ def test_the_demo_puts_tgi_and_vllm_side_by_side_in_every_table_and_chart(tmp_pa
     # every level of either engine completed requests: vLLM's over chat completions (the emulated vLLM has no
     # TGI routes, so a TGI client would have failed every request)
     assert all(r["metrics"]["requests_ok"] > 0 and r["metrics"]["requests_failed"] == 0 for r in records)
+
+
+@pytest.mark.parametrize(("engine", "payload"), [("tgi", "tgi"), ("vllm", "openai-chat")])
+def test_a_sagemaker_target_is_sent_its_engine_s_payload(engine: str, payload: str) -> None:
+    args = build_parser().parse_args(["run", "--target", "sagemaker", "--endpoint", "ep"])
+    configuration = BenchmarkConfiguration(model="7b", quantization="gptq", instance_type="g5.2xlarge", engine=engine)
+    with open_target(args, configuration) as spec:
+        assert (spec.protocol, spec.options["payload"]) == ("sagemaker", payload)
