@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--report-dir", help="also render the report of the whole results file here")
     imports.set_defaults(func=cmd_import)
 
-    demo = sub.add_parser("demo", help="a small matrix against the local emulator, then the report")
+    demo = sub.add_parser("demo", help="a small TGI + vLLM matrix against the local emulator, then the report")
     demo.add_argument("--out", default="reports/demo")
     demo.add_argument("--concurrency", default="1,5,20")
     demo.add_argument("--duration", type=float, default=2.0)

@@ -56,7 +56,7 @@ class BenchmarkConfiguration(CatalogViews):
     model: str
     instance_type: str
     quantization: str = "fp16"
-    tgi_version: str | None = DEFAULT_TGI_VERSION  # engine tgi's image version; None for any other engine
+    tgi_version: str | None = DEFAULT_TGI_VERSION  # engine tgi's image version; None (unread) for any other engine
     region: str = DEFAULT_REGION
     label: str = ""
     settings: tuple[tuple[str, str], ...] = field(default=())
@@ -71,7 +71,7 @@ class BenchmarkConfiguration(CatalogViews):
         issues: list[Issue] = []
         engine = collect(get_engine, self.engine, "engine", issues)
         tgi = engine is None or engine.name == "tgi"
-        tgi_version = self.tgi_version if tgi else DEFAULT_TGI_VERSION  # a vLLM row's is checked below
+        tgi_version = self.tgi_version if tgi else DEFAULT_TGI_VERSION  # a vLLM row's is not read
         names = resolve(  # the resolution of catalog.deployment; an empty instance type stays empty (no instance)
             model=self.model,
             quantization=self.quantization,
@@ -106,16 +106,15 @@ class BenchmarkConfiguration(CatalogViews):
         object.__setattr__(self, "settings", settings)
 
     def _engine_version(self, engine: Engine | None, issues: list[Issue]) -> str | None:
-        """The vLLM version resolved (None for TGI); each engine's version field refused for the other engine."""
+        """The vLLM version resolved (None for TGI). ``vllm_version`` is refused for TGI; ``tgi_version`` is not read
+        for vLLM (it becomes None), as a ``DeploymentConfig`` on vLLM leaves its ``tgi_version`` unread: a matrix
+        whose defaults name a TGI version may hold vLLM entries."""
         if engine is None:
             return None
         if engine.name == "tgi":
             if self.vllm_version is not None:
                 issues.append(Issue("vllm_version", self.vllm_version, "is a vLLM setting; leave it unset for TGI"))
             return None
-        if self.tgi_version not in (None, DEFAULT_TGI_VERSION):
-            allowed = f"is a TGI setting; leave it unset for {engine.display_name}"
-            issues.append(Issue("tgi_version", self.tgi_version, allowed))
         version: str | None = collect(engine.resolve_version, self.vllm_version, engine.version_field, issues)
         return version
 

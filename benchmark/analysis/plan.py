@@ -183,7 +183,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(
         prog="python -m benchmark.analysis.plan", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("matrix", help="a matrix YAML file or a shipped matrix name (2023, smoke)")
+    parser.add_argument("matrix", help="a matrix YAML file or a shipped matrix name (2023, engines, smoke)")
     parser.add_argument("--region", help="price region (default: the matrix's plan.region)")
     parser.add_argument("--deploy-minutes", type=float, help="override plan.deploy_minutes")
     parser.add_argument("--teardown-minutes", type=float, help="override plan.teardown_minutes")

@@ -68,7 +68,6 @@ def test_a_vllm_configuration_has_its_own_key_and_label_and_round_trips() -> Non
     [
         ({"engine": "sglang"}, "engine"),
         ({"engine": "tgi", "vllm_version": VLLM}, "vllm_version"),
-        ({"engine": "vllm", "tgi_version": "2.0.2"}, "tgi_version"),
         ({"engine": "vllm", "vllm_version": "0.0.1"}, "vllm_version"),
     ],
 )
@@ -78,6 +77,23 @@ def test_an_engine_setting_that_cannot_be_is_refused_naming_the_field(fields: di
             BenchmarkConfiguration, {"model": "7b", "quantization": "gptq", "instance_type": "g5.2xlarge", **fields}
         )
     assert field in [issue.field for issue in err.value.issues]
+
+
+def test_a_vllm_configuration_does_not_read_a_tgi_version_as_a_deployment_does_not() -> None:
+    """A matrix whose defaults name a TGI version may hold vLLM entries: DeploymentConfig accepts them, and so
+    must the configuration the load-test Lambda builds from them."""
+    data = {
+        "defaults": {"tgi_version": "2.0.2"},
+        "load": {"concurrency": [1], "duration_s": 10},
+        "configurations": [{"model": "7b", "quantization": "gptq", "instance_type": "ml.g5.2xlarge", "engine": "vllm"}],
+    }
+    (entry,) = parse_matrix(data).configurations
+    deployment = entry.deployment
+    assert (deployment.engine, deployment.tgi_version) == ("vllm", "2.0.2")
+    configuration = BenchmarkConfiguration(
+        model="7b", quantization="gptq", instance_type="g5.2xlarge", engine="vllm", tgi_version=deployment.tgi_version
+    )
+    assert configuration.tgi_version is None and configuration.key == f"7b/gptq/ml.g5.2xlarge/vllm-{VLLM}/us-east-1"
 
 
 def test_a_vllm_configuration_is_checked_against_vllm_s_own_rules() -> None:
