@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog.deployment_checks import MAX_INSTANCES_CAP, Resolved, check, resolve, serving_limits
-from catalog.engines import DEFAULT_ENGINE, Engine, ServingLimits, engine_environment, get_engine
+from catalog.engines import DEFAULT_ENGINE, ServingLimits, engine_environment, get_engine
 from catalog.errors import ConfigError
 from catalog.fit import MemoryPlan
 from catalog.hosts import inference_ami
 from catalog.images import ContainerImage
 from catalog.scenarios import get_profile
 from catalog.tgi_images import DEFAULT_VERSION
-from catalog.views import CatalogViews
+from catalog.views import CatalogViews, EngineViews
 
 # Loading weights into GPU memory and warming up the engine takes longer for bigger models; these are the
 # timeouts used when the config does not set them (seconds, within SageMaker's 60..3600). The same for both
@@ -30,7 +30,7 @@ _DOWNLOAD_TIMEOUT_S = {"7b": 900, "13b": 1200, "70b": 2400}
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeploymentConfig(CatalogViews):
+class DeploymentConfig(CatalogViews, EngineViews):
     """One endpoint. Fields left ``None`` are derived from the scenario profile and the catalog."""
 
     scenario: str
@@ -99,16 +99,8 @@ class DeploymentConfig(CatalogViews):
         for name, value in derived.items():
             object.__setattr__(self, name, value)
 
-    # Resolved views (valid after __post_init__); the catalog entries come from CatalogViews.
-    @property
-    def engine_spec(self) -> Engine:
-        return get_engine(self.engine)
-
-    @property
-    def engine_version(self) -> str:
-        """The image version of the deployment's engine: ``tgi_version`` or ``vllm_version``."""
-        return str(getattr(self, self.engine_spec.version_field))
-
+    # Resolved views (valid after __post_init__); the catalog entries come from CatalogViews, the engine's
+    # (engine_spec, engine_version) from EngineViews.
     @property
     def image(self) -> ContainerImage:
         return self.engine_spec.image(self.engine_version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from catalog.engines import Engine, get_engine
 from catalog.fit import MemoryPlan
 from catalog.instances import InstanceSpec, get_instance
 from catalog.models import ModelSpec, Quantization, get_model, get_quantization
@@ -41,3 +42,19 @@ class CatalogViews:
     @property
     def memory_plan(self) -> MemoryPlan:
         return MemoryPlan(self.model_spec, self.quantization_spec, self.instance, self.max_total_tokens)
+
+
+class EngineViews:
+    """Mixin for a frozen dataclass naming its serving ``engine`` and each engine's image version field
+    (``tgi_version``, ``vllm_version``): ``DeploymentConfig`` and ``BenchmarkConfiguration``."""
+
+    engine: str
+
+    @property
+    def engine_spec(self) -> Engine:
+        return get_engine(self.engine)
+
+    @property
+    def engine_version(self) -> str:
+        """The image version of the engine: ``tgi_version`` or ``vllm_version``, whichever the engine reads."""
+        return str(getattr(self, self.engine_spec.version_field))

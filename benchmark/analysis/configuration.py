@@ -27,7 +27,7 @@ from catalog.errors import ConfigError, Issue, collect
 from catalog.fit import MemoryPlan
 from catalog.regions import region_issue
 from catalog.tgi_images import DEFAULT_VERSION as DEFAULT_TGI_VERSION
-from catalog.views import CatalogViews
+from catalog.views import CatalogViews, EngineViews
 
 # The 2023 benchmark ran with MAX_TOTAL_TOKENS 2048; used for the memory-fit check when settings do not say.
 DEFAULT_MAX_TOTAL_TOKENS = 2048
@@ -44,7 +44,7 @@ def _settings_from_json(data: object) -> tuple[tuple[str, str], ...]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BenchmarkConfiguration(CatalogViews):
+class BenchmarkConfiguration(CatalogViews, EngineViews):
     """Model size, quantization, instance, engine and its version, region, plus an optional label and settings.
 
     ``settings`` holds extra container settings that change performance (e.g. ``MAX_BATCH_TOTAL_TOKENS``);
@@ -133,15 +133,6 @@ class BenchmarkConfiguration(CatalogViews):
     def has_instance(self) -> bool:
         """False where no instance type was given: nothing to price, no bandwidth bound, no memory check."""
         return self.instance_type != ""
-
-    @property
-    def engine_spec(self) -> Engine:
-        return get_engine(self.engine)
-
-    @property
-    def engine_version(self) -> str:
-        """The image version of the configuration's engine: ``tgi_version`` or ``vllm_version``."""
-        return str(getattr(self, self.engine_spec.version_field))
 
     @property
     def engine_label(self) -> str:

@@ -99,10 +99,10 @@ class VllmErrors(ErrorStyle):
 
     A body that is not JSON, or one the route's pydantic request type refuses, is FastAPI's ``HTTPException`` /
     ``RequestValidationError``, which vLLM's exception handlers (its API server) turn into an ``ErrorResponse``
-    typed with the status phrase ("Bad Request"); on SageMaker's ``/invocations`` a JSON body no request type validates gets
-    :data:`VLLM_NO_HANDLER` (BadRequestError, 400). vLLM refuses nothing for load (it queues), so a 429 here is an
-    injected one, written as vLLM's HTTPException handler would write it. A generation that fails is vLLM's
-    ``GenerationError``: "Internal server error", InternalServerError, 500.
+    typed with the status phrase ("Bad Request"); on SageMaker's ``/invocations`` a JSON body no request type
+    validates gets :data:`VLLM_NO_HANDLER` (BadRequestError, 400). vLLM refuses nothing for load (it queues), so
+    a 429 here is an injected one, written as vLLM's HTTPException handler would write it. A generation that fails
+    is vLLM's ``GenerationError``: "Internal server error", InternalServerError, 500.
     """
 
     def __init__(self, *, sagemaker: bool) -> None:

@@ -16,9 +16,8 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
 import openai
 import pytest
 from botocore.exceptions import ClientError
@@ -31,9 +30,7 @@ from benchmark.measure.prompts import GenerationParams, Prompt
 from benchmark.measure.records import ErrorKind, RequestRecord
 from catalog.engines import SERVED_MODEL_NAME
 from catalog.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+from tests.benchmark.test_official_clients import runtime  # boto3's sagemaker-runtime client on the emulator
 
 TOKENS = 6
 LATENCY = LatencyModel(prefill_base_ms=2, prefill_ms_per_token=0, tpot_base_ms=2, tpot_slope_ms=0, tokens=TOKENS)
@@ -63,16 +60,6 @@ def emulator(server: EmulatorServer) -> EmulatorServer:
     server.configure(VLLM)
     server.reset()
     return server
-
-
-def runtime(server: EmulatorServer) -> SageMakerRuntimeClient:
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=server.base_url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
 
 
 def payload_bytes(response: Any) -> bytes:
