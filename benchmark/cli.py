@@ -29,9 +29,9 @@ from benchmark.sizing import cli as sizing_cli
 from benchmark.target import (
     add_request_arguments,
     check_target,
+    client_bound_advice,
     described_target,
     emulator_config,
-    late_stamps_advice,
     load_spec,
     open_target,
     parse_config,
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for result in new:
             sys.stdout.write(dumps(result))
     print(f"{len(new)} level(s) measured; results in {store.location}", file=sys.stderr)
-    advice = late_stamps_advice(args, [result.metrics for result in new])
+    advice = client_bound_advice([result.metrics for result in new])
     if advice:
         print(advice, file=sys.stderr)
     if args.report_dir:
