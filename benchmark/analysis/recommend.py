@@ -94,6 +94,14 @@ class Recommendation:
     qualified: int  # of those, how many met every limit and had the metric
     explanation: str
 
+    @property
+    def caveat(self) -> str:
+        """``""``, or what a recommendation says when its winner's level was client-bound (not excluded: said)."""
+        if self.winner is None or not self.winner.metrics.client_bound:
+            return ""
+        reasons = "; ".join(self.winner.metrics.client_bound_reasons)
+        return f"client-bound level: the load generator, not the endpoint, may have bounded it ({reasons})"
+
 
 def _rejection(rule: Rule, result: LevelResult) -> str | None:
     if not (result.metrics.tokens_per_s or 0.0) > 0:
@@ -126,7 +134,8 @@ def recommend_one(rule: Rule, model: str, results: Iterable[LevelResult]) -> Rec
     qualified = [r for r in pool if rejected[id(r)] is None]
     if qualified:
         winner = min(qualified, key=_sort_key(rule))
-        return Recommendation(rule, model, winner, len(pool), len(qualified), f"best of {len(qualified)} qualifying")
+        found = Recommendation(rule, model, winner, len(pool), len(qualified), f"best of {len(qualified)} qualifying")
+        return replace(found, explanation=f"{found.explanation}; {found.caveat}") if found.caveat else found
     if not pool:
         why = f"no results for this model at concurrency {rule.concurrency}"
     else:

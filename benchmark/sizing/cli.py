@@ -101,6 +101,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         levels = sweep(measure, slo, settings)
     capacity = capacity_of(levels, slo)
     print(_capacity_line(capacity))
+    for note in capacity.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"{len(levels)} level(s) in {args.out}", file=sys.stderr)
     advice = client_bound_advice([level.result.metrics for level in levels])
     if advice:
