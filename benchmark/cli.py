@@ -22,7 +22,7 @@ from benchmark.analysis.results import LevelResult, open_store
 from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.load import DEFAULT_LOAD, check_levels
 from benchmark.measure.prompts import prompts_for
-from benchmark.measure.runner import MatrixPlan, Progress, run_matrix
+from benchmark.measure.runner import MatrixPlan, Measure, Progress, measure_level, run_matrix
 from benchmark.report import write_report
 from benchmark.serialize import dumps, from_data
 from benchmark.sizing import cli as sizing_cli
@@ -91,7 +91,8 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
     return configurations
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, *, measure: Measure = measure_level) -> int:
+    """``run``; ``measure`` is the level runner's (a script may keep each level's requests: bench_client_bound)."""
     specs = [load_spec(args, concurrency=c) for c in parse_concurrency(args.concurrency)]
     process = process_options(args)
     overrides = parse_price_overrides(args.price_override or [])
@@ -107,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         price_overrides=overrides,
         process=process,
         progress=Progress(len(configurations) * len(specs)),
+        measure=measure,
     )
     if args.json:
         for result in new:
