@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -181,6 +182,11 @@ def cpu_cgroup(kind: str, base: Path, name: str, quota: float) -> Iterator[Path]
                 time.sleep(0.1)
 
 
+def join_cgroup(procs: Path) -> None:
+    """Run in the child between fork and exec: move this process into the cgroup whose ``cgroup.procs`` is given."""
+    procs.write_text(str(os.getpid()))
+
+
 def shard_main(args: argparse.Namespace) -> int:
     """One shard (a simulated Lambda): its share of the level from the agreed instant; records as JSON."""
     index, parts = (int(x) for x in args.shard.split("/"))
@@ -229,7 +235,7 @@ def sharded(args: argparse.Namespace, kind: str, base: Path, url: str, parts: in
                 *("--out", f"{out}/{index}.json"),
             ]
             # Into its cgroup before it runs a line of Python: the child writes its own pid, then execs.
-            processes.append(subprocess.Popen(command, preexec_fn=lambda p=procs: p.write_text(str(os.getpid()))))  # noqa: PLW1509
+            processes.append(subprocess.Popen(command, preexec_fn=functools.partial(join_cgroup, procs)))  # noqa: PLW1509
         codes = [p.wait() for p in processes]
         if any(codes):
             raise SystemExit(f"a shard failed: exit codes {codes}")
