@@ -127,7 +127,10 @@ def cgroup_quota_cpus(proc: Path = Path("/proc/self"), fs_root: Path = Path("/")
         return None
     quotas: list[float] = []
     for line in groups:
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue  # not a cgroup line: nothing to read
+        _, controllers, path = fields
         v2 = controllers == ""
         if not v2 and "cpu" not in controllers.split(","):
             continue

@@ -154,6 +154,9 @@ def test_cgroup_without_a_quota_or_without_files_is_none(tmp_path: Path) -> None
     write(tmp_path / "sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n")
     assert cgroup_quota_cpus(proc, tmp_path) is None
     assert cgroup_quota_cpus(tmp_path / "nowhere", tmp_path) is None
+    (proc / "cgroup").write_text("garbage\n1:cpu,cpuacct:/\n")
+    write(tmp_path / "sys/fs/cgroup/cpu/cpu.cfs_quota_us", "200000\n")
+    assert cgroup_quota_cpus(proc, tmp_path) == pytest.approx(2.0)  # the malformed line is passed over
 
 
 def test_cgroup_v2_cpu_max(tmp_path: Path) -> None:
