@@ -37,9 +37,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from bench_accuracy import call, start_server, truth_figures  # noqa: E402
 
 from benchmark import cli  # noqa: E402
 from benchmark.clients import ClientFactory, ClientSpec  # noqa: E402
@@ -51,6 +48,7 @@ from benchmark.measure.runner import ProcessOptions, measure_level  # noqa: E402
 from benchmark.measure.selfcheck import cgroup_quota_cpus  # noqa: E402
 from benchmark.measure.workers import share  # noqa: E402
 from benchmark.serialize import from_data, to_data  # noqa: E402
+from scripts.bench_accuracy import call, start_server, truth_figures  # noqa: E402
 
 ACCURACY = 0.02  # the goal: TTFT within 2 % of the truth
 PERIOD_US = 100_000
