@@ -341,3 +341,22 @@ def test_level_runs_carry_the_clients_cpu_samples_and_processes() -> None:
     assert run.processes == 1 and run.usable_cpus is not None and run.usable_cpus <= selfcheck.affinity_cpus()
     assert len(run.cpu_samples) >= 2
     assert [s[0] for s in run.cpu_samples] == sorted(s[0] for s in run.cpu_samples)
+
+
+def test_the_command_line_chooses_per_level_unless_told() -> None:
+    from benchmark.cli import build_parser  # noqa: PLC0415
+    from benchmark.clients import ClientSpec  # noqa: PLC0415
+    from benchmark.measure.runner import resolve_process  # noqa: PLC0415
+    from benchmark.target import process_options  # noqa: PLC0415
+
+    base = ["run", "--target", "tgi", "--url", "http://127.0.0.1:1"]
+    auto = process_options(build_parser().parse_args(base))
+    assert (auto.workers, auto.uvloop, auto.automatic) == (None, None, True)
+    told = process_options(build_parser().parse_args([*base, "--workers", "3", "--no-uvloop"]))
+    assert (told.workers, told.uvloop, told.automatic) == (3, False, False)
+    spec = LoadSpec(concurrency=1024)
+    clients = ClientSpec("tgi-http", "http://127.0.0.1:1")
+    chosen, choice = resolve_process(spec, clients, replace(auto, workers=5))  # --workers 5, loop chosen
+    assert chosen.workers == 5 and chosen.uvloop == choice.uvloop
+    chosen, choice = resolve_process(spec, clients, auto)
+    assert chosen.workers == choice.workers <= max(1, selfcheck.affinity_cpus())
