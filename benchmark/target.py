@@ -23,7 +23,7 @@ from benchmark.clients import ClientSpec
 from benchmark.clients.base import api_key_from_env, redact_url, split_credentials
 from benchmark.measure.load import DEFAULT_LOAD, LoadSpec
 from benchmark.measure.runner import ProcessOptions
-from benchmark.measure.selfcheck import affinity_cpus, cgroup_quota_cpus
+from benchmark.measure.selfcheck import machine_cpus
 from benchmark.serialize import from_data
 from catalog import DEFAULT_REGION, bandwidth_bound_ms_per_token
 from catalog.errors import ConfigError, Issue
@@ -179,8 +179,7 @@ def client_bound_advice(levels: Sequence[_Flagged]) -> str | None:
         f"levels, not the endpoint (client_bound in the results); at {worst.concurrency}: "
         + "; ".join(worst.client_bound_reasons)
     )
-    quota = cgroup_quota_cpus()
-    cpus = float(affinity_cpus()) if quota is None else min(float(affinity_cpus()), quota)
+    cpus = machine_cpus()
     used = worst.client_processes or 1
     if used >= max(1, math.floor(cpus)):
         return head + (

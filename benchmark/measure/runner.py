@@ -26,7 +26,7 @@ from benchmark.measure.load import LoadSpec
 from benchmark.measure.loadgen import LevelRun, run_async, run_level_with
 from benchmark.measure.metrics import LevelMetrics, compute_metrics
 from benchmark.measure.processes import Choice, choose
-from benchmark.measure.selfcheck import CpuMonitor, affinity_cpus, cgroup_quota_cpus, usable_cpus
+from benchmark.measure.selfcheck import CpuMonitor, machine_cpus, usable_cpus
 from benchmark.measure.workers import run_in_workers
 from benchmark.serialize import to_data
 from catalog.errors import ConfigError, Issue
@@ -58,12 +58,10 @@ class ProcessOptions:
 def resolve_process(spec: LoadSpec, clients: ClientFactory, process: ProcessOptions) -> tuple[ProcessOptions, Choice]:
     """The level's processes and event loop: what was asked, the automatic choice where nothing was."""
     protocol = str(getattr(clients, "protocol", ""))
-    quota = cgroup_quota_cpus()
-    cpus = float(affinity_cpus()) if quota is None else min(float(affinity_cpus()), quota)
     choice = choose(
         concurrency=spec.concurrency,
         protocol=protocol,
-        cpus=cpus,
+        cpus=machine_cpus(),
         stream_tokens_per_s=process.stream_tokens_per_s,
         open_loop=spec.open_loop,
     )

@@ -187,11 +187,15 @@ def _read_v1(directory: Path) -> float | None:
     return None if quota <= 0 or period <= 0 else quota / period
 
 
-def usable_cpus(processes: int = 1) -> float:
-    """CPUs the client can use: its affinity, its cgroup quota, and no more than one per event-loop process."""
+def machine_cpus() -> float:
+    """CPUs this process and its children may use together: its affinity, capped by its cgroup's quota."""
     quota = cgroup_quota_cpus()
-    machine = float(affinity_cpus()) if quota is None else min(float(affinity_cpus()), quota)
-    return min(machine, float(max(1, processes)))
+    return float(affinity_cpus()) if quota is None else min(float(affinity_cpus()), quota)
+
+
+def usable_cpus(processes: int = 1) -> float:
+    """CPUs the client can use: :func:`machine_cpus`, and no more than one per event-loop process."""
+    return min(machine_cpus(), float(max(1, processes)))
 
 
 # --- CPU accounting ---------------------------------------------------------------------------------------------
