@@ -65,8 +65,6 @@ from benchmark.measure.selfcheck import (
 )
 from benchmark.serialize import JsonShape
 
-__all__ = ["COALESCED_LIMIT", "LevelMetrics", "compute_metrics"]
-
 # Server-reported per-request time per token (ms), as TGI sends it in the x-time-per-token header.
 SERVER_TIME_PER_TOKEN_KEYS = ("x-time-per-token", "time_per_token")
 # A request that ends this close after the window end (float noise from the clock) still counts.

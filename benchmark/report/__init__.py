@@ -19,9 +19,8 @@ from markupsafe import Markup
 
 from benchmark.analysis.recommend import DEFAULT_RULES, Recommendation, Rule, recommend
 from benchmark.analysis.results import LevelResult, tool_version, utc_now
-from benchmark.measure.metrics import COALESCED_LIMIT
 from benchmark.measure.percentiles import PERCENTILES, Distribution, min_samples
-from benchmark.measure.selfcheck import CPU_BUSY_LIMIT, SEND_LATENESS_LIMIT
+from benchmark.measure.selfcheck import COALESCED_LIMIT, CPU_BUSY_LIMIT, SEND_LATENESS_LIMIT
 from benchmark.report.charts import Bar, Point, bars, scatter
 from catalog import MODELS
 
