@@ -22,16 +22,16 @@ from benchmark.analysis.results import LevelResult, open_store
 from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.load import DEFAULT_LOAD, check_levels
 from benchmark.measure.prompts import prompts_for
-from benchmark.measure.runner import MatrixPlan, Progress, run_matrix
+from benchmark.measure.runner import MatrixPlan, Measure, Progress, measure_level, run_matrix
 from benchmark.report import write_report
 from benchmark.serialize import dumps, from_data
 from benchmark.sizing import cli as sizing_cli
 from benchmark.target import (
     add_request_arguments,
     check_target,
+    client_bound_advice,
     described_target,
     emulator_config,
-    late_stamps_advice,
     load_spec,
     open_target,
     parse_config,
@@ -97,7 +97,8 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
     return configurations
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, *, measure: Measure = measure_level) -> int:
+    """``run``; ``measure`` is the level runner's (a script may keep each level's requests: bench_client_bound)."""
     specs = [load_spec(args, concurrency=c) for c in parse_concurrency(args.concurrency)]
     process = process_options(args)
     overrides = parse_price_overrides(args.price_override or [])
@@ -113,12 +114,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         price_overrides=overrides,
         process=process,
         progress=Progress(len(configurations) * len(specs)),
+        measure=measure,
     )
     if args.json:
         for result in new:
             sys.stdout.write(dumps(result))
     print(f"{len(new)} level(s) measured; results in {store.location}", file=sys.stderr)
-    advice = late_stamps_advice(args, [result.metrics for result in new])
+    advice = client_bound_advice([result.metrics for result in new])
     if advice:
         print(advice, file=sys.stderr)
     if args.report_dir:

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import dataclasses
 import math
-import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +23,7 @@ from benchmark.clients import ClientSpec
 from benchmark.clients.base import api_key_from_env, redact_url, split_credentials
 from benchmark.measure.load import DEFAULT_LOAD, LoadSpec
 from benchmark.measure.runner import ProcessOptions
+from benchmark.measure.selfcheck import machine_cpus
 from benchmark.serialize import from_data
 from catalog import DEFAULT_REGION, bandwidth_bound_ms_per_token
 from catalog.engines import SERVED_MODEL_NAME
@@ -131,9 +131,19 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
     """How the load generator runs on this machine: worker processes and event loop."""
     group = parser.add_argument_group("load generator")
     group.add_argument(
-        "--workers", type=int, default=0, metavar="N", help="spread each level's users over N processes (0: one)"
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="spread each level's users over N processes (0: this one; default: chosen per level from its expected "
+        "token rate and the usable CPUs, see benchmark/measure/processes.py)",
     )
-    group.add_argument("--uvloop", action="store_true", help="run the load generator on uvloop (less CPU per event)")
+    group.add_argument(
+        "--uvloop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the load generator on uvloop, less CPU per event (default: where installed, at 2+ streams)",
+    )
 
 
 def add_request_arguments(parser: argparse.ArgumentParser, *, duration_s: float | None = None) -> None:
@@ -144,6 +154,7 @@ def add_request_arguments(parser: argparse.ArgumentParser, *, duration_s: float 
 
 
 def process_options(args: argparse.Namespace) -> ProcessOptions:
+    """What the options ask; ``None`` (not given): chosen per level (``runner.resolve_process``)."""
     return ProcessOptions(workers=args.workers, uvloop=args.uvloop)
 
 
@@ -151,38 +162,37 @@ class _Flagged(Protocol):
     @property
     def concurrency(self) -> int: ...
     @property
-    def late_first_tokens(self) -> bool: ...
+    def client_bound(self) -> bool: ...
+    @property
+    def client_bound_reasons(self) -> tuple[str, ...]: ...
+    @property
+    def client_processes(self) -> int | None: ...
 
 
-STREAMS_PER_WORKER = 32  # what scripts/bench_accuracy.py found one process keeps on time with uvloop
+def client_bound_advice(levels: Sequence[_Flagged]) -> str | None:
+    """What to do when levels were client-bound (the load generator may have bounded them), else None.
 
-
-def suggested_workers(concurrency: int) -> int:
-    """Worker processes for ``concurrency`` streams: one per 32, at least 2, at most one per core."""
-    return max(2, min(os.cpu_count() or 1, math.ceil(concurrency / STREAMS_PER_WORKER)))
-
-
-def late_stamps_advice(args: argparse.Namespace, levels: Sequence[_Flagged]) -> str | None:
-    """What to do when levels were flagged for coalesced first tokens (their TTFT may read late), else None.
-
-    The run is not changed behind the user's back: the flagged levels are named and the options to add
-    are printed, and the user reruns them.
+    The run is not changed behind the user's back: the levels are named with the rules they broke, and what to
+    change is printed (more processes where CPUs are left, else fewer streams per machine).
     """
-    flagged = sorted({m.concurrency for m in levels if m.late_first_tokens})
+    flagged = [m for m in levels if m.client_bound]
     if not flagged:
         return None
-    where = ", ".join(str(c) for c in flagged)
+    where = ", ".join(str(c) for c in sorted({m.concurrency for m in flagged}))
+    worst = max(flagged, key=lambda m: m.concurrency)
     head = (
-        f"warning: TTFT may read late at concurrency {where}: first tokens arrived in one read with later bytes "
-        "(the load generator read its sockets late; late_first_tokens in the results)"
+        f"warning: client-bound at concurrency {where}: inconclusive, the load generator may have bounded these "
+        f"levels, not the endpoint (client_bound in the results); at {worst.concurrency}: "
+        + "; ".join(worst.client_bound_reasons)
     )
-    workers = suggested_workers(max(flagged))
-    if args.workers >= workers and args.uvloop:
+    cpus = machine_cpus()
+    used = worst.client_processes or 1
+    if used >= max(1, math.floor(cpus)):
         return head + (
-            f"; already on --workers {args.workers} --uvloop with {os.cpu_count()} cores: measure fewer streams "
-            "per machine (more cores, or the load split over machines)"
+            f"; already {used} process(es) on {cpus:.2g} usable CPU(s): measure fewer streams per machine "
+            "(more cores, or the level sharded over machines)"
         )
-    return head + f"; rerun those levels with --workers {workers} --uvloop (into a new results file)"
+    return head + f"; rerun those levels with --workers {math.floor(cpus)} --uvloop (into a new results file)"
 
 
 def check_target(args: argparse.Namespace) -> str:

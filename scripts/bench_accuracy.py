@@ -102,9 +102,13 @@ def _err(measured: float, truth: float) -> float:
     return (measured - truth) / truth * 100 if truth else float("nan")
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
+def start_server(*options: str) -> tuple[subprocess.Popen[str], str]:
+    """The truth server in a process of its own (``options``: its command line, e.g. a faster latency model)."""
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "truth_server.py")], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, str(ROOT / "scripts" / "truth_server.py"), *options],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     assert process.stdout is not None
     line = process.stdout.readline()

@@ -13,7 +13,8 @@ all on ``time.perf_counter()``, which on Linux is ``CLOCK_MONOTONIC`` and so the
 process. The truth figures are computed from this log, never from what the server meant to do.
 
 Latency model: like TGI's continuous batching, a prefill of ``40 + 0.1 x input tokens`` ms, then one token
-every ``20 + 0.1 x active`` ms per request (``active`` = requests decoding), 50 tokens. Each request keeps
+every ``20 + 0.1 x active`` ms per request (``active`` = requests decoding), 50 tokens (``--tpot-base-ms``,
+``--tpot-per-active-ms`` change the 20 and the 0.1: a faster server). Each request keeps
 its own schedule (tokens of different requests are not emitted in lockstep).
 
 Routes: ``POST /generate_stream`` (TGI SSE), ``POST /v1/chat/completions`` (OpenAI SSE, streamed),
@@ -310,10 +311,16 @@ async def serve(host: str, port: int) -> None:
 
 
 def main() -> None:
+    global TPOT_BASE_MS, TPOT_PER_ACTIVE_MS  # the latency model's knobs, set once before serving
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tpot-base-ms", type=float, default=TPOT_BASE_MS, help="ms per token at no load")
+    parser.add_argument(
+        "--tpot-per-active-ms", type=float, default=TPOT_PER_ACTIVE_MS, help="ms added per decoding request"
+    )
     args = parser.parse_args()
+    TPOT_BASE_MS, TPOT_PER_ACTIVE_MS = args.tpot_base_ms, args.tpot_per_active_ms
     # The standard loop: its timers are as precise as the clock (uvloop's are whole milliseconds).
     asyncio.run(serve(args.host, args.port))
 

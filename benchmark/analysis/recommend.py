@@ -100,6 +100,14 @@ class Recommendation:
     explanation: str
     engine: str | None = None  # None: every engine competed; else the best of this engine only (catalog name)
 
+    @property
+    def caveat(self) -> str:
+        """``""``, or what a recommendation says when its winner's level was client-bound (not excluded: said)."""
+        if self.winner is None or not self.winner.metrics.client_bound:
+            return ""
+        reasons = "; ".join(self.winner.metrics.client_bound_reasons)
+        return f"client-bound level: the load generator, not the endpoint, may have bounded it ({reasons})"
+
 
 def _rejection(rule: Rule, result: LevelResult) -> str | None:
     if not (result.metrics.tokens_per_s or 0.0) > 0:
@@ -142,8 +150,10 @@ def recommend_one(
     if qualified:
         winner = min(qualified, key=_sort_key(rule))
         scope = f" on {get_engine(engine).display_name}" if engine else ""
-        explanation = f"best{scope} of {len(qualified)} qualifying"
-        return Recommendation(rule, model, winner, len(pool), len(qualified), explanation, engine)
+        found = Recommendation(
+            rule, model, winner, len(pool), len(qualified), f"best{scope} of {len(qualified)} qualifying", engine
+        )
+        return replace(found, explanation=f"{found.explanation}; {found.caveat}") if found.caveat else found
     if not pool:
         why = f"no results for this model at concurrency {rule.concurrency}"
     else:

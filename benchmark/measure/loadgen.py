@@ -57,6 +57,11 @@ class LevelRun:
     # Open loop: how late each request was handed to the client after its scheduled arrival (seconds).
     # Its latency is measured from the schedule, so lateness counts; this says how much there was.
     dispatch_lag_s: list[float] = field(default_factory=list)
+    # Filled by the level runner (benchmark.measure.runner.measure_level): (perf_counter, client CPU seconds)
+    # samples over the level, the CPUs the client could use and the event-loop processes it ran in.
+    cpu_samples: list[tuple[float, float]] = field(default_factory=list)
+    usable_cpus: float | None = None
+    processes: int | None = None
 
     @property
     def measured(self) -> list[RequestRecord]:

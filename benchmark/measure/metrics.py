@@ -33,6 +33,11 @@ Rules (each chosen so the number means what its name says):
 - ``error_rate`` = failed measured requests / all measured requests.
 - ``requests_resent`` = measured requests sent a second time because the kept-alive connection they went out
   on closed before any byte of an answer (see :func:`benchmark.wire.connection.round_trip`).
+- ``send_lateness_ms``: closed loop, how long after its previous answer ended each virtual user sent its next
+  request; open loop, how long after its scheduled arrival each request was handed to the client. ``client_cpu_s``:
+  the client's CPU (this process and its workers) inside the steady-state window, ``client_cpus`` the CPUs it could
+  use. With the coalesced share they give the verdict ``client_bound`` (rules and thresholds:
+  :mod:`benchmark.measure.selfcheck`).
 - ``derived_tokens_per_s_2023`` reproduces the 2023 benchmark's *derived* throughput,
   users x max_new_tokens x 1000 / mean(end-to-end ms), for comparison only.
 
@@ -44,20 +49,26 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import ClassVar, Protocol
 
 from benchmark.measure.percentiles import Distribution
 from benchmark.measure.records import ErrorKind, RequestRecord
+from benchmark.measure.selfcheck import (
+    ADVICE,
+    COALESCED_LIMIT,
+    Evidence,
+    client_bound_reasons,
+    cpu_between,
+    send_lateness_s,
+)
 from benchmark.serialize import JsonShape
 
 # Server-reported per-request time per token (ms), as TGI sends it in the x-time-per-token header.
 SERVER_TIME_PER_TOKEN_KEYS = ("x-time-per-token", "time_per_token")
 # A request that ends this close after the window end (float noise from the clock) still counts.
 _WINDOW_SLACK_S = 1e-9
-# Above this share of coalesced first tokens a level's TTFT may read late: the level is flagged.
-COALESCED_LIMIT = 0.01
 
 
 class TokenTimeSource(StrEnum):
@@ -229,8 +240,48 @@ class LevelMetrics:
     completed_requests_per_min: float | None = None  # requests_ok / window_s x 60 (from the first send, comparison)
     streamed_ok: int = 0  # successful in-window requests with token times (the TTFT's streams)
     coalesced_first_tokens: int = 0  # of those, first tokens stamped with later bytes (see the module docstring)
+    open_loop: bool = False  # arrivals on a schedule (request_rate): send lateness is then dispatch lag
+    send_lateness_ms: Distribution = field(default_factory=Distribution.empty)
+    client_cpu_s: float | None = None  # client CPU seconds inside the steady window (None: not measured)
+    client_cpus: float | None = None  # CPUs it could use: affinity, cgroup quota, one per event-loop process
+    client_processes: int | None = None  # event-loop processes that ran the level (1: in the runner's process)
     # Written for readers of the file, recomputed on reading.
-    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(derived=("coalesced_first_token_share", "late_first_tokens"))
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(
+        derived=(
+            "coalesced_first_token_share",
+            "late_first_tokens",
+            "client_cpu_share",
+            "client_bound",
+            "client_bound_reasons",
+        )
+    )
+
+    @property
+    def client_cpu_share(self) -> float | None:
+        """The client's CPU in the steady window / (its length x the CPUs it could use)."""
+        window = self.steady_window_s
+        if self.client_cpu_s is None or not self.client_cpus or not window:
+            return None
+        return self.client_cpu_s / (window * self.client_cpus)
+
+    @property
+    def client_bound_reasons(self) -> tuple[str, ...]:
+        """Each client-bound rule the level breaks (:mod:`benchmark.measure.selfcheck`), with its threshold."""
+        wait = self.ttft_ms.median if self.open_loop else self.e2e_ms.median
+        evidence = Evidence(
+            coalesced_share=self.coalesced_first_token_share,
+            cpu_share=self.client_cpu_share,
+            usable_cpus=self.client_cpus,
+            lateness_p50_ms=self.send_lateness_ms.median,
+            wait_p50_ms=wait,
+            open_loop=self.open_loop,
+        )
+        return client_bound_reasons(evidence)
+
+    @property
+    def client_bound(self) -> bool:
+        """The verdict: the load generator, not the endpoint, may have bounded this level's figures."""
+        return bool(self.client_bound_reasons)
 
     @property
     def coalesced_first_token_share(self) -> float | None:
@@ -322,8 +373,14 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
     coalesced = sum(streamed)
     if streamed and coalesced / len(streamed) > COALESCED_LIMIT:
         notes.append(late_first_tokens_note(coalesced / len(streamed)))
+    # Read with getattr, so runs without them (stand-ins, other tools) still work: the open loop's dispatch lags,
+    # the client's CPU samples, the CPUs and processes it ran with (benchmark.measure.runner.measure_level).
+    open_loop = getattr(run.spec, "request_rate", None) is not None
+    lateness = list(getattr(run, "dispatch_lag_s", ())) if open_loop else send_lateness_s(measured)
+    samples = getattr(run, "cpu_samples", ())
+    client_cpu = cpu_between(samples, *steady) if samples and steady is not None else None
 
-    return LevelMetrics(
+    metrics = LevelMetrics(
         concurrency=run.spec.concurrency,
         window_s=window_s,
         requests_total=len(measured),
@@ -351,7 +408,21 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
         completed_requests_per_min=completed_rpm,
         streamed_ok=len(streamed),
         coalesced_first_tokens=coalesced,
+        open_loop=open_loop,
+        send_lateness_ms=Distribution.of(x * 1000.0 for x in lateness),
+        client_cpu_s=client_cpu,
+        client_cpus=getattr(run, "usable_cpus", None),
+        client_processes=getattr(run, "processes", None),
     )
+    return _with_client_note(metrics)
+
+
+def _with_client_note(metrics: LevelMetrics) -> LevelMetrics:
+    """The notes, with what made the level client-bound besides coalesced first tokens (noted already), and advice."""
+    others = [r for r in metrics.client_bound_reasons if "coalesced" not in r]
+    if not others:
+        return metrics
+    return replace(metrics, notes=(*metrics.notes, f"client-bound: {'; '.join(others)}; {ADVICE}"))
 
 
 def late_first_tokens_note(share: float) -> str:

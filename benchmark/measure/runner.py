@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from benchmark.analysis.configuration import BenchmarkConfiguration
@@ -25,6 +25,8 @@ from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.load import LoadSpec
 from benchmark.measure.loadgen import LevelRun, run_async, run_level_with
 from benchmark.measure.metrics import LevelMetrics, compute_metrics
+from benchmark.measure.processes import Choice, choose
+from benchmark.measure.selfcheck import CpuMonitor, machine_cpus, usable_cpus
 from benchmark.measure.workers import run_in_workers
 from benchmark.serialize import to_data
 from catalog.errors import ConfigError, Issue
@@ -32,21 +34,56 @@ from catalog.errors import ConfigError, Issue
 
 @dataclass(frozen=True)
 class ProcessOptions:
-    """How this machine runs the load generator: worker processes (0: this process) and the event loop."""
+    """How this machine runs the load generator: worker processes (0: this process) and the event loop.
 
-    workers: int = 0
-    uvloop: bool = False
+    ``None`` (the command line's default): chosen per level from its expected token rate and the CPUs there are
+    (:func:`benchmark.measure.processes.choose`); ``stream_tokens_per_s`` is what a lower level of the same run
+    measured per stream, the basis of that expectation (None: the assumed rate).
+    """
+
+    workers: int | None = 0
+    uvloop: bool | None = False
+    stream_tokens_per_s: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise ConfigError([Issue("workers", self.workers, "must be zero (in this process) or a positive integer")])
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
+            allowed = "must be zero (in this process), a positive integer, or unset (chosen per level)"
+            raise ConfigError([Issue("workers", self.workers, allowed)])
+
+    @property
+    def automatic(self) -> bool:
+        return self.workers is None or self.uvloop is None
+
+
+def resolve_process(spec: LoadSpec, clients: ClientFactory, process: ProcessOptions) -> tuple[ProcessOptions, Choice]:
+    """The level's processes and event loop: what was asked, the automatic choice where nothing was."""
+    protocol = str(getattr(clients, "protocol", ""))
+    choice = choose(
+        concurrency=spec.concurrency,
+        protocol=protocol,
+        cpus=machine_cpus(),
+        stream_tokens_per_s=process.stream_tokens_per_s,
+        open_loop=spec.open_loop,
+    )
+    workers = choice.workers if process.workers is None else process.workers
+    uvloop = choice.uvloop if process.uvloop is None else process.uvloop
+    return replace(process, workers=workers, uvloop=uvloop), choice
 
 
 def measure_level(spec: LoadSpec, clients: ClientFactory, process: ProcessOptions = ProcessOptions()) -> LevelRun:
-    """Run one level; raises :class:`LevelAborted` when the target fails fast."""
-    if process.workers:
-        return run_in_workers(spec, clients, process.workers, uvloop=process.uvloop)
-    return run_async(run_level_with(spec, clients), uvloop=process.uvloop)
+    """Run one level, measuring the client's own CPU; raises :class:`LevelAborted` when the target fails fast."""
+    if process.automatic:
+        process, _ = resolve_process(spec, clients, process)
+    workers, uvloop = process.workers or 0, bool(process.uvloop)
+    with CpuMonitor() as cpu:
+        if workers:
+            run = run_in_workers(spec, clients, workers, uvloop=uvloop)
+        else:
+            run = run_async(run_level_with(spec, clients), uvloop=uvloop)
+    run.cpu_samples = cpu.samples
+    run.processes = min(workers, spec.concurrency) if workers else 1
+    run.usable_cpus = usable_cpus(run.processes)
+    return run
 
 
 # What measures a level (the tests put a stand-in here): measure_level's signature.
@@ -187,7 +224,13 @@ def run_matrix(
         if not specs:
             continue
         with open_target(configuration) as clients:
+            observed = process.stream_tokens_per_s  # per stream, at the configuration's last level (auto workers)
             for spec in specs:
+                level_process = replace(process, stream_tokens_per_s=observed)
+                if process.automatic:
+                    level_process, choice = resolve_process(spec, clients, level_process)
+                    if progress is not None:
+                        progress.line(f"c={spec.concurrency}: {choice.describe()}", final=True)
                 with progress.level(configuration, spec.concurrency) if progress else contextlib.nullcontext():
                     outcome = run_one_level(
                         configuration,
@@ -196,21 +239,45 @@ def run_matrix(
                         target=target,
                         store=store,
                         price_overrides=price_overrides,
-                        process=process,
+                        process=level_process,
                         measure=measure,
                     )
                 results.append(outcome.result)
+                observed = stream_tokens_per_s(outcome.result.metrics) or observed
                 if progress is not None:
                     progress.finished(configuration, outcome.result.metrics)
     return results
 
 
+def stream_tokens_per_s(metrics: LevelMetrics) -> float | None:
+    """Tokens/s per stream a level measured (steady state), the expectation of the next level's (auto workers)."""
+    if not metrics.tokens_per_s or metrics.open_loop:
+        return None
+    return metrics.tokens_per_s / metrics.concurrency
+
+
 def late_first_tokens_flag(metrics: LevelMetrics) -> str:
-    """``""``, or what a progress line adds for a level whose TTFT may read late (coalesced first tokens)."""
+    """``""``, or what a progress line adds for a level the client may have bounded (client-bound, late stamps)."""
     share = metrics.coalesced_first_token_share
-    if not metrics.late_first_tokens or share is None:
-        return ""
-    return f"; LATE STAMPS: {share:.1%} of first tokens coalesced, TTFT may read late"
+    text = ""
+    if metrics.late_first_tokens and share is not None:
+        text += f"; LATE STAMPS: {share:.1%} of first tokens coalesced, TTFT may read late"
+    text += self_measurement(metrics)
+    if metrics.client_bound:
+        text += "; CLIENT-BOUND: " + "; ".join(metrics.client_bound_reasons)
+    return text
+
+
+def self_measurement(metrics: LevelMetrics) -> str:
+    """The client's own figures for a progress line: send lateness p50/p99/max, CPU against the usable CPUs."""
+    late = metrics.send_lateness_ms
+    parts = []
+    if late.count:
+        parts.append(f"sent late p50/p99/max {late.median:.1f}/{late.p99:.1f}/{late.maximum:.1f} ms")
+    share = metrics.client_cpu_share
+    if share is not None and metrics.client_cpus:
+        parts.append(f"client CPU {share:.0%} of {metrics.client_cpus:.2g}")
+    return "; " + ", ".join(parts) if parts else ""
 
 
 def _num(value: float | None) -> str:

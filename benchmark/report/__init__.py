@@ -19,8 +19,8 @@ from markupsafe import Markup
 
 from benchmark.analysis.recommend import DEFAULT_RULES, Recommendation, Rule, recommend
 from benchmark.analysis.results import LevelResult, tool_version, utc_now
-from benchmark.measure.metrics import COALESCED_LIMIT
 from benchmark.measure.percentiles import PERCENTILES, Distribution, min_samples
+from benchmark.measure.selfcheck import COALESCED_LIMIT, CPU_BUSY_LIMIT, SEND_LATENESS_LIMIT
 from benchmark.report.charts import Bar, Point, bars, scatter
 from catalog import MODELS
 
@@ -224,6 +224,7 @@ def context(
         "imported_definitions": _imported_definitions(ordered),
         "percentile_rules": [(name, min_samples(q)) for name, q in PERCENTILES.items()],
         "coalesced_limit": COALESCED_LIMIT,
+        "client_limits": {"coalesced": COALESCED_LIMIT, "cpu": CPU_BUSY_LIMIT, "lateness": SEND_LATENESS_LIMIT},
         "charts": _charts(ordered),
     }
 

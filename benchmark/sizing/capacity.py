@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from benchmark.analysis.configuration import BenchmarkConfiguration
-from benchmark.sizing.goodput import LevelVerdict, evaluate
+from benchmark.sizing.goodput import LevelVerdict, client_bound_note, evaluate
 from benchmark.sizing.levels import MeasuredLevel
 from benchmark.sizing.slo import Slo
 from catalog.errors import ConfigError, Issue
@@ -105,13 +105,23 @@ def capacity_of(levels: Sequence[MeasuredLevel], slo: Slo) -> Capacity:
         for v in verdicts
         if v.meets and v.level.load not in unsure and (first_failing is None or v.level.load < first_failing)
     ]
-    notes = [f"load {x:g} inconclusive (too few requests for a percentile; run longer)" for x in sorted(unsure)]
+    bound = {v.level.load for v in verdicts if v.client_bound}
+    few = "inconclusive (too few requests for a percentile; run longer)"
+    notes = [client_bound_note(x) if x in bound else f"load {x:g} {few}" for x in sorted(unsure)]
+    # A client-bound level that met the SLO counts, said so: the load generator may have offered less than asked.
+    notes += [
+        f"client-bound at {x:g} streams but met the SLO: the load offered may have been lower than asked"
+        for x in sorted(bound - unsure)
+        if x in passing
+    ]
     if not all(v.level.samples is not None for v in verdicts):
         notes.append("judged on stored percentiles (no per-request data): goodput unknown")
     if passing:
         return Capacity(configuration, kinds.pop(), max(passing), first_failing, verdicts, notes=tuple(notes))
     lowest = next((v for v in verdicts if not v.meets and not v.inconclusive), None)
-    if lowest is None:
+    if lowest is None and bound:
+        reason = client_bound_note(min(bound))
+    elif lowest is None:
         reason = "no level had enough requests to judge: run longer levels"
     else:
         reason = f"fails the SLO already at {lowest.level.load:g} ({lowest.reason})"
@@ -155,8 +165,10 @@ def sweep(measure: Measure, slo: Slo, settings: SweepSettings) -> list[MeasuredL
             level = measure(load, 0)
             runs[load].append(level)
             order.append(level)
-        # A level with too few requests is not a failure: the sweep goes on upwards (capacity_of excludes it).
-        return all(evaluate(level, slo).meets or evaluate(level, slo).inconclusive for level in runs[load])
+        # A level with too few requests is not a failure: the sweep goes on upwards (capacity_of excludes it). A
+        # client-bound one is no failure either, but higher loads would be more so: the search turns back there.
+        verdicts = [evaluate(level, slo) for level in runs[load]]
+        return all(v.meets or (v.inconclusive and not v.client_bound) for v in verdicts)
 
     low, high = 0, None  # highest load known to pass, lowest known to fail
     load = settings.start

@@ -28,8 +28,8 @@ from benchmark.sizing.report import write_sizing_report
 from benchmark.sizing.slo import parse_slo
 from benchmark.target import (
     add_request_arguments,
+    client_bound_advice,
     emulator_config,
-    late_stamps_advice,
     load_spec,
     open_target,
     parse_config,
@@ -101,8 +101,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         levels = sweep(measure, slo, settings)
     capacity = capacity_of(levels, slo)
     print(_capacity_line(capacity))
+    for note in capacity.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"{len(levels)} level(s) in {args.out}", file=sys.stderr)
-    advice = late_stamps_advice(args, [level.result.metrics for level in levels])
+    advice = client_bound_advice([level.result.metrics for level in levels])
     if advice:
         print(advice, file=sys.stderr)
     return 0

@@ -52,19 +52,35 @@ class LevelVerdict:
         return all(c.status == MET for c in self.checks) and self.error_status in (None, MET)
 
     @property
+    def client_bound(self) -> bool:
+        """The load generator may have bounded the level (:mod:`benchmark.measure.selfcheck`), not the endpoint."""
+        return self.level.result.metrics.client_bound
+
+    @property
     def inconclusive(self) -> bool:
-        """Fails only for want of requests: says nothing about whether the load is too high (run longer)."""
-        return not self.meets and all(c.status in (MET, TOO_FEW) for c in self.checks) and self.error_status != EXCEEDED
+        """Fails for want of requests (run longer) or of client (client-bound): says nothing of the endpoint."""
+        if self.meets:
+            return False
+        few = all(c.status in (MET, TOO_FEW) for c in self.checks) and self.error_status != EXCEEDED
+        return few or self.client_bound
 
     @property
     def reason(self) -> str:
         """Why the level does not meet the SLO ('' when it does)."""
         parts = [c.explain() for c in self.checks if c.status != MET]
+        if parts and self.client_bound:
+            reasons = "; ".join(self.level.result.metrics.client_bound_reasons)
+            parts.insert(0, f"{client_bound_note(self.level.load)} ({reasons})")
         if self.error_status == EXCEEDED:
             parts.append(f"error rate {self.error_rate:.3f} above the limit")
         elif self.error_status == NO_DATA:
             parts.append("error rate: not in these results")
         return "; ".join(parts)
+
+
+def client_bound_note(load: float) -> str:
+    """What the sizing sweep says of a client-bound level instead of calling it a failure of the endpoint."""
+    return f"client-bound at {load:g} streams: inconclusive, add workers/shards"
 
 
 def _check_from_samples(level: MeasuredLevel, limit: Limit) -> LimitCheck:

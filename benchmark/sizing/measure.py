@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from benchmark.analysis.configuration import BenchmarkConfiguration
 from benchmark.clients import ClientFactory
 from benchmark.measure.load import LoadSpec
-from benchmark.measure.runner import ProcessOptions, run_one_level
+from benchmark.measure.runner import ProcessOptions, run_one_level, stream_tokens_per_s
 from benchmark.sizing.capacity import Measure
 from benchmark.sizing.levels import MeasuredLevel, append_level, samples_of
 
@@ -52,15 +52,23 @@ def measurer(
 ) -> Measure:
     """A ``Measure`` for :func:`benchmark.sizing.capacity.sweep`."""
 
+    # Tokens/s per stream measured so far, the highest (a lower load's): what the automatic choice of worker
+    # processes expects of the next level (benchmark.measure.processes).
+    per_stream: list[float] = []
+
     def measure(load: int, repeat: int) -> MeasuredLevel:
+        process = replace(plan.process, stream_tokens_per_s=max(per_stream, default=plan.process.stream_tokens_per_s))
         outcome = run_one_level(
             configuration,
             plan.spec(load, repeat),
             clients,
             target=plan.target,
             price_overrides=plan.price_overrides,
-            process=plan.process,
+            process=process,
         )
+        rate = stream_tokens_per_s(outcome.result.metrics)
+        if rate is not None:
+            per_stream.append(rate)
         level = MeasuredLevel(outcome.result, samples_of(outcome.run), repeat)
         if sizing_file:
             append_level(sizing_file, level)

@@ -52,7 +52,7 @@ def test_html_is_self_contained_escaped_and_has_charts(report: tuple[str, str]) 
     assert "&lt;script&gt;alert(1)&lt;/script&gt;|x" in html
     assert not re.search(r"""(src|href)=["']?https?:""", html)
     assert html.count("<svg") == 3  # one scatter chart per model size (7B, 13B), then the cost bars
-    assert html.count("<table>") == 5  # three recommendations, all results, prices
+    assert html.count("<table>") == 6  # three recommendations, all results, load generator (measured rows), prices
     assert "<title>Bench &lt;&amp;&gt; test</title>" in html
     assert "<circle" in html and "<rect" in html
 
