@@ -12,6 +12,7 @@ import pytest
 
 from benchmark.aws.aggregate import aggregate_run
 from benchmark.aws.contract import (
+    ITEM_LOAD,
     AggregateEnvironment,
     AggregateEvent,
     ConfigurationOutcome,
@@ -19,6 +20,7 @@ from benchmark.aws.contract import (
     LambdaEnvironmentError,
     LevelEvent,
     LoadTestEnvironment,
+    LoadTestSizing,
     level_items,
     read_environment,
     required_fields,
@@ -36,7 +38,9 @@ CONTRACTS: dict[str, type[LoadTestEnvironment | AggregateEnvironment | JanitorEn
     "aggregate": AggregateEnvironment,
     "janitor": JanitorEnvironment,
 }
-SET_BY_LAMBDA = {"AWS_REGION", "AWS_DEFAULT_REGION"}  # reserved: the runtime sets them, a stack cannot
+# Reserved: the runtime sets them, a stack cannot (Lambda developer guide, "Defined runtime environment variables").
+SET_BY_LAMBDA = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
+SIZING = LoadTestSizing(memory_mb=1024)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +101,7 @@ def test_missing_variables_are_all_named() -> None:
 
 
 def test_state_machine_sends_the_contract_events(built: Built) -> None:
-    assert _keys(_state(built, "RunLevels")["ItemSelector"]) == set(required_fields(LevelEvent))
+    assert _keys(_state(built, "RunLevels")["ItemSelector"]["level"]) == set(required_fields(LevelEvent))
     assert _keys(_state(built, "Aggregate")["Parameters"]) == set(required_fields(AggregateEvent))
     assert _keys(_state(built, "ConfigurationDone")["Parameters"]) == set(required_fields(ConfigurationOutcome))
 
@@ -119,14 +123,16 @@ class Recording(dict[str, Any]):
 
 
 def _level_event() -> dict[str, Any]:
-    plan = matrix_items(load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights")
+    plan = matrix_items(
+        load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights", sizing=SIZING
+    )
     (item,) = level_items([1])
     return {
         "run_id": "run1",
         "matrix": "smoke",
         "endpoint_name": "llmbench-run1-a",
         "configuration": plan["configurations"][0],
-        "load": {**plan["load"], **item},
+        "load": {**plan["load"], **item[ITEM_LOAD]},
     }
 
 

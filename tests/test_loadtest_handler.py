@@ -17,7 +17,7 @@ import pytest
 from moto import mock_aws
 
 from benchmark.analysis.results import LevelResult
-from benchmark.aws.contract import level_items, levels_prefix
+from benchmark.aws.contract import ITEM_LOAD, LoadTestSizing, level_items, levels_prefix
 from benchmark.aws.levels import NAMESPACE, metric_window
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
 from benchmark.matrix import load_matrix
@@ -30,20 +30,23 @@ from tests.lambda_handlers import load_handler, set_loadtest_env
 REGION = "us-east-1"
 BUCKET = "results-bucket"
 ENDPOINT = "llmbench-run1-7b-gptq-g5-2xlarge"
+SIZING = LoadTestSizing(memory_mb=1024)
 FAST = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=20)
 
 
 def level_event(concurrency: int, *, streaming: bool = True, run_id: str = "run1") -> dict[str, Any]:
     """The RunLevels item the state machine sends, from the construct's own payload: the matrix's shared load
     with the level's item merged over it (as the map's States.JsonMerge does), shortened for the tests."""
-    plan = matrix_items(load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights")
+    plan = matrix_items(
+        load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights", sizing=SIZING
+    )
     (item,) = level_items([concurrency])
     return {
         "run_id": run_id,
         "matrix": "smoke",
         "endpoint_name": ENDPOINT,
         "configuration": plan["configurations"][0],
-        "load": {**plan["load"], **item, "duration_s": 0.4, "streaming": streaming},
+        "load": {**plan["load"], **item[ITEM_LOAD], "duration_s": 0.4, "streaming": streaming},
     }
 
 

@@ -32,7 +32,7 @@ from moto.events.models import EventPattern
 from moto.sagemaker.models import sagemaker_backends
 
 from benchmark.analysis.results import LevelResult
-from benchmark.aws.contract import level_items
+from benchmark.aws.contract import LoadTestSizing, level_items
 from benchmark.aws.janitor import TeardownIncompleteError
 from benchmark.aws.levels import read_event
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
@@ -481,6 +481,7 @@ def synthesized_definition(matrix: Matrix) -> dict[str, Any]:
             results_bucket=results,
             execution_role=iam.Role(stack, "Model", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com")),
             load_test_function=functions[0],
+            load_test_sizing=LoadTestSizing.for_levels(matrix.levels),
             aggregate_function=functions[1],
             topic=topic,
         ),
