@@ -31,7 +31,7 @@ from benchmark.aws.levels import read_event
 from benchmark.aws.shards import ShardRecords, merge_runs, realtime_offset
 from benchmark.measure.loadgen import LevelRun
 from benchmark.serialize import from_data
-from tests.benchmark_fixtures import Built, build, definition_of
+from tests.benchmark_fixtures import Built, build, local_definition
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (
     Execution,
@@ -96,18 +96,7 @@ def built() -> Built:
 def fanned_out(built: Built, shards: int) -> dict[str, Any]:
     """The deployed definition, one configuration, one level of USERS users over ``shards`` shards (0: not fanned
     out), the matrix's load shortened, waits 0 s and the shards' lead LEAD_S; nothing else changed."""
-    stack = built.stack
-
-    def logical(construct: Any) -> str:
-        return str(stack.get_logical_id(construct.node.default_child))
-
-    refs = {
-        logical(stack.results.bucket): BUCKET,
-        logical(stack.topic): TOPIC,
-        f"{logical(stack.load_test.function)}.Arn": LOADTEST,
-        f"{logical(stack.aggregate.function)}.Arn": AGGREGATE,
-    }
-    out = zero_waits(definition_of(built.template, refs))
+    out = zero_waits(local_definition(built, bucket=BUCKET, topic=TOPIC, loadtest=LOADTEST, aggregate=AGGREGATE))
     plan = out["States"]["Matrix-2023"]["Result"]
     plan["configurations"] = [c for c in plan["configurations"] if c["id"] == CONFIGURATION]
     plan["levels"] = [level_item(USERS, shards)]
