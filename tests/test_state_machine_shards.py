@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -249,7 +250,14 @@ def test_a_failed_shard_fails_the_level_and_tears_the_endpoint_down(harness: Har
     assert harness.leftovers() == []  # torn down
     assert "MergeShards" not in execution.entered() and "DeleteEndpoint" in execution.entered()
     run_id = execution.output["run_id"]
-    assert harness.keys(f"runs/{run_id}/levels/") == []  # no merged record claims the level
+    # The other shard's Lambda is not stopped by the Map's failure (nor in AWS): it finishes its share on its own.
+    deadline = time.monotonic() + 60
+    while harness.lambdas.in_flight and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert harness.lambdas.in_flight == 0
+    # It may leave its raw records under shards/, but no merged record claims the level.
+    assert harness.keys(f"runs/{run_id}/levels/") == []
+    assert len(harness.keys(f"runs/{run_id}/shards/")) <= 1
     (failure,) = harness.keys(f"runs/{run_id}/failures/")
     assert "injected: the shard's Lambda crashed" in harness.json(failure)["error"]["Cause"]
     report = harness.s3.get_object(Bucket=BUCKET, Key=f"runs/{run_id}/report/report.md")["Body"].read().decode()
