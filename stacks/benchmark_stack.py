@@ -14,6 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
+from benchmark.aws.contract import LoadTestSizing
 from benchmark.matrix import Matrix, load_matrix
 from constructs import Construct
 from llama_constructs.benchmark.aggregate_function import AggregateFunction
@@ -93,7 +94,10 @@ class BenchmarkStack(cdk.Stack):
                 prefix=opts.prefix,
             ),
         )
-        self._functions(props, key)
+        # The load test's size, from the largest level of every matrix it runs: one value, for the function and
+        # for the state machine's shard counts.
+        sizing = LoadTestSizing.for_levels([level for m in matrices.values() for level in m.levels])
+        self._functions(props, key, sizing)
         self.state_machine = BenchmarkStateMachine(
             self,
             "Runner",
@@ -107,6 +111,7 @@ class BenchmarkStack(cdk.Stack):
                 results_bucket=self.results.bucket,
                 execution_role=self.model_role.role,
                 load_test_function=self.load_test.function,
+                load_test_sizing=sizing,
                 aggregate_function=self.aggregate.function,
                 topic=self.topic,
                 max_parallel_endpoints=parallel,
@@ -125,7 +130,7 @@ class BenchmarkStack(cdk.Stack):
         export = f"{self.stack_name}-WeightsBucketArn" if owner is not self else None
         return export, owner.export_value(bucket.bucket_arn, name=export) if export else bucket.bucket_arn
 
-    def _functions(self, props: BenchmarkStackProps, key: kms.IKey) -> None:
+    def _functions(self, props: BenchmarkStackProps, key: kms.IKey, sizing: LoadTestSizing) -> None:
         opts = props.options
         placement = FunctionPlacement(
             key=key, vpc=props.vpc, subnets=props.subnets, security_group=props.lambda_security_group
@@ -134,7 +139,7 @@ class BenchmarkStack(cdk.Stack):
         self.load_test = LoadTestFunction(
             self,
             "Loadtest",
-            props=LoadTestFunctionProps(placement=placement, results_bucket=bucket, prefix=opts.prefix),
+            props=LoadTestFunctionProps(placement=placement, results_bucket=bucket, sizing=sizing, prefix=opts.prefix),
         )
         self.aggregate = AggregateFunction(
             self, "Aggregate", props=ResultsFunctionProps(placement=placement, results_bucket=bucket)

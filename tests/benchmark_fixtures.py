@@ -75,6 +75,23 @@ def definition_of(template: Template, refs: dict[str, str] | None = None) -> dic
     return definition
 
 
+def local_definition(built: Built, *, bucket: str, topic: str, loadtest: str, aggregate: str) -> dict[str, Any]:
+    """The deployed definition with the local stand-ins' names for the results bucket, the topic and the two
+    functions' ARNs (any other reference fails), for tests/sfn_local.py; its waits are left as deployed."""
+    stack = built.stack
+
+    def logical(construct: Any) -> str:
+        return str(stack.get_logical_id(construct.node.default_child))
+
+    refs = {
+        logical(stack.results.bucket): bucket,
+        logical(stack.topic): topic,
+        f"{logical(stack.load_test.function)}.Arn": loadtest,
+        f"{logical(stack.aggregate.function)}.Arn": aggregate,
+    }
+    return definition_of(built.template, refs)
+
+
 @cache
 def build(outdir: str | None = None) -> Built:
     """Synthesize once per process; by default into a fresh temp dir, so xdist workers and runs from another

@@ -12,6 +12,9 @@ import pytest
 
 from benchmark.aws.aggregate import aggregate_run
 from benchmark.aws.contract import (
+    ITEM_LOAD,
+    MAX_SHARDS,
+    SHARD_LEAD_S,
     AggregateEnvironment,
     AggregateEvent,
     ConfigurationOutcome,
@@ -19,6 +22,10 @@ from benchmark.aws.contract import (
     LambdaEnvironmentError,
     LevelEvent,
     LoadTestEnvironment,
+    LoadTestSizing,
+    MergeEvent,
+    ShardEvent,
+    ShardOutcome,
     level_items,
     read_environment,
     required_fields,
@@ -36,7 +43,9 @@ CONTRACTS: dict[str, type[LoadTestEnvironment | AggregateEnvironment | JanitorEn
     "aggregate": AggregateEnvironment,
     "janitor": JanitorEnvironment,
 }
-SET_BY_LAMBDA = {"AWS_REGION", "AWS_DEFAULT_REGION"}  # reserved: the runtime sets them, a stack cannot
+# Reserved: the runtime sets them, a stack cannot (Lambda developer guide, "Defined runtime environment variables").
+SET_BY_LAMBDA = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
+SIZING = LoadTestSizing(memory_mb=1024)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +106,36 @@ def test_missing_variables_are_all_named() -> None:
 
 
 def test_state_machine_sends_the_contract_events(built: Built) -> None:
-    assert _keys(_state(built, "RunLevels")["ItemSelector"]) == set(required_fields(LevelEvent))
+    assert _keys(_state(built, "RunLevels")["ItemSelector"]["level"]) == set(required_fields(LevelEvent))
     assert _keys(_state(built, "Aggregate")["Parameters"]) == set(required_fields(AggregateEvent))
     assert _keys(_state(built, "ConfigurationDone")["Parameters"]) == set(required_fields(ConfigurationOutcome))
+
+
+def test_a_fanned_out_level_sends_the_contract_events(built: Built) -> None:
+    """Each shard gets the level's event and its ShardEvent, every shard the Map's one entered time; the merge gets
+    the level and the shard Map's outputs (each the handler's ShardOutcome)."""
+    shard_map = _state(built, "ShardLevel")
+    selector = shard_map["ItemSelector"]
+    assert _keys(selector) == {*required_fields(LevelEvent), "shard"}
+    assert {k: v for k, v in selector.items() if k != "shard"} == {
+        f"{name}.$": f"$.level.{name}" for name in required_fields(LevelEvent)
+    }
+    assert _keys(selector["shard"]) == set(required_fields(ShardEvent))
+    assert selector["shard"]["map_started_at.$"] == "$$.State.EnteredTime"
+    assert selector["shard"]["lead_s"] == SHARD_LEAD_S
+    assert shard_map["MaxConcurrency"] == MAX_SHARDS  # every shard runs at once
+    assert _keys(_state(built, "MergeShards")["Parameters"]) == set(required_fields(MergeEvent))
+    assert set(required_fields(ShardOutcome)) == {"index", "count", "key"}
+
+
+def test_the_load_test_is_sized_from_the_largest_level_of_its_matrices(built: Built) -> None:
+    sizing = LoadTestSizing.for_levels(
+        [lvl for m in built.stack.state_machine.props.matrices.values() for lvl in m.levels]
+    )
+    logical = built.stack.get_logical_id(built.stack.load_test.function.node.default_child)  # type: ignore[arg-type]
+    memory = built.template.to_json()["Resources"][logical]["Properties"]["MemorySize"]
+    assert memory == sizing.memory_mb == built.stack.state_machine.props.load_test_sizing.memory_mb
+    assert memory > 1024  # the 2023 matrix's 20 streams need more than the old fixed size
 
 
 class Recording(dict[str, Any]):
@@ -119,14 +155,16 @@ class Recording(dict[str, Any]):
 
 
 def _level_event() -> dict[str, Any]:
-    plan = matrix_items(load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights")
+    plan = matrix_items(
+        load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights", sizing=SIZING
+    )
     (item,) = level_items([1])
     return {
         "run_id": "run1",
         "matrix": "smoke",
         "endpoint_name": "llmbench-run1-a",
         "configuration": plan["configurations"][0],
-        "load": {**plan["load"], **item},
+        "load": {**plan["load"], **item[ITEM_LOAD]},
     }
 
 

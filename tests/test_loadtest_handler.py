@@ -17,10 +17,11 @@ import pytest
 from moto import mock_aws
 
 from benchmark.analysis.results import LevelResult
-from benchmark.aws.contract import level_items, levels_prefix
+from benchmark.aws.contract import ITEM_LOAD, LAMBDA_MB_PER_VCPU, LoadTestSizing, level_items, levels_prefix
 from benchmark.aws.levels import NAMESPACE, metric_window
 from benchmark.emulator import EmulatorConfig, EmulatorServer, FaultKind, FaultRule, LatencyModel
 from benchmark.matrix import load_matrix
+from benchmark.measure import runner
 from benchmark.measure.failfast import LevelAborted
 from benchmark.serialize import from_data
 from catalog.errors import ConfigError
@@ -30,20 +31,23 @@ from tests.lambda_handlers import load_handler, set_loadtest_env
 REGION = "us-east-1"
 BUCKET = "results-bucket"
 ENDPOINT = "llmbench-run1-7b-gptq-g5-2xlarge"
+SIZING = LoadTestSizing(memory_mb=1024)
 FAST = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=20)
 
 
 def level_event(concurrency: int, *, streaming: bool = True, run_id: str = "run1") -> dict[str, Any]:
     """The RunLevels item the state machine sends, from the construct's own payload: the matrix's shared load
     with the level's item merged over it (as the map's States.JsonMerge does), shortened for the tests."""
-    plan = matrix_items(load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights")
+    plan = matrix_items(
+        load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="weights", sizing=SIZING
+    )
     (item,) = level_items([concurrency])
     return {
         "run_id": run_id,
         "matrix": "smoke",
         "endpoint_name": ENDPOINT,
         "configuration": plan["configurations"][0],
-        "load": {**plan["load"], **item, "duration_s": 0.4, "streaming": streaming},
+        "load": {**plan["load"], **item[ITEM_LOAD], "duration_s": 0.4, "streaming": streaming},
     }
 
 
@@ -115,6 +119,27 @@ def test_level_record_lands_in_s3_with_metrics_and_utilization(aws: dict[str, An
     truths = emulator.truth()
     assert len(truths) == m.requests_total and {t.outcome for t in truths} == {"ok"}
     assert {t.tokens for t in truths} == {FAST.tokens}
+
+
+@pytest.mark.parametrize(("memory_mb", "workers"), [(1024, 0), (2 * LAMBDA_MB_PER_VCPU, 2)])
+def test_the_functions_vcpus_set_its_worker_processes(
+    aws: dict[str, Any], emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, memory_mb: int, workers: int
+) -> None:
+    """Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE; from two whole vCPUs on, the level runs in that many worker
+    processes (Process and Pipe: what Lambda supports). The runner's call is watched, not replaced."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(memory_mb))
+    seen: list[int] = []
+    real = runner.run_in_workers  # type: ignore[attr-defined]  # the name the runner calls
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_in_workers", watched)
+    out = load_handler("loadtest").handler(level_event(4), None)
+    assert seen == ([workers] if workers else [])
+    record = stored(aws["s3"], out["record"].removeprefix(f"s3://{BUCKET}/"))
+    assert record.metrics.requests_ok > 0 and record.metrics.requests_failed == 0
 
 
 def test_missing_utilization_is_noted_and_errors_are_recorded(aws: dict[str, Any], emulator) -> None:

@@ -32,7 +32,7 @@ from moto.events.models import EventPattern
 from moto.sagemaker.models import sagemaker_backends
 
 from benchmark.analysis.results import LevelResult
-from benchmark.aws.contract import level_items
+from benchmark.aws.contract import LoadTestSizing, level_items
 from benchmark.aws.janitor import TeardownIncompleteError
 from benchmark.aws.levels import read_event
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
@@ -40,7 +40,7 @@ from benchmark.matrix import Matrix, parse_matrix
 from benchmark.measure.load import LoadSpec
 from benchmark.serialize import from_data
 from llama_constructs.benchmark.benchmark_state_machine import BenchmarkStateMachine, BenchmarkStateMachineProps
-from tests.benchmark_fixtures import Built, build, definition_of, janitor_sweep_minutes, render
+from tests.benchmark_fixtures import Built, build, definition_of, janitor_sweep_minutes, local_definition, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
 from tests.sfn_local import (
     Execution,
@@ -101,18 +101,7 @@ def janitor_environment(h: Harness, built: Built, monkeypatch: pytest.MonkeyPatc
 @pytest.fixture(scope="module")
 def definition(built: Built) -> dict[str, Any]:
     """The deployed definition with moto's resources as references; waits 0 s, levels short, 3 configurations."""
-    stack = built.stack
-
-    def logical(construct: Any) -> str:
-        return str(stack.get_logical_id(construct.node.default_child))
-
-    refs = {
-        logical(stack.results.bucket): BUCKET,
-        logical(stack.topic): TOPIC,
-        f"{logical(stack.load_test.function)}.Arn": LOADTEST,
-        f"{logical(stack.aggregate.function)}.Arn": AGGREGATE,
-    }
-    out = zero_waits(definition_of(built.template, refs))
+    out = zero_waits(local_definition(built, bucket=BUCKET, topic=TOPIC, loadtest=LOADTEST, aggregate=AGGREGATE))
     plan = out["States"]["Matrix-2023"]["Result"]
     by_id = {c["id"]: c for c in plan["configurations"]}
     plan["configurations"] = [by_id[i] for i in CONFIGURATIONS]
@@ -481,6 +470,7 @@ def synthesized_definition(matrix: Matrix) -> dict[str, Any]:
             results_bucket=results,
             execution_role=iam.Role(stack, "Model", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com")),
             load_test_function=functions[0],
+            load_test_sizing=LoadTestSizing.for_levels(matrix.levels),
             aggregate_function=functions[1],
             topic=topic,
         ),

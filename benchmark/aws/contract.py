@@ -13,11 +13,14 @@ Lambda reads the event back with :func:`benchmark.serialize.from_data`.
 
 # No ``from __future__ import annotations``: TypedDict reads NotRequired from evaluated annotations.
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar, NotRequired, TypedDict, TypeVar
 
 from benchmark.measure.load import LoadSpec
 from benchmark.serialize import JsonShape, to_data
+from catalog.errors import ConfigError, Issue
 
 # --- names, tags, locations ------------------------------------------------------------------------------
 
@@ -50,6 +53,98 @@ def report_prefix(results_prefix: str, run_id: str) -> str:
     return f"{results_prefix}{run_id}/report/"
 
 
+def shards_prefix(results_prefix: str, run_id: str) -> str:
+    """Where the shards of a fanned-out level leave their raw request records for the level's merge step."""
+    return f"{results_prefix}{run_id}/shards/"
+
+
+# --- how much client a level needs, and how much one load-test Lambda has ----------------------------------
+
+# AWS Lambda developer guide, "Configure Lambda function memory"
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html): memory from 128 MB to 10,240 MB in
+# 1-MB increments, CPU allocated in proportion to it; "At 1,769 MB, a function has the equivalent of one vCPU
+# (one vCPU-second of credits per second)". At 10,240 MB that is 5.79 vCPU-seconds per second, spread over the
+# 6 vCPUs Lambda shows a function of that size (AWS News Blog, 2020-12-01, "New for AWS Lambda - Functions with Up
+# to 10 GB of Memory and 6 vCPUs").
+LAMBDA_MB_PER_VCPU = 1769
+LAMBDA_MIN_MEMORY_MB = 128
+LAMBDA_MAX_MEMORY_MB = 10_240
+LOAD_TEST_MIN_MEMORY_MB = 1024  # the load test's size before it was sized from its levels: never less
+# The fastest decode one stream of any endpoint in scope is planned for (10 ms per token: a 7B model on A100s);
+# a level's expected token rate is its streams times this. Over-estimating costs Lambda seconds; under-estimating
+# lets the client fall behind the endpoint, which reads as a slower endpoint.
+EXPECTED_TOKENS_PER_S_PER_STREAM = 100.0
+# The SageMaker client's CPU per token at 256 streams, the highest of the recorded runs (200-330 us,
+# docs/benchmark.md, scripts/bench_accuracy.py, 2026-12-02): boto3's signing and botocore's event-stream parser.
+CLIENT_CPU_S_PER_TOKEN = 330e-6
+# The share of a vCPU the client may keep busy: above it, reads fall behind and tokens arrive stamped together.
+CLIENT_CPU_SHARE = 0.5
+CLIENT_TOKENS_PER_S_PER_VCPU = CLIENT_CPU_SHARE / CLIENT_CPU_S_PER_TOKEN  # about 1,515
+# At most this many load-test Lambdas run one level: new accounts may have a Lambda concurrency quota of 10.
+MAX_SHARDS = 10
+# The shards of a level start this long after their Map state is entered: time for every shard's Lambda to
+# start cold in the VPC (ENI attached, packages imported). A shard that starts later fails (SHARD_LATE_S).
+SHARD_LEAD_S = 30.0
+SHARD_LATE_S = 5.0
+
+
+def expected_tokens_per_s(concurrency: int) -> float:
+    """The token rate a level of ``concurrency`` streams is planned for (EXPECTED_TOKENS_PER_S_PER_STREAM each)."""
+    return concurrency * EXPECTED_TOKENS_PER_S_PER_STREAM
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoadTestSizing:
+    """The load-test Lambda's memory, and what follows from it: vCPUs, worker processes, tokens/s it can drive."""
+
+    memory_mb: int
+
+    def __post_init__(self) -> None:
+        m = self.memory_mb
+        if not isinstance(m, int) or isinstance(m, bool) or not LAMBDA_MIN_MEMORY_MB <= m <= LAMBDA_MAX_MEMORY_MB:
+            allowed = f"an integer number of MB from {LAMBDA_MIN_MEMORY_MB} to {LAMBDA_MAX_MEMORY_MB} (Lambda's range)"
+            raise ConfigError([Issue("memory_mb", m, allowed)], context="load-test Lambda")
+
+    @classmethod
+    def for_levels(cls, levels: Sequence[int]) -> "LoadTestSizing":
+        """Enough vCPUs for the largest level's expected rate, within Lambda's range; larger levels are sharded."""
+        if not levels:
+            raise ConfigError([Issue("levels", list(levels), "at least one level is needed")], context="load test")
+        vcpus = expected_tokens_per_s(max(levels)) / CLIENT_TOKENS_PER_S_PER_VCPU
+        memory = math.ceil(vcpus * LAMBDA_MB_PER_VCPU)
+        return cls(memory_mb=min(LAMBDA_MAX_MEMORY_MB, max(LOAD_TEST_MIN_MEMORY_MB, memory)))
+
+    @property
+    def vcpus(self) -> float:
+        """vCPU-seconds per second (Lambda's credits), in proportion to memory."""
+        return self.memory_mb / LAMBDA_MB_PER_VCPU
+
+    @property
+    def workers(self) -> int:
+        """Worker processes for a level: one per whole vCPU from two on; 0 (the handler's own process) below."""
+        whole = math.floor(self.vcpus)
+        return whole if whole >= 2 else 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """The token rate one function of this size drives with its client's CPU within CLIENT_CPU_SHARE."""
+        return self.vcpus * CLIENT_TOKENS_PER_S_PER_VCPU
+
+    def shards(self, concurrency: int) -> int:
+        """How many functions of this size run a level of ``concurrency`` streams (at most one per stream)."""
+        needed = math.ceil(expected_tokens_per_s(concurrency) / self.tokens_per_s - 1e-9)
+        count = max(1, min(concurrency, needed))
+        if count > MAX_SHARDS:
+            issue = Issue(
+                "concurrency",
+                concurrency,
+                f"needs {count} load-test Lambdas of {self.memory_mb} MB at {EXPECTED_TOKENS_PER_S_PER_STREAM:g} "
+                f"tokens/s per stream; at most {MAX_SHARDS} run one level",
+            )
+            raise ConfigError([issue], context="benchmark level")
+        return count
+
+
 # --- events ----------------------------------------------------------------------------------------------
 
 
@@ -69,19 +164,81 @@ class EndpointConfiguration:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ShardEvent:
+    """Which part of a fanned-out level one load-test Lambda runs, and when every part starts.
+
+    The common start is ``map_started_at`` (the level's shard Map state's ``$$.State.EnteredTime``, the same
+    for every shard) plus ``lead_s``: Step Functions cannot add to a timestamp, so the event carries both.
+    """
+
+    index: int  # 0..count-1: its share of the users (shares differ by at most one) and its users' numbers
+    count: int
+    map_started_at: str  # ISO 8601, UTC
+    lead_s: float
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
+
+    def __post_init__(self) -> None:
+        issues = []
+        if not isinstance(self.count, int) or not 1 <= self.count <= MAX_SHARDS:
+            issues.append(Issue("shard.count", self.count, f"must be an integer from 1 to {MAX_SHARDS}"))
+        elif not isinstance(self.index, int) or not 0 <= self.index < self.count:
+            issues.append(Issue("shard.index", self.index, f"must be an integer from 0 to {self.count - 1}"))
+        if not self.lead_s >= 0:
+            issues.append(Issue("shard.lead_s", self.lead_s, "must be >= 0 seconds"))
+        try:
+            datetime.fromisoformat(self.map_started_at)
+        except (TypeError, ValueError):
+            issues.append(Issue("shard.map_started_at", self.map_started_at, "must be an ISO 8601 timestamp"))
+        if issues:
+            raise ConfigError(issues, context="shard event")
+
+    @property
+    def start_epoch_s(self) -> float:
+        """The common start, in seconds since the epoch (every shard's wall clock, NTP-synchronised)."""
+        return datetime.fromisoformat(self.map_started_at).timestamp() + self.lead_s
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LevelEvent:
-    """State machine -> load-test Lambda: one item of the RunLevels map, one level on one endpoint."""
+    """State machine -> load-test Lambda: one item of the RunLevels map, one level on one endpoint.
+
+    ``shard`` is set when the level is fanned out: the function then runs its share and leaves its raw records
+    under :func:`shards_prefix` for :class:`MergeEvent`; unset, it runs the whole level as before.
+    """
 
     run_id: str
     matrix: str
     endpoint_name: str
     configuration: EndpointConfiguration
     load: LoadSpec  # the matrix's shared load with the level's own fields merged over it (level_items)
+    shard: ShardEvent | None = None
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShardOutcome:
+    """Load-test Lambda -> state machine, for one shard: where its raw records are."""
+
+    index: int
+    count: int
+    key: str  # the object under shards_prefix
+    JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MergeEvent:
+    """State machine -> load-test Lambda, once every shard of a level succeeded: merge them into its record."""
+
+    level: LevelEvent  # the level as a whole (no shard)
+    shards: list[ShardOutcome]  # the shard Map's output, one per shard
     JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
 
 
 # The LoadSpec field each RunLevels item sets; the matrix's shared load gives the others.
 LEVEL_FIELD = "concurrency"
+# A RunLevels item: its LoadSpec fields (merged over the shared load) and its shards (none when not fanned out).
+ITEM_LOAD = "load"
+ITEM_SHARDS = "shards"
 
 
 def shared_load(load: LoadSpec) -> dict[str, Any]:
@@ -99,9 +256,23 @@ def shared_load(load: LoadSpec) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
 
 
-def level_items(levels: Sequence[int]) -> list[dict[str, int]]:
-    """The RunLevels map's items: each one's fields, merged over the shared load, make the level's LoadSpec."""
-    return [{LEVEL_FIELD: level} for level in levels]
+def level_items(levels: Sequence[int], sizing: LoadTestSizing | None = None) -> list[dict[str, Any]]:
+    """The RunLevels map's items: each one's ``load`` merged over the shared load makes the level's LoadSpec, and
+    its ``shards`` are the parts of its shard Map: none (the level runs whole in one load-test Lambda, as before
+    fan-out existed) unless ``sizing`` says it needs more than one."""
+    items = []
+    for level in levels:
+        needed = sizing.shards(level) if sizing else 1
+        items.append(level_item(level, needed if needed > 1 else 0))
+    return items
+
+
+def level_item(level: int, shards: int) -> dict[str, Any]:
+    """One RunLevels item: the level's LoadSpec field and its shards (0: not fanned out; n: n load-test Lambdas)."""
+    if not isinstance(shards, int) or not 0 <= shards <= min(level, MAX_SHARDS):
+        allowed = f"must be 0 (not fanned out) or up to {min(level, MAX_SHARDS)} (one stream per shard at least)"
+        raise ConfigError([Issue("shards", shards, allowed)], context=f"level {level}")
+    return {ITEM_LOAD: {LEVEL_FIELD: level}, ITEM_SHARDS: [{"index": i, "count": shards} for i in range(shards)]}
 
 
 class ConfigurationOutcome(TypedDict):

@@ -23,7 +23,7 @@ from benchmark.aws.contract import EndpointConfiguration, LevelEvent, levels_pre
 from benchmark.clients import ClientSpec
 from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.metrics import headline
-from benchmark.measure.runner import run_one_level
+from benchmark.measure.runner import ProcessOptions, run_one_level
 from benchmark.serialize import from_data
 from catalog.errors import ConfigError, Issue
 
@@ -133,6 +133,7 @@ def run_level(
     endpoint_url: str | None = None,
     settle_s: float = 0.0,
     sleep: Callable[[float], None] = time.sleep,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Run the level, store its record, add utilisation, store it again; returns a summary for the map's output.
 
@@ -141,10 +142,16 @@ def run_level(
 
     ``settle_s``: how long to keep asking CloudWatch for the window's last minute (metrics arrive with a
     delay of about a minute); whatever has arrived by then is recorded, and a missing metric is noted.
+    ``workers``: processes a closed-loop level is spread over (the function's vCPUs, ``LoadTestSizing.workers``).
     """
     level = read_event(event)
+    if level.shard is not None:
+        raise ConfigError(
+            [Issue("shard", level.shard.index, "a shard of a level runs through benchmark.aws.shards.run_shard")],
+            context="load-test event",
+        )
     configuration = benchmark_configuration(level.configuration, region=region)
-    variant = variant_name(level.configuration)
+    variant_name(level.configuration)  # checked before the level runs, not after
     store = S3ResultsStore(bucket, levels_prefix(results_prefix, level.run_id), s3)
     options = {"region_name": region, "endpoint_url": endpoint_url, "boto_client": runtime}
     try:
@@ -154,10 +161,36 @@ def run_level(
             ClientSpec("sagemaker", level.endpoint_name, options),
             target=f"sagemaker:{level.endpoint_name}",
             store=store,
+            process=ProcessOptions(workers=0 if level.load.open_loop else min(workers, level.load.concurrency)),
         )
     except LevelAborted as err:  # raised by name, so the state machine records a failed level
         raise err.within(f"endpoint {level.endpoint_name}") from None
-    result = outcome.result
+    return record_level(
+        outcome.result,
+        level,
+        store=store,
+        bucket=bucket,
+        configuration=configuration,
+        cloudwatch=cloudwatch,
+        settle_s=settle_s,
+        sleep=sleep,
+    )
+
+
+def record_level(
+    result: LevelResult,
+    level: LevelEvent,
+    *,
+    store: S3ResultsStore,
+    bucket: str,
+    configuration: BenchmarkConfiguration,
+    cloudwatch: Any,
+    settle_s: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Add the endpoint's utilisation in the level's window to its stored record and store it again; the summary
+    the state machine's map collects. A level run whole and a fanned-out level's merge both end here."""
+    variant = variant_name(level.configuration)
     start, end = metric_window(result.started_at, result.finished_at)
     deadline = time.monotonic() + settle_s
     while True:

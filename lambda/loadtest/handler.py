@@ -1,7 +1,9 @@
-"""Load-test Lambda: one concurrency level on a benchmark endpoint (logic in benchmark.aws.levels).
+"""Load-test Lambda: one concurrency level on a benchmark endpoint, one shard of a fanned-out level, or the merge
+of a fanned-out level's shards (logic in benchmark.aws.levels and benchmark.aws.shards).
 
 ``BENCHMARK_RUNTIME_ENDPOINT_URL`` points the SageMaker runtime client at a local stand-in; only the
-tests set it (the stack never does), so deployed functions always talk to SageMaker.
+tests set it (the stack never does), so deployed functions always talk to SageMaker. Lambda sets
+``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``: the function's vCPUs, and so its worker processes, follow from it.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from typing import Any
 
 import boto3
 
-from benchmark.aws.contract import LoadTestEnvironment, read_environment
-from benchmark.aws.levels import run_level
+from benchmark.aws.contract import LoadTestEnvironment, LoadTestSizing, read_environment
+from benchmark.aws.shards import handle
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     env = read_environment(LoadTestEnvironment, os.environ)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    return run_level(
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    return handle(
         event,
         bucket=env.results_bucket,
         results_prefix=env.results_prefix,
@@ -27,4 +30,5 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
         cloudwatch=boto3.client("cloudwatch", region_name=region),
         endpoint_url=os.environ.get("BENCHMARK_RUNTIME_ENDPOINT_URL") or None,
         settle_s=float(os.environ.get("UTILIZATION_SETTLE_S", "150")),
+        workers=LoadTestSizing(memory_mb=int(memory)).workers if memory else 0,
     )

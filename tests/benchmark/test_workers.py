@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from benchmark.cli import main
 from benchmark.clients import ClientSpec
 from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
+from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.load import LoadSpec
 from benchmark.measure.runner import ProcessOptions, measure_level
-from benchmark.measure.workers import share, split
+from benchmark.measure.workers import run_in_workers, share, split
 from catalog.errors import ConfigError
 
 
@@ -68,3 +70,20 @@ def test_cli_runs_a_level_in_worker_processes(tmp_path: Path) -> None:
     assert metrics["requests_failed"] == 0 and metrics["requests_ok"] >= 4
     assert metrics["tokens_per_s"] > 0 and metrics["steady_start_s"] is not None
     assert main([*argv[:-3], "--workers", "-1", "--results", str(results)]) == 2
+
+
+def test_workers_start_together_at_the_agreed_time() -> None:
+    """The common start sent over the pipes: no worker's first request goes out before it."""
+    latency = LatencyModel(prefill_base_ms=2, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=4)
+    with EmulatorServer(EmulatorConfig(latency=latency)) as server:
+        spec = LoadSpec(concurrency=4, duration_s=None, max_requests=8, max_new_tokens=4, timeout_s=10)
+        start_at = time.perf_counter() + 3.0  # after the workers' start-up (spawn and imports) on a loaded machine
+        run = run_in_workers(spec, ClientSpec("tgi-http", server.base_url), 2, start_at=start_at)
+    assert len(run.records) == 8 and all(r.ok for r in run.records)
+    assert min(r.start for r in run.records) >= start_at
+
+
+def test_a_failing_worker_fails_the_level() -> None:
+    spec = LoadSpec(concurrency=2, duration_s=5, fail_fast_requests=2, timeout_s=2)
+    with pytest.raises(LevelAborted, match="first 2 requests all failed"):
+        measure_level(spec, ClientSpec("tgi-http", "http://127.0.0.1:1"), ProcessOptions(workers=2))

@@ -107,11 +107,21 @@ def _levels_key(b: Benchmark) -> str:
     return f"runs/{RUN_ID}/levels/7b-fp16-g5/concurrency-0001.json"
 
 
+def shard_key() -> str:
+    """Where a shard of a fanned-out level leaves its raw records (benchmark.aws.shards.shard_key)."""
+    return f"runs/{RUN_ID}/shards/7b-fp16-g5/concurrency-0256/shard-01-of-04.json"
+
+
 def _loadtest(b: Benchmark, op: str) -> Iterator[Call]:
     role = b.role("LoadtestRole")
     if op == "PutObject":
         yield Call("load test: level record", role, "s3:PutObject", _s3_object(b.results_bucket, _levels_key(b)))
+        yield Call("load test: a shard's raw records", role, "s3:PutObject", _s3_object(b.results_bucket, shard_key()))
         yield from s3_kms_calls("load test", role, b.results_key, b.results_bucket, write=True, read=False)
+    elif op == "GetObject":
+        shard = _s3_object(b.results_bucket, shard_key())
+        yield Call("load test: a fanned-out level's merge reads its shards", role, "s3:GetObject", shard)
+        yield from s3_kms_calls("load test (merge)", role, b.results_key, b.results_bucket, write=False, read=True)
     elif op == "GetMetricData":
         yield Call("load test: endpoint utilisation", role, "cloudwatch:GetMetricData")
     elif op in ("InvokeEndpoint", "InvokeEndpointWithResponseStream"):
@@ -175,6 +185,7 @@ HANDLER_CALLS: dict[str, tuple[HandlerCalls, set[tuple[str, str]]]] = {
         _loadtest,
         {
             ("s3", "PutObject"),
+            ("s3", "GetObject"),
             ("cloudwatch", "GetMetricData"),
             ("sagemaker-runtime", "InvokeEndpoint"),
             ("sagemaker-runtime", "InvokeEndpointWithResponseStream"),

@@ -20,8 +20,9 @@ from tests.iam.calls import (
     sagemaker_call,
     state_machine_definition,
 )
-from tests.iam.components import BENCHMARK, FOUNDATION, RUN_NAME, weights_bucket
+from tests.iam.components import BENCHMARK, FOUNDATION, RUN_ID, RUN_NAME, Benchmark, weights_bucket
 from tests.iam.evaluator import Principal
+from tests.iam.intrinsics import Resolver
 
 OUTSIDE = "llama2-7b-fp16-latency"  # a production scenario endpoint, not a benchmark one
 OTHER_VPC = "arn:aws:ec2:us-east-1:111122223333:vpc/vpc-0otheraccountvpc"
@@ -46,6 +47,23 @@ def _invoke(account: Account, action: str) -> Call:
     return Call("", account.role(BENCHMARK, "LoadtestRole"), action, {"endpoint": {"EndpointName": OUTSIDE}})
 
 
+def _loadtest_reads(account: Account, key: str) -> Call:
+    bucket = Benchmark.read(account).results_bucket
+    return Call("", account.role(BENCHMARK, "LoadtestRole"), "s3:GetObject", _s3_object(bucket, key))
+
+
+def _machine_invokes(account: Account, function_prefix: str) -> Call:
+    """The state machine invoking a benchmark function other than the two its tasks name."""
+    r = Resolver(account.templates, BENCHMARK)
+    (name,) = [
+        r.ref(k)
+        for k, v in r.resources.items()
+        if v["Type"] == "AWS::Lambda::Function" and k.startswith(function_prefix)
+    ]
+    function = {"function": {"FunctionName": name}}
+    return Call("", account.role(BENCHMARK, "RunnerStateMachineRole"), "lambda:InvokeFunction", function)
+
+
 def _benchmark_machine(account: Account) -> str:
     return state_machine_definition(account, BENCHMARK)[0].rsplit(":", 1)[1]
 
@@ -57,6 +75,14 @@ def _list_executions(account: Account, kind: str, names: dict[str, str]) -> Call
 CASES: dict[str, Callable[[Account], Call]] = {
     "load test invokes a production endpoint": lambda a: _invoke(a, "sagemaker:InvokeEndpoint"),
     "load test streams from a production endpoint": lambda a: _invoke(a, "sagemaker:InvokeEndpointWithResponseStream"),
+    "load test (merge) reads a level record": lambda a: _loadtest_reads(
+        a, f"runs/{RUN_ID}/levels/7b-fp16-g5/concurrency-0001.json"
+    ),
+    "load test (merge) reads a run's failures": lambda a: _loadtest_reads(a, f"runs/{RUN_ID}/failures/7b-fp16-g5.json"),
+    "load test (merge) reads shards outside the results prefix": lambda a: _loadtest_reads(
+        a, f"other/{RUN_ID}/shards/7b-fp16-g5/concurrency-0256/shard-01-of-04.json"
+    ),
+    "state machine (fan-out) invokes the janitor": lambda a: _machine_invokes(a, "Janitor"),
     "state machine creates an endpoint outside its prefix": lambda a: sagemaker_call(
         a.role(BENCHMARK, "RunnerStateMachineRole"), "sagemaker:CreateEndpoint", "endpoint", OUTSIDE
     ),

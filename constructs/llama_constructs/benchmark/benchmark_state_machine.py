@@ -5,7 +5,9 @@ load-test Lambdas, as reserved Lambda concurrency fails in new accounts):
 CreateModel -> CreateEndpointConfig -> CreateEndpoint -> poll DescribeEndpoint (Wait/Choice, deadline); every
 SageMaker call is retried on the names Step Functions gives throttling and other transient errors
 (``SAGEMAKER_TRANSIENT_ERRORS``; right after CreateEndpointConfig, CreateEndpoint may not find the config yet)
--> RunLevels (inner Map, one level at a time, the load-test Lambda writes each record as it finishes)
+-> RunLevels (inner Map, one level at a time, the load-test Lambda writes each record as it finishes; a level
+whose expected token rate is more than one load-test Lambda drives fans out: ShardLevel, a Map of shards that
+start together, then MergeShards, which writes the level's record from the union of their records)
 -> wait while the endpoint is Creating/Updating (SageMaker refuses to delete it then; bounded)
 -> DeleteEndpoint -> DeleteEndpointConfig -> DeleteModel. Every state that can fail has a Catch that
 records the failure in the results bucket and joins the same teardown; each delete catches its own
@@ -42,24 +44,33 @@ from benchmark.aws.contract import (
     BENCHMARK_TAG,
     BUSY_STATUSES,
     EXECUTION_TAG,
+    ITEM_LOAD,
+    ITEM_SHARDS,
+    MAX_SHARDS,
     NAME_PREFIX,
     OUTCOME_FAILED,
     OUTCOME_SUCCEEDED,
     RESULTS_PREFIX,
     RUN_TAG,
+    SHARD_LEAD_S,
     TTL_TAG,
     AggregateEvent,
     ConfigurationOutcome,
     EndpointConfiguration,
     LevelEvent,
+    LoadTestSizing,
+    MergeEvent,
+    ShardEvent,
     failures_prefix,
     level_items,
     payload,
+    required_fields,
     selector,
     shared_load,
 )
 from benchmark.matrix import Matrix
 from benchmark.serialize import to_data
+from catalog.errors import ConfigError, Issue
 from catalog.tgi_images import get_image
 from constructs import Construct
 from llama_constructs.benchmark.benchmark_findings import (
@@ -117,6 +128,7 @@ class BenchmarkStateMachineProps:
     results_bucket: s3.IBucket
     execution_role: iam.IRole  # passed to SageMaker for the benchmark models
     load_test_function: lambda_.IFunction
+    load_test_sizing: LoadTestSizing  # the function's size: how many of it each level needs (its shards)
     aggregate_function: lambda_.IFunction
     topic: sns.ITopic
     max_parallel_endpoints: int = 1
@@ -145,12 +157,18 @@ class BenchmarkStateMachineProps:
 
 
 # Each level's load: the matrix's shared load with the RunLevels item's own fields (its concurrency) over it.
-LEVEL_LOAD = "States.JsonMerge($.load, $$.Map.Item.Value, false)"
+LEVEL_LOAD = f"States.JsonMerge($.load, $$.Map.Item.Value.{ITEM_LOAD}, false)"
 
 
-def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str) -> dict[str, Any]:
+def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str, sizing: LoadTestSizing) -> dict[str, Any]:
     """The Pass-state payload for one matrix: configurations with their SageMaker request fragments, the levels
-    and the load they share, all in the contract's types (``benchmark.aws.contract``)."""
+    and the load they share, all in the contract's types (``benchmark.aws.contract``); each level with the shards
+    ``sizing`` says it needs. An open-loop matrix cannot fan out (its arrival schedule is one process's)."""
+    if matrix.load.open_loop:
+        too_large = [level for level in matrix.levels if sizing.shards(level) > 1]
+        if too_large:
+            reason = f"need more than one load-test Lambda of {sizing.memory_mb} MB; open-loop levels cannot fan out"
+            raise ConfigError([Issue("levels", too_large, reason)], context=f"matrix {matrix.name}")
     configurations = []
     for config in matrix.configurations:
         d = config.deployment
@@ -172,7 +190,7 @@ def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str) ->
     return {
         "name": matrix.name,
         "configurations": configurations,
-        "levels": level_items(matrix.levels),
+        "levels": level_items(matrix.levels, sizing),
         "load": shared_load(matrix.load),
         "skipped": [{"id": s.id, "reasons": list(s.reasons)} for s in matrix.skipped],
     }
@@ -222,6 +240,7 @@ class BenchmarkStateMachine(Construct):
                 matrix,
                 image_for=lambda v: self.images[str(v)].uri,
                 weights_bucket_name=props.weights_bucket.bucket_name,
+                sizing=props.load_test_sizing,
             )
             load_matrix = sfn.Pass(self, f"Matrix-{name}", result=sfn.Result.from_object(payload), result_path="$.plan")
             select.when(sfn.Condition.string_equals("$.matrix", name), load_matrix)
@@ -461,33 +480,91 @@ class BenchmarkStateMachine(Construct):
         )
 
     def _levels(self) -> sfn.Map:
-        """Every concurrency level on the one endpoint, one at a time; each load test stores its own record."""
+        """Every concurrency level on the one endpoint, one at a time; each level stores its own record."""
         levels = sfn.Map(
             self,
             "RunLevels",
             items_path="$.levels",
             max_concurrency=1,  # one level at a time on the one endpoint
-            item_selector=selector(
-                LevelEvent,
-                {
-                    "endpoint_name": "$.names.name",
-                    "run_id": "$.run_id",
-                    "matrix": "$.matrix",
-                    "configuration": "$.config",
-                    "load": LEVEL_LOAD,
-                },
-            ),
+            item_selector={
+                "level": selector(
+                    LevelEvent,
+                    {
+                        "endpoint_name": "$.names.name",
+                        "run_id": "$.run_id",
+                        "matrix": "$.matrix",
+                        "configuration": "$.config",
+                        "load": LEVEL_LOAD,
+                    },
+                ),
+                f"{ITEM_SHARDS}.$": f"$$.Map.Item.Value.{ITEM_SHARDS}",
+            },
             result_path="$.levels_done",
         )
         load_test = tasks.LambdaInvoke(
             self,
             "LoadTest",
             lambda_function=self.props.load_test_function,
+            input_path="$.level",
             payload_response_only=True,
             retry_on_service_exceptions=True,
         )
-        levels.item_processor(load_test)
+        levels.item_processor(self._one_level(load_test))
         return levels
+
+    def _one_level(self, load_test: sfn.TaskStateBase) -> sfn.IChainable:
+        """A level without shards runs whole in ``load_test``, as before fan-out existed; a level with shards runs in
+        ShardLevel (every shard a load-test Lambda, all starting at the Map's entered time plus SHARD_LEAD_S),
+        then MergeShards writes its record. A failed shard fails the Map, and so the level (no merge)."""
+        function = self.props.load_test_function
+        shard = payload(
+            ShardEvent,
+            {
+                "index": sfn.JsonPath.number_at("$$.Map.Item.Value.index"),
+                "count": sfn.JsonPath.number_at("$$.Map.Item.Value.count"),
+                "map_started_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),  # the Map's: one for every shard
+                "lead_s": SHARD_LEAD_S,
+            },
+        )
+        shards = sfn.Map(
+            self,
+            "ShardLevel",
+            items_path=f"$.{ITEM_SHARDS}",
+            max_concurrency=MAX_SHARDS,  # every shard at once: they start together
+            item_selector={
+                **selector(LevelEvent, {name: f"$.level.{name}" for name in required_fields(LevelEvent)}),
+                "shard": shard,
+            },
+            result_path="$.shard_records",
+        )
+        shards.item_processor(
+            tasks.LambdaInvoke(
+                self,
+                "ShardLoadTest",
+                lambda_function=function,
+                payload_response_only=True,
+                retry_on_service_exceptions=True,
+            )
+        )
+        merge = tasks.LambdaInvoke(
+            self,
+            "MergeShards",
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(
+                payload(
+                    MergeEvent,
+                    {"level": sfn.JsonPath.object_at("$.level"), "shards": sfn.JsonPath.list_at("$.shard_records")},
+                )
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+        )
+        shards.next(merge)
+        return (
+            sfn.Choice(self, "LevelSharded?")
+            .when(sfn.Condition.is_present(f"$.{ITEM_SHARDS}[0]"), shards)
+            .otherwise(load_test)
+        )
 
     def _record_failure(self, *, then: sfn.IChainable) -> sfn.TaskStateBase:
         """Store the failed configuration's state in the results bucket, mark it failed, go on to ``then``

@@ -1,0 +1,211 @@
+"""Fan-out's pieces, unit by unit: the load test's size and shard counts (contract), the shard event, a shard's
+lateness, and the merge (percentiles over the union of the shards' records, never averaged; bad merge events
+refused). The whole path through the state machine, against the ground truth: tests/test_state_machine_shards.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from benchmark.analysis.results import LevelResult
+from benchmark.aws.contract import (
+    CLIENT_TOKENS_PER_S_PER_VCPU,
+    EXPECTED_TOKENS_PER_S_PER_STREAM,
+    ITEM_LOAD,
+    ITEM_SHARDS,
+    LAMBDA_MAX_MEMORY_MB,
+    LAMBDA_MB_PER_VCPU,
+    MAX_SHARDS,
+    LoadTestSizing,
+    ShardEvent,
+    level_item,
+    level_items,
+)
+from benchmark.aws.levels import read_event
+from benchmark.aws.shards import ShardLate, ShardRecords, merge_level, read_merge_event, run_shard, shard_key
+from benchmark.matrix import load_matrix
+from benchmark.measure.records import RequestRecord
+from benchmark.serialize import from_data, to_data
+from catalog.errors import ConfigError
+from llama_constructs.benchmark.benchmark_state_machine import matrix_items
+from tests.lambda_handlers import load_handler
+
+REGION = "us-east-1"
+BUCKET = "results"
+SIZING = LoadTestSizing(memory_mb=1024)
+
+
+# --- sizing -------------------------------------------------------------------------------------------------
+
+
+def test_the_largest_level_sizes_the_function_from_the_documented_vcpu_per_memory() -> None:
+    # AWS Lambda developer guide: one vCPU per 1,769 MB, at most 10,240 MB.
+    assert (LAMBDA_MB_PER_VCPU, LAMBDA_MAX_MEMORY_MB) == (1769, 10_240)
+    sizing = LoadTestSizing.for_levels([1, 5, 10, 20])  # the 2023 matrix
+    needed_vcpus = 20 * EXPECTED_TOKENS_PER_S_PER_STREAM / CLIENT_TOKENS_PER_S_PER_VCPU
+    assert sizing.memory_mb == math.ceil(needed_vcpus * 1769)
+    assert sizing.tokens_per_s >= 20 * EXPECTED_TOKENS_PER_S_PER_STREAM  # the largest level fits one function
+    assert LoadTestSizing.for_levels([1]).memory_mb == 1024  # never below the size it had before
+    assert LoadTestSizing.for_levels([1, 256]).memory_mb == 10_240  # Lambda's largest: the rest is sharded
+
+
+def test_workers_follow_whole_vcpus() -> None:
+    assert [LoadTestSizing(memory_mb=m).workers for m in (1024, 1769, 3538, 5307, 10_240)] == [0, 0, 2, 3, 5]
+
+
+def test_a_level_beyond_one_function_is_sharded_evenly_and_bounded() -> None:
+    largest = LoadTestSizing(memory_mb=10_240)
+    per_function = 10_240 / 1769 * CLIENT_TOKENS_PER_S_PER_VCPU
+    assert largest.shards(20) == 1
+    assert largest.shards(256) == math.ceil(256 * EXPECTED_TOKENS_PER_S_PER_STREAM / per_function) == 3
+    assert largest.shards(2) == 1 and SIZING.shards(3) == 1  # never more shards than the level needs
+    too_many = math.ceil(per_function * MAX_SHARDS / EXPECTED_TOKENS_PER_S_PER_STREAM) + 1
+    with pytest.raises(ConfigError, match=rf"concurrency={too_many}.*at most {MAX_SHARDS}"):
+        largest.shards(too_many)
+
+
+@pytest.mark.parametrize("memory", [127, 10_241, 1024.5, True])
+def test_memory_outside_lambdas_range_is_refused(memory: Any) -> None:
+    with pytest.raises(ConfigError, match=r"memory_mb=.*128 to 10240"):
+        LoadTestSizing(memory_mb=memory)
+
+
+def test_level_items_carry_the_shards_each_level_needs() -> None:
+    items = level_items([1, 256], LoadTestSizing(memory_mb=10_240))
+    assert [i[ITEM_LOAD] for i in items] == [{"concurrency": 1}, {"concurrency": 256}]
+    assert items[0][ITEM_SHARDS] == []  # not fanned out: the level runs whole, as before
+    assert items[1][ITEM_SHARDS] == [{"index": i, "count": 3} for i in range(3)]
+    with pytest.raises(ConfigError, match="shards=3"):
+        level_item(2, 3)  # more shards than streams
+
+
+def test_an_open_loop_matrix_cannot_fan_out() -> None:
+    matrix = load_matrix("smoke")
+    open_loop = dataclasses.replace(matrix, load=dataclasses.replace(matrix.load, request_rate=50.0))
+    with pytest.raises(ConfigError, match="open-loop levels cannot fan out"):
+        matrix_items(open_loop, image_for=str, weights_bucket_name="w", sizing=LoadTestSizing(memory_mb=128))
+
+
+# --- the shard event ------------------------------------------------------------------------------------------
+
+
+def test_shard_event_names_the_common_start_and_refuses_bad_fields() -> None:
+    event = ShardEvent(index=1, count=2, map_started_at="2026-12-07T08:00:00.000Z", lead_s=30.0)
+    assert event.start_epoch_s == datetime(2026, 12, 7, 8, 0, 30, tzinfo=UTC).timestamp()
+    with pytest.raises(ConfigError, match=r"shard.index=2"):
+        ShardEvent(index=2, count=2, map_started_at="2026-12-07T08:00:00Z", lead_s=1.0)
+    with pytest.raises(ConfigError, match=r"shard.map_started_at='yesterday'"):
+        ShardEvent(index=0, count=2, map_started_at="yesterday", lead_s=1.0)
+
+
+# --- a shard, and the merge -------------------------------------------------------------------------------------
+
+
+def _level(concurrency: int = 4, shard: dict[str, Any] | None = None) -> dict[str, Any]:
+    plan = matrix_items(load_matrix("smoke"), image_for=lambda v: f"tgi:{v}", weights_bucket_name="w", sizing=SIZING)
+    event: dict[str, Any] = {
+        "run_id": "run1",
+        "matrix": "smoke",
+        "endpoint_name": "llmbench-run1-a",
+        "configuration": plan["configurations"][0],
+        "load": {**plan["load"], "concurrency": concurrency, "streaming": True},
+    }
+    if shard:
+        event["shard"] = shard
+    return event
+
+
+def test_a_shard_that_starts_too_late_fails_instead_of_measuring_alone() -> None:
+    event = _level(shard={"index": 0, "count": 2, "map_started_at": "2026-12-07T08:00:00Z", "lead_s": 1.0})
+    later = datetime(2026, 12, 7, 8, 0, 7, tzinfo=UTC).timestamp()  # 6 s after the common start
+    with pytest.raises(ShardLate, match=r"shard 0 of 2 started 6.0 s after the common start"):
+        run_shard(event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=None, wall_clock=lambda: later)
+
+
+def _record(user: int, start: float, ttft_ms: float) -> RequestRecord:
+    first = start + ttft_ms / 1000
+    tokens = [first + 0.02 * i for i in range(10)]
+    return RequestRecord(
+        user=user, start=start, end=tokens[-1], generated_tokens=10, first_token_at=first, token_times=tokens
+    )
+
+
+def _shard(index: int, count: int, ttfts: list[float], *, start_epoch: float = 1.8e9) -> ShardRecords:
+    """``count``-way shard ``index``: one user per TTFT (global number index + count * n), each with 3 requests."""
+    records = [_record(index + count * n, 0.5 * k, ttft) for n, ttft in enumerate(ttfts) for k in range(3)]
+    return ShardRecords(
+        index=index, count=count, start_epoch_s=start_epoch, window_start=0.0, window_end=1.5, records=records
+    )
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        yield s3
+
+
+def _merge_event(s3: Any, parts: list[ShardRecords], concurrency: int) -> dict[str, Any]:
+    level = _level(concurrency)
+    outcomes = []
+    for part in parts:
+        key = shard_key("runs/", read_level(level), part.index, part.count)
+        s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(to_data(part)).encode())
+        outcomes.append({"index": part.index, "count": part.count, "key": key})
+    return {"level": level, "shards": outcomes}
+
+
+def read_level(level: dict[str, Any]) -> Any:
+    return read_event(level)
+
+
+def test_the_merge_takes_percentiles_over_the_union_never_averaged(aws: Any) -> None:
+    # Shard 0: three users at 10 ms TTFT; shard 1: one user at 100 ms. The union's median is 10 ms; the average
+    # of the two shards' medians would be 55 ms.
+    event = _merge_event(aws, [_shard(0, 2, [10.0, 10.0, 10.0]), _shard(1, 2, [100.0])], concurrency=4)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    out = merge_level(event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=aws, cloudwatch=cloudwatch)
+    key = out["record"].removeprefix(f"s3://{BUCKET}/")
+    record = from_data(LevelResult, json.loads(aws.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    m = record.metrics
+    assert m.requests_ok == 12 and m.concurrency == 4
+    assert m.ttft_ms.median == pytest.approx(10.0)
+    assert m.ttft_ms.p90 == pytest.approx(100.0)  # the slow shard's requests are the top quarter of the union
+    assert record.started_at == datetime.fromtimestamp(1.8e9, tz=UTC).isoformat()
+    assert any("fanned out over 2 load-test Lambdas" in n for n in record.notes)
+    # The same through the handler, as the state machine's MergeShards task calls it.
+    handled = load_handler("loadtest").handle(
+        event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=aws, cloudwatch=cloudwatch
+    )
+    assert handled["record"] == out["record"]
+
+
+def test_a_merge_event_that_misses_a_shard_or_reads_elsewhere_is_refused(aws: Any) -> None:
+    event = _merge_event(aws, [_shard(0, 3, [10.0]), _shard(1, 3, [10.0])], concurrency=3)
+    with pytest.raises(ConfigError, match="one outcome per shard"):
+        read_merge_event(event, "runs/")
+    event = _merge_event(aws, [_shard(0, 1, [10.0])], concurrency=1)
+    event["shards"][0]["key"] = "runs/run1/levels/secret.json"
+    with pytest.raises(ConfigError, match="must lie under runs/run1/shards/"):
+        read_merge_event(event, "runs/")
+
+
+def test_shards_that_disagree_on_the_common_start_are_not_merged(aws: Any) -> None:
+    parts = [_shard(0, 2, [10.0], start_epoch=1.8e9), _shard(1, 2, [10.0], start_epoch=1.8e9 + 5)]
+    event = _merge_event(aws, parts, concurrency=2)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    with pytest.raises(ConfigError, match="one common start"):
+        merge_level(event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=aws, cloudwatch=cloudwatch)
+    assert "Contents" not in aws.list_objects_v2(Bucket=BUCKET, Prefix="runs/run1/levels/")
