@@ -147,6 +147,7 @@ def find_limit(protocol: str, config: str, server: str, args: argparse.Namespace
         limit.rows.append(row)
         reason = row.get("crashed") or miss(row)
         print(f"  {protocol} {config} x {streams}: {reason or 'within the goals'}", file=sys.stderr, flush=True)
+        print("  " + raw_rows([Limit(protocol, config, vcpus, rows=[row])])[-1], file=sys.stderr, flush=True)
         if reason:
             limit.stopped = f"{streams} streams: {reason}"
             break
@@ -250,14 +251,17 @@ def main() -> int:
         for protocol in args.protocols.split(","):
             for config in configs:
                 limits.append(find_limit(protocol, config, server, args))
+                if args.out:  # so far, in case the run is cut short
+                    Path(args.out).write_text("\n".join(report(header, limits)) + "\n")
     finally:
         process.terminate()
         process.wait(timeout=10)
-    body = [*header, "", *table(limits), "", "Every level:", "", *raw_rows(limits)]
-    print("\n".join(body[len(header) :]))
-    if args.out:
-        Path(args.out).write_text("\n".join(body) + "\n")
+    print("\n".join(report(header, limits)[len(header) :]))
     return 0
+
+
+def report(header: list[str], limits: list[Limit]) -> list[str]:
+    return [*header, "", *table(limits), "", "Every level:", "", *raw_rows(limits)]
 
 
 if __name__ == "__main__":
