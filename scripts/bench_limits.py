@@ -120,7 +120,9 @@ def run_level(
             f"--levels={streams}",
             f"--clients={protocol}",
             f"--workers={workers}",
-            f"--duration={args.duration}",
+            # A short ramp (streams / 400 s) and the measured time after it: a steady window at every level.
+            f"--ramp-up={streams / 400:g}",
+            f"--duration={args.duration + streams / 400:g}",
             "--repeat=1",
             f"--loop={args.loop}",
             f"--json={out.name}",
@@ -156,6 +158,14 @@ def find_limit(protocol: str, config: str, server: str, args: argparse.Namespace
     else:
         limit.stopped = f"not tried above {args.max} streams (--max)"
     return limit
+
+
+def cgroup_interface() -> str:
+    if (CGROUP_V1 / "cpu.cfs_quota_us").exists():
+        return "cgroup v1 cpu.cfs_quota_us"
+    if (CGROUP_V2 / "cgroup.controllers").exists():
+        return "cgroup v2 cpu.max"
+    return "no cgroup cpu controller"
 
 
 def machine() -> str:
@@ -239,8 +249,9 @@ def main() -> int:
     header = [
         f"machine: {machine()}",
         f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; truth server: {args.server_options}; "
-        f"levels from {args.start} doubling to {args.max}; {args.duration:g} s measured per level; loop {args.loop}; "
-        f"workers size: {args.worker_count} processes",
+        f"levels from {args.start} doubling to {args.max}; ramp-up streams/400 s, measured {args.duration:g} s + the "
+        f"ramp; loop {args.loop}; "
+        f"workers size: {args.worker_count} processes; Lambda CPU limits by {cgroup_interface()}",
         f"goals: TTFT median {GOALS[0]:g} %, ms/token median {GOALS[1]:g} %, tokens/s {GOALS[2]:g} %, no failed "
         "request, not flagged for coalesced first tokens",
     ]
