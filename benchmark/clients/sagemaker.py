@@ -235,7 +235,7 @@ class SageMakerClient:
         """The request boto3 would send, signed; None where boto3 must send it itself (proxy, stubbed client).
 
         A body sent again within :data:`SIGNED_REUSE_S` goes with the request signed for it the first time: a
-        benchmark repeats a few prompts, and boto3's serializing, endpoint rules and SigV4 cost about 0.3-0.5 ms
+        benchmark repeats a few prompts, and boto3's serializing, endpoint rules and SigV4 cost about 0.5 ms
         of CPU per request (benchmark/README.md "Client capacity"). SigV4 carries no nonce, and a signed request
         is good while it reaches AWS within five minutes of its ``X-Amz-Date`` (IAM User Guide, signing AWS API
         requests, "protect against replay"); the reused copy also repeats boto3's ``amz-sdk-invocation-id``,
