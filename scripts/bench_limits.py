@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
 
-from bench_accuracy import CLIENTS, start_server  # noqa: E402
+from scripts.bench_accuracy import CLIENTS, start_server  # noqa: E402
 
 LAMBDA_MB_PER_VCPU = 1769  # Lambda developer guide: one vCPU's worth of CPU at 1,769 MB
 GOALS = (2.0, 1.0, 2.0)  # TTFT median %, ms/token median %, tokens/s %

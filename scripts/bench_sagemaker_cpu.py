@@ -34,7 +34,7 @@ from benchmark.measure.records import RequestRecord
 TOKENS = 50
 
 
-def best_us(action: Callable[[], None], count: int, repeat: int) -> float:
+def best_us(action: Callable[[], object], count: int, repeat: int) -> float:
     """Best CPU microseconds per call of ``action`` over ``repeat`` batches of ``count`` calls."""
     best = float("inf")
     for _ in range(repeat):
