@@ -5,8 +5,10 @@ attempt) so throttling is recorded instead of hidden behind backoff.
 
 boto3 builds and signs each request (endpoint rules, credentials, SigV4, user agent: all botocore's), and
 a ``before-send`` handler takes the signed request from it; the bytes then go over :mod:`benchmark.wire`,
-which reads the kernel's receive time of each chunk, and botocore's own event-stream parser and error
-parser read the answer. boto3's blocking threads would stamp a token when a thread gets the GIL back,
+which reads the kernel's receive time of each chunk; event-stream frames are read as botocore reads them
+(:mod:`benchmark.clients.eventstream`, botocore's own parser for any irregular frame) and botocore's error
+parser reads errors. A body's signed request is reused for a minute (:meth:`SageMakerClient._signed_request`).
+boto3's blocking threads would stamp a token when a thread gets the GIL back,
 milliseconds late at hundreds of streams (TTFT high against an independent ground truth: docs/benchmark.md). Where
 a proxy applies, or a stubbed client answers without sending, boto3 itself sends the request and reads
 the answer on a thread (:meth:`SageMakerClient.invoke`).
