@@ -5,6 +5,7 @@ No network: the client signs requests (boto3's whole pipeline up to the send, as
 and the stream readers are fed the frames ``scripts/truth_server.py``'s shape of answer would carry (50 TGI
 tokens, one ``PayloadPart`` each). Prints CPU microseconds (``time.process_time``), best of ``--repeat``:
 
+- start-up: the first ``SageMakerClient`` of a process (boto3 client) and its first signed request;
 - boto3 signing per request, and per request with the client's signed-request reuse (same body);
 - per token: the TGI stream reader alone (what the HTTP client pays too), and with the frames decoded by
   botocore's ``EventStreamBuffer`` and by the client's ``FrameDecoder``.
@@ -60,14 +61,26 @@ def main() -> int:
     parser.add_argument("--answers", type=int, default=300, help="50-token answers per batch")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    client = SageMakerClient(
-        "bench-endpoint",
-        streaming=True,
-        concurrency=256,
-        endpoint_url="http://127.0.0.1:9",
-        region_name="us-east-1",
-        client_kwargs={"aws_access_key_id": "x", "aws_secret_access_key": "x"},
-    )
+
+    def make() -> SageMakerClient:
+        return SageMakerClient(
+            "bench-endpoint",
+            streaming=True,
+            concurrency=256,
+            endpoint_url="http://127.0.0.1:9",
+            region_name="us-east-1",
+            client_kwargs={"aws_access_key_id": "x", "aws_secret_access_key": "x"},
+        )
+
+    start = time.process_time()
+    client = make()  # the first in this process: botocore loads the service model and endpoint rules
+    first_client_ms = (time.process_time() - start) * 1000
+    start = time.process_time()
+    client._sign(b"{}")
+    first_sign_ms = (time.process_time() - start) * 1000
+    start = time.process_time()
+    make()
+    second_client_ms = (time.process_time() - start) * 1000
     client._wire = client._pool_for(client._client.meta.endpoint_url)  # as after the first request: no proxy lookup
     body = json.dumps({"inputs": "x" * 1000, "parameters": {"max_new_tokens": TOKENS}, "stream": True}).encode()
     sign = best_us(lambda: client._sign(body), args.requests, args.repeat)
@@ -99,6 +112,8 @@ def main() -> int:
         for name, action in (("reader", reader_only), ("botocore", with_botocore), ("decoder", with_decoder))
     }
     print(f"python {sys.version.split()[0]}; best of {args.repeat}")
+    print(f"start-up: first client {first_client_ms:.1f} ms CPU, its first signed request {first_sign_ms:.1f} ms,")
+    print(f"  another client in the same process {second_client_ms:.1f} ms (each worker process pays the first)")
     print(f"boto3 signing per request:                   {sign:8.1f} us ({sign / TOKENS:.1f} us per token at {TOKENS})")
     print(f"  reused signed request (same body, < 60 s): {reuse:8.1f} us")
     print(f"TGI stream reader per token (HTTP client too): {per_token['reader']:6.1f} us")
