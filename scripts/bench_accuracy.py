@@ -19,7 +19,8 @@ token that arrived inside it; Linux ``/proc``), and the machine's load.
 
 Rerunnable, never asserted: ``python scripts/bench_accuracy.py [--levels 1,20,64,256] [--duration 20]
 [--repeat 3] [--clients tgi-http-stream,openai-chat-stream,sagemaker-stream,sagemaker-chat-stream] [--ramp-up auto]
-[--workers auto] [--loop uvloop]``. The same settings exist on ``python -m benchmark run``: ``--ramp-up``,
+[--workers auto] [--loop uvloop] [--server URL | --server-options '--tpot-base-ms 5 --processes 4'] [--json PATH]``.
+The same settings exist on ``python -m benchmark run``: ``--ramp-up``,
 ``--workers``, ``--uvloop``.
 """
 
@@ -36,7 +37,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from benchmark.measure.runner import ProcessOptions, measure_level  # noqa: E402
 
 # sagemaker-chat-stream: the SageMaker client with payload="openai-chat" (vLLM's OpenAI chat on /invocations).
 CLIENTS = ("tgi-http-stream", "openai-chat-stream", "sagemaker-stream", "sagemaker-chat-stream")
-TRUTH_TOKENS = 50  # what scripts/truth_server.py generates per request
+TRUTH_TOKENS = 50  # what scripts/truth_server.py generates per request (unless its --tokens says fewer)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Row:
     load: float
     coalesced: float  # share of first tokens read with later bytes (the level is flagged above 1 %)
     flagged: bool
+    failed: int = 0  # requests that ended in an error
 
     def errors(self) -> tuple[float, float, float]:
         return (_err(self.ttft, self.ttft_truth), _err(self.tpot, self.tpot_truth), _err(self.tps, self.tps_truth))
@@ -102,20 +104,16 @@ def _err(measured: float, truth: float) -> float:
     return (measured - truth) / truth * 100 if truth else float("nan")
 
 
-def start_server(*options: str) -> tuple[subprocess.Popen[str], str]:
-    """The truth server in a process of its own (``options``: its command line, e.g. a faster latency model)."""
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "truth_server.py"), *options],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+def start_server(options: str = "") -> tuple[subprocess.Popen[str], str]:
+    """scripts/truth_server.py with ``options`` (its latency model, processes), and the URL it listens on."""
+    command = [sys.executable, str(ROOT / "scripts" / "truth_server.py"), *options.split()]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert process.stdout is not None
     line = process.stdout.readline()
     if "listening on" not in line:
         process.kill()
         raise SystemExit(f"truth server did not start: {line!r}")
-    return process, line.strip().rsplit(" ", 1)[-1]
+    return process, line.split("listening on ", 1)[1].split()[0]
 
 
 def call(base_url: str, path: str, method: str = "GET") -> Any:
@@ -287,6 +285,7 @@ def measure(kind: str, base_url: str, concurrency: int, args: argparse.Namespace
         load=(load_before + os.getloadavg()[0]) / 2,
         coalesced=metrics.coalesced_first_token_share or 0.0,
         flagged=metrics.late_first_tokens,
+        failed=failed,
     )
 
 
@@ -421,6 +420,11 @@ def main() -> int:
     parser.add_argument(
         "--guidellm", default=os.environ.get("GUIDELLM_BIN"), help="also run GuideLLM (env GUIDELLM_BIN)"
     )
+    parser.add_argument("--server", metavar="URL", help="a truth server already running (else one is started)")
+    parser.add_argument(
+        "--server-options", default="", help="options for the truth server started here, e.g. '--tpot-base-ms 5'"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write every row as JSON (scripts/bench_limits.py)")
     parser.add_argument(
         "--guidellm-tokenizer",
         default=os.environ.get("GUIDELLM_TOKENIZER"),
@@ -437,22 +441,26 @@ def main() -> int:
         f"ramp-up {args.ramp_up}; workers {args.workers}; loop {args.loop}; repeat {args.repeat}; "
         f"load {os.getloadavg()[0]:.1f}"
     )
-    process, base_url = start_server()
+    process, base_url = (None, args.server.rstrip("/")) if args.server else start_server(args.server_options)
+    server_pid = process.pid if process is not None else -1
     rows: list[Row] = []
     guide_rows: list[GuideRow] = []
     try:
         for _ in range(args.repeat):
             for kind in args.clients.split(","):
                 for concurrency in levels:
-                    rows.append(measure(kind, base_url, concurrency, args, process.pid))
+                    rows.append(measure(kind, base_url, concurrency, args, server_pid))
                     print(f"  done {kind} x {concurrency}", file=sys.stderr, flush=True)
         for concurrency in levels if args.guidellm else ():
             call(base_url, "/reset", "POST")
             benchmark = run_guidellm(args.guidellm, args.guidellm_tokenizer, base_url, concurrency, args.duration)
             guide_rows.append(analyse_guidellm(concurrency, benchmark, call(base_url, "/truth")))
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
+    if args.json:
+        Path(args.json).write_text(json.dumps([dict(asdict(r), errors=r.errors()) for r in rows], indent=1) + "\n")
     rows.sort(key=lambda r: (CLIENTS.index(r.client), r.concurrency))
     print_rows(rows, args.repeat)
     print(

@@ -272,7 +272,7 @@ def part_cgroup(args: argparse.Namespace) -> bool | None:
     )
     results: dict[int, tuple[bool, tuple[float, ...]]] = {}
     for parts in (1, args.shards):
-        server, url = start_server(*server_options)
+        server, url = start_server(" ".join(server_options))
         try:
             merged, shards = sharded(args, kind, base, url, parts)
             truths = call(url, "/truth")

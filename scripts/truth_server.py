@@ -13,9 +13,13 @@ all on ``time.perf_counter()``, which on Linux is ``CLOCK_MONOTONIC`` and so the
 process. The truth figures are computed from this log, never from what the server meant to do.
 
 Latency model: like TGI's continuous batching, a prefill of ``40 + 0.1 x input tokens`` ms, then one token
-every ``20 + 0.1 x active`` ms per request (``active`` = requests decoding), 50 tokens (``--tpot-base-ms``,
-``--tpot-per-active-ms`` change the 20 and the 0.1: a faster server). Each request keeps
-its own schedule (tokens of different requests are not emitted in lockstep).
+every ``20 + 0.1 x active`` ms per request (``active`` = requests decoding), 50 tokens. Each request keeps
+its own schedule (tokens of different requests are not emitted in lockstep). With these defaults the server
+delivers at most 10,000 tokens/s however many streams (``active / (0.02 + 0.0001 x active)``); the options
+``--tpot-base-ms``, ``--tpot-per-active-ms``, ``--prefill-base-ms``, ``--prefill-per-token-ms`` and ``--tokens``
+set the model (``--tpot-per-active-ms 0``: every stream at the base rate), and ``--processes N`` serves from N
+processes sharing the listening socket (``active`` then counts a process's own requests), each logging finished
+requests to a file that ``/truth`` reads whole, so one Python process's CPU does not cap what it can deliver.
 
 Routes: ``POST /generate_stream`` (TGI SSE), ``POST /v1/chat/completions`` (OpenAI SSE, streamed),
 ``POST /endpoints/NAME/invocations-response-stream`` (SageMaker: the container's SSE in event-stream
@@ -29,12 +33,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import binascii
+import contextlib
 import json
+import os
+import signal
 import socket
 import struct
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; Python does not export it
@@ -64,10 +75,45 @@ def realtime_offset() -> float:
     return best[1]
 
 
+@dataclass(frozen=True)
+class Model:
+    """The latency model (module docstring); the defaults are the figures every earlier run used."""
+
+    prefill_base_ms: float = PREFILL_BASE_MS
+    prefill_per_token_ms: float = PREFILL_PER_TOKEN_MS
+    tpot_base_ms: float = TPOT_BASE_MS
+    tpot_per_active_ms: float = TPOT_PER_ACTIVE_MS
+    tokens: int = TOKENS
+
+
 class Log:
-    def __init__(self) -> None:
+    """Finished requests: in memory, or (``folder`` given, one process of several) in a JSON-lines file each."""
+
+    def __init__(self, model: Model | None = None, folder: Path | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.active = 0
+        self.model = model or Model()
+        self.folder = folder
+        self.file = (folder / f"{os.getpid()}.jsonl").open("a", buffering=1) if folder is not None else None
+
+    def add(self, truth: dict[str, Any]) -> None:
+        if self.file is None:
+            self.requests.append(truth)
+        else:
+            self.file.write(json.dumps(truth) + "\n")
+
+    def all(self) -> list[dict[str, Any]]:
+        if self.folder is None:
+            return self.requests
+        found: list[dict[str, Any]] = []
+        for path in sorted(self.folder.glob("*.jsonl")):
+            found += [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+        return found
+
+    def clear(self) -> None:
+        self.requests.clear()
+        for path in self.folder.glob("*.jsonl") if self.folder is not None else ():
+            os.truncate(path, 0)  # every process appends (O_APPEND): its next line starts the file again
 
 
 class Connection:
@@ -122,11 +168,11 @@ class Connection:
 
     def handle(self, method: str, path: str, body: bytes, arrived: float) -> None:
         if path == "/truth":
-            self.reply(200, json.dumps(self.log.requests).encode())
+            self.reply(200, json.dumps(self.log.all()).encode())
         elif path in {"/health", "/v1/models"}:  # what OpenAI-compatible benchmarks (GuideLLM) probe first
             self.reply(200, b'{"object":"list","data":[{"id":"truth","object":"model"}]}')
         elif path == "/reset":
-            self.log.requests.clear()
+            self.log.clear()
             self.reply(200, b"{}")
         elif method == "POST" and path == "/generate_stream":
             Generation(self, "tgi", body, arrived).start({"Content-Type": "text/event-stream"})
@@ -218,17 +264,18 @@ class Generation:
         request = json.loads(body)
         if protocol in ("openai", "sagemaker-chat"):
             text = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
-            wanted = int(request.get("max_tokens") or TOKENS)
+            wanted = int(request.get("max_tokens") or conn.log.model.tokens)
         else:
             text = str(request.get("inputs", ""))
-            wanted = int((request.get("parameters") or {}).get("max_new_tokens") or TOKENS)
+            wanted = int((request.get("parameters") or {}).get("max_new_tokens") or conn.log.model.tokens)
         self.input_tokens = max(1, len(text) // 4)
-        self.tokens = max(1, min(wanted, TOKENS))
+        self.model = model = conn.log.model
+        self.tokens = max(1, min(wanted, model.tokens))
         self.id = str(uuid.uuid4())
         self.truth: dict[str, Any] = {"id": self.id, "protocol": protocol, "arrival": arrived, "writes": []}
         self.truth["tokens"] = self.tokens
         self.sent = 0
-        self.deadline = arrived + (PREFILL_BASE_MS + PREFILL_PER_TOKEN_MS * self.input_tokens) / 1000
+        self.deadline = arrived + (model.prefill_base_ms + model.prefill_per_token_ms * self.input_tokens) / 1000
 
     def start(self, headers: dict[str, str]) -> None:
         id_header = "x-amzn-RequestId" if self.protocol.startswith("sagemaker") else "x-request-id"
@@ -252,9 +299,9 @@ class Generation:
         )
         if last:
             self.conn.log.active -= 1
-            self.conn.log.requests.append(self.truth)
+            self.conn.log.add(self.truth)
             return
-        self.deadline += (TPOT_BASE_MS + TPOT_PER_ACTIVE_MS * self.conn.log.active) / 1000
+        self.deadline += (self.model.tpot_base_ms + self.model.tpot_per_active_ms * self.conn.log.active) / 1000
         self.schedule()
 
     def event(self, index: int, last: bool) -> bytes:
@@ -287,15 +334,18 @@ class Generation:
         return out
 
 
-async def serve(host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    log = Log()
-    offset = realtime_offset()
+def listen(host: str, port: int) -> socket.socket:
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
-    listener.listen(2048)
+    listener.listen(4096)
     listener.setblocking(False)
+    return listener
+
+
+async def serve(listener: socket.socket, log: Log, announce: bool = True) -> None:
+    loop = asyncio.get_running_loop()
+    offset = realtime_offset()
 
     def accept() -> None:
         while True:
@@ -306,23 +356,51 @@ async def serve(host: str, port: int) -> None:
             Connection(sock, loop, log, offset)
 
     loop.add_reader(listener.fileno(), accept)
-    print(f"truth server listening on http://{host}:{listener.getsockname()[1]}", flush=True)
+    if announce:
+        host, port = listener.getsockname()[:2]
+        print(f"truth server listening on http://{host}:{port}", flush=True)
     await asyncio.Event().wait()
 
 
 def main() -> None:
-    global TPOT_BASE_MS, TPOT_PER_ACTIVE_MS  # the latency model's knobs, set once before serving
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--tpot-base-ms", type=float, default=TPOT_BASE_MS, help="ms per token at no load")
-    parser.add_argument(
-        "--tpot-per-active-ms", type=float, default=TPOT_PER_ACTIVE_MS, help="ms added per decoding request"
-    )
+    parser.add_argument("--prefill-base-ms", type=float, default=PREFILL_BASE_MS)
+    parser.add_argument("--prefill-per-token-ms", type=float, default=PREFILL_PER_TOKEN_MS)
+    parser.add_argument("--tpot-base-ms", type=float, default=TPOT_BASE_MS)
+    parser.add_argument("--tpot-per-active-ms", type=float, default=TPOT_PER_ACTIVE_MS)
+    parser.add_argument("--tokens", type=int, default=TOKENS, help="tokens per request at most")
+    parser.add_argument("--processes", type=int, default=1, help="serving processes sharing the listener")
     args = parser.parse_args()
-    TPOT_BASE_MS, TPOT_PER_ACTIVE_MS = args.tpot_base_ms, args.tpot_per_active_ms
+    if args.tpot_base_ms <= 0 or args.tokens < 1 or args.processes < 1:
+        parser.error("--tpot-base-ms must be > 0, --tokens and --processes >= 1")
+    model = Model(
+        args.prefill_base_ms, args.prefill_per_token_ms, args.tpot_base_ms, args.tpot_per_active_ms, args.tokens
+    )
+    listener = listen(args.host, args.port)
     # The standard loop: its timers are as precise as the clock (uvloop's are whole milliseconds).
-    asyncio.run(serve(args.host, args.port))
+    if args.processes == 1:
+        asyncio.run(serve(listener, Log(model)))
+        return
+    folder = Path(tempfile.mkdtemp(prefix="truth-server-"))
+    children = []
+    for _ in range(args.processes):
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(serve(listener, Log(model, folder), announce=False))
+            os._exit(0)
+        children.append(pid)
+    host, port = listener.getsockname()[:2]
+    print(f"truth server listening on http://{host}:{port} ({args.processes} processes)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # terminate() ends the children too
+    try:
+        for pid in children:
+            os.waitpid(pid, 0)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ attempt) so throttling is recorded instead of hidden behind backoff.
 
 boto3 builds and signs each request (endpoint rules, credentials, SigV4, user agent: all botocore's), and
 a ``before-send`` handler takes the signed request from it; the bytes then go over :mod:`benchmark.wire`,
-which reads the kernel's receive time of each chunk, and botocore's own event-stream parser and error
-parser read the answer. boto3's blocking threads would stamp a token when a thread gets the GIL back,
+which reads the kernel's receive time of each chunk; event-stream frames are read as botocore reads them
+(:mod:`benchmark.clients.eventstream`, botocore's own parser for any irregular frame) and botocore's error
+parser reads errors. A body's signed request is reused for a minute (:meth:`SageMakerClient._signed_request`).
+boto3's blocking threads would stamp a token when a thread gets the GIL back,
 milliseconds late at hundreds of streams (TTFT high against an independent ground truth: docs/benchmark.md). Where
 a proxy applies, or a stubbed client answers without sending, boto3 itself sends the request and reads
 the answer on a thread (:meth:`SageMakerClient.invoke`).
@@ -42,7 +44,7 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -62,6 +64,7 @@ from botocore.httpsession import get_cert_path
 from botocore.parsers import create_parser
 
 from benchmark.clients.base import RequestFailed, fail, read_headers, redact_url, status_error_kind
+from benchmark.clients.eventstream import FrameDecoder
 from benchmark.clients.http import record_round_trip, wire_failure
 from benchmark.clients.protocol import (
     OpenAIStreamReader,
@@ -87,6 +90,9 @@ THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyReque
 STREAM_FAILURE_CODES = frozenset({"ModelStreamError", "InternalStreamFailure"})
 CONNECT_TIMEOUT_S = 10.0
 PAYLOADS = (PAYLOAD_TGI, PAYLOAD_OPENAI_CHAT)
+# How long a body's signed request is sent again (SigV4 allows five minutes), and how many bodies are kept.
+SIGNED_REUSE_S = 60.0
+SIGNED_CACHE_SIZE = 4096
 
 
 def boto_config(concurrency: int, timeout_s: float, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> Config:
@@ -184,6 +190,7 @@ class SageMakerClient:
         self._concurrency = max(1, concurrency)
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sagemaker-invoke")
         self._wire: ConnectionPool | None = None
+        self._signed: dict[bytes, tuple[AWSPreparedRequest, float]] = {}
         # A boto3 request's clock starts when botocore hands it to the connection, after serializing and SigV4
         # signing (client CPU, which is not the endpoint's latency); each request has a thread.
         self._current = threading.local()
@@ -227,7 +234,27 @@ class SageMakerClient:
         return "InvokeEndpointWithResponseStream" if self.streaming else "InvokeEndpoint"
 
     def _signed_request(self, body: bytes) -> AWSPreparedRequest | None:
-        """The request boto3 would send, signed; None where boto3 must send it itself (proxy, stubbed client)."""
+        """The request boto3 would send, signed; None where boto3 must send it itself (proxy, stubbed client).
+
+        A body sent again within :data:`SIGNED_REUSE_S` goes with the request signed for it the first time: a
+        benchmark repeats a few prompts, and boto3's serializing, endpoint rules and SigV4 cost about 0.5 ms
+        of CPU per request (benchmark/README.md "Client capacity"). SigV4 carries no nonce, and a signed request
+        is good while it reaches AWS within five minutes of its ``X-Amz-Date`` (IAM User Guide, signing AWS API
+        requests, "protect against replay"); the reused copy also repeats boto3's ``amz-sdk-invocation-id``,
+        which only ties an SDK's retries together (retries are off here).
+        """
+        cached = self._signed.get(body)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < SIGNED_REUSE_S:
+            return cached[0]
+        signed = self._sign(body)
+        if signed is not None:
+            if len(self._signed) >= SIGNED_CACHE_SIZE:
+                self._signed.clear()
+            self._signed[body] = (signed, now)
+        return signed
+
+    def _sign(self, body: bytes) -> AWSPreparedRequest | None:
         if self._wire is None and _proxied(self._client.meta.endpoint_url):
             return None
         self._current.take_signed = True
@@ -361,7 +388,8 @@ class SageMakerClient:
 
 
 class EventStreamSink:
-    """AWS event-stream bytes, framed by botocore's own parser: PayloadParts to ``reader``, errors raised.
+    """AWS event-stream bytes, framed as botocore frames them (:class:`FrameDecoder`): PayloadParts to ``reader``,
+    errors raised.
 
     A frame's time is the receive time of the bytes that completed it. A stream cut inside a frame ends
     without the protocol's final event, which the reader reports as a dropped stream.
@@ -369,27 +397,27 @@ class EventStreamSink:
 
     def __init__(self, reader: StreamReader) -> None:
         self._reader = reader
-        self._buffer = botocore_eventstream.EventStreamBuffer()
+        self._decoder = FrameDecoder()
 
     def feed(self, data: bytes, at: float) -> None:
-        try:
-            self._buffer.add_data(data)
-            for message in self._buffer:
-                self._on_message(message, at)
-        except botocore_eventstream.ParserError as exc:
-            raise RequestFailed(ErrorKind.MALFORMED_FRAME, f"{type(exc).__name__}: {exc}") from None
+        for headers, payload in self._decoder.feed(data):
+            self._on_message(headers, payload, at)
+        error = self._decoder.error
+        if isinstance(error, botocore_eventstream.ParserError):
+            raise RequestFailed(ErrorKind.MALFORMED_FRAME, f"{type(error).__name__}: {error}") from None
+        if error is not None:
+            raise error
 
-    def _on_message(self, message: botocore_eventstream.EventStreamMessage, at: float) -> None:
-        headers = cast("Mapping[str, Any]", message.headers)  # botocore's stubs call it an int
+    def _on_message(self, headers: Mapping[str, Any], payload: bytes, at: float) -> None:
         kind = headers.get(":message-type")
         if kind == "event":
             if headers.get(":event-type") == "PayloadPart":
-                self._reader.feed(message.payload, at)
+                self._reader.feed(payload, at)
             return
         if kind == "exception":
             name = str(headers.get(":exception-type", "exception"))
             code = ErrorKind.DROPPED_STREAM if name in STREAM_FAILURE_CODES else ErrorKind.CLIENT
-            raise RequestFailed(code, f"{name}: {message.payload[:300].decode('utf-8', 'replace')}")
+            raise RequestFailed(code, f"{name}: {payload[:300].decode('utf-8', 'replace')}")
         code_name = str(headers.get(":error-code", "error"))
         raise RequestFailed(ErrorKind.DROPPED_STREAM, f"{code_name}: {headers.get(':error-message', '')}")
 

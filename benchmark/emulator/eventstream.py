@@ -2,8 +2,8 @@
 
 SageMaker's ``InvokeEndpointWithResponseStream`` wraps every piece of the model's output in one of these
 frames. Only the writing side lives here (the emulator's SageMaker route, the tests' replays): the client
-reads them with botocore's own parser (``botocore.eventstream.EventStreamBuffer``, in
-:mod:`benchmark.clients.sagemaker`), which is also what the tests decode with.
+reads them as botocore's own parser (``botocore.eventstream.EventStreamBuffer``) does, with
+:mod:`benchmark.clients.eventstream`, and the tests decode them with botocore's.
 
 Frame layout (all integers big-endian)::
 

@@ -124,6 +124,42 @@ def test_the_request_on_the_wire_is_the_one_boto3_signed() -> None:
     assert sigv4_valid(raw, SECRET)
 
 
+def _two_requests(monkeypatch: pytest.MonkeyPatch, reuse_s: float) -> list[bytes]:
+    """The raw bytes of two requests with the same body from one client, signed ones reused for ``reuse_s``."""
+    monkeypatch.setattr("benchmark.clients.sagemaker.SIGNED_REUSE_S", reuse_s)
+    captured: list[bytes] = []
+
+    def script(conn: socket.socket, log: list[tuple[str, float]]) -> None:
+        conn.sendall(answer(400, b'{"message":"no"}', "x-amzn-ErrorType: ValidationError:http://x/\r\n" + JSON))
+
+    async def go() -> None:
+        client = _client(server.port)
+        try:
+            for _ in range(2):
+                await client.send(PROMPT, GenerationParams(max_new_tokens=3), user=0)
+        finally:
+            await client.aclose()
+
+    server = ScriptedServer(script, keep_raw=captured)
+    try:
+        asyncio.run(go())
+    finally:
+        server.close()
+    assert len(captured) == 2
+    return captured
+
+
+def test_a_body_sent_again_goes_with_the_request_signed_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _two_requests(monkeypatch, 60.0)
+    assert first == second and sigv4_valid(second, SECRET)
+
+
+def test_a_signed_request_is_not_reused_past_its_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _two_requests(monkeypatch, 0.0)
+    assert first != second  # boto3 signed again: a new amz-sdk-invocation-id (and X-Amz-Date once a second passed)
+    assert sigv4_valid(first, SECRET) and sigv4_valid(second, SECRET)
+
+
 @pytest.mark.parametrize(
     ("error_type", "body", "kind"),
     [
