@@ -50,12 +50,14 @@ SIZING = LoadTestSizing(memory_mb=1024)
 def test_the_largest_level_sizes_the_function_from_the_documented_vcpu_per_memory() -> None:
     # AWS Lambda developer guide: one vCPU per 1,769 MB, at most 10,240 MB.
     assert (LAMBDA_MB_PER_VCPU, LAMBDA_MAX_MEMORY_MB) == (1769, 10_240)
-    sizing = LoadTestSizing.for_levels([1, 5, 10, 20])  # the 2023 matrix
-    needed_vcpus = 20 * EXPECTED_TOKENS_PER_S_PER_STREAM / CLIENT_TOKENS_PER_S_PER_VCPU
-    assert sizing.memory_mb == math.ceil(needed_vcpus * 1769)
-    assert sizing.tokens_per_s >= 20 * EXPECTED_TOKENS_PER_S_PER_STREAM  # the largest level fits one function
+    sizing = LoadTestSizing.for_levels([1, 5, 10, 20])  # the 2023 matrix: within the 1,024 MB floor
+    assert sizing.memory_mb == 1024 and sizing.tokens_per_s >= 20 * EXPECTED_TOKENS_PER_S_PER_STREAM
+    level = 128  # a level past the floor and below the ceiling
+    needed_vcpus = level * EXPECTED_TOKENS_PER_S_PER_STREAM / CLIENT_TOKENS_PER_S_PER_VCPU
+    assert 1024 < math.ceil(needed_vcpus * 1769) < 10_240
+    assert LoadTestSizing.for_levels([1, level]).memory_mb == math.ceil(needed_vcpus * 1769)
     assert LoadTestSizing.for_levels([1]).memory_mb == 1024  # never below the size it had before
-    assert LoadTestSizing.for_levels([1, 256]).memory_mb == 10_240  # Lambda's largest: the rest is sharded
+    assert LoadTestSizing.for_levels([1, 1024]).memory_mb == 10_240  # Lambda's largest: the rest is sharded
 
 
 def test_workers_follow_whole_vcpus() -> None:
@@ -66,7 +68,8 @@ def test_a_level_beyond_one_function_is_sharded_evenly_and_bounded() -> None:
     largest = LoadTestSizing(memory_mb=10_240)
     per_function = 10_240 / 1769 * CLIENT_TOKENS_PER_S_PER_VCPU
     assert largest.shards(20) == 1
-    assert largest.shards(256) == math.ceil(256 * EXPECTED_TOKENS_PER_S_PER_STREAM / per_function) == 3
+    three = math.ceil(2.5 * per_function / EXPECTED_TOKENS_PER_S_PER_STREAM)  # streams that need 2.5 functions
+    assert largest.shards(three) == math.ceil(three * EXPECTED_TOKENS_PER_S_PER_STREAM / per_function) == 3
     assert largest.shards(2) == 1 and SIZING.shards(3) == 1  # never more shards than the level needs
     too_many = math.ceil(per_function * MAX_SHARDS / EXPECTED_TOKENS_PER_S_PER_STREAM) + 1
     with pytest.raises(ConfigError, match=rf"concurrency={too_many}.*at most {MAX_SHARDS}"):
@@ -80,8 +83,10 @@ def test_memory_outside_lambdas_range_is_refused(memory: Any) -> None:
 
 
 def test_level_items_carry_the_shards_each_level_needs() -> None:
-    items = level_items([1, 256], LoadTestSizing(memory_mb=10_240))
-    assert [i[ITEM_LOAD] for i in items] == [{"concurrency": 1}, {"concurrency": 256}]
+    sizing = LoadTestSizing(memory_mb=10_240)
+    level = math.ceil(2.5 * sizing.tokens_per_s / EXPECTED_TOKENS_PER_S_PER_STREAM)  # needs three functions
+    items = level_items([1, level], sizing)
+    assert [i[ITEM_LOAD] for i in items] == [{"concurrency": 1}, {"concurrency": level}]
     assert items[0][ITEM_SHARDS] == []  # not fanned out: the level runs whole, as before
     assert items[1][ITEM_SHARDS] == [{"index": i, "count": 3} for i in range(3)]
     with pytest.raises(ConfigError, match="shards=3"):

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, ClassVar, NotRequired, TypedDict, TypeVar
 
 from benchmark.measure.load import LoadSpec
+from benchmark.measure.processes import ASSUMED_STREAM_TOKENS_PER_S, CPU_S_PER_TOKEN, PROCESS_BUSY_TARGET
 from benchmark.serialize import JsonShape, to_data
 from catalog.errors import ConfigError, Issue
 
@@ -70,16 +71,13 @@ LAMBDA_MB_PER_VCPU = 1769
 LAMBDA_MIN_MEMORY_MB = 128
 LAMBDA_MAX_MEMORY_MB = 10_240
 LOAD_TEST_MIN_MEMORY_MB = 1024  # the load test's size before it was sized from its levels: never less
-# The fastest decode one stream of any endpoint in scope is planned for (10 ms per token: a 7B model on A100s);
-# a level's expected token rate is its streams times this. Over-estimating costs Lambda seconds; under-estimating
-# lets the client fall behind the endpoint, which reads as a slower endpoint.
-EXPECTED_TOKENS_PER_S_PER_STREAM = 100.0
-# The SageMaker client's CPU per token at 256 streams, the highest of the recorded runs (200-330 us,
-# docs/benchmark.md, scripts/bench_accuracy.py, 2026-12-02): boto3's signing and botocore's event-stream parser.
-CLIENT_CPU_S_PER_TOKEN = 330e-6
-# The share of a vCPU the client may keep busy: above it, reads fall behind and tokens arrive stamped together.
-CLIENT_CPU_SHARE = 0.5
-CLIENT_TOKENS_PER_S_PER_VCPU = CLIENT_CPU_SHARE / CLIENT_CPU_S_PER_TOKEN  # about 1,515
+# What a level is planned for and what a client process reads on time, from the one place the CLI's worker choice
+# reads them too: tokens/s per stream (10 ms per token), and the SageMaker client's measured CPU per token with the
+# share of a core one event loop may keep busy.
+EXPECTED_TOKENS_PER_S_PER_STREAM = ASSUMED_STREAM_TOKENS_PER_S
+CLIENT_CPU_S_PER_TOKEN = CPU_S_PER_TOKEN["sagemaker"]
+CLIENT_CPU_SHARE = PROCESS_BUSY_TARGET
+CLIENT_TOKENS_PER_S_PER_VCPU = CLIENT_CPU_SHARE / CLIENT_CPU_S_PER_TOKEN  # about 6,400
 # At most this many load-test Lambdas run one level: new accounts may have a Lambda concurrency quota of 10.
 MAX_SHARDS = 10
 # The shards of a level start this long after their Map state is entered: time for every shard's Lambda to

@@ -28,9 +28,11 @@ CPU_S_PER_TOKEN: dict[str, float] = {"tgi-http": 63.5e-6, "openai-chat": 63.5e-6
 # 36 % of a core, TTFT +0.01 % against the truth); 50 % is a margin above it, and the verdict after each level
 # (benchmark.measure.selfcheck) says when it was not enough.
 PROCESS_BUSY_TARGET = 0.5
-# Tokens/s per stream assumed for a level when no lower level of the run has measured it: 20 ms per token, a
-# fast GPU decoding a 7B model; more than most deployments give per stream at hundreds of streams.
-ASSUMED_STREAM_TOKENS_PER_S = 50.0
+# Tokens/s per stream a level is planned for when nothing has measured it (the first level of a CLI run; every level
+# of the state machine, sized at synth): 10 ms per token, the fastest decode of one stream of any endpoint in scope
+# (7B on A100s). Over-estimating costs a process or Lambda seconds; under-estimating lets the client fall behind the
+# endpoint, which reads as a slower endpoint. The load-test Lambda's sizing (benchmark.aws.contract) reads it too.
+ASSUMED_STREAM_TOKENS_PER_S = 100.0
 
 
 def process_capacity_tokens_per_s(protocol: str) -> float:
