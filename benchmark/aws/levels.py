@@ -25,6 +25,7 @@ from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.metrics import headline
 from benchmark.measure.runner import run_one_level
 from benchmark.serialize import from_data
+from catalog.engines import get_engine
 from catalog.errors import ConfigError, Issue
 
 NAMESPACE = "/aws/sagemaker/Endpoints"
@@ -37,11 +38,18 @@ _IMPLIED_SETTINGS = frozenset({"HF_MODEL_ID", "SM_NUM_GPUS", "HF_MODEL_QUANTIZE"
 
 
 def read_event(event: Mapping[str, Any]) -> LevelEvent:
-    """The state machine's item, or a ConfigError naming the missing or bad field."""
+    """The state machine's item, or a ConfigError naming the missing or bad field (a payload its engine does not
+    serve on ``/invocations`` included)."""
     try:
-        return from_data(LevelEvent, event)
+        level = from_data(LevelEvent, event)
+        item = level.configuration
+        engine = get_engine(item.engine, field="configuration.engine")
     except ConfigError as err:
         raise ConfigError(err.issues, context="load-test event") from None
+    if item.payload not in engine.payloads:
+        allowed = f"{engine.display_name} serves {', '.join(engine.payloads)} on /invocations"
+        raise ConfigError([Issue("configuration.payload", item.payload, allowed)], context="load-test event")
+    return level
 
 
 def benchmark_configuration(item: EndpointConfiguration, *, region: str) -> BenchmarkConfiguration:
@@ -146,7 +154,13 @@ def run_level(
     configuration = benchmark_configuration(level.configuration, region=region)
     variant = variant_name(level.configuration)
     store = S3ResultsStore(bucket, levels_prefix(results_prefix, level.run_id), s3)
-    options = {"region_name": region, "endpoint_url": endpoint_url, "boto_client": runtime}
+    # The engine's payload: TGI's /generate body, or an OpenAI chat completion for vLLM.
+    options = {
+        "region_name": region,
+        "endpoint_url": endpoint_url,
+        "boto_client": runtime,
+        "payload": level.configuration.payload,
+    }
     try:
         outcome = run_one_level(
             configuration,
