@@ -58,14 +58,8 @@ def test_the_shipped_mixed_matrix_runs_both_engines_on_the_same_deployments(engi
         d = c.deployment
         by_engine.setdefault(d.engine, set()).add((d.model, str(d.quantization), str(d.instance_type)))
     assert set(by_engine) == {"tgi", "vllm"}
-    assert (
-        by_engine["tgi"]
-        == by_engine["vllm"]
-        == {
-            ("7b", "gptq", "ml.g5.2xlarge"),
-            ("7b", "fp16", "ml.g5.12xlarge"),
-        }
-    )
+    assert by_engine["tgi"] == by_engine["vllm"]
+    assert {("7b", "gptq", "ml.g5.2xlarge"), ("7b", "fp16", "ml.g5.12xlarge")} <= by_engine["vllm"]
 
 
 def test_each_entry_deploys_its_engines_image_from_the_vendored_table(engines: Matrix, mixed: dict[str, Any]) -> None:
@@ -89,29 +83,31 @@ def test_vllm_entries_carry_the_documented_container_and_host_and_tgi_entries_tg
         if d.engine == "vllm":
             expected = {
                 **documented_environment(str(d.quantization), str(d.instance.gpu_count)),
-                "SM_VLLM_MAX_MODEL_LEN": "2048",  # the matrix's max_total_tokens
+                "SM_VLLM_MAX_MODEL_LEN": str(d.max_total_tokens),  # the matrix's, where it sets one
             }
             assert environment == expected, config["id"]
             assert config["variant"]["InferenceAmiVersion"] == HOST_AMI
         else:
             assert not any(k.startswith("SM_VLLM_") for k in environment)
-            assert environment["MAX_TOTAL_TOKENS"] == "2048" and environment["SM_NUM_GPUS"] == str(d.instance.gpu_count)
+            assert environment["MAX_TOTAL_TOKENS"] == str(d.max_total_tokens)
+            assert environment["SM_NUM_GPUS"] == str(d.instance.gpu_count)
             assert "InferenceAmiVersion" not in config["variant"]
         # The endpoint stacks' one builder: the same environment as the deployment would get on its own.
         assert environment == d.container_environment()
 
 
-def test_the_load_test_is_told_each_engines_payload(mixed: dict[str, Any]) -> None:
-    payloads = {}
+def test_the_load_test_is_told_each_engines_payload(engines: Matrix, mixed: dict[str, Any]) -> None:
+    deployments = {c.id: c.deployment for c in engines.configurations}
+    told = {}
     for config in mixed["configurations"]:
         item = from_data(EndpointConfiguration, config)  # as the load test reads it
-        payloads[config["id"]] = (item.engine, item.vllm_version, item.payload)
-    assert payloads == {
-        "7b-gptq-g5-2xlarge-tgi": ("tgi", None, PAYLOAD_TGI),
-        "7b-gptq-g5-2xlarge-vllm": ("vllm", "0.29.0", PAYLOAD_OPENAI_CHAT),
-        "7b-fp16-g5-12xlarge-tgi": ("tgi", None, PAYLOAD_TGI),
-        "7b-fp16-g5-12xlarge-vllm": ("vllm", "0.29.0", PAYLOAD_OPENAI_CHAT),
+        told[config["id"]] = (item.engine, item.vllm_version, item.payload)
+    expected = {
+        i: ("vllm", "0.29.0", PAYLOAD_OPENAI_CHAT) if d.engine == "vllm" else ("tgi", None, PAYLOAD_TGI)
+        for i, d in deployments.items()
     }
+    assert told == expected
+    assert {payload for _, _, payload in told.values()} == {PAYLOAD_TGI, PAYLOAD_OPENAI_CHAT}
 
 
 @pytest.mark.parametrize("name", ["smoke", "2023", "engines"])
@@ -141,6 +137,10 @@ def test_configuration_data_leaves_out_only_tgis_own_values() -> None:
 # --- what synth refuses -------------------------------------------------------------------------------------
 
 
+SHIPPED: dict[str, Any] = yaml.safe_load((ROOT / "benchmark" / "matrices" / "engines.yaml").read_text())
+ADDED = len(SHIPPED["configurations"])  # the position of an entry appended to the shipped matrix
+
+
 def mixed_with(entry: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((ROOT / "benchmark" / "matrices" / "engines.yaml").read_text())
     data["configurations"].append(entry)
@@ -159,7 +159,7 @@ REFUSED = [
             "instance_type": "ml.g5.2xlarge",
             "gpu_memory_utilization": 0.5,
         },
-        "configurations[4] (7b-fp16-g5-2xlarge-vllm).instance_type",
+        f"configurations[{ADDED}] (7b-fp16-g5-2xlarge-vllm).instance_type",
         "ml.g5.2xlarge",
         "vLLM refuses to start",
     ),
@@ -173,7 +173,7 @@ REFUSED = [
             "instance_type": "ml.g5.2xlarge",
             "region": "me-west-1",
         },
-        "configurations[4] (west).region",
+        f"configurations[{ADDED}] (west).region",
         "me-west-1",
         "has no vLLM 0.29.0 image",
     ),
@@ -187,7 +187,7 @@ REFUSED = [
             "instance_type": "ml.g5.2xlarge",
             "max_batch_total_tokens": 8192,
         },
-        "configurations[4] (batch).max_batch_total_tokens",
+        f"configurations[{ADDED}] (batch).max_batch_total_tokens",
         8192,
         "is a TGI setting",
     ),
@@ -213,7 +213,7 @@ def test_the_controls_of_the_refusals_are_served() -> None:
         {k: v for k, v in REFUSED[2][1].items() if k != "max_batch_total_tokens"},
     ]
     for control in controls:
-        assert len(parse_matrix(mixed_with(control), source="engines").configurations) == 5
+        assert len(parse_matrix(mixed_with(control), source="engines").configurations) == ADDED + 1
 
 
 def test_synth_of_a_refused_matrix_names_the_combination_and_exits_2(tmp_path: Path) -> None:
@@ -224,7 +224,7 @@ def test_synth_of_a_refused_matrix_names_the_combination_and_exits_2(tmp_path: P
     env = {**os.environ, "CDK_CONTEXT_JSON": context, "CDK_OUTDIR": str(tmp_path / "out")}
     run = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 2, run.stderr
-    assert "configurations[4] (7b-fp16-g5-2xlarge-vllm).instance_type='ml.g5.2xlarge'" in run.stderr
+    assert f"configurations[{ADDED}] (7b-fp16-g5-2xlarge-vllm).instance_type='ml.g5.2xlarge'" in run.stderr
     assert "vLLM refuses to start" in run.stderr and "Traceback" not in run.stderr
 
 
