@@ -78,6 +78,7 @@ SYNTH_GROUPS = {
     "test_endpoint_constructs.py": "model-apps",
     "test_vllm_endpoints.py": "vllm-app",
     "test_engine_images.py": "engines-app",
+    "test_benchmark_engines.py": "engines-app",
     "test_benchmark_stack.py": "benchmark-stack",
     "test_state_machine_local.py": "benchmark-stack",
 }

@@ -13,18 +13,23 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from cfnlint.api import lint
 
 from benchmark.aws.contract import EndpointConfiguration, configuration_data
 from benchmark.matrix import Matrix, load_matrix, parse_matrix
 from benchmark.serialize import from_data
 from catalog.engines import PAYLOAD_OPENAI_CHAT, PAYLOAD_TGI
 from catalog.errors import ConfigError
+from tests.test_compliance import LINT_REGIONS
 from tests.test_state_machine_local import REGION, synthesized_definition
 from tests.test_vllm_endpoints import HOST_AMI, documented_environment
+
+if TYPE_CHECKING:
+    from tests.conftest import AppAssembly
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {
@@ -233,3 +238,15 @@ def test_scripts_synth_synthesizes_the_mixed_matrix() -> None:
     script = (ROOT / "scripts" / "synth").read_text()
     assert '-c "benchmark=matrices=engines;schedule_matrix=engines" -o cdk.out/engines' in script
     assert {c.deployment.engine for c in load_matrix("engines").configurations} == {"tgi", "vllm"}
+
+
+def test_cfn_lint_has_no_errors_or_warnings_on_the_mixed_benchmark_stack(engines_assembly: AppAssembly) -> None:
+    """The stack scripts/synth builds in cdk.out/engines: the vLLM image's mapping and region rule beside TGI's."""
+    template = engines_assembly.stacks["LlamaBenchmarkStack"].template_file.read_text()
+    assert "VllmImage0290" in template
+    problems = [
+        f"{match.rule.id} line {match.linenumber}: {match.message}"
+        for match in lint(template, regions=LINT_REGIONS)
+        if not match.rule.id.startswith("I")
+    ]
+    assert not problems, "\n".join(problems)
