@@ -153,7 +153,7 @@ def mixed_with(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 # Entries the vLLM image cannot serve, each with the field, value and reason synth names.
-REFUSED = [
+REFUSED: list[tuple[str, dict[str, Any], str, object, str]] = [
     (
         "vllm-memory-rule",  # 7B fp16 (13.5 GB) on one 24 GB A10G at gpu_memory_utilization 0.5
         {
