@@ -69,6 +69,9 @@ class Engine:
     min_compute_capability: tuple[int, int] | None  # the engine's own floor; None: no rule recorded
     quantizations: MappingProxyType[str, QuantizationSupport]
     sources: tuple[str, ...]
+    # What the endpoint's dashboard reads from the container's log lines (substrings, one per milestone or error
+    # kind; empty: the dashboard reads SageMaker's metrics only, as TGI's always has).
+    log_lines: tuple[str, ...] = ()
 
     @property
     def default_version(self) -> str:
@@ -145,6 +148,19 @@ class Engine:
 CUDA_13_MIN_COMPUTE_CAPABILITY = (7, 5)
 
 VLLM_DOCS = "https://docs.vllm.ai/en/v0.14.0/getting_started/installation/gpu/"
+# What vLLM writes while it starts and when it fails, as the endpoint's dashboard searches its log group for them:
+# vllm/v1/core/kv_cache_utils.py logs the KV cache that gpu_memory_utilization left ("GPU KV cache size: %s
+# tokens", then "Maximum concurrency for %s tokens per request: %.2fx"), vllm/entrypoints/openai/api_server.py
+# "Starting vLLM API server %d on %s" once the engine is up (SageMaker's /ping answers from then on), and
+# vllm/logger.py starts every line with its level name ("%(levelname)s %(asctime)s [%(fileinfo)s:%(lineno)d]"),
+# so a failure is an "ERROR" line, or a Python "Traceback" where the process dies.
+VLLM_LOG_LINES = (
+    "GPU KV cache size",
+    "Maximum concurrency for",
+    "Starting vLLM API server",
+    "ERROR",
+    "Traceback",
+)
 ENGINES: MappingProxyType[str, Engine] = MappingProxyType(
     {
         "tgi": Engine(
@@ -192,6 +208,7 @@ ENGINES: MappingProxyType[str, Engine] = MappingProxyType(
                 "vllm-project/vllm vllm/entrypoints/sagemaker/api_router.py (/invocations)",
                 VLLM_DOCS,
             ),
+            log_lines=VLLM_LOG_LINES,
         ),
     }
 )

@@ -74,7 +74,11 @@ class BenchmarkStack(cdk.Stack):
         key = self.encryption.key
         matrices = dict(props.matrices or {n: load_matrix(n, prefix=opts.prefix) for n in opts.matrices})
         parallel = opts.max_parallel_endpoints or min(m.max_parallel_endpoints for m in matrices.values())
-        versions = tuple(sorted({str(c.deployment.tgi_version) for m in matrices.values() for c in m.configurations}))
+        images = {
+            (c.deployment.engine, c.deployment.engine_version): c.deployment.image
+            for m in matrices.values()
+            for c in m.configurations
+        }
 
         self.weights_export, self.weights_arn = self._weights_arn(props.weights_bucket)
         self.results = ResultsBucket(
@@ -90,7 +94,7 @@ class BenchmarkStack(cdk.Stack):
                 vpc=props.vpc,
                 weights_bucket_arn=self.weights_arn,
                 weights_finding=self.weights_export or "<weights bucket>",
-                tgi_versions=versions,
+                images=tuple(image for _, image in sorted(images.items())),
                 prefix=opts.prefix,
             ),
         )

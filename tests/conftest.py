@@ -26,6 +26,8 @@ PIPELINE_STAGE_FILE = "stages.example.yaml"  # the promotion pipeline the tests 
 TEST_CONTEXT: dict[str, Any] = {}  # the app's defaults: what `cdk synth` with no -c options deploys
 # Every scenario on vLLM, one model size each; the benchmark stack, which no engine changes, left out.
 VLLM_CONTEXT: dict[str, Any] = {"config": "config.vllm.example.yaml", "benchmark": "off"}
+# The default app with a benchmark matrix that mixes engines: what scripts/synth builds in cdk.out/engines.
+ENGINES_CONTEXT: dict[str, Any] = {"benchmark": "matrices=engines;schedule_matrix=engines"}
 STACK_ARTIFACT = "aws:cloudformation:stack"
 NESTED_ASSEMBLY = "cdk:cloud-assembly"
 
@@ -75,6 +77,8 @@ SYNTH_GROUPS = {
     "test_asset_publishing.py": "whole-app",
     "test_endpoint_constructs.py": "model-apps",
     "test_vllm_endpoints.py": "vllm-app",
+    "test_engine_images.py": "engines-app",
+    "test_benchmark_engines.py": "engines-app",
     "test_benchmark_stack.py": "benchmark-stack",
     "test_state_machine_local.py": "benchmark-stack",
 }
@@ -150,6 +154,12 @@ def vllm_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
 def vllm_twin_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
     """The same file with ``-c engine=tgi``: what the vLLM app must equal wherever the engine plays no part."""
     return synthesize({**VLLM_CONTEXT, "engine": "tgi"}, tmp_path_factory.mktemp("cdk.out.vllm-twin"))
+
+
+@pytest.fixture(scope="session")
+def engines_assembly(tmp_path_factory: pytest.TempPathFactory) -> AppAssembly:
+    """The default app whose benchmark stack carries benchmark/matrices/engines.yaml (TGI and vLLM entries)."""
+    return synthesize(dict(ENGINES_CONTEXT), tmp_path_factory.mktemp("cdk.out.engines"))
 
 
 @pytest.fixture(scope="session")

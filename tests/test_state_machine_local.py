@@ -10,10 +10,14 @@ are torn down by the janitor from the status-change event their EventBridge rule
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import aws_cdk as cdk
@@ -39,6 +43,7 @@ from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
 from benchmark.matrix import Matrix, parse_matrix
 from benchmark.measure.load import LoadSpec
 from benchmark.serialize import from_data
+from catalog.engines import get_engine
 from llama_constructs.benchmark.benchmark_state_machine import BenchmarkStateMachine, BenchmarkStateMachineProps
 from tests.benchmark_fixtures import Built, build, definition_of, janitor_sweep_minutes, local_definition, render
 from tests.lambda_handlers import load_handler, set_loadtest_env
@@ -504,6 +509,92 @@ def test_a_matrix_load_reaches_the_load_test_as_the_matrix_file_says(harness: Ha
     assert [from_data(LoadSpec, {k: v for k, v in load.items() if k != "target"}) for load in recorded] == list(
         matrix.level_specs
     )
+
+
+# A matrix of one TGI and one vLLM entry, streamed (the truth server serves SageMaker's streaming route only).
+ENGINES_ROUND_TRIP = """
+name: engines-roundtrip
+defaults: {model: 7b, quantization: gptq, instance_type: ml.g5.2xlarge, max_total_tokens: 2048, max_input_tokens: 1024}
+load:
+  concurrency: [1, 2]
+  duration_s: 0.3
+  max_requests: 6
+  warmup_requests: 0
+  max_new_tokens: 4
+  streaming: true
+  timeout_s: 30
+configurations:
+  - {id: on-tgi}
+  - {id: on-vllm, engine: vllm}
+"""
+
+
+@pytest.fixture
+def truth_server() -> Iterator[str]:
+    """scripts/truth_server.py, the independent ground truth: it logs which body each request carried (a
+    ``messages`` list is an OpenAI chat completion, ``sagemaker-chat``; TGI's ``/generate`` body, ``sagemaker``)."""
+    root = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen(
+        [sys.executable, str(root / "scripts" / "truth_server.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().split()[-1]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_vllm_entry_reaches_its_load_test_and_the_wire_as_openai_chat(
+    harness: Harness, truth_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Matrix with a vLLM entry -> synthesized definition -> moto's interpreter -> each load test's event -> the
+    client it builds -> the bytes the truth server received: OpenAI chat for vLLM, TGI's body for TGI."""
+    from benchmark.clients.sagemaker import SageMakerClient  # noqa: PLC0415 (boto3-heavy; only this test)
+
+    matrix = parse_matrix(yaml.safe_load(ENGINES_ROUND_TRIP))
+    built_clients: list[tuple[str, str]] = []
+    init = SageMakerClient.__init__
+
+    def recording_init(client: SageMakerClient, endpoint: str, *args: Any, **kwargs: Any) -> None:
+        init(client, endpoint, *args, **kwargs)
+        built_clients.append((endpoint, client.payload))
+
+    monkeypatch.setattr(SageMakerClient, "__init__", recording_init)
+    monkeypatch.setenv("BENCHMARK_RUNTIME_ENDPOINT_URL", truth_server)
+    machine = harness.machine("engines", synthesized_definition(matrix))
+    execution = run_execution(harness.sfn, machine, {"matrix": "engines-roundtrip"})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert outcomes(execution) == {"on-tgi": "succeeded", "on-vllm": "succeeded"}
+
+    events = [read_event(event) for name, event in harness.lambdas.calls if name == LOADTEST]
+    told = sorted({(e.configuration.id, e.configuration.engine, e.configuration.payload) for e in events})
+    assert told == [("on-tgi", "tgi", "tgi"), ("on-vllm", "vllm", "openai-chat")]
+    by_endpoint = {e.endpoint_name: e.configuration.id for e in events}
+    assert sorted({(by_endpoint[name], payload) for name, payload in built_clients}) == [
+        ("on-tgi", "tgi"),
+        ("on-vllm", "openai-chat"),
+    ]
+    with urllib.request.urlopen(truth_server + "/truth", timeout=10) as answered:
+        protocols = [request["protocol"] for request in json.loads(answered.read())]
+    records = [
+        from_data(LevelResult, json.loads(harness.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        for key in harness.keys(f"runs/{execution.output['run_id']}/levels/")
+    ]
+    sent = {
+        label: sum(r.metrics.requests_total for r in records if r.configuration.label == label)
+        for label in by_endpoint.values()
+    }
+    assert all(r.metrics.requests_failed == 0 and r.metrics.requests_ok > 0 for r in records), records
+    # Each record is keyed by its engine, and a vLLM record's settings are its tunables, not the wiring its
+    # model, quantization and instance imply.
+    engines = {(r.configuration.label, r.configuration.engine, r.configuration.key.split("/")[3]) for r in records}
+    vllm_key = f"vllm-{get_engine('vllm').default_version}"
+    assert engines == {("on-tgi", "tgi", "tgi-3.3.6"), ("on-vllm", "vllm", vllm_key)}
+    vllm_settings = {k for r in records if r.configuration.engine == "vllm" for k, _ in r.configuration.settings}
+    assert vllm_settings and not vllm_settings & {"SM_VLLM_MODEL", "SM_VLLM_TENSOR_PARALLEL_SIZE", "SM_VLLM_PORT"}
+    # Warm-up is off, so every request the truth server saw is one a record counts, each under its engine's body.
+    assert sorted(protocols) == sorted(["sagemaker"] * sent["on-tgi"] + ["sagemaker-chat"] * sent["on-vllm"])
 
 
 # --- executions that end without their own teardown: the EventBridge rule and the janitor -----------------

@@ -219,6 +219,9 @@ ENGINE_PATHS = {
     "regions": re.compile(r"^\$\.Mappings\.ImageRegistries[0-9A-F]{8}\.me-west-1: removed$"),
     "rule": re.compile(r"^\$\.Rules\.ImageRegionHasImage[0-9A-F]{8}\.Assertions\[0\]\."),
     "description": re.compile(r"^\$\.Description: "),
+    # The dashboard's body (one string): the metric widgets equal, one widget of vLLM's log lines added, as
+    # test_the_dashboard_reads_the_same_metrics_and_names_the_engine_of_its_log_widget checks widget by widget.
+    "dashboard": re.compile(r"^\$\.Resources\.MonitoringDashboard[0-9A-F]{8}\.Properties\.DashboardBody\."),
 }
 
 
@@ -249,6 +252,63 @@ def test_the_dashboard_alarms_and_scaling_are_there_for_vllm(vllm_assembly: AppA
     assert metric["PredefinedMetricType"] == "SageMakerVariantConcurrentRequestsPerModelHighResolution"
     body = json.dumps(only(t, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
     assert "ConcurrentRequestsPerModel" in body and "GPUMemoryUtilization" in body
+
+
+def dashboard_widgets(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dashboard's widgets, its body's intrinsics (the region) rendered as placeholders."""
+    parts = only(template, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]["Fn::Join"][1]
+    body = "".join(p if isinstance(p, str) else "REGION" for p in parts)
+    widgets: list[dict[str, Any]] = json.loads(body)["widgets"]
+    return widgets
+
+
+# vLLM's log lines as vllm/logger.py formats them ("%(levelname)s %(asctime)s [%(fileinfo)s:%(lineno)d] %(message)s"),
+# with the messages of vllm/v1/core/kv_cache_utils.py and vllm/entrypoints/openai/api_server.py; worker processes
+# prefix theirs with the process name.
+VLLM_LINES = [
+    "INFO 12-07 08:01:02 [kv_cache_utils.py:1087] GPU KV cache size: 27,776 tokens",
+    "INFO 12-07 08:01:02 [kv_cache_utils.py:1091] Maximum concurrency for 4,096 tokens per request: 6.78x",
+    "INFO 12-07 08:01:40 [api_server.py:1848] Starting vLLM API server 0 on http://0.0.0.0:8080",
+    "(EngineCore_DP0 pid=212) ERROR 12-07 08:01:05 [core.py:708] EngineCore failed to start.",
+    "Traceback (most recent call last):",
+]
+NOT_VLLM_LINES = ["INFO 12-07 08:02:00 [loggers.py:123] Engine 000: Avg prompt throughput: 10.0 tokens/s"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_dashboard_reads_the_same_metrics_and_names_the_engine_of_its_log_widget(
+    vllm_assembly: AppAssembly, vllm_twin_assembly: AppAssembly, scenario: str
+) -> None:
+    """Every metric widget (SageMaker's metrics, the same for both engines) is the TGI twin's; the one widget that
+    reads container log lines is vLLM's, says so in its title, reads the endpoint's own log group and matches
+    vLLM's start-up and error lines (Logs Insights ``like /a|b/`` is a regular expression, as Python's here)."""
+    tgi, vllm = (
+        dashboard_widgets(stack_of(vllm_twin_assembly, scenario)),
+        dashboard_widgets(stack_of(vllm_assembly, scenario)),
+    )
+    assert all(w["type"] == "metric" for w in tgi)
+    assert vllm[: len(tgi)] == tgi
+    (log,) = vllm[len(tgi) :]
+    props = log["properties"]
+    assert log["type"] == "log" and props["title"].startswith(f"vLLM {VERSION} container log")
+    endpoint = only(stack_of(vllm_assembly, scenario), "AWS::SageMaker::Endpoint")["Properties"]["EndpointName"]
+    assert props["query"].startswith(f"SOURCE '/aws/sagemaker/Endpoints/{endpoint}' | ")
+    (pattern,) = re.findall(r"filter @message like /(.*)/", props["query"])
+    assert all(re.search(pattern, line) for line in VLLM_LINES), pattern
+    assert not any(re.search(pattern, line) for line in NOT_VLLM_LINES)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_concurrent_requests_target_tracking_is_the_same_for_both_engines(
+    vllm_assembly: AppAssembly, vllm_twin_assembly: AppAssembly, scenario: str
+) -> None:
+    tgi, vllm = stack_of(vllm_twin_assembly, scenario), stack_of(vllm_assembly, scenario)
+    for kind in ("AWS::ApplicationAutoScaling::ScalingPolicy", "AWS::ApplicationAutoScaling::ScalableTarget"):
+        assert resources(vllm, kind) == resources(tgi, kind), kind
+    tracking = only(vllm, "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]
+    metric = tracking["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
+    assert metric["PredefinedMetricType"] == "SageMakerVariantConcurrentRequestsPerModelHighResolution"
+    assert resources(vllm, "AWS::CloudWatch::Alarm") == resources(tgi, "AWS::CloudWatch::Alarm")
 
 
 # --- compliance and permissions --------------------------------------------------------------------------------

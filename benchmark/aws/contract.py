@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NotRequired, TypedDict, TypeVar
 from benchmark.measure.load import LoadSpec
 from benchmark.measure.processes import ASSUMED_STREAM_TOKENS_PER_S, CPU_S_PER_TOKEN, PROCESS_BUSY_TARGET
 from benchmark.serialize import JsonShape, to_data
+from catalog.engines import DEFAULT_ENGINE, PAYLOAD_TGI
 from catalog.errors import ConfigError, Issue
 
 # --- names, tags, locations ------------------------------------------------------------------------------
@@ -158,7 +159,24 @@ class EndpointConfiguration:
     tgi_version: str
     container: Mapping[str, Any]  # CreateModel's PrimaryContainer (image, weights, Environment)
     variant: Mapping[str, Any]  # CreateEndpointConfig's production variant; ModelName is added at run time
+    # The serving engine, its image version when not TGI, and what the load test sends to /invocations
+    # (benchmark.clients.sagemaker ``payload``). At TGI's values they are left out of the state machine's
+    # payload (configuration_data), so TGI-only matrices keep the definition they had before vLLM.
+    engine: str = DEFAULT_ENGINE
+    vllm_version: str | None = None
+    payload: str = PAYLOAD_TGI
     JSON_SHAPE: ClassVar[JsonShape] = JsonShape(strict=True)
+
+
+# What a TGI configuration leaves out of the definition: its engine fields at their defaults.
+TGI_ENGINE_FIELDS: Mapping[str, Any] = {"engine": DEFAULT_ENGINE, "vllm_version": None, "payload": PAYLOAD_TGI}
+
+
+def configuration_data(configuration: EndpointConfiguration) -> dict[str, Any]:
+    """One configuration as the state machine's Pass state carries it: its fields, but the engine fields at
+    TGI's values (the load test reads them back as defaults)."""
+    data: dict[str, Any] = to_data(configuration)
+    return {k: v for k, v in data.items() if k not in TGI_ENGINE_FIELDS or v != TGI_ENGINE_FIELDS[k]}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

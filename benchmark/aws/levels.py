@@ -25,6 +25,7 @@ from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.metrics import headline
 from benchmark.measure.runner import ProcessOptions, run_one_level
 from benchmark.serialize import from_data
+from catalog.engines import get_engine
 from catalog.errors import ConfigError, Issue
 
 NAMESPACE = "/aws/sagemaker/Endpoints"
@@ -33,15 +34,30 @@ NAMESPACE = "/aws/sagemaker/Endpoints"
 UTILIZATION_METRICS = ("GPUUtilization", "GPUMemoryUtilization", "CPUUtilization", "MemoryUtilization")
 PERIOD_S = 60  # endpoint instance metrics are published once a minute
 # Container settings implied by the model, quantization and instance: not part of the configuration key.
-_IMPLIED_SETTINGS = frozenset({"HF_MODEL_ID", "SM_NUM_GPUS", "HF_MODEL_QUANTIZE"})
+_IMPLIED_SETTINGS = frozenset(
+    {
+        *("HF_MODEL_ID", "SM_NUM_GPUS", "HF_MODEL_QUANTIZE"),  # TGI
+        # vLLM: the model, its GPUs, quantization and dtype follow from model/quantization/instance; the rest wires
+        # the server to the container's port.
+        *("SM_VLLM_MODEL", "SM_VLLM_TENSOR_PARALLEL_SIZE", "SM_VLLM_QUANTIZATION", "SM_VLLM_DTYPE"),
+        *("SM_VLLM_SERVED_MODEL_NAME", "SM_VLLM_HOST", "SM_VLLM_PORT"),
+    }
+)
 
 
 def read_event(event: Mapping[str, Any]) -> LevelEvent:
-    """The state machine's item, or a ConfigError naming the missing or bad field."""
+    """The state machine's item, or a ConfigError naming the missing or bad field (a payload its engine does not
+    serve on ``/invocations`` included)."""
     try:
-        return from_data(LevelEvent, event)
+        level = from_data(LevelEvent, event)
+        item = level.configuration
+        engine = get_engine(item.engine, field="configuration.engine")
     except ConfigError as err:
         raise ConfigError(err.issues, context="load-test event") from None
+    if item.payload not in engine.payloads:
+        allowed = f"{engine.display_name} serves {', '.join(engine.payloads)} on /invocations"
+        raise ConfigError([Issue("configuration.payload", item.payload, allowed)], context="load-test event")
+    return level
 
 
 def benchmark_configuration(item: EndpointConfiguration, *, region: str) -> BenchmarkConfiguration:
@@ -52,7 +68,9 @@ def benchmark_configuration(item: EndpointConfiguration, *, region: str) -> Benc
         model=item.model,
         quantization=item.quantization,
         instance_type=item.instance_type,
-        tgi_version=item.tgi_version,
+        tgi_version=item.tgi_version if item.engine == "tgi" else None,
+        engine=item.engine,
+        vllm_version=item.vllm_version,
         region=region,
         label=item.id,
         settings=settings,
@@ -153,7 +171,13 @@ def run_level(
     configuration = benchmark_configuration(level.configuration, region=region)
     variant_name(level.configuration)  # checked before the level runs, not after
     store = S3ResultsStore(bucket, levels_prefix(results_prefix, level.run_id), s3)
-    options = {"region_name": region, "endpoint_url": endpoint_url, "boto_client": runtime}
+    # The engine's payload: TGI's /generate body, or an OpenAI chat completion for vLLM.
+    options = {
+        "region_name": region,
+        "endpoint_url": endpoint_url,
+        "boto_client": runtime,
+        "payload": level.configuration.payload,
+    }
     try:
         outcome = run_one_level(
             configuration,

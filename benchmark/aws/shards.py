@@ -133,9 +133,13 @@ def run_shard(
             f"(at most {SHARD_LATE_S:g} s): its users would not run beside the other shards' as asked"
         )
     spec = share(level.load, shard.index, shard.count)
-    clients = ClientSpec(
-        "sagemaker", level.endpoint_name, {"region_name": region, "endpoint_url": endpoint_url, "boto_client": runtime}
-    )
+    options = {
+        "region_name": region,
+        "endpoint_url": endpoint_url,
+        "boto_client": runtime,
+        "payload": level.configuration.payload,  # the engine's: TGI's /generate body or an OpenAI chat completion
+    }
+    clients = ClientSpec("sagemaker", level.endpoint_name, options)
     offset = realtime_offset()
     start_perf = start_epoch - offset + ramp_offset_s(level.load, shard.index)
     try:

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.matrix import load_matrix
-from catalog.tgi_images import get_image
 from tests.iam.account import Account, Role
 from tests.iam.calls import (
     Call,
@@ -340,28 +338,48 @@ def _topic_key(account: Account, topic_arn: str) -> str:
 # --- the rest ----------------------------------------------------------------------------------------------
 
 
+def benchmark_configurations(b: Benchmark) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(matrix, configuration) for every configuration the state machine carries, as its Pass states hold them."""
+    _, definition = state_machine_definition(b.account, BENCHMARK)
+    for state_name, state in sorted(definition["States"].items()):
+        if state_name.startswith("Matrix-"):
+            for configuration in state["Result"]["configurations"]:
+                yield state_name.removeprefix("Matrix-"), configuration
+
+
+def image_of(configuration: Mapping[str, Any]) -> tuple[str, str]:
+    """(registry account, repository) of a configuration's image URI, ``ACCOUNT.dkr.ecr.REGION.SUFFIX/REPO:TAG``."""
+    uri = str(configuration["container"]["Image"])
+    host, _, path = uri.partition("/")
+    return host.split(".", 1)[0], path.rsplit(":", 1)[0]
+
+
 def benchmark_model_calls(b: Benchmark) -> Iterator[Call]:
-    """SageMaker hosting every configuration of the default matrix with the benchmark model role."""
+    """SageMaker hosting every configuration of every matrix the state machine carries (its image and weights as
+    the definition names them) with the benchmark model role."""
     role = b.role("ModelRole")
     r = Resolver(b.account.templates, BENCHMARK)
     _, definition = state_machine_definition(b.account, BENCHMARK)
     (create,) = [t for name, t in tasks_of(definition) if name == "CreateModel"]
     vpc = create["Parameters"]["VpcConfig"]
     weights = r.resolve({"Fn::ImportValue": f"{BENCHMARK}-WeightsBucketArn"}).split(":::")[1]
-    for config in load_matrix("2023").configurations:
-        image = get_image(str(config.deployment.tgi_version))
+    for matrix, config in benchmark_configurations(b):
+        image_account, repository = image_of(config)
+        source = str(config["container"]["ModelDataSource"]["S3DataSource"]["S3Uri"])
+        bucket, _, prefix = source.removeprefix("s3://").partition("/")
+        assert bucket == weights, (source, weights)
         hosting = Hosting(
             endpoint=RUN_NAME,
             bucket=weights,
-            prefix=str(config.deployment.weights_prefix),
+            prefix=prefix,
             key_arn=bucket_key(b.account, weights),
-            image_account=image.registries[REGION],
-            repository=image.repository,
+            image_account=image_account,
+            repository=repository,
             vpc_arn=foundation_vpc_arn(b.account),
             subnet=vpc["Subnets"][0],
             security_group=vpc["SecurityGroupIds"][0],
         )
-        yield from sagemaker_hosting_calls(f"benchmark model {config.id}", role, hosting)
+        yield from sagemaker_hosting_calls(f"benchmark model {matrix}/{config['id']}", role, hosting)
 
 
 def schedule_calls(b: Benchmark) -> Iterator[Call]:

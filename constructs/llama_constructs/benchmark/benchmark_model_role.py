@@ -1,4 +1,10 @@
-"""The role benchmark models run as: the same grants as an endpoint's execution role, for every staged model."""
+"""The role benchmark models run as: the same grants as an endpoint's execution role, for every staged model.
+
+It pulls exactly the images of the matrices it runs: TGI's repository in any AWS account of the region (as it
+always has; the account differs by region), every other engine's (vLLM's) repository in the one account the
+vendored table gives for the stack's region (``ImageLocation``: a literal with a concrete region, else a
+``FindInMap`` on ``AWS::Region``), as an endpoint's execution role does.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 
 from benchmark.aws.contract import NAME_PREFIX
-from catalog.tgi_images import get_image
+from catalog.images import IMAGE_FAMILIES, ContainerImage
 from constructs import Construct
 from llama_constructs.benchmark.benchmark_findings import acknowledge_own_inline_policy, nag_environment
+from llama_constructs.endpoint.container_image import ImageLocation
 from llama_constructs.endpoint.execution_role import VpcAccess, acknowledge_scoped_wildcards
+
+TGI_IMAGES = IMAGE_FAMILIES["tgi"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,12 +32,12 @@ class ModelRoleProps:
     weights_bucket_arn: str  # a plain ARN or an import, so that its nag finding id is predictable
     weights_finding: str  # how cdk-nag prints weights_bucket_arn (the export's name for an import)
     weights_prefix: str = "models/"  # every model's weights live under it
-    tgi_versions: tuple[str, ...] = ()
+    images: tuple[ContainerImage, ...] = ()  # every image the matrices deploy (DeploymentConfig.image)
     prefix: str = NAME_PREFIX
 
 
 class ModelRole(Construct):
-    """The role benchmark models run as: read weights, pull the TGI image, write endpoint logs and metrics."""
+    """The role benchmark models run as: read weights, pull the matrices' images, write endpoint logs and metrics."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ModelRoleProps) -> None:
         super().__init__(scope, construct_id)
@@ -52,13 +61,22 @@ class ModelRole(Construct):
             )
         )
         props.key.grant_decrypt(self.role)
-        self.repositories = sorted({get_image(v).repository for v in props.tgi_versions})
+        tgi = [image for image in props.images if image.engine_name == TGI_IMAGES.display_name]
+        others = {(image.engine_name, image.version): image for image in props.images if image not in tgi}
+        self.repositories = sorted({image.repository for image in tgi})
+        self.locations = [
+            ImageLocation(self, f"{engine.capitalize()}Image{version.replace('.', '')}", image=image)
+            for (engine, version), image in sorted(others.items())
+        ]
         self.role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
                 resources=[
-                    stack.format_arn(service="ecr", account="*", resource="repository", resource_name=r)
-                    for r in self.repositories
+                    *(
+                        stack.format_arn(service="ecr", account="*", resource="repository", resource_name=r)
+                        for r in self.repositories
+                    ),
+                    *sorted({location.repository_arn for location in self.locations}),
                 ],
             )
         )

@@ -61,6 +61,7 @@ from benchmark.aws.contract import (
     LoadTestSizing,
     MergeEvent,
     ShardEvent,
+    configuration_data,
     failures_prefix,
     level_items,
     payload,
@@ -69,9 +70,8 @@ from benchmark.aws.contract import (
     shared_load,
 )
 from benchmark.matrix import Matrix
-from benchmark.serialize import to_data
+from catalog.deployment import DeploymentConfig
 from catalog.errors import ConfigError, Issue
-from catalog.tgi_images import get_image
 from constructs import Construct
 from llama_constructs.benchmark.benchmark_findings import (
     acknowledge_own_inline_policy,
@@ -79,7 +79,7 @@ from llama_constructs.benchmark.benchmark_findings import (
     arn_ref,
     sagemaker_arn_prefix,
 )
-from llama_constructs.endpoint.tgi_image import TgiImageLocation
+from llama_constructs.endpoint.container_image import ImageLocation
 from settings.sagemaker_requests import isolated_hosting, model_data_uri, primary_container, production_variant
 from settings.subnets import selection_kwargs
 
@@ -156,6 +156,18 @@ class BenchmarkStateMachineProps:
                 raise ValueError(f"matrix name {name!r}: letters, digits, '-' and '_' only")
 
 
+def image_key(deployment: DeploymentConfig) -> tuple[str, str]:
+    """(engine, image version): what one image location serves."""
+    return deployment.engine, deployment.engine_version
+
+
+def image_construct_id(deployment: DeploymentConfig) -> str:
+    """``Image336`` for TGI 3.3.6 (the id TGI images have always had), ``VllmImage0290`` for vLLM 0.29.0."""
+    engine, version = image_key(deployment)
+    prefix = "" if engine == "tgi" else engine.capitalize()
+    return f"{prefix}Image{version.replace('.', '')}"
+
+
 # Each level's load: the matrix's shared load with the RunLevels item's own fields (its concurrency) over it.
 LEVEL_LOAD = f"States.JsonMerge($.load, $$.Map.Item.Value.{ITEM_LOAD}, false)"
 
@@ -163,7 +175,12 @@ LEVEL_LOAD = f"States.JsonMerge($.load, $$.Map.Item.Value.{ITEM_LOAD}, false)"
 def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str, sizing: LoadTestSizing) -> dict[str, Any]:
     """The Pass-state payload for one matrix: configurations with their SageMaker request fragments, the levels
     and the load they share, all in the contract's types (``benchmark.aws.contract``); each level with the shards
-    ``sizing`` says it needs. An open-loop matrix cannot fan out (its arrival schedule is one process's)."""
+    ``sizing`` says it needs. An open-loop matrix cannot fan out (its arrival schedule is one process's).
+
+    ``image_for(deployment)`` is the URI of the deployment's image (its engine's, at its engine version); the
+    container's environment is its engine's (``DeploymentConfig.container_environment``), and the load test is
+    told the engine's payload (``Engine.default_payload``): all as the endpoint stacks deploy it.
+    """
     if matrix.load.open_loop:
         too_large = [level for level in matrix.levels if sizing.shards(level) > 1]
         if too_large:
@@ -181,12 +198,15 @@ def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str, si
             tgi_version=d.tgi_version,
             container=primary_container(
                 d,
-                image_uri=image_for(d.tgi_version),
+                image_uri=image_for(d),
                 model_data_uri=model_data_uri(d, bucket_name=weights_bucket_name),
             ),
             variant=production_variant(d),
+            engine=d.engine,
+            vllm_version=d.vllm_version,
+            payload=d.engine_spec.default_payload,
         )
-        configurations.append(to_data(endpoint))
+        configurations.append(configuration_data(endpoint))
     return {
         "name": matrix.name,
         "configurations": configurations,
@@ -207,12 +227,11 @@ class BenchmarkStateMachine(Construct):
             kind: stack.format_arn(service="sagemaker", resource=kind, resource_name=f"{props.prefix}-*")
             for kind in ("model", "endpoint-config", "endpoint")
         }
-        versions = sorted({str(c.deployment.tgi_version) for m in props.matrices.values() for c in m.configurations})
-        # One owner of the image URI and its region rule (a region without the image is refused before any
-        # resource is created, or at synth when the region is concrete).
+        # One owner of each image's URI and region rule (a region without the image is refused before any
+        # resource is created, or at synth when the region is concrete): one per engine and version.
+        deployments = {image_key(c.deployment): c.deployment for m in props.matrices.values() for c in m.configurations}
         self.images = {
-            version: TgiImageLocation(self, f"Image{version.replace('.', '')}", image=get_image(version))
-            for version in versions
+            key: ImageLocation(self, image_construct_id(d), image=d.image) for key, d in sorted(deployments.items())
         }
 
         per_configuration = self._configuration_chain()
@@ -238,7 +257,7 @@ class BenchmarkStateMachine(Construct):
         for name, matrix in sorted(props.matrices.items()):
             payload = matrix_items(
                 matrix,
-                image_for=lambda v: self.images[str(v)].uri,
+                image_for=lambda d: self.images[image_key(d)].uri,
                 weights_bucket_name=props.weights_bucket.bucket_name,
                 sizing=props.load_test_sizing,
             )

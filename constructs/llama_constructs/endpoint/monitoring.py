@@ -4,10 +4,16 @@ The alarms have literal names derived from the endpoint name, because the endpoi
 ``AutoRollbackConfiguration`` names them; deriving both from the deployment avoids a reference cycle.
 Units matter here: SageMaker reports ``ModelLatency`` and ``OverheadLatency`` in microseconds, and
 ``GPUMemoryUtilization`` summed over the instance's GPUs (0..100 x GPUs).
+
+Every alarm and metric widget reads SageMaker's own metrics, the same for either engine. What differs by engine
+is the container's log lines: where the engine records some (``catalog.engines.Engine.log_lines``: vLLM's KV cache
+size, its API server start and its errors), the dashboard adds one Logs Insights widget over the endpoint's log
+group whose title names the engine and version it reads. TGI records none: its dashboard is the one it always had.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -251,4 +257,44 @@ class EndpointMonitoring(Construct):
                 width=12,
             ),
         )
+        log_widget = engine_log_widget(endpoint_name, deployment)
+        if log_widget is not None:
+            dashboard.add_widgets(log_widget)
         return dashboard
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9 ]+$")
+ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/{}"  # where SageMaker writes the container's stdout and stderr
+
+
+def engine_log_query(lines: tuple[str, ...]) -> str:
+    """Logs Insights: the newest lines holding any of ``lines`` (plain words, so no regex escaping), with their
+    instance (the log stream)."""
+    bad = [line for line in lines if not _PLAIN.match(line)]
+    if bad:
+        raise ValueError(f"log lines must be letters, digits and spaces: {bad}")
+    pattern = "|".join(lines)
+    return "\n".join(
+        [
+            "fields @timestamp, @logStream, @message",
+            f"| filter @message like /{pattern}/",
+            "| sort @timestamp desc",
+            "| limit 100",
+        ]
+    )
+
+
+def engine_log_widget(endpoint_name: str, deployment: DeploymentConfig) -> cw.LogQueryWidget | None:
+    """The engine's start-up and error lines, titled with the engine they are that engine's; None where the
+    engine records none."""
+    engine = deployment.engine_spec
+    if not engine.log_lines:
+        return None
+    return cw.LogQueryWidget(
+        title=f"{engine.display_name} {deployment.engine_version} container log: start-up and errors "
+        f"({engine.display_name}'s log lines)",
+        log_group_names=[ENDPOINT_LOG_GROUP.format(endpoint_name)],
+        query_string=engine_log_query(engine.log_lines),
+        view=cw.LogQueryVisualizationType.TABLE,
+        width=24,
+    )
