@@ -98,7 +98,7 @@ def compare(label: str, run: LevelRun, metrics: LevelMetrics, truths: list[dict[
 
 def part_cli(args: argparse.Namespace) -> bool:
     print(f"== part cli: `run` with default load-generator options at {args.streams} streams ==", flush=True)
-    server, url = start_server()
+    server, url = start_server(args.cli_server_options)
     runs: list[LevelRun] = []
 
     def keep(spec: LoadSpec, clients: ClientFactory, process: ProcessOptions) -> LevelRun:
@@ -304,6 +304,11 @@ def main() -> int:
     parser.add_argument("--part", default="cli,cgroup", help="cli, cgroup or both (comma-separated)")
     parser.add_argument("--streams", type=int, default=1024, help="part cli: concurrency")
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per level")
+    parser.add_argument(
+        "--cli-server-options",
+        default="",
+        help="part cli: the truth server's options, e.g. '--processes 6 --tpot-per-active-ms 0' (a faster server)",
+    )
     parser.add_argument("--quota", type=float, default=0.58, help="part cgroup: CPUs per client (a 1,024 MB Lambda)")
     parser.add_argument("--shards", type=int, default=4, help="part cgroup: client processes of --quota each")
     parser.add_argument("--cgroup-streams", type=int, default=256, help="part cgroup: concurrency")
