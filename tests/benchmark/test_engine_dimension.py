@@ -187,11 +187,11 @@ def _md_tables(md: str) -> list[str]:
 def assert_both_engines_everywhere(md: str, html: str) -> None:
     """Every table of both renderings and every chart names TGI and vLLM."""
     tables = _md_tables(md)
-    assert len(tables) == 5  # three recommendations, all results, prices
+    assert len(tables) == 6  # three recommendations, all results, load generator, prices
     for table in tables:
         assert "TGI" in table and "vLLM" in table, table[:200]
     html_tables = re.findall(r"<table>.*?</table>", html, flags=re.S)
-    assert len(html_tables) == 5
+    assert len(html_tables) == 6
     for table in html_tables:
         assert "TGI" in table and "vLLM" in table, table[:200]
     charts = re.findall(r"<svg.*?</svg>", html, flags=re.S)
