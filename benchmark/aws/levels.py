@@ -139,6 +139,18 @@ def read_utilization(
     return {name: sum(v) / len(v) / units[name] for name, v in values.items() if v}
 
 
+def client_spec(level: LevelEvent, *, region: str, endpoint_url: str | None, runtime: Any) -> ClientSpec:
+    """The SageMaker client a level (or a shard of one) measures its endpoint with, sending its engine's payload:
+    TGI's /generate body, or an OpenAI chat completion for vLLM."""
+    options = {
+        "region_name": region,
+        "endpoint_url": endpoint_url,
+        "boto_client": runtime,
+        "payload": level.configuration.payload,
+    }
+    return ClientSpec("sagemaker", level.endpoint_name, options)
+
+
 def run_level(
     event: Mapping[str, Any],
     *,
@@ -171,18 +183,11 @@ def run_level(
     configuration = benchmark_configuration(level.configuration, region=region)
     variant_name(level.configuration)  # checked before the level runs, not after
     store = S3ResultsStore(bucket, levels_prefix(results_prefix, level.run_id), s3)
-    # The engine's payload: TGI's /generate body, or an OpenAI chat completion for vLLM.
-    options = {
-        "region_name": region,
-        "endpoint_url": endpoint_url,
-        "boto_client": runtime,
-        "payload": level.configuration.payload,
-    }
     try:
         outcome = run_one_level(
             configuration,
             level.load,
-            ClientSpec("sagemaker", level.endpoint_name, options),
+            client_spec(level, region=region, endpoint_url=endpoint_url, runtime=runtime),
             target=f"sagemaker:{level.endpoint_name}",
             store=store,
             process=ProcessOptions(workers=0 if level.load.open_loop else min(workers, level.load.concurrency)),

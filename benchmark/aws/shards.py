@@ -38,8 +38,14 @@ from benchmark.aws.contract import (
     levels_prefix,
     shards_prefix,
 )
-from benchmark.aws.levels import benchmark_configuration, read_event, record_level, run_level, variant_name
-from benchmark.clients import ClientSpec
+from benchmark.aws.levels import (
+    benchmark_configuration,
+    client_spec,
+    read_event,
+    record_level,
+    run_level,
+    variant_name,
+)
 from benchmark.measure.failfast import LevelAborted
 from benchmark.measure.loadgen import LevelRun, run_async, run_level_with
 from benchmark.measure.metrics import compute_metrics
@@ -133,13 +139,7 @@ def run_shard(
             f"(at most {SHARD_LATE_S:g} s): its users would not run beside the other shards' as asked"
         )
     spec = share(level.load, shard.index, shard.count)
-    options = {
-        "region_name": region,
-        "endpoint_url": endpoint_url,
-        "boto_client": runtime,
-        "payload": level.configuration.payload,  # the engine's: TGI's /generate body or an OpenAI chat completion
-    }
-    clients = ClientSpec("sagemaker", level.endpoint_name, options)
+    clients = client_spec(level, region=region, endpoint_url=endpoint_url, runtime=runtime)
     offset = realtime_offset()
     start_perf = start_epoch - offset + ramp_offset_s(level.load, shard.index)
     try:
