@@ -70,7 +70,12 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
     if args.config:
         configurations = [parse_config(text, region=args.region) for text in args.config]
     elif args.target == "emulator" and not (args.model or args.instance):
-        configurations = [from_data(BenchmarkConfiguration, {**c, "region": args.region}) for c in DEMO_CONFIGURATIONS]
+        # The demo's configurations; --engine keeps those of that engine (each keeps its own engine version).
+        demo = [c for c in DEMO_CONFIGURATIONS if args.engine is None or c.get("engine", DEFAULT_ENGINE) == args.engine]
+        if not demo:
+            engines = sorted({str(c.get("engine", DEFAULT_ENGINE)) for c in DEMO_CONFIGURATIONS})
+            raise ConfigError([Issue("engine", args.engine, f"the demo's configurations run on {', '.join(engines)}")])
+        configurations = [from_data(BenchmarkConfiguration, {**c, "region": args.region}) for c in demo]
     else:
         if args.target == "emulator" and not args.instance:
             allowed = "is required with --target emulator (the emulator's speed follows the instance's GPUs)"
@@ -80,7 +85,7 @@ def _configurations(args: argparse.Namespace) -> list[BenchmarkConfiguration]:
                 model=args.model or "7b",
                 quantization=args.quantization,
                 instance_type=args.instance or "",
-                engine=args.engine,
+                engine=args.engine or DEFAULT_ENGINE,
                 tgi_version=args.tgi_version,
                 vllm_version=args.vllm_version,
                 region=args.region,
@@ -229,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="model size served (default 7b)")
     run.add_argument("--quantization", default="fp16")
     run.add_argument("--instance", help="instance type serving the target; without it, no cost (real targets only)")
-    run.add_argument("--engine", default=DEFAULT_ENGINE, help=f"serving engine: {', '.join(ENGINE_NAMES)}")
+    run.add_argument(
+        "--engine",
+        help=f"serving engine: {', '.join(ENGINE_NAMES)} (default {DEFAULT_ENGINE}; with --target emulator and no "
+        "--model/--instance, the demo's configurations of that engine)",
+    )
     run.add_argument("--tgi-version", default=DEFAULT_TGI_VERSION, help="engine tgi's image version")
     run.add_argument("--vllm-version", help="engine vllm's image version (default: the catalog's)")
     run.add_argument("--label", default="")

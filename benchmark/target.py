@@ -192,7 +192,9 @@ def client_bound_advice(levels: Sequence[_Flagged]) -> str | None:
             f"; already {used} process(es) on {cpus:.2g} usable CPU(s): measure fewer streams per machine "
             "(more cores, or the level sharded over machines)"
         )
-    return head + f"; rerun those levels with --workers {math.floor(cpus)} --uvloop (into a new results file)"
+    return head + (
+        f"; rerun those levels with `run ... --workers {math.floor(cpus)} --uvloop` (into a new results file)"
+    )
 
 
 def check_target(args: argparse.Namespace) -> str:

@@ -128,6 +128,17 @@ def test_a_fanned_out_level_sends_the_contract_events(built: Built) -> None:
     assert set(required_fields(ShardOutcome)) == {"index", "count", "key"}
 
 
+def test_a_throttled_shard_is_retried_within_the_common_lead(built: Built) -> None:
+    """Lambda.TooManyRequestsException (the account's concurrency; Step Functions' name for Lambda's 429) is
+    retried, and every wait together ends before the shards' common start."""
+    retries = _state(built, "ShardLoadTest")["Retry"]
+    throttled = [r for r in retries if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+    assert len(throttled) == 1
+    rule = throttled[0]
+    waits = [rule["IntervalSeconds"] * rule["BackoffRate"] ** n for n in range(rule["MaxAttempts"])]
+    assert sum(waits) < SHARD_LEAD_S
+
+
 def test_the_load_test_is_sized_from_the_largest_level_of_its_matrices(built: Built) -> None:
     sizing = LoadTestSizing.for_levels(
         [lvl for m in built.stack.state_machine.props.matrices.values() for lvl in m.levels]

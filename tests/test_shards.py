@@ -33,6 +33,7 @@ from benchmark.aws.contract import (
 from benchmark.aws.levels import read_event
 from benchmark.aws.shards import ShardLate, ShardRecords, merge_level, read_merge_event, run_shard, shard_key
 from benchmark.matrix import load_matrix
+from benchmark.measure.processes import process_capacity_tokens_per_s
 from benchmark.measure.records import RequestRecord
 from benchmark.serialize import from_data, to_data
 from catalog.errors import ConfigError
@@ -52,12 +53,31 @@ def test_the_largest_level_sizes_the_function_from_the_documented_vcpu_per_memor
     assert (LAMBDA_MB_PER_VCPU, LAMBDA_MAX_MEMORY_MB) == (1769, 10_240)
     sizing = LoadTestSizing.for_levels([1, 5, 10, 20])  # the 2023 matrix: within the 1,024 MB floor
     assert sizing.memory_mb == 1024 and sizing.tokens_per_s >= 20 * EXPECTED_TOKENS_PER_S_PER_STREAM
-    level = 128  # a level past the floor and below the ceiling
-    needed_vcpus = level * EXPECTED_TOKENS_PER_S_PER_STREAM / CLIENT_TOKENS_PER_S_PER_VCPU
-    assert 1024 < math.ceil(needed_vcpus * 1769) < 10_240
-    assert LoadTestSizing.for_levels([1, level]).memory_mb == math.ceil(needed_vcpus * 1769)
+    # 128 streams plan 12,800 tokens/s: two vCPUs and a bit, so three whole ones, one worker process each.
+    assert 2 < 128 * EXPECTED_TOKENS_PER_S_PER_STREAM / CLIENT_TOKENS_PER_S_PER_VCPU < 3
+    assert (LoadTestSizing.for_levels([1, 128]).memory_mb, LoadTestSizing.for_levels([1, 128]).workers) == (3 * 1769, 3)
     assert LoadTestSizing.for_levels([1]).memory_mb == 1024  # never below the size it had before
     assert LoadTestSizing.for_levels([1, 1024]).memory_mb == 10_240  # Lambda's largest: the rest is sharded
+
+
+@pytest.mark.parametrize("level", [1, 5, 20, 60, 64, 65, 100, 128, 200, 256, 370, 512, 700, 1024])
+def test_every_process_of_every_shard_can_drive_its_share_of_the_level(level: int) -> None:
+    """The CLI's model of one client process (benchmark.measure.processes: its CPU per token within its busy
+    target, at most one vCPU each) against what the sizing gives a level: each process's share of each shard's
+    streams, at the planned rate per stream, fits it."""
+    sizing = LoadTestSizing.for_levels([level])
+    shards = sizing.shards(level)
+    processes = max(1, sizing.workers)
+    streams_per_process = math.ceil(math.ceil(level / shards) / processes)
+    cpu_per_process = min(1.0, sizing.vcpus / processes)
+    capacity = cpu_per_process * process_capacity_tokens_per_s("sagemaker")
+    assert streams_per_process * EXPECTED_TOKENS_PER_S_PER_STREAM <= capacity, (sizing, shards)
+
+
+def test_an_open_loop_level_is_planned_on_one_process() -> None:
+    sizing = LoadTestSizing(memory_mb=10_240)
+    assert sizing.capacity(open_loop=True) == CLIENT_TOKENS_PER_S_PER_VCPU  # one process, one vCPU
+    assert sizing.capacity() == 5 * CLIENT_TOKENS_PER_S_PER_VCPU  # five workers, a vCPU each
 
 
 def test_workers_follow_whole_vcpus() -> None:
@@ -66,7 +86,7 @@ def test_workers_follow_whole_vcpus() -> None:
 
 def test_a_level_beyond_one_function_is_sharded_evenly_and_bounded() -> None:
     largest = LoadTestSizing(memory_mb=10_240)
-    per_function = 10_240 / 1769 * CLIENT_TOKENS_PER_S_PER_VCPU
+    per_function = 5 * CLIENT_TOKENS_PER_S_PER_VCPU  # five worker processes of a vCPU each
     assert largest.shards(20) == 1
     three = math.ceil(2.5 * per_function / EXPECTED_TOKENS_PER_S_PER_STREAM)  # streams that need 2.5 functions
     assert largest.shards(three) == math.ceil(three * EXPECTED_TOKENS_PER_S_PER_STREAM / per_function) == 3
@@ -91,6 +111,17 @@ def test_level_items_carry_the_shards_each_level_needs() -> None:
     assert items[1][ITEM_SHARDS] == [{"index": i, "count": 3} for i in range(3)]
     with pytest.raises(ConfigError, match="shards=3"):
         level_item(2, 3)  # more shards than streams
+
+
+def test_parallel_configurations_times_their_shards_stay_within_the_lambda_concurrency() -> None:
+    matrix = load_matrix("smoke")
+    sizing = LoadTestSizing(memory_mb=1024)
+    level = math.ceil(2.5 * sizing.tokens_per_s / EXPECTED_TOKENS_PER_S_PER_STREAM)  # three shards
+    big = dataclasses.replace(matrix, levels=(1, level), max_parallel_endpoints=4)
+    with pytest.raises(ConfigError, match=r"max_parallel_endpoints=4: times the 3 load-test Lambdas .* 12 at once"):
+        matrix_items(big, image_for=str, weights_bucket_name="w", sizing=sizing)
+    fits = dataclasses.replace(big, max_parallel_endpoints=3)  # 9 at once
+    assert matrix_items(fits, image_for=str, weights_bucket_name="w", sizing=sizing)
 
 
 def test_an_open_loop_matrix_cannot_fan_out() -> None:

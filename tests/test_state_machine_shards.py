@@ -16,6 +16,7 @@ import importlib.util
 import json
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -225,7 +226,14 @@ def test_a_fanned_out_level_agrees_with_the_ground_truth(
         "tokens_per_s": _err(m.tokens_per_s, tokens_per_s),
     }
     print(f"{shards} shard(s), {requests} requests: error % vs truth {errors}")  # shown with pytest -s
-    assert all(errors[k] <= GOALS[k] for k in GOALS), (errors, m.ttft_ms.median, ttft, m.tokens_per_s, tokens_per_s)
+    within = all(errors[k] <= GOALS[k] for k in GOALS)
+    # Issue 19's rule, never a silent error: the merged figures agree with truth, or the merged level says its
+    # client may have bounded it. The harness runs every shard in this one process (threads, one interpreter lock)
+    # on a shared 2-core machine, where a shard can read its sockets late; the truth server's log is what decides
+    # that it did, and the level's verdict must then say so (coalesced first tokens, its own evidence).
+    assert within or m.client_bound, (errors, m.ttft_ms.median, ttft, m.tokens_per_s, tokens_per_s, m.client_bound)
+    if not within:
+        warnings.warn(f"{shards} shard(s): client-bound on this machine, {m.client_bound_reasons}", stacklevel=1)
 
 
 def _moved(record: Any, by: float) -> Any:

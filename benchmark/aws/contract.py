@@ -106,11 +106,15 @@ class LoadTestSizing:
 
     @classmethod
     def for_levels(cls, levels: Sequence[int]) -> "LoadTestSizing":
-        """Enough vCPUs for the largest level's expected rate, within Lambda's range; larger levels are sharded."""
+        """Enough client for the largest level's expected rate, within Lambda's range; larger levels are sharded.
+
+        Up to one vCPU the level runs in the handler's own process, so memory follows the vCPU share it needs; past
+        one it runs in one worker process per whole vCPU, so memory buys whole vCPUs (a fraction of a vCPU more
+        would not be a process more: :attr:`tokens_per_s`)."""
         if not levels:
             raise ConfigError([Issue("levels", list(levels), "at least one level is needed")], context="load test")
         vcpus = expected_tokens_per_s(max(levels)) / CLIENT_TOKENS_PER_S_PER_VCPU
-        memory = math.ceil(vcpus * LAMBDA_MB_PER_VCPU)
+        memory = math.ceil((vcpus if vcpus <= 1 else math.ceil(vcpus)) * LAMBDA_MB_PER_VCPU)
         return cls(memory_mb=min(LAMBDA_MAX_MEMORY_MB, max(LOAD_TEST_MIN_MEMORY_MB, memory)))
 
     @property
@@ -124,14 +128,21 @@ class LoadTestSizing:
         whole = math.floor(self.vcpus)
         return whole if whole >= 2 else 0
 
+    def capacity(self, *, open_loop: bool = False) -> float:
+        """The token rate one function of this size drives with each client process's CPU within
+        CLIENT_CPU_SHARE: its processes (one for an open-loop level, which never spreads over workers), each with
+        at most one vCPU, and together with no more than the function's vCPUs."""
+        processes = 1 if open_loop else max(1, self.workers)
+        return min(self.vcpus, processes) * CLIENT_TOKENS_PER_S_PER_VCPU
+
     @property
     def tokens_per_s(self) -> float:
-        """The token rate one function of this size drives with its client's CPU within CLIENT_CPU_SHARE."""
-        return self.vcpus * CLIENT_TOKENS_PER_S_PER_VCPU
+        """:meth:`capacity` of a closed-loop level."""
+        return self.capacity()
 
-    def shards(self, concurrency: int) -> int:
+    def shards(self, concurrency: int, *, open_loop: bool = False) -> int:
         """How many functions of this size run a level of ``concurrency`` streams (at most one per stream)."""
-        needed = math.ceil(expected_tokens_per_s(concurrency) / self.tokens_per_s - 1e-9)
+        needed = math.ceil(expected_tokens_per_s(concurrency) / self.capacity(open_loop=open_loop) - 1e-9)
         count = max(1, min(concurrency, needed))
         if count > MAX_SHARDS:
             issue = Issue(

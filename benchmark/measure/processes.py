@@ -21,7 +21,12 @@ from dataclasses import dataclass
 # scripts/truth_server.py (scripts/bench_accuracy.py --levels 256 --workers 0, its `steady` column), 2026-12-07 on
 # the 2-core development machine: HTTP clients (tgi-http, openai-chat) 63.5 us, the median of 8 runs
 # (benchmark/README.md, "HTTP/1.1 framing: h11", set B, main's framing); SageMaker 78.2 us, one run
-# (docs/bench-client-bound-2026-12-07.md). A protocol not listed takes the largest.
+# (docs/bench-client-bound-2026-12-07.md), itself client-bound on a loaded machine: the highest recorded, kept as the
+# planning figure because the load-test Lambda runs asyncio (no uvloop in its bundle) and the chat payload costs more
+# than TGI's. For comparison: on the idle 16-core device machine, uvloop, 43.0 us (TGI payload) and 55.6 us (chat
+# payload) (docs/bench-limits-2026-12-07.md, section 1); on the development machine at 128 streams 59-64 us with
+# uvloop and 62-64 us with asyncio (a review rerun of scripts/bench_accuracy.py). A protocol not listed takes the
+# largest.
 CPU_S_PER_TOKEN: dict[str, float] = {"tgi-http": 63.5e-6, "openai-chat": 63.5e-6, "sagemaker": 78.2e-6}
 # The share of a core one event loop may be busy and still read its sockets and send on time. Chosen, not measured
 # as a limit: the measured good point is set B above (one process at 256 streams, about 5,600 tokens/s x 63.5 us =

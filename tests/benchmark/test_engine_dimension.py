@@ -326,3 +326,17 @@ def test_a_sagemaker_target_is_sent_its_engine_s_payload(engine: str, payload: s
     configuration = BenchmarkConfiguration(model="7b", quantization="gptq", instance_type="g5.2xlarge", engine=engine)
     with open_target(args, configuration) as spec:
         assert (spec.protocol, spec.options["payload"]) == ("sagemaker", payload)
+
+
+def test_the_emulator_demo_runs_the_engine_asked_for_and_names_a_missing_one() -> None:
+    from benchmark.cli import _configurations  # noqa: PLC0415 (the CLI's one reading of what is measured)
+
+    def engines(*argv: str) -> list[str]:
+        return [c.engine for c in _configurations(build_parser().parse_args(["run", "--target", "emulator", *argv]))]
+
+    assert engines("--engine", "vllm") == ["vllm", "vllm"]
+    assert engines("--engine", "tgi") == ["tgi", "tgi", "tgi"]
+    assert sorted(set(engines())) == ["tgi", "vllm"]  # no --engine: the whole demo
+    assert engines("--engine", "vllm", "--instance", "ml.g5.2xlarge") == ["vllm"]
+    with pytest.raises(ConfigError, match=r"engine='sglang'"):
+        engines("--engine", "sglang")

@@ -182,10 +182,20 @@ def matrix_items(matrix: Matrix, *, image_for: Any, weights_bucket_name: str, si
     told the engine's payload (``Engine.default_payload``): all as the endpoint stacks deploy it.
     """
     if matrix.load.open_loop:
-        too_large = [level for level in matrix.levels if sizing.shards(level) > 1]
+        too_large = [level for level in matrix.levels if sizing.shards(level, open_loop=True) > 1]
         if too_large:
             reason = f"need more than one load-test Lambda of {sizing.memory_mb} MB; open-loop levels cannot fan out"
             raise ConfigError([Issue("levels", too_large, reason)], context=f"matrix {matrix.name}")
+    # Every configuration in flight may be running its largest level at once: its shards all run together.
+    at_once = matrix.max_parallel_endpoints * max(sizing.shards(level) for level in matrix.levels)
+    if at_once > MAX_SHARDS:
+        reason = (
+            f"times the {max(sizing.shards(level) for level in matrix.levels)} load-test Lambdas its largest level "
+            f"fans out over would run {at_once} at once; at most {MAX_SHARDS} (a new account's Lambda concurrency)"
+        )
+        raise ConfigError(
+            [Issue("max_parallel_endpoints", matrix.max_parallel_endpoints, reason)], context=f"matrix {matrix.name}"
+        )
     configurations = []
     for config in matrix.configurations:
         d = config.deployment
@@ -563,6 +573,13 @@ class BenchmarkStateMachine(Construct):
                 lambda_function=function,
                 payload_response_only=True,
                 retry_on_service_exceptions=True,
+            ).add_retry(
+                # Throttled (the account's concurrency): retried within the shards' common lead, 2 + 4 + 8 s, so a
+                # shard still starts on time; past that it fails late (SHARD_LATE_S) rather than measure alone.
+                errors=["Lambda.TooManyRequestsException"],
+                interval=cdk.Duration.seconds(2),
+                max_attempts=3,
+                backoff_rate=2,
             )
         )
         merge = tasks.LambdaInvoke(
