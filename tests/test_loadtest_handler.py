@@ -24,6 +24,7 @@ from benchmark.matrix import load_matrix
 from benchmark.measure import runner
 from benchmark.measure.failfast import LevelAborted
 from benchmark.serialize import from_data
+from catalog.engines import get_engine
 from catalog.errors import ConfigError
 from llama_constructs.benchmark.benchmark_state_machine import matrix_items
 from tests.lambda_handlers import load_handler, set_loadtest_env
@@ -187,6 +188,20 @@ def test_results_write_failure_raises(aws: dict[str, Any]) -> None:
     aws["s3"].delete_bucket(Bucket=BUCKET)
     with pytest.raises(aws["s3"].exceptions.NoSuchBucket):
         load_handler("loadtest").handler(level_event(1), None)
+
+
+def test_a_payload_the_engine_does_not_serve_is_refused_before_any_request(
+    aws: dict[str, Any], emulator: EmulatorServer
+) -> None:
+    # vLLM's /invocations takes an OpenAI chat completion only; TGI's /generate body would be a 4xx on every request.
+    emulator.reset()
+    event = level_event(1)
+    event["configuration"] |= {"engine": "vllm", "vllm_version": get_engine("vllm").default_version, "payload": "tgi"}
+    with pytest.raises(ConfigError) as err:
+        load_handler("loadtest").handler(event, None)
+    assert err.value.fields == ("configuration.payload",)
+    assert "configuration.payload='tgi'" in str(err.value) and "openai-chat" in str(err.value)
+    assert emulator.truth() == []  # nothing was sent
 
 
 def test_bad_event_names_the_field(aws: dict[str, Any]) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +34,7 @@ from benchmark.aws.contract import (
 )
 from benchmark.aws.levels import read_event
 from benchmark.aws.shards import ShardLate, ShardRecords, merge_level, read_merge_event, run_shard, shard_key
+from benchmark.emulator import EmulatorConfig, EmulatorServer, LatencyModel
 from benchmark.matrix import load_matrix
 from benchmark.measure.processes import process_capacity_tokens_per_s
 from benchmark.measure.records import RequestRecord
@@ -245,3 +248,81 @@ def test_shards_that_disagree_on_the_common_start_are_not_merged(aws: Any) -> No
     with pytest.raises(ConfigError, match="one common start"):
         merge_level(event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=aws, cloudwatch=cloudwatch)
     assert "Contents" not in aws.list_objects_v2(Bucket=BUCKET, Prefix="runs/run1/levels/")
+
+
+def test_the_merged_window_spans_every_shards_window(aws: Any) -> None:
+    # Shards' windows differ (their ramps start apart, their last requests end apart); each shard measured every
+    # request inside its own window, so the level counts every one of them, as one client would have.
+    late = _shard(1, 2, [10.0])
+    late = dataclasses.replace(
+        late,
+        window_start=0.5,
+        window_end=2.0,
+        records=[
+            dataclasses.replace(
+                r,
+                start=r.start + 0.5,
+                end=r.end + 0.5,
+                first_token_at=(r.first_token_at or 0.0) + 0.5,
+                token_times=[t + 0.5 for t in r.token_times],
+            )
+            for r in late.records
+        ],
+    )
+    event = _merge_event(aws, [_shard(0, 2, [10.0]), late], concurrency=2)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    out = merge_level(event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=aws, cloudwatch=cloudwatch)
+    key = out["record"].removeprefix(f"s3://{BUCKET}/")
+    record = from_data(LevelResult, json.loads(aws.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    assert record.metrics.requests_ok == 6
+    assert not any("outside the measurement window" in n for n in record.notes)
+
+
+# --- shards run against a server: the common start, the ramp, the shares and the users' numbers ------------------
+
+ENDPOINT = "llmbench-run1-a"  # _level's endpoint
+FAST = LatencyModel(prefill_base_ms=1, prefill_ms_per_token=0, tpot_base_ms=1, tpot_slope_ms=0, tokens=10)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig(latency=FAST, endpoint_names=(ENDPOINT,))) as server:
+        yield server
+
+
+def test_shards_start_together_and_ramp_as_one_level(aws: Any, emulator: EmulatorServer) -> None:
+    """Three shards of an 8-user level, run side by side as the Map runs them, against the emulator (loopback).
+
+    What one client running the whole level would do: no request before the common start; the level's user u
+    starts its first request ``u * ramp_up_s / concurrency`` after it (loadgen's ramp); users numbered 0..7 once
+    each across the shards; the shards' shares differ by at most one (8 over 3: 3, 3, 2).
+    """
+    users, count, ramp = 8, 3, 0.8
+    emulator.reset()
+    common = time.time() + 1.5  # every shard is up before it, as SHARD_LEAD_S provides in AWS
+    started = datetime.fromtimestamp(common - 1.0, tz=UTC).isoformat()
+
+    def one(index: int) -> dict[str, Any]:
+        event = _level(users, shard={"index": index, "count": count, "map_started_at": started, "lead_s": 1.0})
+        event["load"] |= {"duration_s": 1.5, "ramp_up_s": ramp, "warmup_requests": 0, "max_requests": None}
+        return run_shard(
+            event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=aws, endpoint_url=emulator.base_url
+        )
+
+    with ThreadPoolExecutor(count) as pool:
+        outcomes = list(pool.map(one, range(count)))
+    parts = [
+        from_data(ShardRecords, json.loads(aws.get_object(Bucket=BUCKET, Key=o["key"])["Body"].read()))
+        for o in outcomes
+    ]
+    assert all(p.start_epoch_s == pytest.approx(common) for p in parts)
+    per_part = [{r.user for r in p.records} for p in parts]
+    assert sorted(len(u) for u in per_part) == [2, 3, 3]
+    assert sum(len(u) for u in per_part) == users and set().union(*per_part) == set(range(users))
+    records = [r for p in parts for r in p.records]
+    assert all(r.ok for r in records) and len(records) >= 2 * users
+    # Times are seconds since the common start (each shard's wall clock): nothing before it.
+    assert min(r.start for r in records) >= -0.005
+    first = {u: min(r.start for r in records if r.user == u) for u in range(users)}
+    early = {u: round(t, 3) for u, t in first.items() if t < ramp * u / users - 0.005}
+    assert not early, f"users that started before their place in the level's ramp: {early}"

@@ -330,6 +330,36 @@ def test_workers_follow_the_expected_token_rate_up_to_the_cpus() -> None:
     assert choose(concurrency=512, protocol="tgi-http", cpus=8, open_loop=True).workers == 0
 
 
+def test_an_unmeasured_protocol_is_planned_at_the_costliest_measured_cpu_per_token() -> None:
+    # A protocol with no measured CPU per token must not be given more capacity than any measured one: planning it
+    # high would leave its levels one process short and read the client's lateness as the endpoint's.
+    measured = [process_capacity_tokens_per_s(p) for p in ("tgi-http", "openai-chat", "sagemaker")]
+    assert process_capacity_tokens_per_s("not-measured") == pytest.approx(min(measured))
+
+    def needed(protocol: str) -> int:
+        return choose(concurrency=1024, protocol=protocol, cpus=64.0, has_uvloop=True).needed
+
+    assert needed("not-measured") == max(needed(p) for p in ("tgi-http", "openai-chat", "sagemaker"))
+
+
+@pytest.mark.parametrize(
+    ("affinity", "quota", "processes", "usable"),
+    [
+        (8, None, 1, 1.0),  # one event loop runs on one CPU at a time, however many the machine has
+        (8, None, 3, 3.0),
+        (8, None, 16, 8.0),  # no more than the affinity mask allows
+        (8, 2.5, 4, 2.5),  # nor more than the cgroup's quota
+        (8, 0.58, 1, 0.58),
+    ],
+)
+def test_usable_cpus_are_one_per_event_loop_within_affinity_and_quota(
+    monkeypatch: pytest.MonkeyPatch, affinity: int, quota: float | None, processes: int, usable: float
+) -> None:
+    monkeypatch.setattr(selfcheck, "affinity_cpus", lambda: affinity)
+    monkeypatch.setattr(selfcheck, "cgroup_quota_cpus", lambda *a, **k: quota)
+    assert selfcheck.usable_cpus(processes) == pytest.approx(usable)
+
+
 def test_level_runs_carry_the_clients_cpu_samples_and_processes() -> None:
     """A real level in this process against nothing listening: the runner still measures its own CPU."""
     from benchmark.clients import ClientSpec  # noqa: PLC0415
@@ -338,6 +368,7 @@ def test_level_runs_carry_the_clients_cpu_samples_and_processes() -> None:
     spec = LoadSpec(concurrency=2, duration_s=0.6, fail_fast_requests=0, timeout_s=1.0)
     run = measure_level(spec, ClientSpec("tgi-http", "http://127.0.0.1:9"), ProcessOptions(workers=None, uvloop=None))
     assert run.processes == 1 and run.usable_cpus is not None and run.usable_cpus <= selfcheck.affinity_cpus()
+    assert run.usable_cpus <= 1.0  # one process, one event loop: one CPU at most, whatever the machine has
     assert len(run.cpu_samples) >= 2
     assert [s[0] for s in run.cpu_samples] == sorted(s[0] for s in run.cpu_samples)
 
