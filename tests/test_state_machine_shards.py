@@ -259,6 +259,7 @@ def test_a_failed_shard_fails_the_level_and_tears_the_endpoint_down(harness: Har
     ``shards/`` and nothing else: no level record, no endpoint, config or model. Exactly one object, not "at most
     one": here the SageMaker runtime is the truth server, which stays up after the stand-in endpoint is deleted,
     so shard 0 always finishes its share and writes its records (on AWS it may fail fast instead and write none)."""
+
     def crash(arn: str, event: dict[str, Any]) -> BaseException | None:
         shard = event.get("shard") or {}
         return RuntimeError("injected: the shard's Lambda crashed") if shard.get("index") == 1 else None
