@@ -378,8 +378,7 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
     coalesced = sum(streamed)
     if streamed and coalesced / len(streamed) > COALESCED_LIMIT:
         notes.append(late_first_tokens_note(coalesced / len(streamed)))
-    # Read with getattr, so runs without them (stand-ins, other tools) still work: the open loop's dispatch lags,
-    # the client's CPU samples, the CPUs and processes it ran with (benchmark.measure.runner.measure_level).
+    # Read with getattr, so runs without them (stand-ins, other tools) still work: dispatch lags, the client's CPU.
     open_loop = getattr(run.spec, "request_rate", None) is not None
     lateness = list(getattr(run, "dispatch_lag_s", ())) if open_loop else send_lateness_s(measured)
     samples = getattr(run, "cpu_samples", ())
