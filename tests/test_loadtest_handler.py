@@ -127,7 +127,12 @@ def test_the_functions_vcpus_set_its_worker_processes(
     aws: dict[str, Any], emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, memory_mb: int, workers: int
 ) -> None:
     """Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE; from two whole vCPUs on, the level runs in that many worker
-    processes (Process and Pipe: what Lambda supports). The runner's call is watched, not replaced."""
+    processes (Process and Pipe: what Lambda supports). The runner's call is watched, not replaced.
+
+    The level's client-bound verdict measures the client's CPU against the vCPUs the memory grants (one per
+    1,769 MB, the Lambda developer guide's "Configure Lambda function memory"), not the CPUs the function sees:
+    Lambda shows a 1,024 MB function 2 vCPUs and no cgroup quota, yet gives it 0.58 vCPU of CPU time, so
+    against what it sees its CPU could never pass 85 %."""
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(memory_mb))
     seen: list[int] = []
     real = runner.run_in_workers  # type: ignore[attr-defined]  # the name the runner calls
@@ -140,7 +145,13 @@ def test_the_functions_vcpus_set_its_worker_processes(
     out = load_handler("loadtest").handler(level_event(4), None)
     assert seen == ([workers] if workers else [])
     record = stored(aws["s3"], out["record"].removeprefix(f"s3://{BUCKET}/"))
-    assert record.metrics.requests_ok > 0 and record.metrics.requests_failed == 0
+    m = record.metrics
+    assert m.requests_ok > 0 and m.requests_failed == 0
+    granted = memory_mb / 1769  # vCPUs, from the documented ratio (not LoadTestSizing's own arithmetic)
+    assert m.client_cpus is not None and m.client_cpus <= granted + 1e-9
+    if memory_mb == 1024:
+        assert m.client_cpus <= 0.58  # what this machine shows (2 CPUs here, one event loop) is more
+        assert m.client_cpus == pytest.approx(granted)
 
 
 def test_missing_utilization_is_noted_and_errors_are_recorded(aws: dict[str, Any], emulator) -> None:

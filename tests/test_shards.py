@@ -237,8 +237,32 @@ def test_a_merge_event_that_misses_a_shard_or_reads_elsewhere_is_refused(aws: An
         read_merge_event(event, "runs/")
     event = _merge_event(aws, [_shard(0, 1, [10.0])], concurrency=1)
     event["shards"][0]["key"] = "runs/run1/levels/secret.json"
-    with pytest.raises(ConfigError, match="must lie under runs/run1/shards/"):
+    with pytest.raises(ConfigError, match="must each be its shard's key of this level"):
         read_merge_event(event, "runs/")
+
+
+def test_a_merge_refuses_the_shards_of_another_level_of_the_same_configuration(aws: Any) -> None:
+    """Same run, same configuration, another concurrency: under the configuration's prefix, but not this level."""
+    event = _merge_event(aws, [_shard(0, 2, [10.0]), _shard(1, 2, [10.0])], concurrency=2)
+    other = read_level(_level(4))
+    event["shards"][1]["key"] = shard_key("runs/", other, 1, 2)
+    assert event["shards"][1]["key"].startswith("runs/run1/shards/") and "concurrency-0004" in event["shards"][1]["key"]
+    expected = shard_key("runs/", read_level(event["level"]), 1, 2)
+    with pytest.raises(ConfigError, match=rf"concurrency-0004.*must each be its shard's key of this level: {expected}"):
+        read_merge_event(event, "runs/")
+    event["shards"][1]["key"] = expected.replace("shard-01-of-02", "shard-00-of-02")  # shard 0's key for shard 1
+    with pytest.raises(ConfigError, match="must each be its shard's key"):
+        read_merge_event(event, "runs/")
+
+
+def test_a_missing_shard_object_is_a_config_error_naming_its_key(aws: Any) -> None:
+    event = _merge_event(aws, [_shard(0, 2, [10.0]), _shard(1, 2, [10.0])], concurrency=2)
+    gone = event["shards"][1]["key"]
+    aws.delete_object(Bucket=BUCKET, Key=gone)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    with pytest.raises(ConfigError, match=rf"shards.key='{gone}'.*cannot read shard 1's records.*NoSuchKey"):
+        merge_level(event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=aws, cloudwatch=cloudwatch)
+    assert "Contents" not in aws.list_objects_v2(Bucket=BUCKET, Prefix="runs/run1/levels/")
 
 
 def test_shards_that_disagree_on_the_common_start_are_not_merged(aws: Any) -> None:
@@ -326,3 +350,72 @@ def test_shards_start_together_and_ramp_as_one_level(aws: Any, emulator: Emulato
     first = {u: min(r.start for r in records if r.user == u) for u in range(users)}
     early = {u: round(t, 3) for u, t in first.items() if t < ramp * u / users - 0.005}
     assert not early, f"users that started before their place in the level's ramp: {early}"
+
+
+# --- the client's self-check, per shard and merged ----------------------------------------------------------------
+
+LAMBDA_VCPUS = 1024 / 1769  # a 1,024 MB function's share of a vCPU (Lambda developer guide)
+LATE = "requests sent 12.0 ms late at the median, 6.3% of the median end-to-end time (limit 2%): fewer requests"
+
+
+def _checked_shard(index: int, count: int, *, cpu_share: float, reasons: tuple[str, ...] = ()) -> ShardRecords:
+    """Two users, three requests each sent back to back (no send lateness, no coalesced first token), and a client
+    that used ``cpu_share`` of its LAMBDA_VCPUS steadily: what a shard stores after its own self-check."""
+    e2e = 0.01 + 0.18  # _record: 10 ms to the first token, then nine 20 ms gaps
+    records = [_record(index + count * n, k * e2e, 10.0) for n in range(2) for k in range(3)]
+    samples = [(t, t * cpu_share * LAMBDA_VCPUS) for t in (0.0, 0.25, 0.5, 0.75)]
+    return ShardRecords(
+        index=index,
+        count=count,
+        start_epoch_s=1.8e9,
+        window_start=0.0,
+        window_end=3 * e2e,
+        records=records,
+        cpu_samples=samples,
+        usable_cpus=LAMBDA_VCPUS,
+        processes=1,
+        client_cpu_s=cpu_share * LAMBDA_VCPUS * 0.5,
+        client_cpu_share=cpu_share,
+        client_bound_reasons=reasons,
+    )
+
+
+def _merged(aws: Any, parts: list[ShardRecords]) -> LevelResult:
+    event = _merge_event(aws, parts, concurrency=4)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    out = merge_level(event, bucket=BUCKET, results_prefix="runs/", region=REGION, s3=aws, cloudwatch=cloudwatch)
+    body = aws.get_object(Bucket=BUCKET, Key=out["record"].removeprefix(f"s3://{BUCKET}/"))["Body"].read()
+    return from_data(LevelResult, json.loads(body))  # as a report reads it back
+
+
+def test_a_merged_level_carries_the_busiest_shards_cpu_and_is_client_bound_when_that_client_was(aws: Any) -> None:
+    busy = "client CPU 95% of the 0.58 CPU(s) it can use (limit 85%)"  # shard 1's own verdict
+    parts = [_checked_shard(0, 2, cpu_share=0.2), _checked_shard(1, 2, cpu_share=0.95, reasons=(busy,))]
+    m = _merged(aws, parts).metrics
+    assert m.steady_window_s is not None and m.send_lateness_ms.median == pytest.approx(0.0, abs=1e-6)
+    # The level's CPU figures are shard 1's, over the level's steady window, from its samples: 95 % of 0.58.
+    assert m.client_cpus == pytest.approx(LAMBDA_VCPUS) and m.client_processes == 1
+    assert m.client_cpu_share == pytest.approx(0.95)
+    assert m.client_cpu_s == pytest.approx(0.95 * LAMBDA_VCPUS * m.steady_window_s)
+    assert m.client_bound
+    assert f"shard 1 of 2: {busy}" in m.client_bound_reasons
+    assert any(r.startswith("client CPU 95%") for r in m.client_bound_reasons)  # the merged window's own rule
+    assert not any(r.startswith("shard 0") for r in m.client_bound_reasons)
+
+
+def test_a_shards_own_verdict_makes_the_level_client_bound_where_the_union_looks_fine(aws: Any) -> None:
+    """Shard 1's lateness (over its own records) is diluted in the union, and no client's CPU is high: the level is
+    client-bound on shard 1's word alone, and says so in a note."""
+    parts = [_checked_shard(0, 2, cpu_share=0.3), _checked_shard(1, 2, cpu_share=0.2, reasons=(LATE,))]
+    record = _merged(aws, parts)
+    m = record.metrics
+    assert m.client_cpu_share == pytest.approx(0.3)  # shard 0's: the busiest client
+    assert m.client_bound_reasons == (f"shard 1 of 2: {LATE}",)
+    assert any(n.startswith(f"client-bound: shard 1 of 2: {LATE}") for n in m.notes)
+    assert any("client CPU: shard 0's, the busiest of the 2" in n for n in record.notes)
+
+
+def test_a_merged_level_whose_shards_all_kept_up_is_not_client_bound(aws: Any) -> None:
+    m = _merged(aws, [_checked_shard(0, 2, cpu_share=0.3), _checked_shard(1, 2, cpu_share=0.5)]).metrics
+    assert not m.client_bound and m.client_bound_reasons == ()
+    assert m.client_cpu_share == pytest.approx(0.5)

@@ -6,8 +6,10 @@ from the common start in the event), every shard writes its raw records to S3 (m
 the level's record. The SageMaker runtime is ``scripts/truth_server.py``, which shares no code with the benchmark
 and logs when each request arrived and when each token was written; the merged level's TTFT and ms/token medians
 and its tokens/s must agree with the figures ``scripts/bench_accuracy.py`` computes from that log for the same
-requests within the accuracy goals (2 %, 1 %, 2 %). When a shard fails, the level fails, the endpoint is torn
-down and no level record is written.
+requests within the accuracy goals (2 %, 1 %, 2 %). Each shard's client checks itself as an unsharded level's does
+(its CPU against the 1,024 MB function's vCPU share), and the merged level carries every shard's verdict. When a
+shard fails, the level fails, the endpoint is torn down and no level record is written; what a failed level leaves
+behind is the surviving shards' raw records under ``shards/`` (here exactly one: see the test).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from moto import mock_aws
 from benchmark.analysis.results import LevelResult
 from benchmark.aws.contract import level_item
 from benchmark.aws.levels import read_event
-from benchmark.aws.shards import ShardRecords, merge_runs, realtime_offset
+from benchmark.aws.shards import ShardRecords, merge_runs, realtime_offset, shard_key
 from benchmark.measure.loadgen import LevelRun
 from benchmark.serialize import from_data
 from tests.benchmark_fixtures import Built, build, local_definition
@@ -204,6 +206,20 @@ def test_a_fanned_out_level_agrees_with_the_ground_truth(
     assert level.concurrency == USERS and level.metrics.requests_failed == 0
     assert any("fanned out over" in note for note in level.notes)
 
+    # Each shard's client measured itself (CPU against the 1,024 MB function's vCPU share, one event loop), and
+    # the level carries each shard's verdict and the CPU figures of one of them.
+    granted = 1024 / 1769  # vCPUs (Lambda developer guide: one per 1,769 MB)
+    for part in parts:
+        assert part.processes == 1 and part.usable_cpus == pytest.approx(granted)
+        assert len(part.cpu_samples) >= 2 and part.client_cpu_share is not None
+        # On the records' time base (seconds since the common start): the monitor stops after the last answer.
+        assert part.cpu_samples[0][0] <= 0.0 < max(r.end for r in part.records) <= part.cpu_samples[-1][0]
+        prefix = f"shard {part.index} of {part.count}: "
+        assert [r for r in level.metrics.client_bound_reasons if r.startswith(prefix)] == [
+            prefix + r for r in part.client_bound_reasons
+        ]
+    assert level.metrics.client_cpus == pytest.approx(granted) and level.metrics.client_cpu_share is not None
+
     # Truth, from the truth server's log alone, for the requests the merged level used: the records moved back
     # from the common start's time base to the clock the truth server stamps with (this machine's monotonic).
     event = events[0]
@@ -247,6 +263,11 @@ def _moved(record: Any, by: float) -> Any:
 
 
 def test_a_failed_shard_fails_the_level_and_tears_the_endpoint_down(harness: Harness, built: Built) -> None:
+    """Shard 1's Lambda crashes before it runs; shard 0 runs on. What is left behind is shard 0's raw records under
+    ``shards/`` and nothing else: no level record, no endpoint, config or model. Exactly one object, not "at most
+    one": here the SageMaker runtime is the truth server, which stays up after the stand-in endpoint is deleted,
+    so shard 0 always finishes its share and writes its records (on AWS it may fail fast instead and write none)."""
+
     def crash(arn: str, event: dict[str, Any]) -> BaseException | None:
         shard = event.get("shard") or {}
         return RuntimeError("injected: the shard's Lambda crashed") if shard.get("index") == 1 else None
@@ -263,9 +284,10 @@ def test_a_failed_shard_fails_the_level_and_tears_the_endpoint_down(harness: Har
     while harness.lambdas.in_flight and time.monotonic() < deadline:
         time.sleep(0.1)
     assert harness.lambdas.in_flight == 0
-    # It may leave its raw records under shards/, but no merged record claims the level.
+    # Shard 0's raw records under shards/ (which no report reads), exactly, and no merged record (docstring).
     assert harness.keys(f"runs/{run_id}/levels/") == []
-    assert len(harness.keys(f"runs/{run_id}/shards/")) <= 1
+    level = read_event(shard_events(harness)[0])
+    assert harness.keys(f"runs/{run_id}/shards/") == [shard_key("runs/", level, 0, 2)]
     (failure,) = harness.keys(f"runs/{run_id}/failures/")
     assert "injected: the shard's Lambda crashed" in harness.json(failure)["error"]["Cause"]
     report = harness.s3.get_object(Bucket=BUCKET, Key=f"runs/{run_id}/report/report.md")["Body"].read().decode()

@@ -164,6 +164,7 @@ def run_level(
     settle_s: float = 0.0,
     sleep: Callable[[float], None] = time.sleep,
     workers: int = 0,
+    cpu_cap: float | None = None,
 ) -> dict[str, Any]:
     """Run the level, store its record, add utilisation, store it again; returns a summary for the map's output.
 
@@ -173,6 +174,8 @@ def run_level(
     ``settle_s``: how long to keep asking CloudWatch for the window's last minute (metrics arrive with a
     delay of about a minute); whatever has arrived by then is recorded, and a missing metric is noted.
     ``workers``: processes a closed-loop level is spread over (the function's vCPUs, ``LoadTestSizing.workers``).
+    ``cpu_cap``: the vCPUs the function's memory grants (``LoadTestSizing.vcpus``), the CPUs its client-bound
+    verdict measures against (Lambda shows more and no cgroup quota: ``ProcessOptions.cpu_cap``).
     """
     level = read_event(event)
     if level.shard is not None:
@@ -190,7 +193,9 @@ def run_level(
             client_spec(level, region=region, endpoint_url=endpoint_url, runtime=runtime),
             target=f"sagemaker:{level.endpoint_name}",
             store=store,
-            process=ProcessOptions(workers=0 if level.load.open_loop else min(workers, level.load.concurrency)),
+            process=ProcessOptions(
+                workers=0 if level.load.open_loop else min(workers, level.load.concurrency), cpu_cap=cpu_cap
+            ),
         )
     except LevelAborted as err:  # raised by name, so the state machine records a failed level
         raise err.within(f"endpoint {level.endpoint_name}") from None

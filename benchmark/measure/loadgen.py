@@ -62,6 +62,9 @@ class LevelRun:
     cpu_samples: list[tuple[float, float]] = field(default_factory=list)
     usable_cpus: float | None = None
     processes: int | None = None
+    # Filled by a fanned-out level's merge (benchmark.aws.shards.merge_runs): the client-bound reasons each shard
+    # found on its own records, each prefixed with its shard.
+    shard_client_bound_reasons: list[str] = field(default_factory=list)
 
     @property
     def measured(self) -> list[RequestRecord]:

@@ -37,7 +37,9 @@ Rules (each chosen so the number means what its name says):
   request; open loop, how long after its scheduled arrival each request was handed to the client. ``client_cpu_s``:
   the client's CPU (this process and its workers) inside the steady-state window, ``client_cpus`` the CPUs it could
   use. With the coalesced share they give the verdict ``client_bound`` (rules and thresholds:
-  :mod:`benchmark.measure.selfcheck`).
+  :mod:`benchmark.measure.selfcheck`). A level fanned out over several machines (:mod:`benchmark.aws.shards`) is
+  client-bound when any shard was on its own records (``shard_client_bound_reasons``), and its client CPU is the
+  busiest shard's over the level's steady window: the share that says whether any client ran short.
 - ``derived_tokens_per_s_2023`` reproduces the 2023 benchmark's *derived* throughput,
   users x max_new_tokens x 1000 / mean(end-to-end ms), for comparison only.
 
@@ -245,6 +247,9 @@ class LevelMetrics:
     client_cpu_s: float | None = None  # client CPU seconds inside the steady window (None: not measured)
     client_cpus: float | None = None  # CPUs it could use: affinity, cgroup quota, one per event-loop process
     client_processes: int | None = None  # event-loop processes that ran the level (1: in the runner's process)
+    # A fanned-out level: what made any of its shards client-bound on its own records ("shard i of n: ...").
+    # Its client_cpu_s / client_cpus / client_processes are then the busiest shard's (benchmark.aws.shards).
+    shard_client_bound_reasons: tuple[str, ...] = ()
     # Written for readers of the file, recomputed on reading.
     JSON_SHAPE: ClassVar[JsonShape] = JsonShape(
         derived=(
@@ -276,7 +281,7 @@ class LevelMetrics:
             wait_p50_ms=wait,
             open_loop=self.open_loop,
         )
-        return client_bound_reasons(evidence)
+        return client_bound_reasons(evidence) + tuple(self.shard_client_bound_reasons)
 
     @property
     def client_bound(self) -> bool:
@@ -373,8 +378,7 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
     coalesced = sum(streamed)
     if streamed and coalesced / len(streamed) > COALESCED_LIMIT:
         notes.append(late_first_tokens_note(coalesced / len(streamed)))
-    # Read with getattr, so runs without them (stand-ins, other tools) still work: the open loop's dispatch lags,
-    # the client's CPU samples, the CPUs and processes it ran with (benchmark.measure.runner.measure_level).
+    # Read with getattr, so runs without them (stand-ins, other tools) still work: dispatch lags, the client's CPU.
     open_loop = getattr(run.spec, "request_rate", None) is not None
     lateness = list(getattr(run, "dispatch_lag_s", ())) if open_loop else send_lateness_s(measured)
     samples = getattr(run, "cpu_samples", ())
@@ -413,13 +417,16 @@ def compute_metrics(run: LevelRunLike, *, max_new_tokens: int | None = None) -> 
         client_cpu_s=client_cpu,
         client_cpus=getattr(run, "usable_cpus", None),
         client_processes=getattr(run, "processes", None),
+        shard_client_bound_reasons=tuple(getattr(run, "shard_client_bound_reasons", ())),
     )
     return _with_client_note(metrics)
 
 
 def _with_client_note(metrics: LevelMetrics) -> LevelMetrics:
-    """The notes, with what made the level client-bound besides coalesced first tokens (noted already), and advice."""
-    others = [r for r in metrics.client_bound_reasons if "coalesced" not in r]
+    """The notes, with what made the level client-bound besides coalesced first tokens over its records (noted
+    already), and advice; a shard's reasons are all noted (its coalesced share is over its own records)."""
+    shards = metrics.shard_client_bound_reasons
+    others = [r for r in metrics.client_bound_reasons if "coalesced" not in r or r in shards]
     if not others:
         return metrics
     return replace(metrics, notes=(*metrics.notes, f"client-bound: {'; '.join(others)}; {ADVICE}"))

@@ -11,6 +11,7 @@ results store, so a rerun after a crash resumes where it stopped), ``size sweep`
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import threading
 import time
@@ -27,7 +28,7 @@ from benchmark.measure.loadgen import LevelRun, run_async, run_level_with
 from benchmark.measure.metrics import LevelMetrics, compute_metrics
 from benchmark.measure.processes import Choice, choose
 from benchmark.measure.selfcheck import CpuMonitor, machine_cpus, usable_cpus
-from benchmark.measure.workers import run_in_workers
+from benchmark.measure.workers import run_in_workers, sleep_until
 from benchmark.serialize import to_data
 from catalog.errors import ConfigError, Issue
 
@@ -39,16 +40,25 @@ class ProcessOptions:
     ``None`` (the command line's default): chosen per level from its expected token rate and the CPUs there are
     (:func:`benchmark.measure.processes.choose`); ``stream_tokens_per_s`` is what a lower level of the same run
     measured per stream, the basis of that expectation (None: the assumed rate).
+
+    ``cpu_cap``: the CPUs this machine really grants the client where neither its affinity nor a cgroup quota
+    shows it (None: what they show). The load-test Lambda passes its memory's vCPU share (0.58 at 1,024 MB;
+    Lambda shows 2 vCPUs and no quota): the CPUs the level's client-bound verdict measures against
+    (:func:`benchmark.measure.selfcheck.usable_cpus`) and the automatic choice counts.
     """
 
     workers: int | None = 0
     uvloop: bool | None = False
     stream_tokens_per_s: float | None = None
+    cpu_cap: float | None = None
 
     def __post_init__(self) -> None:
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
             allowed = "must be zero (in this process), a positive integer, or unset (chosen per level)"
             raise ConfigError([Issue("workers", self.workers, allowed)])
+        cap = self.cpu_cap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int | float) or not 0 < cap < math.inf):
+            raise ConfigError([Issue("cpu_cap", cap, "must be a positive number of CPUs, or unset (none)")])
 
     @property
     def automatic(self) -> bool:
@@ -61,7 +71,7 @@ def resolve_process(spec: LoadSpec, clients: ClientFactory, process: ProcessOpti
     choice = choose(
         concurrency=spec.concurrency,
         protocol=protocol,
-        cpus=machine_cpus(),
+        cpus=machine_cpus() if process.cpu_cap is None else min(machine_cpus(), process.cpu_cap),
         stream_tokens_per_s=process.stream_tokens_per_s,
         open_loop=spec.open_loop,
     )
@@ -70,19 +80,31 @@ def resolve_process(spec: LoadSpec, clients: ClientFactory, process: ProcessOpti
     return replace(process, workers=workers, uvloop=uvloop), choice
 
 
-def measure_level(spec: LoadSpec, clients: ClientFactory, process: ProcessOptions = ProcessOptions()) -> LevelRun:
-    """Run one level, measuring the client's own CPU; raises :class:`LevelAborted` when the target fails fast."""
+def measure_level(
+    spec: LoadSpec,
+    clients: ClientFactory,
+    process: ProcessOptions = ProcessOptions(),
+    *,
+    start_at: float | None = None,
+) -> LevelRun:
+    """Run one level, measuring the client's own CPU; raises :class:`LevelAborted` when the target fails fast.
+
+    ``start_at``: when the level starts, on the ``perf_counter`` clock (a shard of a fanned-out level waits
+    for its common start); by default at once. The CPU monitor runs from the call, so it covers the wait too.
+    """
     if process.automatic:
         process, _ = resolve_process(spec, clients, process)
     workers, uvloop = process.workers or 0, bool(process.uvloop)
     with CpuMonitor() as cpu:
         if workers:
-            run = run_in_workers(spec, clients, workers, uvloop=uvloop)
+            run = run_in_workers(spec, clients, workers, uvloop=uvloop, start_at=start_at)
         else:
+            if start_at is not None:
+                sleep_until(start_at)
             run = run_async(run_level_with(spec, clients), uvloop=uvloop)
     run.cpu_samples = cpu.samples
     run.processes = min(workers, spec.concurrency) if workers else 1
-    run.usable_cpus = usable_cpus(run.processes)
+    run.usable_cpus = usable_cpus(run.processes, cap=process.cpu_cap)
     return run
 
 

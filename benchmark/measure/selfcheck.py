@@ -9,7 +9,7 @@ measures them and says whether the client, not the endpoint, bounded it. The thr
 - :data:`COALESCED_LIMIT`: share of first tokens read in one piece with later bytes;
 - :data:`CPU_BUSY_LIMIT`: the client's CPU over the steady-state window (this process and its worker processes,
   user + system) / the CPUs it can use (:func:`usable_cpus`: its CPU affinity and its cgroup's quota, but no
-  more than one per event loop it runs);
+  more than one per event loop it runs, nor than a cap its caller knows: a Lambda function's vCPU share);
 - :data:`SEND_LATENESS_LIMIT`: median send lateness / the median time a virtual user waits on the endpoint (the
   end-to-end time in a closed loop, where lateness lowers the offered load by about that share; the TTFT in an
   open loop, where lateness is inside each TTFT, measured from the scheduled arrival).
@@ -193,9 +193,16 @@ def machine_cpus() -> float:
     return float(affinity_cpus()) if quota is None else min(float(affinity_cpus()), quota)
 
 
-def usable_cpus(processes: int = 1) -> float:
-    """CPUs the client can use: :func:`machine_cpus`, and no more than one per event-loop process."""
-    return min(machine_cpus(), float(max(1, processes)))
+def usable_cpus(processes: int = 1, cap: float | None = None) -> float:
+    """CPUs the client can use: :func:`machine_cpus`, no more than one per event-loop process, nor than ``cap``.
+
+    ``cap``: the CPU time the platform grants where neither the affinity mask nor a cgroup quota shows it. AWS
+    Lambda shows small functions 2 vCPUs and documents no cgroup quota, yet grants CPU time in proportion to
+    memory (0.58 vCPU at 1,024 MB), so there the caller passes the function's share
+    (:attr:`benchmark.aws.contract.LoadTestSizing.vcpus`), or the CPU rule could never fire.
+    """
+    cpus = min(machine_cpus(), float(max(1, processes)))
+    return cpus if cap is None else min(cpus, cap)
 
 
 # --- CPU accounting ---------------------------------------------------------------------------------------------

@@ -373,6 +373,31 @@ def test_level_runs_carry_the_clients_cpu_samples_and_processes() -> None:
     assert [s[0] for s in run.cpu_samples] == sorted(s[0] for s in run.cpu_samples)
 
 
+def test_a_cpu_cap_bounds_the_usable_cpus_and_a_level_waits_for_its_start() -> None:
+    """Where the platform grants less CPU time than it shows (a Lambda function: its memory's vCPU share, no cgroup
+    quota), the caller's cap is what the CPU rule measures against; a shard's level starts at its common start."""
+    import time  # noqa: PLC0415
+
+    from benchmark.clients import ClientSpec  # noqa: PLC0415
+    from benchmark.measure.runner import ProcessOptions, measure_level, resolve_process  # noqa: PLC0415
+    from catalog.errors import ConfigError  # noqa: PLC0415
+
+    assert selfcheck.usable_cpus(4, cap=0.58) == pytest.approx(min(0.58, selfcheck.machine_cpus()))
+    assert selfcheck.usable_cpus(1, cap=64.0) == selfcheck.usable_cpus(1)  # a cap above what there is: no change
+    spec = LoadSpec(concurrency=2, duration_s=0.4, fail_fast_requests=0, timeout_s=1.0)
+    clients = ClientSpec("tgi-http", "http://127.0.0.1:9")
+    start_at = time.perf_counter() + 0.3
+    run = measure_level(spec, clients, ProcessOptions(workers=0, cpu_cap=0.25), start_at=start_at)
+    assert run.usable_cpus == pytest.approx(0.25)
+    assert run.records and min(r.start for r in run.records) >= start_at
+    assert run.cpu_samples[0][0] < start_at  # the monitor covers the wait
+    capped, _ = resolve_process(LoadSpec(concurrency=256), clients, ProcessOptions(workers=None, cpu_cap=0.58))
+    assert capped.workers == 0  # the automatic choice counts the capped CPUs: no worker on 0.58 of one
+    for bad in (0, -1.0, float("inf"), True, "1"):
+        with pytest.raises(ConfigError, match=r"cpu_cap=.*positive number of CPUs"):
+            ProcessOptions(cpu_cap=bad)  # type: ignore[arg-type]
+
+
 def test_the_command_line_chooses_per_level_unless_told() -> None:
     from benchmark.cli import build_parser  # noqa: PLC0415
     from benchmark.clients import ClientSpec  # noqa: PLC0415
