@@ -286,12 +286,14 @@ def test_connections_closed_by_a_restarting_worker_lose_no_request(servers: Call
         assert metrics.requests_resent == sum(r.resent for r in run.records)
         processed = sorted(s["prompt"] for s in server.seen(f"gunicorn-{batch}-"))
         assert len(processed) == len(set(processed))  # none twice: a resend is never a duplicate
-        # None lost silently. A worker that exits resets a connection it accepted but never read (seen about once
-        # in 400 requests on a loaded machine); when that connection was new, or it was the resend's, the rule
-        # sends nothing again, so the request is counted as an error: the server's log must show it never ran.
+        # None lost silently. A worker that exits resets or closes a connection it accepted but never read (seen
+        # about once in 400 requests on a loaded machine, twice in one batch once); when that connection was new,
+        # or it was the resend's, the rule sends nothing again, so the request is counted as an error: the
+        # server's log must show it never ran (the counts below: every other request ran exactly once).
         failed = [r for r in run.records if not r.ok]
-        assert all("ConnectionResetError" in r.error_detail for r in failed), [r.error_detail for r in failed]
-        assert len(failed) <= 1, [r.error_detail for r in failed]
+        unread = ("ConnectionResetError", "connection closed before a response")
+        assert all(any(u in r.error_detail for u in unread) for r in failed), [r.error_detail for r in failed]
+        assert len(failed) <= 2, [r.error_detail for r in failed]
         assert metrics.requests_ok == 40 - len(failed)
         assert set(processed) <= {p.text for p in prompts} and len(processed) == 40 - len(failed)
         resent += metrics.requests_resent
